@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Idempotent set-up run before `npm start` and `npm test`: installs what is
+# missing (Debian packages, node modules, the BPF object, the compiled
+# TypeScript) and does nothing when everything is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-}"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# Debian packages: clang/llvm/libbpf-dev build the XDP object, libbpf1 is
+# loaded at run time through koffi, bpftool/iproute2/ethtool are used by the
+# loader's tests, coturn provides the interop client and the reference relay.
+need_pkgs=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool make gcc libc6-dev; do
+  have "$p" || need_pkgs+=("$p")
+done
+if [ "$mode" = "--test" ]; then
+  for p in coturn tcpdump; do have "$p" || need_pkgs+=("$p"); done
+fi
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    # The coturn package may start its own turnserver on 3478; turnpike owns that port.
+    if have coturn; then
+      (systemctl disable --now coturn 2>/dev/null || service coturn stop 2>/dev/null || true) >/dev/null 2>&1
+      pkill -x turnserver 2>/dev/null || true
+    fi
+  else
+    say "missing packages (${need_pkgs[*]}); install them as root. Continuing without them."
+  fi
+fi
+
+# Node modules: npm ci when missing or when the lock file changed since.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# The XDP object (make rebuilds only when a source changed).
+if command -v clang >/dev/null; then
+  make -s -C bpf >&2
+else
+  say "clang not found: the XDP object is not built; eBPF mode auto falls back to userspace"
+fi
+
+# TypeScript: compile when any source is newer than the last build.
+stamp=dist/.build-stamp
+if [ ! -f "$stamp" ] || [ -n "$(find src test bench tsconfig.json package-lock.json -newer "$stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
+  say "compiling TypeScript"
+  npx tsc -p tsconfig.json
+  touch "$stamp"
+fi

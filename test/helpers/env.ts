@@ -1,0 +1,32 @@
+// Environment gates for tests that need root, BPF or network namespaces.
+// Outside CI they skip with a visible reason; in CI (CI=true) a missing
+// capability is a failure, because CI here runs as root and must exercise them.
+import type { TestContext } from 'node:test';
+import { execFileSync } from 'node:child_process';
+
+export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** Returns true when the test may go on; otherwise skips it (or fails it in CI). */
+export function requireCapability(t: TestContext, ok: boolean, reason: string): boolean {
+  if (ok) return true;
+  if (inCI) throw new Error(`required in CI but unavailable: ${reason}`);
+  t.skip(reason);
+  return false;
+}
+
+export function requireRoot(t: TestContext): boolean {
+  return requireCapability(t, isRoot() && process.platform === 'linux', 'needs root on Linux (network namespaces / BPF)');
+}
+
+export function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
