@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * The contract between the XDP program (bpf/turn_router.c) and the sidecar
+ * (src/sidecar/bpf/abi.ts mirrors every struct here; test/bpf/abi.test.ts
+ * proves sizes and offsets agree by reading this object's BTF).
+ *
+ * Byte order is stated beside every multi-byte field. Addresses and ports
+ * are kept in network byte order so the program compares them to packet
+ * bytes without conversion; the few host-order fields are counts and flags.
+ *
+ * Addresses of either family are stored as 16 bytes: IPv6 as is, IPv4 as an
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d), so one map serves both families.
+ */
+#ifndef TURN_ROUTER_SHARED_H
+#define TURN_ROUTER_SHARED_H
+
+#include <linux/types.h>
+
+/* ---- configuration: array map "tp_config", one slot (index 0) ---------- */
+
+#define TP_CFG_HAVE_V4 (1u << 0) /* relay_v4 is set: IPv4 may be relayed */
+#define TP_CFG_HAVE_V6 (1u << 1) /* relay_v6 is set: IPv6 may be relayed */
+
+struct tp_config {
+	__u32 flags;          /* host order: TP_CFG_* bits; 0 = not configured, pass all */
+	__u16 mtu;            /* host order: max IP packet length an output may have */
+	__be16 listen_port;   /* network order: TURN listen port */
+	__be16 port_min;      /* network order: first allocation port (inclusive) */
+	__be16 port_max;      /* network order: last allocation port (inclusive) */
+	__u32 diag_per_sec;   /* host order: perf diagnostics allowed per second per CPU */
+	__u8 relay_v4[4];     /* network order: this relay's IPv4 address */
+	__u8 relay_v6[16];    /* network order: this relay's IPv6 address */
+};
+
+/* ---- bindings --------------------------------------------------------- */
+
+/* Map "tp_chan_to_peer": ChannelData from a client -> UDP to a peer.
+ * Key: the client's transport address and the channel number it sent. */
+struct tp_chan_key {
+	__u8 client_addr[16]; /* network order, IPv4-mapped for IPv4 */
+	__be16 client_port;   /* network order */
+	__be16 channel;       /* network order: 0x4000-0x4FFF */
+};
+
+struct tp_chan_value {
+	__u8 peer_addr[16];   /* network order, IPv4-mapped for IPv4 */
+	__be16 peer_port;     /* network order */
+	__be16 alloc_port;    /* network order: the allocation's relayed port in the peer's family */
+};
+
+/* Map "tp_peer_to_chan": UDP from a peer to an allocation port -> ChannelData
+ * to the client. Key: the peer's transport address and the allocation port
+ * it sent to (the relayed address's family is the peer's family). */
+struct tp_peer_key {
+	__u8 peer_addr[16];   /* network order, IPv4-mapped for IPv4 */
+	__be16 peer_port;     /* network order */
+	__be16 alloc_port;    /* network order */
+};
+
+struct tp_peer_value {
+	__u8 client_addr[16]; /* network order, IPv4-mapped for IPv4 */
+	__be16 client_port;   /* network order */
+	__be16 channel;       /* network order */
+};
+
+/* ---- counters: per-CPU arrays ----------------------------------------- */
+
+/* Paths, index into "tp_path_stats". Families: 4 or 6 of the input and of
+ * the output packet. */
+enum tp_path {
+	TP_PATH_CHAN_TO_UDP_44 = 0,
+	TP_PATH_CHAN_TO_UDP_46,
+	TP_PATH_CHAN_TO_UDP_64,
+	TP_PATH_CHAN_TO_UDP_66,
+	TP_PATH_UDP_TO_CHAN_44,
+	TP_PATH_UDP_TO_CHAN_46,
+	TP_PATH_UDP_TO_CHAN_64,
+	TP_PATH_UDP_TO_CHAN_66,
+	TP_PATH_CHAN_TO_CHAN_44,
+	TP_PATH_CHAN_TO_CHAN_46,
+	TP_PATH_CHAN_TO_CHAN_64,
+	TP_PATH_CHAN_TO_CHAN_66,
+	TP_PATH_MAX
+};
+
+struct tp_path_stats {
+	__u64 packets;        /* host order */
+	__u64 bytes;          /* host order: application payload, without the 4-byte ChannelData header or padding */
+};
+
+/* Why a frame was passed to userspace or dropped; index into "tp_reasons"
+ * (per-CPU __u64 counts, host order). The sidecar uses these names. */
+enum tp_reason {
+	TP_PASS_NOT_CONFIGURED = 0, /* config slot not written (flags == 0) */
+	TP_PASS_NOT_IP,             /* not IPv4/IPv6 (ARP, ...) */
+	TP_PASS_VLAN,               /* 802.1Q/802.1ad tagged */
+	TP_PASS_NOT_UDP,
+	TP_PASS_IP_OPTIONS,         /* IPv4 IHL > 5 */
+	TP_PASS_FRAGMENT,           /* IPv4 MF or offset, IPv6 fragment header */
+	TP_PASS_IPV6_EXT,           /* IPv6 extension header */
+	TP_PASS_NOT_RELAY_ADDR,     /* destination is not this relay's address */
+	TP_PASS_NOT_RELAY_PORT,     /* destination port is neither listen nor allocation port */
+	TP_PASS_STUN,               /* STUN message (first two bits 00) or too short for ChannelData */
+	TP_PASS_BAD_CHANNEL_DATA,   /* ChannelData whose length does not match the datagram */
+	TP_PASS_NO_BINDING,         /* no installed binding: the relay decides */
+	TP_PASS_FAMILY_UNAVAILABLE, /* output family has no configured relay address */
+	TP_PASS_TOO_BIG,            /* the output would exceed the MTU */
+	TP_PASS_TRUNCATED,          /* headers shorter than their lengths say */
+	TP_DROP_ADJUST_HEAD,        /* bpf_xdp_adjust_head failed after the rewrite began */
+	TP_DROP_ADJUST_TAIL,        /* bpf_xdp_adjust_tail failed after the rewrite began */
+	TP_DROP_BOUNDS,             /* bounds check failed after the rewrite began */
+	TP_REASON_MAX
+};
+
+/* ---- diagnostics: perf event array "tp_diag" ---------------------------- */
+
+enum tp_diag_kind {
+	TP_DIAG_DROP = 1,          /* a frame was dropped; reason and helper return code set */
+	TP_DIAG_MISCONFIG = 2,     /* configuration cannot work (e.g. port_min > port_max) */
+};
+
+struct tp_diag_event {
+	__u32 kind;                /* host order: enum tp_diag_kind */
+	__u32 reason;              /* host order: enum tp_reason */
+	__s32 ret;                 /* host order: the failing helper's return code (negative errno) */
+	__u32 path;                /* host order: enum tp_path, or TP_PATH_MAX when none */
+	__u64 timestamp_ns;        /* host order: bpf_ktime_get_ns() */
+};
+
+/* Per-CPU token bucket "tp_diag_budget" (one slot) limiting tp_diag. */
+struct tp_diag_budget {
+	__u64 window_start_ns;     /* host order */
+	__u32 sent;                /* host order: events sent in this one-second window */
+	__u32 suppressed;          /* host order: events not sent in this window */
+};
+
+#endif /* TURN_ROUTER_SHARED_H */

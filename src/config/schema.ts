@@ -1,0 +1,121 @@
+// The one configuration schema. Every layer (defaults, file, environment, CLI)
+// produces a raw object of this shape, with strings allowed wherever an
+// operator would type a list or range; the schema parses and checks it.
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseCidr } from './cidr.ts';
+
+const port = z.coerce.number().int().min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
+const positiveInt = z.coerce.number().int().positive();
+
+const ip = (family: 4 | 6 | 0) =>
+  z.string().trim().refine((s) => (family === 0 ? isIP(s) !== 0 : isIP(s) === family), {
+    message: family === 0 ? 'not an IP address' : `not an IPv${family} address`,
+  });
+
+/** `a,b,c` or an array -> string[]; empty strings dropped. */
+const list = <T extends z.ZodType>(item: T) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v),
+    z.array(item),
+  );
+
+const cidr = z.string().trim().superRefine((s, ctx) => {
+  try {
+    parseCidr(s);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+  }
+});
+
+const user = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    const i = v.indexOf(':');
+    return i < 0 ? { username: v } : { username: v.slice(0, i), password: v.slice(i + 1) };
+  },
+  z.object({
+    username: z.string().min(1, 'empty user name'),
+    password: z.string({ error: 'expected user:password' }).min(1, 'empty password'),
+  }),
+);
+
+const portRange = z
+  .preprocess(
+    (v) => {
+      if (typeof v !== 'string') return v;
+      const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(v);
+      return m ? { min: m[1], max: m[2] } : v;
+    },
+    z.object({ min: port, max: port }, { error: 'expected LOW-HIGH, e.g. 49152-65535' }),
+  )
+  .refine((r) => r.min <= r.max, { message: 'LOW must not be above HIGH' });
+
+const hostPort = z.string().trim().transform((s, ctx) => {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(s);
+  const p = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || isIP(m[1]) === 0 || !(p >= 0 && p <= 65535)) {
+    ctx.addIssue({ code: 'custom', message: 'expected HOST:PORT with an IP address, e.g. 127.0.0.1:9469' });
+    return z.NEVER;
+  }
+  return { host: m[1], port: p };
+});
+
+const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
+
+export const configSchema = z
+  .object({
+    listenPort: port.default(3478),
+    listenAddresses: list(ip(0)).default(['0.0.0.0', '::']),
+    publicIpv4: ip(4).optional(),
+    publicIpv6: ip(6).optional(),
+    portRange: portRange.default({ min: 49152, max: 65535 }),
+    realm: z.string().trim().min(1).default('turnpike'),
+    users: list(user).default([]),
+    restSecret: z.string().min(8, 'must be at least 8 characters').optional(),
+    firezoneSecret: z.string().min(8, 'must be at least 8 characters').optional(),
+    allowedPeers: list(cidr).default([]),
+    deniedPeers: list(cidr).default([]),
+    defaultLifetime: positiveInt.max(3600).default(600),
+    maxLifetime: positiveInt.max(86400).default(3600),
+    maxAllocations: positiveInt.default(100_000),
+    maxAllocationsPerUser: positiveInt.default(100),
+    unauthRatePerSecond: positiveInt.default(50),
+    nonceLifetime: positiveInt.default(3600),
+    software: z.string().default('turnpike'),
+
+    ebpf: z.enum(['off', 'auto', 'required']).default('auto'),
+    interface: z.string().trim().min(1).optional(),
+    xdpMode: z.enum(['native', 'skb']).default('native'),
+    mapCapacity: positiveInt.max(16_777_216).default(65_536),
+    keepPinned: bool.default(false),
+    perfPages: positiveInt.default(8),
+    mtu: positiveInt.min(576).max(9000).default(1500),
+
+    socket: z.string().min(1).optional(),
+    stateDir: z.string().min(1).optional(),
+    relayUser: z.string().min(1).default('nobody'),
+    admin: hostPort.default({ host: '127.0.0.1', port: 9469 }),
+    log: z.string().default('info'),
+
+    posthogKey: z.string().min(1).optional(),
+    posthogHost: z.url().optional(),
+    posthogSecretKey: z.string().min(1).optional(),
+    flagsInterval: positiveInt.default(60),
+    sentryDsn: z.url().optional(),
+    environment: z.string().default('production'),
+    otlpEndpoint: z.string().min(1).optional(),
+    metricsInterval: positiveInt.default(15),
+  })
+  .strict()
+  .refine((c) => c.defaultLifetime <= c.maxLifetime, {
+    path: ['defaultLifetime'],
+    message: 'must not exceed maxLifetime',
+  })
+  .refine((c) => c.listenPort < c.portRange.min || c.listenPort > c.portRange.max, {
+    path: ['listenPort'],
+    message: 'must lie outside portRange',
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type RawConfig = Record<string, unknown>;
