@@ -1,0 +1,367 @@
+// The relay's state tables: allocations (by 5-tuple and by relayed port),
+// their permissions and channels, port reservations, and the one timer heap
+// that expires them all. No protocol parsing here: the server decides, this
+// module keeps the tables consistent and emits the data-plane outputs that
+// every change implies (so the kernel maps never lag the relay's own view).
+//
+// Rules (RFC 8656):
+// - A permission is keyed by the peer's IP only; the port is ignored (§9).
+//   Lifetime 300 s, refreshed by CreatePermission or ChannelBind (§9.2, §12.2).
+// - A channel lives 600 s unless refreshed (§12). When it expires it is
+//   unbound for the data plane at once, but the channel number and the peer
+//   address stay held for 300 s more: during the hold neither may be bound
+//   to anything else; rebinding the same pair revives it (§12.2).
+// - Deleting an allocation unbinds its channels first, then closes its ports.
+import type { ChannelBinding, DataPlaneEvent, Family, LocalEndpoint, Output, TransportAddress } from './types.ts';
+import { TimerHeap, type Timer } from './timer-heap.ts';
+import { PortPool, type PortRange } from './port-pool.ts';
+
+export const PERMISSION_LIFETIME_MS = 300_000;
+export const CHANNEL_LIFETIME_MS = 600_000;
+export const CHANNEL_HOLD_MS = 300_000;
+export const RESERVATION_LIFETIME_MS = 30_000;
+
+export type Timed =
+  | { readonly kind: 'allocation'; readonly allocation: Allocation }
+  | { readonly kind: 'permission'; readonly permission: Permission }
+  | { readonly kind: 'channel'; readonly channel: Channel }
+  | { readonly kind: 'reservation'; readonly reservation: Reservation };
+
+export interface RelayedPorts {
+  v4?: number;
+  v6?: number;
+}
+
+export interface Allocation {
+  readonly fiveTuple: string;
+  readonly client: TransportAddress;
+  /** The listen endpoint the client talks to (responses and Data leave from it). */
+  readonly local: LocalEndpoint;
+  readonly username: string;
+  /** Long-term credential key the allocation was created with. */
+  readonly key: Uint8Array;
+  readonly ports: Readonly<RelayedPorts>;
+  expiresAt: number;
+  readonly timer: Timer<Timed>;
+  /** By peer IP text. */
+  readonly permissions: Map<string, Permission>;
+  readonly channelsByNumber: Map<number, Channel>;
+  /** By peer transport address key (ip|port). */
+  readonly channelsByPeer: Map<string, Channel>;
+  /** The Allocate transaction that created it and its encoded answer (replayed on retransmission). */
+  readonly transactionKey: string;
+  readonly response: Uint8Array;
+}
+
+export interface Permission {
+  readonly allocation: Allocation;
+  readonly peerIp: string;
+  expiresAt: number;
+  readonly timer: Timer<Timed>;
+}
+
+export interface Channel {
+  readonly allocation: Allocation;
+  readonly number: number;
+  readonly peer: TransportAddress;
+  readonly peerKey: string;
+  /** 'held' = expired, no longer relaying, kept to block reuse. */
+  state: 'active' | 'held';
+  binding: ChannelBinding;
+  readonly timer: Timer<Timed>;
+}
+
+export interface Reservation {
+  readonly token: string;
+  readonly family: Family;
+  readonly port: number;
+  readonly timer: Timer<Timed>;
+}
+
+export function fiveTupleKey(local: LocalEndpoint, client: TransportAddress): string {
+  return `${local.family}/${local.port}|${client.address}|${client.port}`;
+}
+
+export function portKey(family: Family, port: number): string {
+  return `${family}/${port}`;
+}
+
+export function peerKey(peer: TransportAddress): string {
+  return `${peer.address}|${peer.port}`;
+}
+
+export type ChannelBindResult = 'bound' | 'refreshed' | 'conflict';
+
+export interface NewAllocation {
+  readonly client: TransportAddress;
+  readonly local: LocalEndpoint;
+  readonly username: string;
+  readonly key: Uint8Array;
+  readonly ports: RelayedPorts;
+  readonly expiresAt: number;
+  readonly transactionKey: string;
+  readonly response: Uint8Array;
+}
+
+export class RelayState {
+  readonly byFiveTuple = new Map<string, Allocation>();
+  readonly byPort = new Map<string, Allocation>();
+  readonly reservations = new Map<string, Reservation>();
+  readonly pools: Readonly<Record<Family, PortPool>>;
+  readonly #perUser = new Map<string, number>();
+  readonly #heap = new TimerHeap<Timed>();
+  #permissions = 0;
+  #channels = 0;
+
+  constructor(
+    range: PortRange,
+    private readonly emit: (out: Output) => void,
+  ) {
+    this.pools = { 4: new PortPool(range), 6: new PortPool(range) };
+  }
+
+  get allocations(): number {
+    return this.byFiveTuple.size;
+  }
+  get permissions(): number {
+    return this.#permissions;
+  }
+  /** Active (relaying) channels; held ones are not counted. */
+  get channels(): number {
+    return this.#channels;
+  }
+  allocationsOf(username: string): number {
+    return this.#perUser.get(username) ?? 0;
+  }
+  nextDeadline(): number | undefined {
+    return this.#heap.peek();
+  }
+
+  // -- allocations ---------------------------------------------------------
+
+  /** Record an allocation whose ports are already taken in the pools and opened. */
+  addAllocation(n: NewAllocation): Allocation {
+    const a: Allocation = {
+      fiveTuple: fiveTupleKey(n.local, n.client),
+      client: n.client,
+      local: n.local,
+      username: n.username,
+      key: n.key,
+      ports: { ...n.ports },
+      expiresAt: n.expiresAt,
+      timer: undefined as unknown as Timer<Timed>,
+      permissions: new Map(),
+      channelsByNumber: new Map(),
+      channelsByPeer: new Map(),
+      transactionKey: n.transactionKey,
+      response: n.response,
+    };
+    (a as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'allocation', allocation: a });
+    this.byFiveTuple.set(a.fiveTuple, a);
+    if (a.ports.v4 !== undefined) this.byPort.set(portKey(4, a.ports.v4), a);
+    if (a.ports.v6 !== undefined) this.byPort.set(portKey(6, a.ports.v6), a);
+    this.#perUser.set(a.username, this.allocationsOf(a.username) + 1);
+    this.#heap.schedule(a.timer, a.expiresAt);
+    return a;
+  }
+
+  refreshAllocation(a: Allocation, expiresAt: number): void {
+    a.expiresAt = expiresAt;
+    this.#heap.schedule(a.timer, expiresAt);
+  }
+
+  /** Delete an allocation: unbind its channels, drop permissions, close and free its ports. */
+  removeAllocation(a: Allocation): void {
+    if (this.byFiveTuple.get(a.fiveTuple) !== a) return;
+    this.byFiveTuple.delete(a.fiveTuple);
+    this.#heap.cancel(a.timer);
+    for (const c of a.channelsByNumber.values()) {
+      this.#heap.cancel(c.timer);
+      if (c.state === 'active') {
+        this.#channels--;
+        this.#event({ type: 'channel-unbound', binding: c.binding });
+      }
+    }
+    a.channelsByNumber.clear();
+    a.channelsByPeer.clear();
+    for (const p of a.permissions.values()) this.#heap.cancel(p.timer);
+    this.#permissions -= a.permissions.size;
+    a.permissions.clear();
+    for (const family of [4, 6] as const) {
+      const port = family === 4 ? a.ports.v4 : a.ports.v6;
+      if (port === undefined) continue;
+      this.byPort.delete(portKey(family, port));
+      this.pools[family].release(port);
+      this.#event({ type: 'allocation-port-closed', family, port, client: a.client });
+      this.emit({ kind: 'close-port', family, port });
+    }
+    const n = this.allocationsOf(a.username) - 1;
+    if (n > 0) this.#perUser.set(a.username, n);
+    else this.#perUser.delete(a.username);
+  }
+
+  // -- permissions ---------------------------------------------------------
+
+  /** Install or refresh the permission for `peerIp` (RFC 8656 §9). */
+  installPermission(a: Allocation, peerIp: string, now: number): void {
+    let p = a.permissions.get(peerIp);
+    if (p === undefined) {
+      const created: Permission = { allocation: a, peerIp, expiresAt: 0, timer: undefined as unknown as Timer<Timed> };
+      (created as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'permission', permission: created });
+      a.permissions.set(peerIp, created);
+      this.#permissions++;
+      p = created;
+    }
+    p.expiresAt = now + PERMISSION_LIFETIME_MS;
+    this.#heap.schedule(p.timer, p.expiresAt);
+  }
+
+  hasPermission(a: Allocation, peerIp: string): boolean {
+    return a.permissions.has(peerIp);
+  }
+
+  // -- channels ------------------------------------------------------------
+
+  /** Would binding `number` to `peer` break the rebinding rules of RFC 8656 §12.2 (held entries included)? */
+  channelConflict(a: Allocation, number: number, peer: TransportAddress): boolean {
+    const byNumber = a.channelsByNumber.get(number);
+    const byPeer = a.channelsByPeer.get(peerKey(peer));
+    return (byNumber !== undefined && byNumber.peerKey !== peerKey(peer)) || (byPeer !== undefined && byPeer.number !== number);
+  }
+
+  /**
+   * Bind or refresh a channel. Emits channel-bound / channel-refreshed before
+   * returning, so a caller that queues the success response afterwards keeps
+   * the "install first, answer after" order. Does not touch permissions.
+   */
+  bindChannel(a: Allocation, number: number, peer: TransportAddress, now: number): ChannelBindResult {
+    if (this.channelConflict(a, number, peer)) return 'conflict';
+    const expiresAt = now + CHANNEL_LIFETIME_MS;
+    const allocationPort = (peer.family === 4 ? a.ports.v4 : a.ports.v6) ?? 0;
+    const binding: ChannelBinding = {
+      client: a.client,
+      channel: number,
+      peer,
+      allocationPort,
+      allocationPorts: { ...a.ports },
+      expiresAt,
+    };
+    const existing = a.channelsByNumber.get(number);
+    if (existing !== undefined) {
+      const revived = existing.state === 'held';
+      existing.state = 'active';
+      existing.binding = binding;
+      this.#heap.schedule(existing.timer, expiresAt);
+      if (revived) {
+        this.#channels++;
+        this.#event({ type: 'channel-bound', binding });
+        return 'bound';
+      }
+      this.#event({ type: 'channel-refreshed', binding });
+      return 'refreshed';
+    }
+    const c: Channel = {
+      allocation: a,
+      number,
+      peer,
+      peerKey: peerKey(peer),
+      state: 'active',
+      binding,
+      timer: undefined as unknown as Timer<Timed>,
+    };
+    (c as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'channel', channel: c });
+    a.channelsByNumber.set(number, c);
+    a.channelsByPeer.set(c.peerKey, c);
+    this.#channels++;
+    this.#heap.schedule(c.timer, expiresAt);
+    this.#event({ type: 'channel-bound', binding });
+    return 'bound';
+  }
+
+  /** The active channel with this number, if any. */
+  activeChannel(a: Allocation, number: number): Channel | undefined {
+    const c = a.channelsByNumber.get(number);
+    return c?.state === 'active' ? c : undefined;
+  }
+
+  /** The active channel bound to this peer transport address, if any. */
+  activeChannelToPeer(a: Allocation, peer: TransportAddress): Channel | undefined {
+    const c = a.channelsByPeer.get(peerKey(peer));
+    return c?.state === 'active' ? c : undefined;
+  }
+
+  // -- reservations (EVEN-PORT R bit, RFC 8656 §7.2) ------------------------
+
+  /** Hold `port` (already taken in its pool) under `token` until now + 30 s. */
+  addReservation(token: string, family: Family, port: number, now: number): void {
+    const r: Reservation = { token, family, port, timer: undefined as unknown as Timer<Timed> };
+    (r as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'reservation', reservation: r });
+    this.reservations.set(token, r);
+    this.#heap.schedule(r.timer, now + RESERVATION_LIFETIME_MS);
+  }
+
+  /** Remove a reservation and hand its port to the caller (still taken in the pool). */
+  claimReservation(token: string): Reservation | undefined {
+    const r = this.reservations.get(token);
+    if (r === undefined) return undefined;
+    this.reservations.delete(token);
+    this.#heap.cancel(r.timer);
+    return r;
+  }
+
+  // -- time ------------------------------------------------------------------
+
+  /** Expire everything due at `now`. */
+  expire(now: number): void {
+    for (let t = this.#heap.popDue(now); t !== undefined; t = this.#heap.popDue(now)) {
+      const timed = t.item;
+      switch (timed.kind) {
+        case 'allocation':
+          this.removeAllocation(timed.allocation);
+          break;
+        case 'permission': {
+          const p = timed.permission;
+          p.allocation.permissions.delete(p.peerIp);
+          this.#permissions--;
+          break;
+        }
+        case 'channel': {
+          const c = timed.channel;
+          if (c.state === 'active') {
+            c.state = 'held';
+            this.#channels--;
+            this.#event({ type: 'channel-unbound', binding: c.binding });
+            this.#heap.schedule(c.timer, c.binding.expiresAt + CHANNEL_HOLD_MS);
+          } else {
+            c.allocation.channelsByNumber.delete(c.number);
+            c.allocation.channelsByPeer.delete(c.peerKey);
+          }
+          break;
+        }
+        case 'reservation': {
+          const r = timed.reservation;
+          this.reservations.delete(r.token);
+          this.pools[r.family].release(r.port);
+          break;
+        }
+      }
+    }
+  }
+
+  /** Current ports and active channels as events, for re-announcing to a restarted data plane. */
+  snapshot(): DataPlaneEvent[] {
+    const out: DataPlaneEvent[] = [];
+    for (const a of this.byFiveTuple.values()) {
+      if (a.ports.v4 !== undefined) out.push({ type: 'allocation-port-opened', family: 4, port: a.ports.v4, client: a.client });
+      if (a.ports.v6 !== undefined) out.push({ type: 'allocation-port-opened', family: 6, port: a.ports.v6, client: a.client });
+      for (const c of a.channelsByNumber.values()) {
+        if (c.state === 'active') out.push({ type: 'channel-bound', binding: c.binding });
+      }
+    }
+    return out;
+  }
+
+  #event(event: DataPlaneEvent): void {
+    this.emit({ kind: 'event', event });
+  }
+}
