@@ -1,3 +1,9 @@
+// Long-term credential sources. Each answers "what is the password for this
+// username now?"; the server turns that into the MD5 key (longTermKey).
+// Ephemeral schemes (coturn REST, Firezone) derive the password from the
+// username and a shared secret, so they need no user table.
+import { createHash, createHmac } from 'node:crypto';
+
 /**
  * A source of long-term credential passwords.
  * `now` is ms since the epoch; undefined = unknown user or expired credential.
@@ -14,53 +20,99 @@ export interface RestCredential {
 }
 
 /** Static users: a map, a record, or `[user, pass]` pairs. */
-export function createStaticCredentials(users: ReadonlyMap<string, string> | Readonly<Record<string, string>> | ReadonlyArray<readonly [string, string]>): CredentialSource {
-  void users;
-  throw new Error('TODO');
+export function createStaticCredentials(
+  users: ReadonlyMap<string, string> | Readonly<Record<string, string>> | ReadonlyArray<readonly [string, string]>,
+): CredentialSource {
+  const table = new Map<string, string>(
+    users instanceof Map ? users : Array.isArray(users) ? (users as ReadonlyArray<readonly [string, string]>) : Object.entries(users),
+  );
+  return { passwordFor: (username) => table.get(username) };
+}
+
+/**
+ * The expiry (unix seconds) at the front of `expiry:rest` or a bare `expiry`;
+ * undefined when the username does not start with a plain decimal number.
+ */
+function leadingExpiry(username: string): number | undefined {
+  const colon = username.indexOf(':');
+  const head = colon < 0 ? username : username.slice(0, colon);
+  if (!/^\d{1,12}$/.test(head)) return undefined;
+  return Number(head);
+}
+
+/** Still valid at `now` (ms): expiry is the last second the credential is accepted. */
+function unexpired(expiry: number, now: number): boolean {
+  return expiry * 1000 >= now;
+}
+
+/** The REST password for a username (coturn formula: base64(HMAC-SHA1(secret, username))). */
+export function restPassword(secret: string, username: string): string {
+  return createHmac('sha1', secret).update(username, 'utf8').digest('base64');
 }
 
 /**
  * coturn TURN REST API (use-auth-secret): username `expiry:user` or a bare
  * `expiry` (unix seconds), password = base64(HMAC-SHA1(secret, username)).
- * Several secrets may be given (rotation): any of them works.
+ * A list is accepted for configuration convenience, but only its first
+ * secret is used: a lookup returns one password, and a chain stops at the
+ * first source that answers, so secret rotation cannot be expressed here.
  */
 export function createRestCredentials(secret: string | readonly string[]): CredentialSource {
-  void secret;
-  throw new Error('TODO');
+  const secrets = typeof secret === 'string' ? [secret] : [...secret];
+  if (secrets.length === 0 || secrets.some((s) => s.length === 0)) throw new Error('REST secret must not be empty');
+  const current = secrets[0]!;
+  return {
+    passwordFor(username, now) {
+      const expiry = leadingExpiry(username);
+      if (expiry === undefined || !unexpired(expiry, now)) return undefined;
+      return restPassword(current, username);
+    },
+  };
+}
+
+/** The Firezone password for `expiry:salt`: unpadded base64 of SHA-256("expiry:secret:salt"). */
+export function firezonePassword(secret: string, expiry: number, salt: string): string {
+  return createHash('sha256').update(`${expiry}:${secret}:${salt}`, 'utf8').digest('base64').replace(/=+$/, '');
 }
 
 /** Firezone: username `expiry:salt`, password = unpadded base64(SHA-256("expiry:secret:salt")). */
 export function createFirezoneCredentials(secret: string): CredentialSource {
-  void secret;
-  throw new Error('TODO');
+  if (secret.length === 0) throw new Error('Firezone secret must not be empty');
+  return {
+    passwordFor(username, now) {
+      const colon = username.indexOf(':');
+      if (colon < 0) return undefined;
+      const expiry = leadingExpiry(username);
+      const salt = username.slice(colon + 1);
+      if (expiry === undefined || salt.length === 0 || !unexpired(expiry, now)) return undefined;
+      return firezonePassword(secret, expiry, salt);
+    },
+  };
 }
 
 /** Tries each source in order; the first password found wins. */
 export function createCredentialChain(sources: readonly CredentialSource[]): CredentialSource {
-  void sources;
-  throw new Error('TODO');
-}
-
-/** The REST password for a username (coturn formula). */
-export function restPassword(secret: string, username: string): string {
-  void secret; void username;
-  throw new Error('TODO');
-}
-
-/** The Firezone password for `expiry:salt`. */
-export function firezonePassword(secret: string, expiry: number, salt: string): string {
-  void secret; void expiry; void salt;
-  throw new Error('TODO');
+  const list = [...sources];
+  return {
+    passwordFor(username, now) {
+      for (const s of list) {
+        const p = s.passwordFor(username, now);
+        if (p !== undefined) return p;
+      }
+      return undefined;
+    },
+  };
 }
 
 /** Mint a coturn-style REST credential valid for ttlSeconds from `now` (ms). Empty/undefined user -> bare expiry username. */
 export function mintRestCredential(secret: string, user: string | undefined, ttlSeconds: number, now: number): RestCredential {
-  void secret; void user; void ttlSeconds; void now;
-  throw new Error('TODO');
+  const expiry = Math.floor(now / 1000) + Math.floor(ttlSeconds);
+  const username = user ? `${expiry}:${user}` : `${expiry}`;
+  return { username, password: restPassword(secret, username), expiry };
 }
 
 /** Mint a Firezone-style credential (username `expiry:salt`). */
 export function mintFirezoneCredential(secret: string, salt: string, ttlSeconds: number, now: number): RestCredential {
-  void secret; void salt; void ttlSeconds; void now;
-  throw new Error('TODO');
+  const expiry = Math.floor(now / 1000) + Math.floor(ttlSeconds);
+  return { username: `${expiry}:${salt}`, password: firezonePassword(secret, expiry, salt), expiry };
 }
