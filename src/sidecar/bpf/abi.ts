@@ -1,0 +1,329 @@
+// TypeScript mirror of bpf/turn_router_shared.h: struct layouts, enums and
+// encoders/decoders for every map key and value. test/bpf/abi.test.ts
+// compares STRUCTS and ENUMS with the BTF of the compiled object, so a change
+// to the header that is not made here fails the suite.
+//
+// Byte order follows the header: addresses and ports in network order
+// (big-endian), counts and flags in host order (little-endian here; BPF
+// targets share the host's order).
+import { isIP } from 'node:net';
+import { addressBytes } from '../../config/cidr.ts';
+
+export interface FieldLayout {
+  readonly offset: number;
+  readonly size: number;
+}
+export interface StructLayout {
+  readonly size: number;
+  readonly fields: Readonly<Record<string, FieldLayout>>;
+}
+
+export const STRUCTS = {
+  tp_config: {
+    size: 36,
+    fields: {
+      flags: { offset: 0, size: 4 },
+      mtu: { offset: 4, size: 2 },
+      listen_port: { offset: 6, size: 2 },
+      port_min: { offset: 8, size: 2 },
+      port_max: { offset: 10, size: 2 },
+      diag_per_sec: { offset: 12, size: 4 },
+      relay_v4: { offset: 16, size: 4 },
+      relay_v6: { offset: 20, size: 16 },
+    },
+  },
+  tp_chan_key: {
+    size: 20,
+    fields: { client_addr: { offset: 0, size: 16 }, client_port: { offset: 16, size: 2 }, channel: { offset: 18, size: 2 } },
+  },
+  tp_chan_value: {
+    size: 20,
+    fields: { peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 } },
+  },
+  tp_peer_key: {
+    size: 20,
+    fields: { peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 } },
+  },
+  tp_peer_value: {
+    size: 20,
+    fields: { client_addr: { offset: 0, size: 16 }, client_port: { offset: 16, size: 2 }, channel: { offset: 18, size: 2 } },
+  },
+  tp_path_stats: {
+    size: 16,
+    fields: { packets: { offset: 0, size: 8 }, bytes: { offset: 8, size: 8 } },
+  },
+  tp_diag_event: {
+    size: 24,
+    fields: {
+      kind: { offset: 0, size: 4 },
+      reason: { offset: 4, size: 4 },
+      ret: { offset: 8, size: 4 },
+      path: { offset: 12, size: 4 },
+      timestamp_ns: { offset: 16, size: 8 },
+    },
+  },
+  tp_diag_budget: {
+    size: 16,
+    fields: { window_start_ns: { offset: 0, size: 8 }, sent: { offset: 8, size: 4 }, suppressed: { offset: 12, size: 4 } },
+  },
+} as const satisfies Record<string, StructLayout>;
+
+export const TP_CFG_HAVE_V4 = 1 << 0;
+export const TP_CFG_HAVE_V6 = 1 << 1;
+
+/** Stable names in enum tp_path order (index = value). */
+export const PATH_NAMES = [
+  'chan_to_udp_44',
+  'chan_to_udp_46',
+  'chan_to_udp_64',
+  'chan_to_udp_66',
+  'udp_to_chan_44',
+  'udp_to_chan_46',
+  'udp_to_chan_64',
+  'udp_to_chan_66',
+  'chan_to_chan_44',
+  'chan_to_chan_46',
+  'chan_to_chan_64',
+  'chan_to_chan_66',
+] as const;
+export type PathName = (typeof PATH_NAMES)[number];
+export const TP_PATH_MAX = PATH_NAMES.length;
+
+/** Stable names in enum tp_reason order (index = value). */
+export const REASON_NAMES = [
+  'pass_not_configured',
+  'pass_not_ip',
+  'pass_vlan',
+  'pass_not_udp',
+  'pass_ip_options',
+  'pass_fragment',
+  'pass_ipv6_ext',
+  'pass_not_relay_addr',
+  'pass_not_relay_port',
+  'pass_stun',
+  'pass_bad_channel_data',
+  'pass_no_binding',
+  'pass_family_unavailable',
+  'pass_too_big',
+  'pass_truncated',
+  'drop_adjust_head',
+  'drop_adjust_tail',
+  'drop_bounds',
+] as const;
+export type ReasonName = (typeof REASON_NAMES)[number];
+export const TP_REASON_MAX = REASON_NAMES.length;
+
+export const TP_DIAG_DROP = 1;
+export const TP_DIAG_MISCONFIG = 2;
+export const DIAG_KIND_NAMES: Readonly<Record<number, string>> = { 1: 'drop', 2: 'misconfig' };
+
+/** C enums as the header spells them, for the BTF comparison. */
+export const ENUMS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
+  tp_path: {
+    ...Object.fromEntries(PATH_NAMES.map((n, i) => [`TP_PATH_${n.toUpperCase()}`, i])),
+    TP_PATH_MAX,
+  },
+  tp_reason: {
+    ...Object.fromEntries(REASON_NAMES.map((n, i) => [`TP_${n.toUpperCase()}`, i])),
+    TP_REASON_MAX,
+  },
+  tp_diag_kind: { TP_DIAG_DROP, TP_DIAG_MISCONFIG },
+};
+
+export const XDP_ACTION_NAMES = ['XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT'] as const;
+export const XDP_ABORTED = 0;
+export const XDP_DROP = 1;
+export const XDP_PASS = 2;
+export const XDP_TX = 3;
+export const XDP_REDIRECT = 4;
+
+// ---- transport addresses --------------------------------------------------
+
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Text form of a 16-byte address: dotted quad for IPv4-mapped, else compressed IPv6. */
+export function addressText(b: Uint8Array): string {
+  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  if (mapped) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
+  // longest run of >= 2 zero groups becomes "::" (RFC 5952)
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+function checkPort(port: number, what: string): number {
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`${what} must be 0-65535, got ${port}`);
+  return port;
+}
+
+function checkAddress(address: string, what: string): Uint8Array {
+  if (isIP(address) === 0) throw new RangeError(`${what} is not an IP address: ${address}`);
+  return addressBytes(address);
+}
+
+// ---- encoders / decoders (one per struct) ---------------------------------
+
+export interface TpConfig {
+  readonly flags: number;
+  readonly mtu: number;
+  readonly listenPort: number;
+  readonly portMin: number;
+  readonly portMax: number;
+  readonly diagPerSec: number;
+  readonly relayV4?: string | undefined;
+  readonly relayV6?: string | undefined;
+}
+
+export function encodeConfig(c: Omit<TpConfig, 'flags'> & { flags?: number }): Uint8Array {
+  const out = new Uint8Array(STRUCTS.tp_config.size);
+  const v = new DataView(out.buffer);
+  let flags = c.flags ?? 0;
+  if (c.relayV4 !== undefined) {
+    if (isIP(c.relayV4) !== 4) throw new RangeError(`relayV4 is not an IPv4 address: ${c.relayV4}`);
+    out.set(addressBytes(c.relayV4).subarray(12), 16);
+    flags |= TP_CFG_HAVE_V4;
+  }
+  if (c.relayV6 !== undefined) {
+    if (isIP(c.relayV6) !== 6) throw new RangeError(`relayV6 is not an IPv6 address: ${c.relayV6}`);
+    out.set(addressBytes(c.relayV6), 20);
+    flags |= TP_CFG_HAVE_V6;
+  }
+  if (!Number.isInteger(c.mtu) || c.mtu < 68 || c.mtu > 0xffff) throw new RangeError(`mtu must be 68-65535, got ${c.mtu}`);
+  v.setUint32(0, flags, true);
+  v.setUint16(4, c.mtu, true);
+  v.setUint16(6, checkPort(c.listenPort, 'listenPort'), false);
+  v.setUint16(8, checkPort(c.portMin, 'portMin'), false);
+  v.setUint16(10, checkPort(c.portMax, 'portMax'), false);
+  v.setUint32(12, c.diagPerSec >>> 0, true);
+  return out;
+}
+
+export function decodeConfig(b: Uint8Array): TpConfig {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const flags = v.getUint32(0, true);
+  return {
+    flags,
+    mtu: v.getUint16(4, true),
+    listenPort: v.getUint16(6, false),
+    portMin: v.getUint16(8, false),
+    portMax: v.getUint16(10, false),
+    diagPerSec: v.getUint32(12, true),
+    relayV4: flags & TP_CFG_HAVE_V4 ? `${b[16]}.${b[17]}.${b[18]}.${b[19]}` : undefined,
+    relayV6: flags & TP_CFG_HAVE_V6 ? addressText(b.subarray(20, 36)) : undefined,
+  };
+}
+
+/** The four binding structs share one shape: 16-byte address, port, port. */
+function encodeAddrPortPort(address: string, port: number, second: number, what: [string, string, string]): Uint8Array {
+  const out = new Uint8Array(20);
+  out.set(checkAddress(address, what[0]), 0);
+  const v = new DataView(out.buffer);
+  v.setUint16(16, checkPort(port, what[1]), false);
+  v.setUint16(18, checkPort(second, what[2]), false);
+  return out;
+}
+
+function decodeAddrPortPort(b: Uint8Array): [string, number, number] {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return [addressText(b.subarray(0, 16)), v.getUint16(16, false), v.getUint16(18, false)];
+}
+
+export interface ChanKey { readonly client: Endpoint; readonly channel: number }
+export interface ChanValue { readonly peer: Endpoint; readonly allocationPort: number }
+export interface PeerKey { readonly peer: Endpoint; readonly allocationPort: number }
+export interface PeerValue { readonly client: Endpoint; readonly channel: number }
+
+export function checkChannel(channel: number): number {
+  if (!Number.isInteger(channel) || channel < 0x4000 || channel > 0x4fff) {
+    throw new RangeError(`channel must be 0x4000-0x4FFF, got ${channel}`);
+  }
+  return channel;
+}
+
+export const encodeChanKey = (k: ChanKey) =>
+  encodeAddrPortPort(k.client.address, k.client.port, checkChannel(k.channel), ['client address', 'client port', 'channel']);
+export const encodeChanValue = (v: ChanValue) =>
+  encodeAddrPortPort(v.peer.address, v.peer.port, v.allocationPort, ['peer address', 'peer port', 'allocationPort']);
+export const encodePeerKey = (k: PeerKey) =>
+  encodeAddrPortPort(k.peer.address, k.peer.port, k.allocationPort, ['peer address', 'peer port', 'allocationPort']);
+export const encodePeerValue = (v: PeerValue) =>
+  encodeAddrPortPort(v.client.address, v.client.port, checkChannel(v.channel), ['client address', 'client port', 'channel']);
+
+export function decodeChanKey(b: Uint8Array): ChanKey {
+  const [address, port, channel] = decodeAddrPortPort(b);
+  return { client: { address, port }, channel };
+}
+export function decodeChanValue(b: Uint8Array): ChanValue {
+  const [address, port, allocationPort] = decodeAddrPortPort(b);
+  return { peer: { address, port }, allocationPort };
+}
+export function decodePeerKey(b: Uint8Array): PeerKey {
+  const [address, port, allocationPort] = decodeAddrPortPort(b);
+  return { peer: { address, port }, allocationPort };
+}
+export function decodePeerValue(b: Uint8Array): PeerValue {
+  const [address, port, channel] = decodeAddrPortPort(b);
+  return { client: { address, port }, channel };
+}
+
+export interface PathStats { readonly packets: bigint; readonly bytes: bigint }
+
+export function decodePathStats(b: Uint8Array): PathStats {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return { packets: v.getBigUint64(0, true), bytes: v.getBigUint64(8, true) };
+}
+
+export interface TpDiagEvent {
+  readonly kind: number;
+  readonly kindName: string;
+  readonly reason: number;
+  readonly reasonName: string;
+  readonly ret: number;
+  readonly path: number;
+  readonly pathName: string | undefined;
+  readonly timestampNs: bigint;
+}
+
+/** Decodes a perf sample; undefined when it is shorter than the struct. */
+export function decodeDiagEvent(b: Uint8Array): TpDiagEvent | undefined {
+  if (b.byteLength < STRUCTS.tp_diag_event.size) return undefined;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const kind = v.getUint32(0, true);
+  const reason = v.getUint32(4, true);
+  const path = v.getUint32(12, true);
+  return {
+    kind,
+    kindName: DIAG_KIND_NAMES[kind] ?? `kind_${kind}`,
+    reason,
+    reasonName: REASON_NAMES[reason] ?? `reason_${reason}`,
+    ret: v.getInt32(8, true),
+    path,
+    pathName: PATH_NAMES[path],
+    timestampNs: v.getBigUint64(16, true),
+  };
+}
+
+export interface DiagBudget { readonly windowStartNs: bigint; readonly sent: number; readonly suppressed: number }
+
+export function decodeDiagBudget(b: Uint8Array): DiagBudget {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return { windowStartNs: v.getBigUint64(0, true), sent: v.getUint32(8, true), suppressed: v.getUint32(12, true) };
+}
+
+/** Per-CPU map values are laid out with each CPU's value rounded up to 8 bytes. */
+export function perCpuStride(valueSize: number): number {
+  return (valueSize + 7) & ~7;
+}
