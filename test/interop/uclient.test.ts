@@ -1,0 +1,75 @@
+// coturn's turnutils_uclient -> relay -> turnutils_peer on loopback, one case
+// per client feature, each with 0 lost messages. The relay is turnpike's
+// standalone relay (TURNPIKE_INTEROP_SERVER=coturn runs the same cases against
+// coturn's turnserver to validate the harness).
+import { test, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { requireCapability } from '../helpers/env.ts';
+import { haveCoturnTools, startPeer, startRelay, runUclient, describe, serverKind, type Peer, type Relay, type RelayOptions, type UclientCase, type UclientSummary } from './harness.ts';
+
+const USER = 'alice';
+const PASS = 'interop-pass';
+const SECRET = 'interop-rest-secret';
+
+let peer: Peer | undefined;
+
+before(async () => {
+  if (haveCoturnTools) peer = await startPeer();
+});
+after(async () => {
+  await peer?.stop();
+});
+
+async function withRelay(t: TestContext, opts: RelayOptions, run: (relay: Relay, peer: Peer) => Promise<void>): Promise<void> {
+  if (!requireCapability(t, haveCoturnTools && peer !== undefined, 'needs coturn (turnutils_uclient, turnutils_peer)')) return;
+  const relay = await startRelay(opts);
+  try {
+    await run(relay, peer!);
+  } catch (e) {
+    // The relay's own log is the first thing to read when a case fails.
+    t.diagnostic(`${relay.kind} output (tail):\n${relay.output().split('\n').slice(-40).join('\n')}`);
+    throw e;
+  } finally {
+    await relay.stop();
+  }
+}
+
+function assertNoLoss(s: UclientSummary): void {
+  assert.deepEqual(s.errors, [], `TURN errors: ${describe(s)}`);
+  assert.ok(s.sent > 0, `nothing sent: ${describe(s)}\n${s.output.slice(-2000)}`);
+  assert.equal(s.lost, 0, `lost packets: ${describe(s)}`);
+  assert.equal(s.received, s.sent, `received != sent: ${describe(s)}`);
+}
+
+const staticUser: RelayOptions = { users: [`${USER}:${PASS}`], allowLoopback: true };
+const asUser: UclientCase = { user: USER, password: PASS };
+
+const cases: { name: string; relay: RelayOptions; client: UclientCase }[] = [
+  { name: 'channels (default)', relay: staticUser, client: asUser },
+  { name: 'Send indications (-s)', relay: staticUser, client: { ...asUser, flags: ['-s'] } },
+  { name: 'client-to-client (-y)', relay: staticUser, client: { ...asUser, flags: ['-y'] } },
+  { name: 'IPv6 relay over ::1 (-x)', relay: staticUser, client: { ...asUser, family: 6 } },
+  { name: '10 clients at once (-m 10)', relay: staticUser, client: { ...asUser, flags: ['-m', '10'] } },
+  { name: 'REST secret (-W)', relay: { restSecret: SECRET, allowLoopback: true }, client: { restSecret: SECRET, user: USER } },
+  { name: 'static user (-u -w), no RTCP (-c), DONT-FRAGMENT (-g)', relay: staticUser, client: { ...asUser, flags: ['-c', '-g'] } },
+  { name: 'padded channels (-D)', relay: staticUser, client: { ...asUser, flags: ['-D'] } },
+];
+
+for (const c of cases) {
+  test(`uclient ${c.name} through ${serverKind}: 0 lost`, async (t) => {
+    await withRelay(t, c.relay, async (relay, p) => {
+      const s = await runUclient(relay, p, c.client);
+      t.diagnostic(describe(s));
+      assertNoLoss(s);
+    });
+  });
+}
+
+test(`loopback peers are refused (403) without TURNPIKE_ALLOWED_PEERS (${serverKind})`, async (t) => {
+  await withRelay(t, { users: [`${USER}:${PASS}`], allowLoopback: false }, async (relay, p) => {
+    const s = await runUclient(relay, p, { ...asUser, flags: ['-c'], messages: 5, timeoutMs: 15000 });
+    t.diagnostic(describe(s));
+    assert.ok(s.errors.some((e) => /error 403\b/.test(e)), `expected a 403: ${describe(s)}\n${s.output.slice(-1500)}`);
+    assert.equal(s.received, 0, `nothing may reach a loopback peer: ${describe(s)}`);
+  });
+});
