@@ -1,0 +1,5 @@
+// Public API of the sans-IO TURN server.
+export type * from './types.ts';
+export type { TurnServerOptions } from './options.ts';
+export type { RandomSource } from './port-pool.ts';
+export { TurnServer, MAX_DATAGRAM } from './server.ts';
