@@ -109,6 +109,9 @@ export const REASON_NAMES = [
   'drop_adjust_head',
   'drop_adjust_tail',
   'drop_bounds',
+  // appended after the first layout, so earlier numbers stay
+  'pass_bad_checksum',
+  'pass_no_headroom',
 ] as const;
 export type ReasonName = (typeof REASON_NAMES)[number];
 export const TP_REASON_MAX = REASON_NAMES.length;

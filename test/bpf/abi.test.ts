@@ -1,0 +1,139 @@
+// Proves src/sidecar/bpf/abi.ts agrees with bpf/turn_router_shared.h as the
+// compiler lays it out: sizes and field offsets/sizes of every struct and the
+// value of every enum constant, read from BTF (bpftool's JSON dump). Two
+// objects are checked: a probe that names every type of the header, and the
+// real bpf/turn_router.o (whatever types it carries).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ENUMS, STRUCTS, PATH_NAMES, REASON_NAMES, encodeConfig, decodeConfig, encodeChanKey, decodeChanKey, addressText } from '../../src/sidecar/bpf/abi.ts';
+import { requireCapability, hasCommand } from '../helpers/env.ts';
+import { buildSource, canBuildBpf, repoRoot, routerObject } from './fixtures/build.ts';
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  type_id?: number;
+  nr_elems?: number;
+  members?: { name: string; type_id: number; bits_offset: number }[];
+  values?: { name: string; val: number }[];
+}
+
+function readBtf(object: string): Map<number, BtfType> {
+  const out = execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', object, 'format', 'raw'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const types = (JSON.parse(out) as { types: BtfType[] }).types;
+  return new Map(types.map((t) => [t.id, t]));
+}
+
+function sizeOf(btf: Map<number, BtfType>, id: number): number {
+  const t = btf.get(id)!;
+  switch (t.kind) {
+    case 'TYPEDEF':
+    case 'VOLATILE':
+    case 'CONST':
+    case 'RESTRICT':
+      return sizeOf(btf, t.type_id!);
+    case 'ARRAY':
+      return sizeOf(btf, t.type_id!) * t.nr_elems!;
+    default:
+      return t.size!;
+  }
+}
+
+function checkStructs(btf: Map<number, BtfType>, requireAll: boolean): string[] {
+  const seen: string[] = [];
+  for (const [name, layout] of Object.entries(STRUCTS)) {
+    const t = [...btf.values()].find((x) => x.kind === 'STRUCT' && x.name === name);
+    if (!t) {
+      assert.ok(!requireAll, `struct ${name} missing from BTF`);
+      continue;
+    }
+    seen.push(name);
+    assert.equal(t.size, layout.size, `sizeof(struct ${name})`);
+    const members = t.members!.map((m) => m.name);
+    assert.deepEqual(members, Object.keys(layout.fields), `fields of struct ${name}`);
+    for (const m of t.members!) {
+      const f = (layout.fields as Record<string, { offset: number; size: number }>)[m.name]!;
+      assert.equal(m.bits_offset % 8, 0, `${name}.${m.name} is byte aligned`);
+      assert.equal(m.bits_offset / 8, f.offset, `offsetof(${name}, ${m.name})`);
+      assert.equal(sizeOf(btf, m.type_id), f.size, `sizeof(${name}.${m.name})`);
+    }
+  }
+  return seen;
+}
+
+function checkEnums(btf: Map<number, BtfType>, requireAll: boolean): string[] {
+  const seen: string[] = [];
+  for (const [name, values] of Object.entries(ENUMS)) {
+    const t = [...btf.values()].find((x) => (x.kind === 'ENUM' || x.kind === 'ENUM64') && x.name === name);
+    if (!t) {
+      assert.ok(!requireAll, `enum ${name} missing from BTF`);
+      continue;
+    }
+    seen.push(name);
+    assert.deepEqual(Object.fromEntries(t.values!.map((v) => [v.name, Number(v.val)])), values, `enum ${name}`);
+  }
+  return seen;
+}
+
+const tools = () => canBuildBpf() && hasCommand('bpftool');
+
+test('the shared header, compiled, has exactly the layouts and enum values of abi.ts', (t) => {
+  if (!requireCapability(t, tools(), 'needs clang and bpftool')) return;
+  const header = join(repoRoot, 'bpf', 'turn_router_shared.h');
+  const probe = buildSource(
+    'abi_probe',
+    `#include "${header}"\n` +
+      Object.keys(ENUMS).map((e) => `enum ${e} probe_${e};\n`).join('') +
+      Object.keys(STRUCTS).map((s) => `struct ${s} probe_${s};\n`).join(''),
+  );
+  const btf = readBtf(probe);
+  assert.equal(checkStructs(btf, true).length, Object.keys(STRUCTS).length);
+  assert.equal(checkEnums(btf, true).length, Object.keys(ENUMS).length);
+});
+
+test('bpf/turn_router.o carries the same layouts for every shared type it contains', (t) => {
+  if (!requireCapability(t, hasCommand('bpftool'), 'needs bpftool')) return;
+  const obj = routerObject();
+  if (!requireCapability(t, obj !== undefined, 'bpf/turn_router.o not built (make -C bpf)')) return;
+  const btf = readBtf(obj!);
+  const structs = checkStructs(btf, false);
+  checkEnums(btf, false);
+  // Every map key/value struct must be present: the maps are declared with them.
+  for (const s of ['tp_config', 'tp_chan_key', 'tp_chan_value', 'tp_peer_key', 'tp_peer_value', 'tp_path_stats']) {
+    assert.ok(structs.includes(s), `struct ${s} in the object's BTF`);
+  }
+});
+
+test('names are stable snake_case and match the enum order', () => {
+  assert.equal(PATH_NAMES[0], 'chan_to_udp_44');
+  assert.equal(PATH_NAMES[11], 'chan_to_chan_66');
+  assert.equal(REASON_NAMES[9], 'pass_stun');
+  assert.equal(REASON_NAMES[15], 'drop_adjust_head');
+  for (const n of [...PATH_NAMES, ...REASON_NAMES]) assert.match(n, /^[a-z0-9_]+$/);
+});
+
+test('config encoding keeps ports in network order and counts in host order', () => {
+  const b = encodeConfig({ listenPort: 3478, portMin: 49152, portMax: 65535, mtu: 1500, diagPerSec: 10, relayV4: '192.0.2.1', relayV6: '2001:db8::1' });
+  assert.deepEqual([...b.subarray(6, 12)], [0x0d, 0x96, 0xc0, 0x00, 0xff, 0xff]);
+  assert.deepEqual([...b.subarray(0, 6)], [3, 0, 0, 0, 0xdc, 0x05]); // flags v4|v6, mtu LE
+  assert.deepEqual([...b.subarray(16, 20)], [192, 0, 2, 1]);
+  const c = decodeConfig(b);
+  assert.equal(c.relayV6, '2001:db8::1');
+  assert.equal(c.portMin, 49152);
+});
+
+test('binding keys store IPv4 as IPv4-mapped 16 bytes and round-trip', () => {
+  const k = encodeChanKey({ client: { address: '198.51.100.7', port: 40000 }, channel: 0x4001 });
+  assert.deepEqual([...k.subarray(0, 16)], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 7]);
+  assert.deepEqual([...k.subarray(16)], [0x9c, 0x40, 0x40, 0x01]);
+  assert.deepEqual(decodeChanKey(k), { client: { address: '198.51.100.7', port: 40000 }, channel: 0x4001 });
+  const v6 = encodeChanKey({ client: { address: 'fe80::1:2', port: 1 }, channel: 0x4fff });
+  assert.equal(decodeChanKey(v6).client.address, 'fe80::1:2');
+  assert.equal(addressText(new Uint8Array(16)), '::');
+  assert.throws(() => encodeChanKey({ client: { address: '10.0.0.1', port: 1 }, channel: 0x3fff }), /channel/);
+  assert.throws(() => encodeChanKey({ client: { address: 'nope', port: 1 }, channel: 0x4000 }), /not an IP/);
+});
