@@ -122,7 +122,7 @@ test('response helpers, transaction ids, address text', () => {
   assert.equal(newTransactionId().length, 12);
   assert.deepEqual(newTransactionId((n) => new Uint8Array(n).fill(3)), new Uint8Array(12).fill(3));
   assert.equal(transactionIdKey(txid), '0102030405060708090a0b0c');
-  for (const [text, canon] of [['2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1'], ['0:0:0:0:0:0:0:1', '::1'], ['::ffff:1.2.3.4', '::ffff:1.2.3.4'], ['1:0:0:2:0:0:0:3', '1:0:0:2::3'], ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'], ['fe80::1%eth0', 'fe80::1'], ['64:ff9b::192.0.2.1', '64:ff9b::c000:201']]) {
+  for (const [text, canon] of <Array<[string, string]>>[['2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1'], ['0:0:0:0:0:0:0:1', '::1'], ['::ffff:1.2.3.4', '::ffff:1.2.3.4'], ['1:0:0:2:0:0:0:3', '1:0:0:2::3'], ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'], ['fe80::1%eth0', 'fe80::1'], ['64:ff9b::192.0.2.1', '64:ff9b::c000:201']]) {
     assert.equal(formatAddress(addressToBytes(text)!), canon, text);
   }
   assert.equal(addressToBytes('1.2.3'), undefined);

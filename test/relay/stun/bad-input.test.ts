@@ -26,16 +26,16 @@ test('framing faults are dropped with a stable reason', () => {
   assert.equal(reason(good), 'message');
   assert.equal(reason(new Uint8Array(0)), 'not-stun');
   assert.equal(reason(good.subarray(0, 19)), 'not-stun', 'short header');
-  const top = good.slice(); top[0] |= 0x80;
+  const top = good.slice(); top[0] = top[0]! | 0x80;
   assert.equal(reason(top), 'not-stun');
-  const cookie = good.slice(); cookie[5] ^= 1;
+  const cookie = good.slice(); cookie[5] = cookie[5]! ^ 1;
   assert.equal(reason(cookie), 'bad-cookie');
   const odd = good.slice(); odd[3]! += 1;
   assert.equal(reason(odd), 'bad-length');
   assert.equal(reason(good.subarray(0, good.length - 4)), 'truncated', 'datagram shorter than the length field');
   const longer = new Uint8Array(good.length + 4); longer.set(good);
   assert.equal(reason(longer), 'trailing-bytes');
-  const fp = good.slice(); fp[fp.length - 1] ^= 1;
+  const fp = good.slice(); fp[fp.length - 1] = fp[fp.length - 1]! ^ 1;
   assert.equal(reason(fp), 'bad-fingerprint');
 });
 
@@ -114,11 +114,11 @@ test('REQUESTED-ADDRESS-FAMILY with an unknown family decodes as unsupported (se
 test('bad integrity is reported by verifyIntegrity, not decode', () => {
   const key = longTermKey('u', 'r', 'p');
   const m = request({ username: 'u', lifetime: 600 }, { key });
-  const tampered = m.slice(); tampered[m.length - 1] ^= 1; // last MAC byte
+  const tampered = m.slice(); tampered[m.length - 1] = tampered[m.length - 1]! ^ 1; // last MAC byte
   const r = decodeMessage(tampered);
   assert.equal(r.kind, 'message');
   if (r.kind === 'message') assert.equal(verifyIntegrity(r.message, key).result, 'bad');
-  const t2 = m.slice(); t2[27] ^= 1; // inside LIFETIME... or USERNAME
+  const t2 = m.slice(); t2[27] = t2[27]! ^ 1; // inside LIFETIME... or USERNAME
   const r2 = decodeMessage(t2);
   if (r2.kind === 'message') assert.equal(verifyIntegrity(r2.message, key).result, 'bad');
 });
