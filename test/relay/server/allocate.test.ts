@@ -61,8 +61,9 @@ test('Allocate retransmission replays the success; another transaction gets 437'
   const first = h.portOpened(open.token, true)[1]!;
   const again = c.send(req);
   expectOutputs(again, [response(c1, METHOD.ALLOCATE, 'success')]);
-  assert.ok(first.kind === 'send' && again[0]!.kind === 'send');
-  assert.deepEqual(Buffer.from(again[0].data), Buffer.from(first.data));
+  const replay = again[0]!;
+  assert.ok(first.kind === 'send' && replay.kind === 'send');
+  assert.deepEqual(Buffer.from(replay.data), Buffer.from(first.data));
   expectOutputs(c.request(METHOD.ALLOCATE, { requestedTransport: 17 }), [
     response(c1, METHOD.ALLOCATE, 437, (m) => assert.ok(m.integrity?.sha1 !== undefined, '437 after auth carries integrity')),
   ]);
