@@ -1,0 +1,169 @@
+// The admin HTTP server (loopback by default): liveness, readiness, status,
+// Prometheus metrics and the runtime log filter. It must never take the
+// sidecar down: every handler is guarded, request bodies are bounded, and
+// malformed requests get a 4xx.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { applyLogFilterText, formatLogFilter, type LogHub } from '../telemetry/logger.ts';
+
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready (e.g. "relay not connected", "eBPF required but not loaded"). */
+  reasons: string[];
+}
+
+export interface AdminOptions {
+  host: string;
+  port: number;
+  logHub: LogHub;
+  /** Serves GET /metrics (Prometheus text); 404 when absent. */
+  metrics?: { prometheus(req: IncomingMessage, res: ServerResponse): void };
+  ready: () => Readiness | Promise<Readiness>;
+  status: () => unknown;
+  /** Largest accepted request body (default 4 KiB). */
+  maxBodyBytes?: number;
+  log?: Logger;
+}
+
+export interface Admin {
+  readonly server: Server;
+  readonly host: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new HttpError(413, `body larger than ${limit} bytes`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new HttpError(413, `body larger than ${limit} bytes`));
+        req.removeAllListeners('data');
+        req.resume();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+const ROUTES: Record<string, string[]> = {
+  '/healthz': ['GET', 'HEAD'],
+  '/readyz': ['GET', 'HEAD'],
+  '/status': ['GET'],
+  '/metrics': ['GET'],
+  '/log': ['GET', 'POST'],
+};
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+}
+
+const json = (res: ServerResponse, status: number, value: unknown) =>
+  send(res, status, JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) + '\n', 'application/json');
+
+export async function startAdmin(opts: AdminOptions): Promise<Admin> {
+  const log = opts.log ?? opts.logHub.get('admin');
+  const maxBody = opts.maxBodyBytes ?? 4096;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const methods = ROUTES[path];
+    if (!methods || (path === '/metrics' && !opts.metrics)) throw new HttpError(404, 'not found');
+    if (!methods.includes(req.method ?? '')) {
+      res.setHeader('allow', methods.join(', '));
+      throw new HttpError(405, 'method not allowed');
+    }
+    switch (path) {
+      case '/healthz':
+        return send(res, 200, 'ok\n');
+      case '/readyz': {
+        const r = await opts.ready();
+        return json(res, r.ready ? 200 : 503, r);
+      }
+      case '/status':
+        return json(res, 200, await opts.status());
+      case '/metrics':
+        return opts.metrics!.prometheus(req, res);
+      case '/log': {
+        if (req.method === 'GET') return send(res, 200, formatLogFilter(opts.logHub.filter()) + '\n');
+        const body = await readBody(req, maxBody);
+        let text = body.trim();
+        if ((req.headers['content-type'] ?? '').includes('json')) {
+          try {
+            const v = JSON.parse(body) as unknown;
+            text = typeof v === 'string' ? v : String((v as { filter?: unknown })?.filter ?? '');
+          } catch {
+            throw new HttpError(400, 'body is not JSON');
+          }
+        }
+        const before = opts.logHub.filter();
+        let next;
+        try {
+          next = applyLogFilterText(before, text);
+        } catch (e) {
+          throw new HttpError(400, `bad log filter: ${(e as Error).message}`);
+        }
+        opts.logHub.setFilter(next);
+        log.info({ from: formatLogFilter(before), to: formatLogFilter(next) }, 'log filter changed');
+        return send(res, 200, formatLogFilter(next) + '\n');
+      }
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (err instanceof HttpError) return send(res, err.status, err.message + '\n');
+      log.warn({ err, url: req.url }, 'admin request failed');
+      send(res, 500, 'internal error\n');
+    });
+  });
+  // Slow or malformed clients: bounded time, a 400 on a bad request line, never a throw.
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  server.maxHeadersCount = 50;
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.warn({ err }, 'admin server error'));
+  const addr = server.address() as AddressInfo;
+  log.info({ host: addr.address, port: addr.port }, 'admin HTTP listening');
+  return {
+    server,
+    host: addr.address,
+    port: addr.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

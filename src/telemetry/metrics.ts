@@ -1,0 +1,361 @@
+// The sidecar's metrics: one MeterProvider with a Prometheus reader (served
+// on the admin port, always) and, when a collector is configured, an OTLP
+// gRPC exporter. Every instrument is defined here once.
+//
+// Kernel, relay and link counters arrive as cumulative snapshots; they are
+// folded through CumulativeAccumulator (a restart of the source counts from
+// zero, never twice) and read by observable instruments at collection time.
+// Attributes are low-cardinality by construction: datapath, direction,
+// family, reason, method/code, map and flag names; never users or addresses.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
+import { diag, DiagLogLevel, ValueType, type Attributes } from '@opentelemetry/api';
+import { MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { Logger } from 'pino';
+import type { ServerStats } from '../relay/server/types.ts';
+import {
+  CumulativeAccumulator,
+  KERNEL_PATH_NAMES,
+  KERNEL_REASON_NAMES,
+  LabelCap,
+  pathAttributes,
+  reasonAttributes,
+  responseAttributes,
+  toNumber,
+} from './counters.ts';
+import { startKernelCounterPoll, type KernelCounters, type KernelPoll, type KernelReader } from './kernel-poll.ts';
+
+type Flow = { packets: number; bytes: number };
+type Relayed = { toPeer: Flow; toClient: Flow };
+
+/** The relay's counters; `relayedByFamily`, when the relay sends it, adds the output family to userspace series. */
+export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed } };
+
+export interface LinkStats {
+  /** Frames waiting to be written to the relay now. */
+  queueDepth: number;
+  /** Frames dropped because the queue was full (cumulative for the current connection). */
+  droppedFrames: number;
+}
+
+/** Per map: current entries and capacity (max_entries). */
+export type MapStats = Record<string, { entries: number; capacity: number }>;
+
+export interface DiagEvent {
+  /** 'drop' | 'misconfig' or enum tp_diag_kind. */
+  kind: string | number;
+  /** Reason name (`drop_adjust_head`) or enum tp_reason index. */
+  reason: string | number;
+  /** The failing helper's return code (negative errno). */
+  ret?: number;
+  /** Path name or enum tp_path index (TP_PATH_MAX when none). */
+  path?: string | number;
+  cpu?: number;
+}
+
+export interface MetricsOptions {
+  version: string;
+  instanceId: string;
+  /** OTLP gRPC collector (`http://host:4317`); undefined: the OTEL_EXPORTER_OTLP_* variables decide. */
+  otlpEndpoint?: string;
+  exportIntervalMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Module logger for metric and export problems ('metrics'). */
+  log: Logger;
+  /** Module logger for kernel diagnostics ('bpf'). */
+  bpfLog?: Logger;
+}
+
+export interface Metrics {
+  /** Polls kernel counters through `read` every `intervalMs` (default 1 s); replaces a previous reader. */
+  setKernelReader(read: KernelReader, intervalMs?: number): KernelPoll;
+  /** One snapshot of kernel counters (what the poll calls). */
+  onKernelCounters(c: KernelCounters): void;
+  /** The kernel counters were recreated (program reloaded): the next snapshot counts from zero. */
+  kernelReset(): void;
+  onRelayStats(s: RelayStats): void;
+  /** The relay went away: its gauges go to 0 and its next counters count from zero. */
+  relayDisconnected(): void;
+  onLinkStats(s: LinkStats): void;
+  onMapStats(s: MapStats): void;
+  /** `n` perf events were lost (libbpf's lost callback count). */
+  onPerfLost(n: number | bigint, cpu?: number): void;
+  onDiagEvent(e: DiagEvent): void;
+  setFlag(name: string, on: boolean): void;
+  /** Log lines not streamed because of the streaming bound. */
+  onStreamDropped(n: number): void;
+  /** GET /metrics in Prometheus text format. */
+  prometheus(req: IncomingMessage, res: ServerResponse): void;
+  readonly otlpEnabled: boolean;
+  forceFlush(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+/** The collector endpoint to use, or undefined for none. */
+export function otlpEndpointFrom(configured: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  const raw = configured ?? env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  if (!raw) return undefined;
+  return /^[a-z]+:\/\//i.test(raw) ? raw : `http://${raw}`;
+}
+
+const LOST_WARN_WINDOW_MS = 1000;
+
+export function createMetrics(opts: MetricsOptions): Metrics {
+  const env = opts.env ?? process.env;
+  const log = opts.log;
+  const bpfLog = opts.bpfLog ?? log;
+  // OTel reports export failures only through its diag channel.
+  diag.setLogger(
+    {
+      error: (m, ...a) => log.warn({ detail: a.map(String).join(' ') }, `otel: ${m}`),
+      warn: (m, ...a) => log.warn({ detail: a.map(String).join(' ') }, `otel: ${m}`),
+      info: () => {},
+      debug: () => {},
+      verbose: () => {},
+    },
+    { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+  );
+
+  const prom = new PrometheusExporter({ preventServerStart: true });
+  const readers: MetricReader[] = [prom];
+  const endpoint = otlpEndpointFrom(opts.otlpEndpoint, env);
+  if (endpoint) {
+    readers.push(
+      new PeriodicExportingMetricReader({
+        exporter: new OTLPMetricExporter({ url: endpoint }),
+        exportIntervalMillis: opts.exportIntervalMs ?? 15_000,
+        exportTimeoutMillis: Math.min(opts.exportIntervalMs ?? 15_000, 5_000),
+      }),
+    );
+  }
+  const provider = new MeterProvider({
+    resource: resourceFromAttributes({
+      [ATTR_SERVICE_NAME]: 'turnpike-sidecar',
+      [ATTR_SERVICE_VERSION]: opts.version,
+      'service.instance.id': opts.instanceId,
+      'host.name': hostname(),
+    }),
+    readers,
+  });
+  const meter = provider.getMeter('turnpike-sidecar', opts.version);
+  const INT = { valueType: ValueType.INT };
+
+  const acc = new CumulativeAccumulator();
+  const reasonCap = new LabelCap(64);
+  const responseCap = new LabelCap(128);
+  const relayDropCap = new LabelCap(64);
+  const mapCap = new LabelCap(32);
+  const flagCap = new LabelCap(32);
+
+  let relay: RelayStats | undefined;
+  let link: LinkStats = { queueDepth: 0, droppedFrames: 0 };
+  let maps: MapStats = {};
+  const flags = new Map<string, boolean>();
+
+  // --- instruments ---------------------------------------------------------
+  const bytes = meter.createObservableCounter('turnpike.relayed.bytes', {
+    description: 'Application payload relayed, by datapath, direction and output family',
+    unit: 'By',
+    ...INT,
+  });
+  const packets = meter.createObservableCounter('turnpike.relayed.packets', {
+    description: 'Packets relayed, by datapath, direction and output family',
+    unit: '{packet}',
+    ...INT,
+  });
+  const xdpPass = meter.createObservableCounter('turnpike.xdp.passed', {
+    description: 'Frames the XDP program passed to the network stack, by reason',
+    unit: '{frame}',
+    ...INT,
+  });
+  const xdpDrop = meter.createObservableCounter('turnpike.xdp.dropped', {
+    description: 'Frames the XDP program dropped, by reason',
+    unit: '{frame}',
+    ...INT,
+  });
+  const perfLost = meter.createCounter('turnpike.perf.events_lost', {
+    description: 'Kernel diagnostic events lost before the sidecar read them',
+    unit: '{event}',
+    ...INT,
+  });
+  const diagEvents = meter.createCounter('turnpike.xdp.diagnostics', {
+    description: 'Kernel diagnostic events, by kind and reason',
+    unit: '{event}',
+    ...INT,
+  });
+  const allocations = meter.createObservableGauge('turnpike.allocations.active', { description: 'Allocations the relay holds', unit: '{allocation}', ...INT });
+  const permissions = meter.createObservableGauge('turnpike.permissions.active', { description: 'Permissions the relay holds', unit: '{permission}', ...INT });
+  const channels = meter.createObservableGauge('turnpike.channels.active', { description: 'Channel bindings the relay holds', unit: '{channel}', ...INT });
+  const responses = meter.createObservableCounter('turnpike.responses', {
+    description: 'TURN/STUN responses sent by the relay, by method and code',
+    unit: '{response}',
+    ...INT,
+  });
+  const relayDropped = meter.createObservableCounter('turnpike.relay.dropped', {
+    description: 'Datagrams the relay dropped, by reason',
+    unit: '{datagram}',
+    ...INT,
+  });
+  const mapEntries = meter.createObservableGauge('turnpike.map.entries', { description: 'Entries in a kernel map', unit: '{entry}', ...INT });
+  const mapCapacity = meter.createObservableGauge('turnpike.map.capacity', { description: 'Capacity (max_entries) of a kernel map', unit: '{entry}', ...INT });
+  const linkQueue = meter.createObservableGauge('turnpike.link.queue_depth', { description: 'Frames queued for the relay link', unit: '{frame}', ...INT });
+  const linkDropped = meter.createObservableCounter('turnpike.link.dropped_frames', {
+    description: 'Frames dropped because the relay link queue was full',
+    unit: '{frame}',
+    ...INT,
+  });
+  const flagState = meter.createObservableGauge('turnpike.flag.state', {
+    description: 'Feature flag state (1 on, 0 off)',
+    unit: '1',
+    ...INT,
+  });
+  const streamDropped = meter.createCounter('turnpike.log_stream.dropped', {
+    description: 'Log lines not streamed to Sentry because the streaming bound was reached',
+    unit: '{line}',
+    ...INT,
+  });
+
+  // Accumulator keys: k/ kernel, r/ relay, l/ link. `|` separates parts.
+  meter.addBatchObservableCallback(
+    (obs) => {
+      for (const [key, total] of acc.entries('k/path|')) {
+        const [, name, what] = key.split('|') as [string, string, string];
+        const a = pathAttributes(name);
+        if (!a) continue;
+        obs.observe(what === 'bytes' ? bytes : packets, total, { datapath: 'xdp', ...a });
+      }
+      for (const [key, total] of acc.entries('r/relayed|')) {
+        const [, family, direction, what] = key.split('|') as [string, string, string, string];
+        const attrs: Attributes = { datapath: 'userspace', direction };
+        if (family !== 'any') attrs.family = family;
+        obs.observe(what === 'bytes' ? bytes : packets, total, attrs);
+      }
+      for (const [key, total] of acc.entries('k/reason|')) {
+        const r = reasonAttributes(key.slice('k/reason|'.length));
+        if (r) obs.observe(r.verdict === 'pass' ? xdpPass : xdpDrop, total, { reason: reasonCap.label(r.reason) });
+      }
+      for (const [key, total] of acc.entries('r/responses|')) {
+        const { method, code } = responseAttributes(key.slice('r/responses|'.length));
+        obs.observe(responses, total, { method, code });
+      }
+      for (const [key, total] of acc.entries('r/dropped|')) {
+        obs.observe(relayDropped, total, { reason: key.slice('r/dropped|'.length) });
+      }
+      obs.observe(allocations, relay?.allocations ?? 0);
+      obs.observe(permissions, relay?.permissions ?? 0);
+      obs.observe(channels, relay?.channels ?? 0);
+      obs.observe(linkQueue, link.queueDepth);
+      obs.observe(linkDropped, acc.get('l/dropped'));
+      for (const [map, s] of Object.entries(maps)) {
+        obs.observe(mapEntries, s.entries, { map });
+        obs.observe(mapCapacity, s.capacity, { map });
+      }
+      for (const [flag, on] of flags) obs.observe(flagState, on ? 1 : 0, { flag });
+    },
+    [bytes, packets, xdpPass, xdpDrop, allocations, permissions, channels, responses, relayDropped, mapEntries, mapCapacity, linkQueue, linkDropped, flagState],
+  );
+
+  // --- perf lost: counted at once, warned at most once per window ----------
+  let lostPending = 0;
+  let lostTimer: NodeJS.Timeout | undefined;
+  const warnLost = () => {
+    lostTimer = undefined;
+    if (lostPending === 0) return;
+    bpfLog.warn({ lost: lostPending }, 'kernel diagnostic events lost (perf buffer full)');
+    lostPending = 0;
+    lostTimer = setTimeout(warnLost, LOST_WARN_WINDOW_MS);
+    lostTimer.unref();
+  };
+
+  let poll: KernelPoll | undefined;
+
+  const onKernelCounters = (c: KernelCounters) => {
+    for (const [name, v] of Object.entries(c.paths ?? {})) {
+      if (!pathAttributes(name)) continue;
+      acc.observe(`k/path|${name}|packets`, toNumber(v.packets));
+      acc.observe(`k/path|${name}|bytes`, toNumber(v.bytes));
+    }
+    for (const [name, v] of Object.entries(c.reasons ?? {})) {
+      if (reasonAttributes(name)) acc.observe(`k/reason|${name}`, toNumber(v));
+    }
+  };
+
+  return {
+    otlpEnabled: endpoint !== undefined,
+    setKernelReader(read, intervalMs) {
+      poll?.stop();
+      poll = startKernelCounterPoll(read, onKernelCounters, { intervalMs: intervalMs ?? 1000, log: bpfLog });
+      return poll;
+    },
+    onKernelCounters,
+    kernelReset: () => acc.reset('k/'),
+    onRelayStats(s) {
+      relay = s;
+      const flows: [string, Relayed | undefined][] = s.relayedByFamily
+        ? [['ipv4', s.relayedByFamily.ipv4], ['ipv6', s.relayedByFamily.ipv6]]
+        : [['any', s.relayed]];
+      for (const [family, r] of flows) {
+        if (!r) continue;
+        for (const [dir, f] of [['to_peer', r.toPeer], ['to_client', r.toClient]] as const) {
+          acc.observe(`r/relayed|${family}|${dir}|packets`, f.packets);
+          acc.observe(`r/relayed|${family}|${dir}|bytes`, f.bytes);
+        }
+      }
+      for (const [k, v] of Object.entries(s.responses ?? {})) acc.observe(`r/responses|${responseCap.label(k)}`, v);
+      for (const [k, v] of Object.entries(s.dropped ?? {})) acc.observe(`r/dropped|${relayDropCap.label(k)}`, v);
+    },
+    relayDisconnected() {
+      relay = undefined;
+      acc.reset('r/');
+    },
+    onLinkStats(s) {
+      link = s;
+      acc.observe('l/dropped', s.droppedFrames);
+    },
+    onMapStats(s) {
+      const next: MapStats = {};
+      for (const [m, v] of Object.entries(s)) next[mapCap.label(m)] = v;
+      maps = next;
+    },
+    onPerfLost(n, cpu) {
+      const count = toNumber(n);
+      if (!(count > 0)) return;
+      perfLost.add(count);
+      if (lostTimer === undefined) {
+        bpfLog.warn({ lost: count, cpu }, 'kernel diagnostic events lost (perf buffer full)');
+        lostTimer = setTimeout(warnLost, LOST_WARN_WINDOW_MS);
+        lostTimer.unref();
+      } else {
+        lostPending += count;
+      }
+    },
+    onDiagEvent(e) {
+      const kind = typeof e.kind === 'number' ? (e.kind === 1 ? 'drop' : e.kind === 2 ? 'misconfig' : `kind_${e.kind}`) : e.kind;
+      const reason = typeof e.reason === 'number' ? KERNEL_REASON_NAMES[e.reason] ?? `reason_${e.reason}` : e.reason;
+      const path = typeof e.path === 'number' ? KERNEL_PATH_NAMES[e.path] : e.path;
+      diagEvents.add(1, { kind: reasonCap.label(kind), reason: reasonCap.label(reasonAttributes(reason)?.reason ?? reason) });
+      bpfLog.warn({ kind, reason, ret: e.ret, path, cpu: e.cpu }, kind === 'drop' ? `xdp dropped a frame: ${reason}` : `xdp diagnostic: ${kind} ${reason}`);
+    },
+    setFlag(name, on) {
+      flags.set(flagCap.label(name), on);
+    },
+    onStreamDropped(n) {
+      if (n > 0) streamDropped.add(n);
+    },
+    prometheus(req, res) {
+      prom.getMetricsRequestHandler(req, res);
+    },
+    forceFlush: () => provider.forceFlush(),
+    async shutdown() {
+      poll?.stop();
+      if (lostTimer) clearTimeout(lostTimer);
+      await provider.shutdown().catch((err: unknown) => log.warn({ err }, 'metrics shutdown failed'));
+    },
+  };
+}
+
+export type { KernelCounters, KernelReader };
