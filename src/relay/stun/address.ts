@@ -32,25 +32,32 @@ export function formatAddress(bytes: Uint8Array): string {
   return `${hex(groups.slice(0, bestAt))}::${hex(groups.slice(bestAt + bestLen))}`;
 }
 
+// Hand-rolled dotted-quad parser: this runs for every Data indication and
+// XOR-PEER-ADDRESS we encode, so it avoids split/regex allocations.
 function parseV4(text: string): Uint8Array | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
   const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i]!;
-    if (!/^\d{1,3}$/.test(p)) return undefined;
-    const v = Number(p);
-    if (v > 255) return undefined;
-    out[i] = v;
+  let part = 0, value = 0, digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 0x2e;
+    if (c === 0x2e) {
+      if (digits === 0 || part > 3) return undefined;
+      out[part++] = value;
+      value = 0; digits = 0;
+    } else if (c >= 0x30 && c <= 0x39 && digits < 3) {
+      value = value * 10 + (c - 0x30);
+      if (value > 255) return undefined;
+      digits++;
+    } else {
+      return undefined;
+    }
   }
-  return out;
+  return part === 4 ? out : undefined;
 }
 
 /** 4 bytes for an IPv4 text, 16 for IPv6 (zone dropped); undefined when not an address. Never throws. */
 export function addressToBytes(text: string): Uint8Array | undefined {
-  const family = isIP(text);
-  if (family === 4) return parseV4(text);
-  if (family !== 6) return undefined;
+  if (text.indexOf(':') < 0) return parseV4(text);
+  if (isIP(text) !== 6) return undefined;
   let a = text.split('%')[0]!;
   const out = new Uint8Array(16);
   const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(a);
