@@ -108,6 +108,25 @@ export class LinkConnection extends EventEmitter<Events> {
     this.writer.flush();
   }
 
+  /** True while the socket has refused more data and frames queue here. */
+  get isBackpressured(): boolean {
+    return this.writer.isBlocked;
+  }
+
+  /** Resolves when the socket drains (or the link closes); at once when not backpressured. */
+  waitWritable(): Promise<void> {
+    if (!this.writer.isBlocked || this.state === 'closed') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.on('close', done);
+    });
+  }
+
   close(reason: string): void {
     if (this.state === 'closed') return;
     this.finish({ reason, byPeer: false });

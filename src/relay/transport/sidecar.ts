@@ -1,0 +1,343 @@
+// Sidecar transport: the relay's datagrams travel over the local link to the
+// privileged sidecar, which owns the UDP sockets and the kernel maps.
+//
+// - Connects with LinkClient (capped, jittered backoff); on every (re)connect
+//   it streams the server's snapshot() (allocation ports + active channel
+//   bindings) so a restarted sidecar rebuilds its sockets and maps.
+// - packet-in frames feed driver.datagram(); outputs become frames.
+// - open-port goes over the link; port-opened calls driver.portOpened(). With
+//   no link, opens fail at once (the server then answers the Allocate itself).
+// - Install before answer: after a channel-bound event, datagrams to that
+//   client are held until the sidecar acks the map write (CHANNEL_ACK), so the
+//   ChannelBind success never reaches the client before the kernel can relay.
+//   The hold is per client; other traffic flows. If no ack arrives within
+//   ackTimeoutMs (or the ack reports a failed write) the held datagrams are
+//   sent anyway with a warning: FAIL OPEN. Reason: the fast path is an
+//   optional accelerator: a binding missing from the kernel map only means
+//   the client's ChannelData is passed up and relayed here in userspace, while
+//   failing the ChannelBind would break the client for a sidecar hiccup.
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { LinkClient, type BackoffOptions } from '../../link/client.ts';
+import type { LinkConnection, LinkStats } from '../../link/connection.ts';
+import type { Frame } from '../../link/protocol.ts';
+import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
+import type { DatapathPort } from './driver.ts';
+
+/** The driver surface this transport feeds (src/relay/transport/driver.ts). */
+export interface DriverInput {
+  datagram(data: Uint8Array, local: LocalEndpoint, remote: TransportAddress): void;
+  portOpened(token: number, ok: boolean): void;
+}
+
+export interface SidecarTransportOptions {
+  /** The link's Unix socket path (TURNPIKE_SOCKET). */
+  path: string;
+  software: string;
+  logger: Logger;
+  /** The server's current data-plane state (TurnServer.snapshot). */
+  snapshot: () => readonly DataPlaneEvent[];
+  ackTimeoutMs?: number;
+  /** Datagrams held per client while a bind ack is pending; beyond, dropped. */
+  maxHeldPerClient?: number;
+  /** Snapshot items sent per event-loop turn. */
+  snapshotBatch?: number;
+  backoff?: BackoffOptions;
+  keepaliveIntervalMs?: number;
+  keepaliveTimeoutMs?: number;
+  maxQueueBytes?: number;
+  controlReserveBytes?: number;
+  /** Announce another protocol version (tests only). */
+  version?: number;
+}
+
+export interface SidecarTransportStats {
+  connected: boolean;
+  connects: number;
+  packetsIn: number;
+  packetsOut: number;
+  /** Datagrams the server sent while no sidecar was connected. */
+  droppedDisconnected: number;
+  /** Datagrams the link writer dropped under backpressure. */
+  droppedBackpressure: number;
+  droppedHeldOverflow: number;
+  heldForAck: number;
+  ackTimeouts: number;
+  ackFailures: number;
+  openPortsFailedNoLink: number;
+  snapshotsSent: number;
+  snapshotPortFailures: number;
+  logsDropped: number;
+  link: LinkStats | null;
+}
+
+type Events = {
+  open: [];
+  close: [reason: string];
+  /** The sidecar applied a snapshot; `failed` lists ports it could not reopen. */
+  resynced: [generation: number, failed: { family: Family; port: number; error: string }[]];
+};
+
+interface Hold {
+  seqs: Set<number>;
+  queue: { from: LocalEndpoint; to: TransportAddress; data: Uint8Array }[];
+}
+
+const clientKey = (a: TransportAddress) => `${a.address}|${a.port}`;
+
+export class SidecarTransport extends EventEmitter<Events> implements DatapathPort {
+  private driver: DriverInput | undefined;
+  private readonly client: LinkClient;
+  private readonly log: Logger;
+  private conn: LinkConnection | null = null;
+  private readonly pendingOpens = new Map<number, { family: Family; port: number }>();
+  private readonly holds = new Map<string, Hold>();
+  private readonly ackWaits = new Map<number, { key: string; timer: NodeJS.Timeout }>();
+  private seq = 0;
+  private generation = 0;
+  private readonly s = {
+    connects: 0, packetsIn: 0, packetsOut: 0, droppedDisconnected: 0, droppedBackpressure: 0, droppedHeldOverflow: 0,
+    heldForAck: 0, ackTimeouts: 0, ackFailures: 0, openPortsFailedNoLink: 0, snapshotsSent: 0, snapshotPortFailures: 0, logsDropped: 0,
+  };
+
+  constructor(private readonly opts: SidecarTransportOptions) {
+    super();
+    this.log = opts.logger;
+    this.client = new LinkClient({
+      path: opts.path,
+      software: opts.software,
+      logger: opts.logger,
+      backoff: opts.backoff,
+      keepaliveIntervalMs: opts.keepaliveIntervalMs,
+      keepaliveTimeoutMs: opts.keepaliveTimeoutMs,
+      maxQueueBytes: opts.maxQueueBytes,
+      controlReserveBytes: opts.controlReserveBytes,
+      version: opts.version,
+    });
+    this.client.on('open', (conn) => this.onOpen(conn));
+    this.client.on('close', (info) => {
+      if (info.opened) this.onClosed(info.reason);
+    });
+  }
+
+  attach(driver: DriverInput): void {
+    this.driver = driver;
+  }
+
+  start(): void {
+    this.client.start();
+  }
+
+  stop(): void {
+    this.client.stop();
+    if (this.conn) this.onClosed('stopped');
+  }
+
+  get connected(): boolean {
+    return this.conn?.state === 'open';
+  }
+
+  // ---- DatapathPort --------------------------------------------------------
+
+  send(from: LocalEndpoint, to: TransportAddress, data: Uint8Array): void {
+    const hold = this.holds.get(clientKey(to));
+    if (hold) {
+      if (hold.queue.length >= (this.opts.maxHeldPerClient ?? 64)) this.s.droppedHeldOverflow++;
+      else {
+        hold.queue.push({ from, to, data });
+        this.s.heldForAck++;
+      }
+      return;
+    }
+    this.sendNow(from, to, data);
+  }
+
+  openPort(token: number, family: Family, port: number): void {
+    const conn = this.conn;
+    if (!conn || !conn.send({ kind: 'open-port', token, family, port })) {
+      this.s.openPortsFailedNoLink++;
+      // Answer after the driver's drain loop, not inside it.
+      queueMicrotask(() => this.driver?.portOpened(token, false));
+      return;
+    }
+    this.pendingOpens.set(token, { family, port });
+  }
+
+  closePort(family: Family, port: number): void {
+    this.conn?.send({ kind: 'close-port', family, port });
+  }
+
+  onEvent(ev: DataPlaneEvent): void {
+    const conn = this.conn;
+    if (!conn) return; // the snapshot on reconnect carries the state
+    switch (ev.type) {
+      case 'channel-bound': {
+        const seq = this.nextSeq();
+        if (!conn.send({ kind: 'channel-bound', seq, binding: ev.binding })) return;
+        this.holdFor(seq, clientKey(ev.binding.client));
+        break;
+      }
+      case 'channel-refreshed':
+      case 'channel-unbound':
+        conn.send({ kind: ev.type, seq: this.nextSeq(), binding: ev.binding });
+        break;
+      default:
+        // Port open/close travel as open-port/close-port outputs.
+        break;
+    }
+  }
+
+  // ---- telemetry -------------------------------------------------------------
+
+  /** Forwards one log record (pino level number, module, JSON object text); dropped when the link is down or full. */
+  sendLog(level: number, module: string, json: string): void {
+    if (!this.conn?.send({ kind: 'log', level, module, json })) this.s.logsDropped++;
+  }
+
+  /** Forwards a counters snapshot (e.g. JSON of ServerStats and stats()). */
+  sendCounters(json: string): boolean {
+    return this.conn?.send({ kind: 'counters', json }) ?? false;
+  }
+
+  /** A pino destination that forwards each line over the link (level and module read from the line). */
+  logDestination(): { write(line: string): void } {
+    return {
+      write: (line: string) => {
+        const level = /"level":(\d+)/.exec(line);
+        const mod = /"module":"([^"]*)"/.exec(line);
+        this.sendLog(level ? Number(level[1]) : 30, mod?.[1] ?? 'relay', line.trimEnd());
+      },
+    };
+  }
+
+  stats(): SidecarTransportStats {
+    return { ...this.s, connected: this.connected, link: this.conn?.stats() ?? null };
+  }
+
+  // ---- link -----------------------------------------------------------------
+
+  private onOpen(conn: LinkConnection): void {
+    this.conn = conn;
+    this.s.connects++;
+    conn.on('frame', (f) => this.onFrame(f));
+    void this.sendSnapshot(conn);
+    this.emit('open');
+  }
+
+  private onClosed(reason: string): void {
+    this.conn = null;
+    // The sidecar closes our ports and clears the maps when we go; fail what was in flight.
+    const tokens = [...this.pendingOpens.keys()];
+    this.pendingOpens.clear();
+    for (const w of this.ackWaits.values()) clearTimeout(w.timer);
+    this.ackWaits.clear();
+    for (const h of this.holds.values()) this.s.droppedDisconnected += h.queue.length;
+    this.holds.clear();
+    if (tokens.length > 0) queueMicrotask(() => tokens.forEach((t) => this.driver?.portOpened(t, false)));
+    this.log.warn({ reason, failedOpens: tokens.length }, 'sidecar link down; datagrams are dropped until it returns');
+    this.emit('close', reason);
+  }
+
+  private onFrame(f: Frame): void {
+    switch (f.kind) {
+      case 'packet-in':
+        this.s.packetsIn++;
+        this.driver?.datagram(f.data, f.local, f.remote);
+        return;
+      case 'port-opened': {
+        if (!this.pendingOpens.delete(f.token)) return; // answered already (e.g. link flapped)
+        if (!f.ok) this.log.debug({ family: f.family, port: f.port, error: f.error }, 'sidecar could not open allocation port');
+        this.driver?.portOpened(f.token, f.ok);
+        return;
+      }
+      case 'channel-ack': {
+        const w = this.ackWaits.get(f.seq);
+        if (!w) return;
+        if (!f.ok) {
+          this.s.ackFailures++;
+          this.log.warn({ seq: f.seq, error: f.error }, 'sidecar could not install a channel binding; the channel is relayed in userspace');
+        }
+        this.release(f.seq);
+        return;
+      }
+      case 'snapshot-ack':
+        this.s.snapshotPortFailures += f.failedTotal;
+        if (f.failedTotal > 0) this.log.warn({ generation: f.generation, failed: f.failedTotal, sample: f.failed.slice(0, 5) }, 'sidecar could not reopen some allocation ports');
+        else this.log.info({ generation: f.generation }, 'sidecar resynced');
+        this.emit('resynced', f.generation, f.failed);
+        return;
+      default:
+        this.log.debug({ kind: f.kind }, 'unexpected frame from the sidecar ignored');
+    }
+  }
+
+  private sendNow(from: LocalEndpoint, to: TransportAddress, data: Uint8Array): void {
+    const conn = this.conn;
+    if (!conn) {
+      this.s.droppedDisconnected++;
+      return;
+    }
+    if (conn.send({ kind: 'packet-out', from, to, data })) this.s.packetsOut++;
+    else this.s.droppedBackpressure++;
+  }
+
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    return this.seq;
+  }
+
+  private holdFor(seq: number, key: string): void {
+    let h = this.holds.get(key);
+    if (!h) this.holds.set(key, (h = { seqs: new Set(), queue: [] }));
+    h.seqs.add(seq);
+    const timeout = this.opts.ackTimeoutMs ?? 1000;
+    const timer = setTimeout(() => {
+      this.s.ackTimeouts++;
+      this.log.warn({ seq, timeoutMs: timeout }, 'no channel ack from the sidecar in time; answering anyway (fail open)');
+      this.release(seq);
+    }, timeout);
+    timer.unref();
+    this.ackWaits.set(seq, { key, timer });
+  }
+
+  private release(seq: number): void {
+    const w = this.ackWaits.get(seq);
+    if (!w) return;
+    clearTimeout(w.timer);
+    this.ackWaits.delete(seq);
+    const h = this.holds.get(w.key);
+    if (!h) return;
+    h.seqs.delete(seq);
+    if (h.seqs.size > 0) return;
+    this.holds.delete(w.key);
+    for (const q of h.queue) this.sendNow(q.from, q.to, q.data);
+  }
+
+  /** Streams the snapshot in batches so a large state never overflows the control queue. */
+  private async sendSnapshot(conn: LinkConnection): Promise<void> {
+    const generation = (this.generation = (this.generation + 1) >>> 0);
+    const items = this.opts.snapshot();
+    const batch = this.opts.snapshotBatch ?? 1000;
+    let ports = 0;
+    let channels = 0;
+    conn.send({ kind: 'snapshot-begin', generation });
+    for (let i = 0; i < items.length; i++) {
+      if (i > 0 && i % batch === 0) {
+        await new Promise<void>((r) => setImmediate(r));
+        while (conn.state === 'open' && conn.isBackpressured) await conn.waitWritable();
+        if (conn.state !== 'open' || this.generation !== generation) return;
+      }
+      const ev = items[i]!;
+      if (ev.type === 'allocation-port-opened') {
+        conn.send({ kind: 'snapshot-port', family: ev.family, port: ev.port });
+        ports++;
+      } else if (ev.type === 'channel-bound' || ev.type === 'channel-refreshed') {
+        conn.send({ kind: 'snapshot-channel', binding: ev.binding });
+        channels++;
+      }
+    }
+    conn.send({ kind: 'snapshot-end', generation, ports, channels });
+    this.s.snapshotsSent++;
+    this.log.info({ generation, ports, channels }, 'state re-announced to the sidecar');
+  }
+}

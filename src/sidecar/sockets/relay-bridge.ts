@@ -1,0 +1,232 @@
+// The sidecar's side of the relay link: wires the UDP sockets and the channel
+// map to the one connected relay.
+// - datagrams from the sockets -> PACKET_IN; PACKET_OUT -> sockets.send
+// - OPEN_PORT/CLOSE_PORT -> sockets (answer PORT_OPENED with the errno text)
+// - CHANNEL_* -> the channel map, applied strictly in arrival order, then
+//   CHANNEL_ACK (the relay holds the ChannelBind answer until then)
+// - SNAPSHOT_* -> reconcile sockets and map to the relay's state, then
+//   SNAPSHOT_ACK; changes that arrive while a snapshot streams are folded into it
+// - relay gone -> close every allocation port and clear the map, so the
+//   kernel never relays for a binding the relay no longer has
+// - LOG/COUNTERS -> 'log'/'counters' events for the telemetry agent.
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { LinkConnection } from '../../link/connection.ts';
+import type { LinkServer } from '../../link/server.ts';
+import type { Frame, PortFailure } from '../../link/protocol.ts';
+import type { ChannelBinding, Family, LocalEndpoint, TransportAddress } from '../../relay/server/types.ts';
+import type { UdpSockets } from '../sockets.ts';
+
+/** The kernel channel map as the bridge needs it; the eBPF map writer implements it (userspace mode: omit it). */
+export interface ChannelMap {
+  /** Insert or update both directions of a binding. */
+  install(b: ChannelBinding): void | Promise<void>;
+  remove(b: ChannelBinding): void | Promise<void>;
+  /** Make the map hold exactly these bindings. */
+  replaceAll(bs: readonly ChannelBinding[]): void | Promise<void>;
+  clear(): void | Promise<void>;
+}
+
+export interface RelayBridgeOptions {
+  server: LinkServer;
+  sockets: UdpSockets;
+  channels?: ChannelMap;
+  logger: Logger;
+}
+
+export interface RelayBridgeStats {
+  relayConnected: boolean;
+  packetsToRelay: number;
+  packetsFromRelay: number;
+  droppedNoRelay: number;
+  droppedBackpressure: number;
+  portsOpened: number;
+  portOpenFailures: number;
+  mapWrites: number;
+  mapWriteFailures: number;
+  resyncs: number;
+  disconnectCleanups: number;
+}
+
+type Events = {
+  log: [level: number, module: string, json: string];
+  counters: [json: string];
+  'relay-open': [];
+  'relay-close': [reason: string];
+  resynced: [generation: number, ports: number, channels: number, failed: number];
+};
+
+const portKey = (family: Family, port: number) => family * 65536 + port;
+const bindingKey = (b: ChannelBinding) => `${b.client.address}|${b.client.port}|${b.channel}`;
+
+interface Snapshot {
+  generation: number;
+  ports: Set<number>;
+  channels: Map<string, ChannelBinding>;
+}
+
+export class RelayBridge extends EventEmitter<Events> {
+  private conn: LinkConnection | null = null;
+  private snap: Snapshot | null = null;
+  /** Map operations run one after another, in frame order. */
+  private mapChain: Promise<unknown> = Promise.resolve();
+  private readonly log: Logger;
+  private readonly s = {
+    packetsToRelay: 0, packetsFromRelay: 0, droppedNoRelay: 0, droppedBackpressure: 0, portsOpened: 0,
+    portOpenFailures: 0, mapWrites: 0, mapWriteFailures: 0, resyncs: 0, disconnectCleanups: 0,
+  };
+
+  constructor(private readonly opts: RelayBridgeOptions) {
+    super();
+    this.log = opts.logger;
+    opts.server.on('open', (conn) => {
+      this.conn = conn;
+      conn.on('frame', (f) => this.onFrame(conn, f));
+      this.emit('relay-open');
+    });
+    opts.server.on('close', (conn, info) => {
+      if (this.conn !== conn) return;
+      this.conn = null;
+      this.snap = null;
+      this.cleanup(info.reason);
+    });
+  }
+
+  /** Pass to UdpSockets as `onPacket`. */
+  readonly packetIn = (local: LocalEndpoint, remote: TransportAddress, data: Uint8Array): void => {
+    const conn = this.conn;
+    if (!conn) {
+      this.s.droppedNoRelay++;
+      return;
+    }
+    if (conn.send({ kind: 'packet-in', local, remote, data })) this.s.packetsToRelay++;
+    else this.s.droppedBackpressure++;
+  };
+
+  /** Resolves when every queued map operation has finished (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.mapChain.then(() => undefined);
+  }
+
+  stats(): RelayBridgeStats {
+    return { ...this.s, relayConnected: this.conn !== null };
+  }
+
+  private onFrame(conn: LinkConnection, f: Frame): void {
+    const { sockets } = this.opts;
+    switch (f.kind) {
+      case 'packet-out':
+        this.s.packetsFromRelay++;
+        sockets.send(f.from, f.to, f.data);
+        return;
+      case 'open-port':
+        void sockets.openPort(f.family, f.port).then((r) => {
+          if (this.conn !== conn) {
+            // The relay left while the bind was in flight: nobody owns this port.
+            sockets.closePort(f.family, f.port);
+            return;
+          }
+          if (r.ok) {
+            this.s.portsOpened++;
+            this.snap?.ports.add(portKey(f.family, f.port));
+          } else this.s.portOpenFailures++;
+          conn.send({ kind: 'port-opened', token: f.token, family: f.family, port: f.port, ok: r.ok, error: r.error });
+        });
+        return;
+      case 'close-port':
+        sockets.closePort(f.family, f.port);
+        this.snap?.ports.delete(portKey(f.family, f.port));
+        return;
+      case 'channel-bound':
+      case 'channel-refreshed':
+      case 'channel-unbound': {
+        const b = f.binding;
+        if (this.snap) {
+          if (f.kind === 'channel-unbound') this.snap.channels.delete(bindingKey(b));
+          else this.snap.channels.set(bindingKey(b), b);
+        }
+        this.mapOp(f.kind === 'channel-unbound' ? (m) => m.remove(b) : (m) => m.install(b), (ok, error) =>
+          conn.send({ kind: 'channel-ack', seq: f.seq, ok, error }),
+        );
+        return;
+      }
+      case 'snapshot-begin':
+        this.snap = { generation: f.generation, ports: new Set(), channels: new Map() };
+        return;
+      case 'snapshot-port':
+        this.snap?.ports.add(portKey(f.family, f.port));
+        return;
+      case 'snapshot-channel':
+        this.snap?.channels.set(bindingKey(f.binding), f.binding);
+        return;
+      case 'snapshot-end': {
+        const snap = this.snap;
+        this.snap = null;
+        if (!snap || snap.generation !== f.generation) {
+          this.log.warn({ generation: f.generation }, 'snapshot end without its begin; ignored');
+          return;
+        }
+        void this.reconcile(conn, snap);
+        return;
+      }
+      case 'log':
+        this.emit('log', f.level, f.module, f.json);
+        return;
+      case 'counters':
+        this.emit('counters', f.json);
+        return;
+      default:
+        this.log.debug({ kind: f.kind }, 'unexpected frame from the relay ignored');
+    }
+  }
+
+  private mapOp(op: (m: ChannelMap) => void | Promise<void>, done: (ok: boolean, error: string) => void): void {
+    const map = this.opts.channels;
+    this.mapChain = this.mapChain.then(async () => {
+      if (!map) return done(true, '');
+      try {
+        await op(map);
+        this.s.mapWrites++;
+        done(true, '');
+      } catch (e) {
+        this.s.mapWriteFailures++;
+        this.log.warn({ err: (e as Error).message }, 'channel map write failed; the relay serves this channel in userspace');
+        done(false, (e as Error).message);
+      }
+    });
+  }
+
+  private async reconcile(conn: LinkConnection, snap: Snapshot): Promise<void> {
+    const { sockets } = this.opts;
+    // Queue the map replacement now, so channel frames that follow the
+    // snapshot are applied after it, not wiped by it.
+    const bindings = [...snap.channels.values()];
+    const mapDone = new Promise<void>((resolve) => this.mapOp((m) => m.replaceAll(bindings), () => resolve()));
+    for (const p of sockets.allocationPorts()) {
+      if (!snap.ports.has(portKey(p.family, p.port))) sockets.closePort(p.family, p.port);
+    }
+    const failed: PortFailure[] = [];
+    await Promise.all(
+      [...snap.ports].map(async (k) => {
+        const family = (k >> 16) as Family;
+        const port = k & 0xffff;
+        const r = await sockets.openPort(family, port);
+        if (!r.ok) failed.push({ family, port, error: r.error });
+      }),
+    );
+    await mapDone;
+    if (this.conn !== conn) return;
+    this.s.resyncs++;
+    conn.send({ kind: 'snapshot-ack', generation: snap.generation, failedTotal: failed.length, failed });
+    this.log.info({ generation: snap.generation, ports: snap.ports.size, channels: bindings.length, failed: failed.length }, 'relay state resynced');
+    this.emit('resynced', snap.generation, snap.ports.size, bindings.length, failed.length);
+  }
+
+  private cleanup(reason: string): void {
+    const closed = this.opts.sockets.closeAllocationPorts();
+    this.s.disconnectCleanups++;
+    this.mapOp((m) => m.clear(), () => {});
+    this.log.warn({ reason, closedPorts: closed }, 'relay disconnected: allocation ports closed, channel map cleared');
+    this.emit('relay-close', reason);
+  }
+}
