@@ -21,6 +21,7 @@ import {
   decodeChanValue,
   decodeConfig,
   decodePathStats,
+  decodePeerValue,
   encodeChanKey,
   encodeChanValue,
   encodeConfig,
@@ -394,6 +395,26 @@ export class XdpRouter {
       out.push(next);
       prev = next;
     }
+  }
+
+  /** The peer side of a channel, from tp_chan_to_peer. */
+  lookupChannel(client: Endpoint, channel: number): { peer: Endpoint; allocationPort: number } | undefined {
+    const m = this.map('tp_chan_to_peer');
+    const value = new Uint8Array(m.valueSize);
+    const err = this.lib.mapLookupElem(m.fd, encodeChanKey({ client, channel }), value);
+    if (err === -ENOENT) return undefined;
+    if (err < 0) throw BpfError.fromErrno('look up tp_chan_to_peer', -err);
+    return decodeChanValue(value);
+  }
+
+  /** The client side of a channel, from tp_peer_to_chan. */
+  lookupPeer(peer: Endpoint, allocationPort: number): { client: Endpoint; channel: number } | undefined {
+    const m = this.map('tp_peer_to_chan');
+    const value = new Uint8Array(m.valueSize);
+    const err = this.lib.mapLookupElem(m.fd, encodePeerKey({ peer, allocationPort }), value);
+    if (err === -ENOENT) return undefined;
+    if (err < 0) throw BpfError.fromErrno('look up tp_peer_to_chan', -err);
+    return decodePeerValue(value);
   }
 
   /** Every installed channel, read from tp_chan_to_peer (for resync with the relay). */
