@@ -109,6 +109,9 @@ enum tp_reason {
 	TP_DROP_ADJUST_HEAD,        /* bpf_xdp_adjust_head failed after the rewrite began */
 	TP_DROP_ADJUST_TAIL,        /* bpf_xdp_adjust_tail failed after the rewrite began */
 	TP_DROP_BOUNDS,             /* bounds check failed after the rewrite began */
+	/* Added after the first layout (appended so earlier numbers stay): */
+	TP_PASS_BAD_CHECKSUM,       /* IPv4 header checksum wrong, or IPv6 UDP checksum 0: the stack drops it */
+	TP_PASS_NO_HEADROOM,        /* bpf_xdp_adjust_head refused before anything changed (driver headroom) */
 	TP_REASON_MAX
 };
 

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * Every map of the TURN router. Names are a contract with the loader
+ * (src/sidecar/bpf/router.ts); layouts come from turn_router_shared.h.
+ */
+#ifndef TP_MAPS_H
+#define TP_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "turn_router_shared.h"
+#include "consts.h"
+
+/* Written by the sidecar at every load; a zeroed slot means "pass all". */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tp_config);
+} tp_config SEC(".maps");
+
+/*
+ * The two binding maps. Preallocated: at 65,536 entries both together take
+ * about 12 MiB of memlock on kernel 6.18 (measured by
+ * test/bpf/golden-memory.test.ts; the budget is 16 MiB), and preallocation
+ * keeps updates from ever failing for lack of memory on the packet path's
+ * neighbour (the sidecar) and lookups free of allocator state.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TP_MAX_BINDINGS);
+	__type(key, struct tp_chan_key);
+	__type(value, struct tp_chan_value);
+} tp_chan_to_peer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TP_MAX_BINDINGS);
+	__type(key, struct tp_peer_key);
+	__type(value, struct tp_peer_value);
+} tp_peer_to_chan SEC(".maps");
+
+/* Packets and payload bytes relayed, per enum tp_path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TP_PATH_MAX);
+	__type(key, __u32);
+	__type(value, struct tp_path_stats);
+} tp_path_stats SEC(".maps");
+
+/* One count per enum tp_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TP_REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} tp_reasons SEC(".maps");
+
+/* Rare diagnostics (struct tp_diag_event); max_entries 0 = one per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} tp_diag SEC(".maps");
+
+/* Per-CPU one-second window limiting tp_diag to tp_config.diag_per_sec. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tp_diag_budget);
+} tp_diag_budget SEC(".maps");
+
+#endif /* TP_MAPS_H */

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * Building the output headers. The program never edits input headers in
+ * place: it moves the frame start with bpf_xdp_adjust_head so the payload
+ * stays where it is, then writes Ethernet, IP, UDP (and the ChannelData
+ * header) fresh for the output family. That one scheme covers same-family,
+ * cross-family (20 <-> 40 byte IP headers) and header insert/removal.
+ */
+#ifndef TP_REWRITE_H
+#define TP_REWRITE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "csum.h"
+#include "parse.h"
+
+/* Everything the output frame needs, decided before the first write. */
+struct tp_out {
+	union tp_addr saddr;
+	union tp_addr daddr;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 family;      /* 4 or 6 */
+	__u8 chan;        /* 1: the output is ChannelData (prepend the 4-byte header) */
+	__be16 sport;     /* network order */
+	__be16 dport;     /* network order */
+	__be16 channel;   /* network order, when chan */
+	__u16 n;          /* host order: application payload length */
+	__u32 path;       /* enum tp_path */
+};
+
+static __always_inline __u32 out_ip_hlen(const struct tp_out *o)
+{
+	return o->family == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN;
+}
+
+static __always_inline __u32 out_udp_len(const struct tp_out *o)
+{
+	return TP_UDP_HLEN + (o->chan ? TP_CHAN_HLEN : 0) + o->n;
+}
+
+/* Sum of a UDP pseudo-header (either family) plus the UDP header with a
+ * zero checksum, plus the ChannelData header when there is one. */
+static __always_inline __u64 csum_udp_headers(const union tp_addr *s, const union tp_addr *d, int v6,
+					      __be16 sport, __be16 dport, __u16 udp_len,
+					      int chan, __be16 channel, __u16 chan_len)
+{
+	__u64 sum;
+
+	if (v6)
+		sum = (__u64)s->w[0] + s->w[1] + s->w[2] + s->w[3] +
+		      d->w[0] + d->w[1] + d->w[2] + d->w[3];
+	else
+		sum = (__u64)s->w[3] + d->w[3];
+	sum += bpf_htons(TP_IPPROTO_UDP);
+	sum += 2 * (__u64)bpf_htons(udp_len); /* pseudo-header and UDP header */
+	sum += sport + dport;
+	if (chan)
+		sum += channel + bpf_htons(chan_len);
+	return sum;
+}
+
+/*
+ * Next-hop MACs for the output. The relay originates the packet, so this is
+ * an output lookup (no forwarding sysctl needed) restricted to the ingress
+ * interface: XDP_TX can only leave there. On success with a resolved
+ * neighbour the FIB's MACs are used; otherwise (no neighbour yet, no route
+ * on this interface, test runs on lo) the frame goes back to the L2 hop it
+ * came from, i.e. source and destination MACs swapped. That is right for a
+ * relay behind one gateway and for LAN clients, and it is what the
+ * architecture calls "the next hop seen on ingress".
+ * Returns TP_CONTINUE or TP_PASS_TOO_BIG when the route's MTU is smaller.
+ */
+static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, struct tp_out *o,
+				    __u16 ip_len)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.l4_protocol = TP_IPPROTO_UDP;
+	fib.sport = o->sport;
+	fib.dport = o->dport;
+	fib.tot_len = ip_len;
+	fib.ifindex = ctx->ingress_ifindex;
+	if (o->family == 4) {
+		fib.family = TP_AF_INET;
+		fib.ipv4_src = o->saddr.w[3];
+		fib.ipv4_dst = o->daddr.w[3];
+	} else {
+		fib.family = TP_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, o->saddr.w, 16);
+		__builtin_memcpy(fib.ipv6_dst, o->daddr.w, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return TP_PASS_TOO_BIG;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ingress_ifindex) {
+		mac_copy(o->smac, fib.smac);
+		mac_copy(o->dmac, fib.dmac);
+	} else {
+		mac_copy(o->smac, in->dmac);
+		mac_copy(o->dmac, in->smac);
+	}
+	return TP_CONTINUE;
+}
+
+static __always_inline void write_eth(struct ethhdr *eth, const struct tp_out *o)
+{
+	mac_copy(eth->h_dest, o->dmac);
+	mac_copy(eth->h_source, o->smac);
+	eth->h_proto = o->family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
+}
+
+static __always_inline void write_ipv4(struct iphdr *ip, const struct tp_out *o, __u16 tot_len)
+{
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons(tot_len);
+	ip->id = 0;
+	ip->frag_off = bpf_htons(0x4000); /* DF */
+	ip->ttl = TP_OUT_TTL;
+	ip->protocol = TP_IPPROTO_UDP;
+	ip->check = 0;
+	ip->saddr = o->saddr.w[3];
+	ip->daddr = o->daddr.w[3];
+	ip->check = ~csum_fold(csum_ipv4_header(ip));
+}
+
+static __always_inline void write_ipv6(struct ipv6hdr *ip6, const struct tp_out *o, __u16 plen)
+{
+	__u32 *w = (__u32 *)ip6;
+
+	w[0] = bpf_htonl(0x60000000); /* version 6, traffic class 0, flow label 0 */
+	ip6->payload_len = bpf_htons(plen);
+	ip6->nexthdr = TP_IPPROTO_UDP;
+	ip6->hop_limit = TP_OUT_TTL;
+	__builtin_memcpy(&ip6->saddr, o->saddr.b, 16);
+	__builtin_memcpy(&ip6->daddr, o->daddr.b, 16);
+}
+
+static __always_inline void write_udp(struct udphdr *udp, const struct tp_out *o, __u16 len, __u16 check)
+{
+	udp->source = o->sport;
+	udp->dest = o->dport;
+	udp->len = bpf_htons(len);
+	udp->check = check;
+}
+
+#endif /* TP_REWRITE_H */
