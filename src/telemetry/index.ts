@@ -35,6 +35,7 @@ export interface TelemetryOptions {
     exportIntervalMs?: number;
     streamGate?: StreamGateOptions;
     sentryTransport?: SentryOptions['transport'];
+    sentryFlushMs?: number;
   };
 }
 
@@ -78,6 +79,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
         gate: opts.tuning?.streamGate,
         onDropped: (n) => metrics.onStreamDropped(n),
         transport: opts.tuning?.sentryTransport,
+        flushIntervalMs: opts.tuning?.sentryFlushMs,
       })
     : undefined;
 

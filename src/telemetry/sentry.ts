@@ -22,6 +22,8 @@ export interface SentryOptions {
   gate?: StreamGateOptions;
   /** Called with the number of lines refused by the rate bound (for a metric). */
   onDropped?: (n: number) => void;
+  /** Idle flush of buffered log lines (SDK default 5000 ms). */
+  flushIntervalMs?: number;
   /** Test hook: wraps the SDK transport. */
   transport?: Sentry.NodeOptions['transport'];
 }
@@ -71,6 +73,7 @@ export function startSentry(opts: SentryOptions): SentryHandle {
       const module = typeof log.attributes?.module === 'string' ? log.attributes.module : undefined;
       return gate.check(module, log.level) === 'send' ? log : null;
     },
+    ...(opts.flushIntervalMs !== undefined ? { _flushInterval: opts.flushIntervalMs } : {}),
     ...(opts.transport ? { transport: opts.transport } : {}),
   });
 
