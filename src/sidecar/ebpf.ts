@@ -1,0 +1,156 @@
+// eBPF set-up for the sidecar: mode off | auto | required, the interface and
+// attach mode from config, the config map written from the relay's actual
+// port range and the interface's addresses. `auto` falls back to userspace
+// with a warning; `required` fails start-up with the reason.
+import { existsSync, readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+import { pinDir } from '../config/paths.ts';
+import { XdpRouter, type ChannelBinding as KernelBinding } from './bpf/router.ts';
+import type { ChannelMap } from './sockets/relay-bridge.ts';
+import type { ChannelBinding } from '../relay/server/types.ts';
+
+
+export interface EbpfState {
+  requested: Config['ebpf'];
+  /** What runs: 'xdp' when the program is attached, else 'userspace'. */
+  datapath: 'xdp' | 'userspace';
+  interface: string | undefined;
+  attachMode: Config['xdpMode'] | undefined;
+  /** Why the datapath is userspace although eBPF was not off. */
+  reason: string | undefined;
+  relayV4: string | undefined;
+  relayV6: string | undefined;
+}
+
+export class EbpfStartError extends Error {
+  readonly code = 'TURNPIKE_EBPF';
+}
+
+/** The object next to the sources, whether we run from src/ (tsx) or dist/src/. */
+function objectPath(): string {
+  const candidates = [
+    new URL('../../bpf/turn_router.o', import.meta.url),
+    new URL('../../../bpf/turn_router.o', import.meta.url),
+  ].map((u) => fileURLToPath(u));
+  return candidates.find((p) => existsSync(p)) ?? candidates[0]!;
+}
+
+/** The interface's own addresses: what packets to the relay carry as destination. */
+export function interfaceAddresses(ifname: string, config: Pick<Config, 'listenAddresses' | 'publicIpv4' | 'publicIpv6'>): {
+  v4?: string;
+  v6?: string;
+} {
+  const addrs = networkInterfaces()[ifname] ?? [];
+  const pick = (family: 'IPv4' | 'IPv6', preferred: (string | undefined)[]) => {
+    const own = addrs.filter((a) => a.family === family && !(family === 'IPv6' && a.address.toLowerCase().startsWith('fe80')));
+    for (const p of preferred) if (p && own.some((a) => a.address === p)) return p;
+    return own[0]?.address;
+  };
+  const specific = config.listenAddresses.filter((a) => a !== '0.0.0.0' && a !== '::');
+  return {
+    v4: pick('IPv4', [...specific, config.publicIpv4]),
+    v6: pick('IPv6', [...specific, config.publicIpv6]),
+  };
+}
+
+function interfaceMtu(ifname: string, fallback: number): number {
+  try {
+    return Number(readFileSync(`/sys/class/net/${ifname}/mtu`, 'utf8').trim()) || fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+export function startEbpf(config: Config, log: Logger): { router: XdpRouter | undefined; state: EbpfState } {
+  const state: EbpfState = {
+    requested: config.ebpf,
+    datapath: 'userspace',
+    interface: config.interface,
+    attachMode: undefined,
+    reason: undefined,
+    relayV4: undefined,
+    relayV6: undefined,
+  };
+  const fallback = (reason: string) => {
+    if (config.ebpf === 'required') throw new EbpfStartError(`eBPF is required but ${reason}`);
+    state.reason = reason;
+    if (config.ebpf === 'auto') log.warn({ reason }, 'eBPF fast path unavailable: relaying in userspace');
+    return { router: undefined, state };
+  };
+  if (config.ebpf === 'off') {
+    state.reason = 'ebpf=off';
+    log.info('eBPF off: relaying in userspace');
+    return { router: undefined, state };
+  }
+  if (process.platform !== 'linux') return fallback('not running on Linux');
+  if (!config.interface) return fallback('no interface is set (TURNPIKE_INTERFACE)');
+  const ifname = config.interface;
+  const addrs = interfaceAddresses(ifname, config);
+  if (!addrs.v4 && !addrs.v6) return fallback(`interface ${ifname} does not exist or has no address`);
+  const path = objectPath();
+  if (!existsSync(path)) return fallback(`the XDP object ${path} is not built (make -C bpf)`);
+
+  let router: XdpRouter | undefined;
+  try {
+    router = XdpRouter.load({ objectPath: path, mapCapacity: config.mapCapacity, pinDir: pinDir(config), log });
+    // Written at every load: the kernel's array slot exists zeroed and must never be trusted as "unchanged".
+    router.writeConfig({
+      listenPort: config.listenPort,
+      portMin: config.portRange.min,
+      portMax: config.portRange.max,
+      relayV4: addrs.v4,
+      relayV6: addrs.v6,
+      mtu: interfaceMtu(ifname, config.mtu),
+      diagPerSec: 10,
+    });
+    // The link is pinned so a crashed or restarting sidecar leaves the fast
+    // path running; a clean stop detaches unless keepPinned is set.
+    const a = router.attach(ifname, config.xdpMode, { keepPinned: true });
+    state.datapath = 'xdp';
+    state.attachMode = config.xdpMode;
+    state.relayV4 = addrs.v4;
+    state.relayV6 = addrs.v6;
+    log.info(
+      { interface: ifname, mode: config.xdpMode, how: a.how, relayV4: addrs.v4, relayV6: addrs.v6, reusedMaps: router.reusedMaps, capacity: config.mapCapacity },
+      'eBPF fast path active',
+    );
+    return { router, state };
+  } catch (e) {
+    router?.close();
+    return fallback((e as Error).message);
+  }
+}
+
+const toKernel = (b: ChannelBinding): KernelBinding => ({
+  client: { address: b.client.address, port: b.client.port },
+  channel: b.channel,
+  peer: { address: b.peer.address, port: b.peer.port },
+  allocationPort: b.allocationPort,
+});
+const keyOf = (b: KernelBinding) => `${b.client.address}|${b.client.port}|${b.channel}`;
+
+/** The relay bridge's view of the kernel binding maps. */
+export function kernelChannelMap(router: XdpRouter): ChannelMap {
+  return {
+    install: (b) => router.putChannel(toKernel(b)),
+    remove: (b) => {
+      router.deleteChannel(toKernel(b));
+    },
+    replaceAll(bs) {
+      const want = new Map(bs.map((b) => [keyOf(toKernel(b)), toKernel(b)]));
+      for (const have of router.listBindings()) {
+        const w = want.get(keyOf(have));
+        if (!w || w.peer.address !== have.peer.address || w.peer.port !== have.peer.port || w.allocationPort !== have.allocationPort) {
+          router.deleteChannel(have);
+        }
+      }
+      for (const b of want.values()) router.putChannel(b);
+    },
+    clear: () => {
+      router.clearBindings();
+    },
+  };
+}
