@@ -12,6 +12,10 @@ const LEVELS = ['warn', 'info', 'debug'] as const; // LIBBPF_WARN, LIBBPF_INFO, 
 let target: Logger | undefined;
 let installed = false;
 const buf = Buffer.alloc(4096);
+// Long messages (the verifier log) end with the reason: keep head and tail.
+const MAX_MESSAGE = 64 * 1024;
+const VA_LIST_SIZE = 24; // x86_64 SysV: struct __va_list_tag[1], copyable like va_copy
+let apCopy: bigint | undefined;
 
 export function routeLibbpfLogs(log: Logger): void {
   target = log;
@@ -21,9 +25,22 @@ export function routeLibbpfLogs(log: Logger): void {
     const log = target;
     const name = LEVELS[level] ?? 'debug';
     if (!log || !log.isLevelEnabled(name)) return 0;
-    const n = lib.vsnprintf(buf, buf.length, fmt, ap);
+    // Format from a copy of the va_list first, so a message longer than the
+    // buffer can be formatted again from the original at its full length.
+    apCopy ??= koffi.alloc('uint8_t', VA_LIST_SIZE) as bigint;
+    new Uint8Array(koffi.view(apCopy, VA_LIST_SIZE)).set(new Uint8Array(koffi.view(ap, VA_LIST_SIZE)));
+    const n = lib.vsnprintf(buf, buf.length, fmt, apCopy);
     if (n <= 0) return 0;
-    const text = buf.toString('utf8', 0, Math.min(n, buf.length - 1)).trimEnd();
+    let text: string;
+    if (n < buf.length) text = buf.toString('utf8', 0, n);
+    else {
+      const big = Buffer.alloc(n + 1);
+      lib.vsnprintf(big, big.length, fmt, ap);
+      text = n <= MAX_MESSAGE
+        ? big.toString('utf8', 0, n)
+        : `${big.toString('utf8', 0, 2048)}\n... (${n - MAX_MESSAGE} bytes left out) ...\n${big.toString('utf8', n - (MAX_MESSAGE - 2048), n)}`;
+    }
+    text = text.trimEnd();
     if (text) log[name]({ source: 'libbpf' }, text);
     return 0;
   }, koffi.pointer(lib.protos.print));

@@ -243,7 +243,7 @@ export class XdpRouter {
       if (err < 0) {
         const hints: Record<number, string> = {
           1: 'needs root or CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN',
-          13: 'the verifier rejected the program (its log is above at warn level)',
+          13: 'the verifier rejected the program (its log is logged by module bpf at warn level)',
         };
         throw BpfError.fromErrno(what, -err, hints[-err] ?? '');
       }
