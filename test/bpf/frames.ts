@@ -226,15 +226,25 @@ export interface DecodedFrame {
 
 function textAddress(b: Uint8Array): string {
   if (b.length === 4) return b.join('.');
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
-  // compress like Node / RFC 5952 so tests compare with the literals they used
-  const s = groups.join(':');
-  const runs = [...s.matchAll(/(?:^|:)0(?::0)+(?::|$)/g)];
-  if (runs.length === 0) return s;
-  const best = runs.reduce((a, r) => (r[0].length > a[0].length ? r : a));
-  return `${s.slice(0, best.index)}::${s.slice(best.index + best[0].length)}`;
+  const g: number[] = [];
+  for (let i = 0; i < 16; i += 2) g.push((b[i]! << 8) | b[i + 1]!);
+  // RFC 5952: the longest run (>= 2) of zero groups becomes "::"
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+  }
+  const h = g.map((x) => x.toString(16));
+  if (best < 0) return h.join(':');
+  return `${h.slice(0, best).join(':')}::${h.slice(best + bestLen).join(':')}`;
 }
+
+/** Canonical text of an address (for comparing with test literals). */
+export const canonical = (address: string): string => textAddress(rawAddress(address));
 
 /** Decodes Ethernet + IP + UDP without options/extensions; undefined otherwise. */
 export function decodeFrame(f: Uint8Array): DecodedFrame | undefined {
