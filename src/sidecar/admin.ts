@@ -98,7 +98,12 @@ export async function startAdmin(opts: AdminOptions): Promise<Admin> {
       case '/healthz':
         return send(res, 200, 'ok\n');
       case '/readyz': {
-        const r = await opts.ready();
+        let r: Readiness;
+        try {
+          r = await opts.ready();
+        } catch (e) {
+          r = { ready: false, reasons: [`readiness check failed: ${(e as Error).message}`] };
+        }
         return json(res, r.ready ? 200 : 503, r);
       }
       case '/status':

@@ -20,7 +20,7 @@ export interface SentryOptions {
   /** Module logger for Sentry's own problems ('telemetry'). */
   log: Logger;
   gate?: StreamGateOptions;
-  /** Called with the number of lines refused by the rate bound (for a metric). */
+  /** Called for each line refused by the rate bound (for a metric). */
   onDropped?: (n: number) => void;
   /** Idle flush of buffered log lines (SDK default 5000 ms). */
   flushIntervalMs?: number;
@@ -47,12 +47,10 @@ export function startSentry(opts: SentryOptions): SentryHandle {
   const errorGate = new StreamGate({ ratePerSecond: 5, burst: 50 });
   errorGate.set(true, { defaultLevel: 'trace', modules: {} });
 
+  // Dropped lines are counted at once (metric) and warned about once a second.
   const reportDropped = setInterval(() => {
     const n = gate.takeDropped();
-    if (n > 0) {
-      opts.onDropped?.(n);
-      opts.log.warn({ dropped: n }, 'log streaming over its rate bound; lines not sent to Sentry');
-    }
+    if (n > 0) opts.log.warn({ dropped: n }, 'log streaming over its rate bound; lines not sent to Sentry');
   }, 1000);
   reportDropped.unref();
 
@@ -71,7 +69,9 @@ export function startSentry(opts: SentryOptions): SentryHandle {
     sendClientReports: false,
     beforeSendLog: (log) => {
       const module = typeof log.attributes?.module === 'string' ? log.attributes.module : undefined;
-      return gate.check(module, log.level) === 'send' ? log : null;
+      const verdict = gate.check(module, log.level);
+      if (verdict === 'over-rate') opts.onDropped?.(1);
+      return verdict === 'send' ? log : null;
     },
     ...(opts.flushIntervalMs !== undefined ? { _flushInterval: opts.flushIntervalMs } : {}),
     ...(opts.transport ? { transport: opts.transport } : {}),
@@ -102,7 +102,7 @@ export function startSentry(opts: SentryOptions): SentryHandle {
     async close(ms = 2000) {
       clearInterval(reportDropped);
       const n = gate.takeDropped();
-      if (n > 0) opts.onDropped?.(n);
+      if (n > 0) opts.log.warn({ dropped: n }, 'log streaming over its rate bound; lines not sent to Sentry');
       return Sentry.close(ms);
     },
   };
