@@ -43,11 +43,11 @@ test('healthz, readyz (503 with reasons, then 200), status, metrics', async () =
   assert.equal((await get('/healthz')).status, 200);
   let r = await get('/readyz');
   assert.equal(r.status, 503);
-  assert.deepEqual((await r.json()).reasons, ['relay not connected', 'eBPF required but not loaded']);
+  assert.deepEqual(((await r.json()) as Readiness).reasons, ['relay not connected', 'eBPF required but not loaded']);
   readiness = { ready: true, reasons: [] };
   r = await get('/readyz');
   assert.equal(r.status, 200);
-  const status = await (await get('/status')).json();
+  const status = (await (await get("/status")).json()) as any;
   assert.equal(status.mode, 'xdp');
   assert.equal(status.counters.x, '1');
   metrics.onLinkStats({ queueDepth: 2, droppedFrames: 0 });
@@ -123,7 +123,7 @@ test('a throwing status is a 500 and a throwing readiness check a 503, not a cra
     assert.equal((await fetch(`http://127.0.0.1:${a2.port}/status`)).status, 500);
     const r = await fetch(`http://127.0.0.1:${a2.port}/readyz`);
     assert.equal(r.status, 503);
-    assert.match((await r.json()).reasons[0], /ready broke/);
+    assert.match(((await r.json()) as Readiness).reasons[0]!, /ready broke/);
     assert.equal((await fetch(`http://127.0.0.1:${a2.port}/metrics`)).status, 404);
     assert.equal((await fetch(`http://127.0.0.1:${a2.port}/healthz`)).status, 200);
   } finally {
