@@ -4,7 +4,7 @@
 // real UDP sockets. ChannelData from the client must reach the peer as UDP
 // from the allocation port, and UDP from the peer must reach the client as
 // ChannelData from the listen port, in native and skb mode, for 4->4, 6->6,
-// 4->6 and 6->4. The receiving veth has checksum offload off (tx and rx), so
+// 4->6 and 6->4. Both veth ends have checksum offload off (tx and rx), so
 // the client/peer stack verifies every checksum: a datagram that arrives had
 // valid IP and UDP checksums, and the UDP InCsumErrors counters must not move.
 import { test, after } from 'node:test';
@@ -58,9 +58,11 @@ for (const mode of ['native', 'skb'] as const) {
     for (const a of [CLIENT6, PEER6]) ipC('addr', 'add', `${a}/64`, 'dev', 'vc', 'nodad');
     ipR('link', 'set', 'vr', 'up');
     ipC('link', 'set', 'vc', 'up');
-    // Full checksums on send, and verified on receive (veth would mark them
-    // unnecessary with rx checksumming on).
+    // Full checksums on send, and verified on receive: with rx checksumming on,
+    // veth marks a received skb CHECKSUM_UNNECESSARY, and in skb mode that
+    // mark would ride along through XDP_TX to the client/peer's stack.
     inNs(endNs, 'ethtool', ['-K', 'vc', 'tx', 'off', 'rx', 'off']);
+    inNs(relayNs, 'ethtool', ['-K', 'vr', 'tx', 'off', 'rx', 'off']);
     // XDP_TX on a native-mode veth reaches the other end only if it runs XDP too.
     if (mode === 'native') ipC('link', 'set', 'dev', 'vc', 'xdpdrv', 'obj', passObject(), 'sec', 'xdp');
 
