@@ -169,12 +169,14 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 		struct udphdr *udp = data + TP_ETH_HLEN + TP_IPV4_HLEN;
 		__be16 *ch = data + TP_ETH_HLEN + TP_IPV4_HLEN + TP_UDP_HLEN;
 
-		if ((void *)(ch + 2) > end)
+		if ((void *)(udp + 1) > end)
 			return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
 		write_eth(data, o);
 		write_ipv4(ip, o, ip_len);
 		write_udp(udp, o, udp_len, check);
 		if (o->chan) {
+			if ((void *)(ch + 2) > end)
+				return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
 			ch[0] = o->channel;
 			ch[1] = bpf_htons(o->n);
 		}
@@ -183,12 +185,14 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 		struct udphdr *udp = data + TP_ETH_HLEN + TP_IPV6_HLEN;
 		__be16 *ch = data + TP_ETH_HLEN + TP_IPV6_HLEN + TP_UDP_HLEN;
 
-		if ((void *)(ch + 2) > end)
+		if ((void *)(udp + 1) > end)
 			return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
 		write_eth(data, o);
 		write_ipv6(ip6, o, udp_len);
 		write_udp(udp, o, udp_len, check);
 		if (o->chan) {
+			if ((void *)(ch + 2) > end)
+				return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
 			ch[0] = o->channel;
 			ch[1] = bpf_htons(o->n);
 		}
