@@ -1,7 +1,7 @@
 // pino loggers with one child per module and a runtime filter
 // ("info,bpf=debug,link=trace"): a default level plus per-module levels.
-// This module only depends on pino, so the relay can use it without pulling
-// any telemetry SDK.
+// This module only depends on pino (and pino-pretty for a TTY), so the relay
+// can use it without pulling any telemetry SDK.
 import pino, { type Logger, type LevelWithSilent, type DestinationStream } from 'pino';
 import pretty from 'pino-pretty';
 
