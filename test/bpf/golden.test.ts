@@ -23,84 +23,27 @@ import { XdpRouter, type ChannelBinding, type RouterConfig } from '../../src/sid
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
 import { encodeConfig, PATH_NAMES, REASON_NAMES, type PathName, type ReasonName, type TpDiagEvent } from '../../src/sidecar/bpf/abi.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
+import { MAC_A, MAC_B, canonical, channelData, decodeFrame, hex, payloadOf, type FrameSpec } from './frames.ts';
 import {
-  MAC_A,
-  MAC_B,
-  buildFrame,
-  canonical,
-  channelData,
-  decodeFrame,
-  hex,
-  payloadOf,
-  type Endpoint,
-  type FrameSpec,
-} from './frames.ts';
+  BASE_CONFIG,
+  BINDINGS,
+  C4,
+  C6,
+  LISTEN,
+  OBJECT,
+  P4,
+  P6,
+  RELAY4,
+  RELAY6,
+  alloc,
+  assertWellFormed,
+  bind,
+  inFrame,
+  outFrame,
+  toListen,
+} from './golden-scene.ts';
 
-const OBJECT = new URL('../../bpf/turn_router.o', import.meta.url).pathname;
 const log = pino({ level: 'silent' });
-
-// ---- the scene ------------------------------------------------------------
-
-export const RELAY4 = '203.0.113.1';
-export const RELAY6 = '2001:db8::1';
-export const LISTEN = 3478;
-export const BASE_CONFIG: RouterConfig = {
-  listenPort: LISTEN,
-  portMin: 49152,
-  portMax: 65535,
-  relayV4: RELAY4,
-  relayV6: RELAY6,
-  mtu: 1500,
-  diagPerSec: 100,
-};
-
-const C4: Endpoint = { address: '192.0.2.10', port: 50000 };
-const C6: Endpoint = { address: '2001:db8:c::10', port: 50001 };
-const P4: Endpoint = { address: '198.51.100.20', port: 6000 };
-const P6: Endpoint = { address: '2001:db8:e::20', port: 6001 };
-
-const bind = (client: Endpoint, channel: number, peer: Endpoint, allocationPort: number): ChannelBinding => ({
-  client,
-  channel,
-  peer,
-  allocationPort,
-});
-
-// One binding per family combination, plus pairs of allocations on this
-// relay talking to each other (channel -> channel).
-export const BINDINGS: ChannelBinding[] = [
-  bind(C4, 0x4001, P4, 50001), // 44
-  bind(C4, 0x4002, P6, 50002), // 46
-  bind(C6, 0x4003, P4, 50003), // 64
-  bind(C6, 0x4004, P6, 50004), // 66
-  // chan->chan 44: A=C4 alloc v4 50011 <-> B=C4' alloc v4 50012
-  bind(C4, 0x4011, { address: RELAY4, port: 50012 }, 50011),
-  bind({ address: '192.0.2.11', port: 50100 }, 0x4012, { address: RELAY4, port: 50011 }, 50012),
-  // chan->chan 46: A=C4 alloc v6 50021 <-> B=C6' alloc v6 50022
-  bind(C4, 0x4021, { address: RELAY6, port: 50022 }, 50021),
-  bind({ address: '2001:db8:c::11', port: 50200 }, 0x4022, { address: RELAY6, port: 50021 }, 50022),
-  // chan->chan 64: A=C6 alloc v4 50031 <-> B=C4'' alloc v4 50032
-  bind(C6, 0x4031, { address: RELAY4, port: 50032 }, 50031),
-  bind({ address: '192.0.2.12', port: 50300 }, 0x4032, { address: RELAY4, port: 50031 }, 50032),
-  // chan->chan 66: A=C6 alloc v6 50041 <-> B=C6'' alloc v6 50042
-  bind(C6, 0x4041, { address: RELAY6, port: 50042 }, 50041),
-  bind({ address: '2001:db8:c::12', port: 50400 }, 0x4042, { address: RELAY6, port: 50041 }, 50042),
-];
-
-const relayOf = (address: string) => (address.includes(':') ? RELAY6 : RELAY4);
-
-// ---- frame helpers ----------------------------------------------------------
-
-/** A frame from `from` to `to` as it arrives (MAC_A -> MAC_B). */
-const inFrame = (from: Endpoint, to: Endpoint, payload: Uint8Array, extra: Partial<FrameSpec> = {}) =>
-  buildFrame({ src: from, dst: to, payload, ...extra });
-
-/** What the relay sends: MACs swapped (no FIB route in a test run), fresh IP header. */
-const outFrame = (from: Endpoint, to: Endpoint, payload: Uint8Array, extra: Partial<FrameSpec> = {}) =>
-  buildFrame({ src: from, dst: to, payload, srcMac: MAC_B, dstMac: MAC_A, ttl: 64, tos: 0, id: 0, df: true, ...extra });
-
-const toListen = (client: Endpoint) => ({ address: relayOf(client.address), port: LISTEN });
-const alloc = (peer: Endpoint, port: number) => ({ address: relayOf(peer.address), port });
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -340,16 +283,6 @@ function pathTotals(r: XdpRouter) {
     bytes[p.path] = p.bytes;
   }
   return { packets, bytes };
-}
-
-/** Independent checks every relayed output must pass. */
-export function assertWellFormed(out: Uint8Array, what: string): void {
-  const d = decodeFrame(out);
-  assert.ok(d, `${what}: output decodes as Ethernet/IP/UDP`);
-  assert.ok(d.lengthsOk, `${what}: IP and UDP lengths agree with the frame`);
-  assert.ok(d.ipHeaderOk, `${what}: IPv4 header checksum`);
-  assert.ok(d.udpOk, `${what}: UDP checksum`);
-  if (d.family === 6) assert.notEqual(d.udpChecksumField, 0, `${what}: IPv6 UDP checksum present`);
 }
 
 for (const fx of fixtures) {
