@@ -23,6 +23,13 @@
 #define TP_MAX_IP_LEN 9216
 #endif
 
+/* 1: next-hop MACs from bpf_fib_lookup (rewrite.h). 0: always answer the
+ * L2 hop the frame came from (swap MACs); saves the lookup's cost where the
+ * relay has a single gateway. */
+#ifndef TP_FIB_LOOKUP
+#define TP_FIB_LOOKUP 1
+#endif
+
 /* Header values of the packets the relay originates (it is an endpoint, not
  * a router: RFC 8656 section 14 "alternate behaviour", as a UDP socket would
  * send them). IPv4 outputs are atomic datagrams: DF set, ID 0 (RFC 6864). */

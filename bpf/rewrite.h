@@ -83,6 +83,11 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
+	if (!TP_FIB_LOOKUP) {
+		mac_copy(o->smac, in->dmac);
+		mac_copy(o->dmac, in->smac);
+		return TP_CONTINUE;
+	}
 	fib.l4_protocol = TP_IPPROTO_UDP;
 	fib.sport = o->sport;
 	fib.dport = o->dport;
