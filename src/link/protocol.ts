@@ -45,6 +45,8 @@
  * 0x51  PONG              both u32 nonce
  * 0x60  LOG               r->s u8 pino level (10..60) | str8 module | rest JSON object text   (droppable)
  * 0x61  COUNTERS          r->s rest JSON text (ServerStats plus link counters)             (droppable)
+ * 0x62  LOG_FILTER        s->r rest filter text (UTF-8), e.g. `info,server=debug`: the sidecar's
+ *                                current log filter, sent on connect and on every change (POST /log)
  *
  * Session: on connect both sides send HELLO at once. Each checks the other's
  * magic, version and role; on a mismatch it sends REJECT (with a reason that
@@ -88,6 +90,7 @@ export const FrameType = {
   pong: 0x51,
   log: 0x60,
   counters: 0x61,
+  'log-filter': 0x62,
 } as const;
 
 export type FrameKind = keyof typeof FrameType;
@@ -116,7 +119,8 @@ export type Frame =
   | { kind: 'ping'; nonce: number }
   | { kind: 'pong'; nonce: number }
   | { kind: 'log'; level: number; module: string; json: string }
-  | { kind: 'counters'; json: string };
+  | { kind: 'counters'; json: string }
+  | { kind: 'log-filter'; filter: string };
 
 export interface PortFailure {
   family: Family;
@@ -169,6 +173,7 @@ function bodySize(f: Frame): number {
     case 'pong': return 4;
     case 'log': return 1 + 1 + str8(f.module) + utf8(f.json);
     case 'counters': return utf8(f.json);
+    case 'log-filter': return utf8(f.filter);
   }
 }
 
@@ -305,6 +310,9 @@ export function encodeFrameInto(f: Frame, buf: Buffer, off: number, size = frame
       break;
     case 'counters':
       off += buf.write(f.json, off, 'utf8');
+      break;
+    case 'log-filter':
+      off += buf.write(f.filter, off, 'utf8');
       break;
   }
   if (off - start !== size) throw new Error(`link encoder size mismatch for ${f.kind}: ${off - start} != ${size}`);
@@ -483,6 +491,8 @@ function decodeBody(kind: FrameKind, c: Cursor): Frame {
     }
     case 'counters':
       return { kind, json: c.restUtf8() };
+    case 'log-filter':
+      return { kind, filter: c.restUtf8() };
   }
   c.done();
   return f;

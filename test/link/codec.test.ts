@@ -50,6 +50,7 @@ const samples: Frame[] = [
   { kind: 'pong', nonce: 77 },
   { kind: 'log', level: 40, module: 'server', json: '{"msg":"héllo","n":1}' },
   { kind: 'counters', json: '{"allocations":3}' },
+  { kind: 'log-filter', filter: 'info,server=debug' },
 ];
 
 function normalize(f: Frame): unknown {
@@ -92,7 +93,7 @@ test('every truncation of every frame is rejected, never thrown', () => {
     // Frames whose last field is "rest" legitimately decode when cut inside it; the rest must not parse.
     for (let end = 5; end < buf.length; end++) {
       const r = decodeFrame(buf, 4, end);
-      if (r.ok) assert.ok(['reject', 'packet-in', 'packet-out', 'port-opened', 'channel-ack', 'log', 'counters', 'hello'].includes(f.kind), `${f.kind} cut at ${end} decoded`);
+      if (r.ok) assert.ok(['reject', 'packet-in', 'packet-out', 'port-opened', 'channel-ack', 'log', 'counters', 'log-filter', 'hello'].includes(f.kind), `${f.kind} cut at ${end} decoded`);
     }
   }
 });
