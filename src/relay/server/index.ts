@@ -3,3 +3,4 @@ export type * from './types.ts';
 export type { TurnServerOptions } from './options.ts';
 export type { RandomSource } from './port-pool.ts';
 export { TurnServer, MAX_DATAGRAM } from './server.ts';
+export { LEGACY_CHANNEL_MAX } from './channel-data.ts';

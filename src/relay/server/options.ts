@@ -44,6 +44,12 @@ export interface TurnServerOptions {
   readonly portAttempts?: number;
   /** ms to wait for portOpened() before the Allocate fails with 508 (default 10 s). */
   readonly portOpenTimeout?: number;
+  /**
+   * Highest channel number accepted: 0x4FFF (RFC 8656, default) or up to
+   * 0x7FFF for RFC 5766 clients such as coturn's turnutils_uclient, which
+   * pick channels at random in 0x4000-0x7FFF.
+   */
+  readonly maxChannel?: number;
   /** Rare events only (port failures, capacity, internal errors); never per packet. */
   readonly logger?: Logger;
 }

@@ -21,14 +21,11 @@
 import type { Logger } from 'pino';
 import {
   CHANNEL_MAX,
-  CHANNEL_MIN,
   ERROR,
   METHOD,
   TRANSPORT_UDP,
   classify,
-  decodeChannelData,
   decodeMessage,
-  encodeChannelData,
   encodeMessage,
   errorResponse,
   methodName,
@@ -42,6 +39,7 @@ import {
 import { createNonceManager, type NonceManager } from '../auth/index.ts';
 import { authenticate, type AuthContext } from './auth.ts';
 import { canonicalAddress } from './address.ts';
+import { decodeChannelDataUpTo, encodeChannelDataAny, validChannel } from './channel-data.ts';
 import type { TurnServerOptions } from './options.ts';
 import { TimerHeap, type Timer } from './timer-heap.ts';
 import { RelayState, fiveTupleKey, portKey, type Allocation } from './state.ts';
@@ -92,7 +90,7 @@ function familyName(f: Family): 'v4' | 'v6' {
 }
 
 export class TurnServer {
-  readonly #opts: Required<Pick<TurnServerOptions, 'defaultLifetime' | 'maxLifetime' | 'portAttempts' | 'portOpenTimeout'>> & TurnServerOptions;
+  readonly #opts: Required<Pick<TurnServerOptions, 'defaultLifetime' | 'maxLifetime' | 'portAttempts' | 'portOpenTimeout' | 'maxChannel'>> & TurnServerOptions;
   readonly #log: Logger | undefined;
   readonly #nonces: NonceManager;
   readonly #state: RelayState;
@@ -112,7 +110,8 @@ export class TurnServer {
     if (!Number.isInteger(min) || !Number.isInteger(max) || min < 1 || max > 65535 || min > max) {
       throw new RangeError(`bad port range ${min}-${max}`);
     }
-    this.#opts = { defaultLifetime: 600, maxLifetime: 3600, portAttempts: 3, portOpenTimeout: 10_000, ...opts };
+    this.#opts = { defaultLifetime: 600, maxLifetime: 3600, portAttempts: 3, portOpenTimeout: 10_000, maxChannel: CHANNEL_MAX, ...opts };
+    if (this.#opts.maxChannel < CHANNEL_MAX || this.#opts.maxChannel > 0x7fff) throw new RangeError(`maxChannel must be 0x4fff-0x7fff`);
     this.#log = opts.logger;
     this.#nonces = createNonceManager({ secret: opts.nonce.secret, ...(opts.nonce.ttlSeconds !== undefined ? { ttlSeconds: opts.nonce.ttlSeconds } : {}) });
     this.#state = new RelayState(opts.portRange, (o) => this.#push(o));
@@ -559,7 +558,7 @@ export class TurnServer {
     if (allocation === undefined) return { kind: 'error', code: ERROR.ALLOCATION_MISMATCH };
     const number = msg.attributes.channelNumber;
     const peer = msg.attributes.xorPeerAddress?.[0];
-    if (number === undefined || peer === undefined || number < CHANNEL_MIN || number > CHANNEL_MAX) {
+    if (number === undefined || peer === undefined || !validChannel(number, this.#opts.maxChannel)) {
       return { kind: 'error', code: ERROR.BAD_REQUEST };
     }
     const refused = this.#checkPeer(allocation, peer);
@@ -585,7 +584,7 @@ export class TurnServer {
 
   // RFC 8656 §12.5
   #channelDataFromClient(buf: Uint8Array, local: LocalEndpoint, client: TransportAddress): void {
-    const cd = decodeChannelData(buf);
+    const cd = decodeChannelDataUpTo(buf, this.#opts.maxChannel);
     if (cd.kind === 'drop') return this.#drop(`channel-data-${cd.reason}`);
     const allocation = this.#state.byFiveTuple.get(fiveTupleKey(local, client));
     if (allocation === undefined) return this.#drop('no-allocation');
@@ -612,7 +611,7 @@ export class TurnServer {
     let out: Uint8Array;
     if (channel !== undefined) {
       if (data.length > MAX_DATAGRAM - 4) return this.#drop('oversize');
-      out = encodeChannelData(channel.number, data);
+      out = encodeChannelDataAny(channel.number, data);
     } else {
       // DATA + XOR-PEER-ADDRESS (+ header): 20 + 8 + 24 at most.
       if (data.length > MAX_DATAGRAM - 52) return this.#drop('oversize');

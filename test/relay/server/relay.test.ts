@@ -162,3 +162,25 @@ test('datagrams on an unknown port or from a peer that is really the client are 
   assert.equal(h.server.stats().dropped['no-allocation'], 1);
   assert.equal(decodeMessage(bytes('x')).kind, 'drop');
 });
+
+test('channels above 0x4FFF: 400 by default (RFC 8656), accepted with maxChannel 0x7FFF (RFC 5766 clients)', () => {
+  const strict = allocated();
+  expectOutputs(strict.c.channelBind(0x5000, peer), [response(c1, METHOD.CHANNEL_BIND, 400)]);
+  expectOutputs(strict.h.input(new Uint8Array([0x50, 0x00, 0, 1, 7]), LISTEN4, c1), []);
+  assert.equal(strict.h.server.stats().dropped['channel-data-bad-channel'], 1);
+
+  const h = new Harness({ maxChannel: 0x7fff });
+  const c = h.client(c1);
+  const port = c.allocate().ports.v4!;
+  const from = { family: 4 as const, port };
+  expectOutputs(c.channelBind(0x7abc, peer), [event('channel-bound'), response(c1, METHOD.CHANNEL_BIND, 'success')]);
+  expectOutputs(c.channelBind(0x8000, peer2()), [response(c1, METHOD.CHANNEL_BIND, 400)]);
+  expectOutputs(h.input(new Uint8Array([0x7a, 0xbc, 0, 2, 7, 8, 0, 0]), LISTEN4, c1), [datagram(from, peer, new Uint8Array([7, 8]))]);
+  expectOutputs(h.input(new Uint8Array([9]), from, peer), [datagram(LISTEN4, c1, new Uint8Array([0x7a, 0xbc, 0, 1, 9]))]);
+  expectOutputs(h.input(new Uint8Array([0x7a, 0xbc, 0, 9, 7]), LISTEN4, c1), []);
+  assert.equal(h.server.stats().dropped['channel-data-truncated'], 1);
+});
+
+function peer2() {
+  return addr('203.0.113.77', 1);
+}

@@ -1,0 +1,37 @@
+// ChannelData for the server with a configurable top channel number.
+// RFC 8656 §12 allows 0x4000-0x4FFF; RFC 5766 allowed 0x4000-0x7FFF, and
+// clients written to it (coturn's turnutils_uclient picks channels at random
+// up to 0x7FFF) still send those. The codec implements RFC 8656 strictly; this
+// wrapper widens the range when the operator asks for RFC 5766 compatibility.
+import { CHANNEL_MAX, CHANNEL_MIN, decodeChannelData, encodeChannelData, type ChannelDataResult } from '../stun/index.ts';
+
+/** Highest channel number RFC 5766 allowed. */
+export const LEGACY_CHANNEL_MAX = 0x7fff;
+
+export function decodeChannelDataUpTo(buf: Uint8Array, maxChannel: number): ChannelDataResult {
+  const r = decodeChannelData(buf);
+  if (r.kind !== 'drop' || r.reason !== 'bad-channel' || maxChannel <= CHANNEL_MAX) return r;
+  const channel = (buf[0]! << 8) | buf[1]!;
+  if (channel > maxChannel) return r;
+  // Same framing rules as the codec: payload length, up to 3 bytes of padding.
+  const len = (buf[2]! << 8) | buf[3]!;
+  const extra = buf.length - 4 - len;
+  if (extra < 0) return { kind: 'drop', reason: 'truncated' };
+  if (extra > 3) return { kind: 'drop', reason: 'trailing-bytes' };
+  return { kind: 'channel-data', channel, data: buf.subarray(4, 4 + len) };
+}
+
+export function encodeChannelDataAny(channel: number, data: Uint8Array): Uint8Array {
+  if (channel <= CHANNEL_MAX) return encodeChannelData(channel, data);
+  const out = new Uint8Array(4 + data.length);
+  out[0] = channel >> 8;
+  out[1] = channel & 0xff;
+  out[2] = data.length >> 8;
+  out[3] = data.length & 0xff;
+  out.set(data, 4);
+  return out;
+}
+
+export function validChannel(channel: number, maxChannel: number): boolean {
+  return channel >= CHANNEL_MIN && channel <= maxChannel;
+}
