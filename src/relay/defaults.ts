@@ -130,9 +130,11 @@ export function hasConfiguredCredentials(config: Pick<Config, 'users' | 'restSec
  * first start and reused afterwards. Throws only on file-system errors.
  */
 export function ensureCredentials(
-  config: Pick<Config, 'users' | 'restSecret' | 'firezoneSecret'>,
+  config: Pick<Config, 'users' | 'restSecret' | 'firezoneSecret'> & Partial<Pick<Config, 'listenPort' | 'listenAddresses'>>,
   dir: string,
   log?: Logger,
+  /** Where the plain how-to-connect hint goes (stderr by default; tests collect it). */
+  hint: (text: string) => void = (t) => process.stderr.write(t),
 ): CredentialSettlement {
   if (hasConfiguredCredentials(config)) return { generatedSecret: undefined, created: false, secretFile: undefined };
   const file = join(dir, SECRET_FILE);
@@ -146,6 +148,7 @@ export function ensureCredentials(
   if (secret !== undefined && secret.length >= 16) {
     chmodSync(file, 0o600);
     log?.info({ secretFile: file }, 'no credentials configured: using the TURN REST secret in the state directory');
+    hint(credentialHint(file, hintHost(config), config.listenPort ?? 3478));
     return { generatedSecret: secret, created: false, secretFile: file };
   }
   mkdirSync(dir, { recursive: true, mode: 0o711 });
@@ -153,7 +156,13 @@ export function ensureCredentials(
   writeFileSync(file, secret + '\n', { mode: 0o600 });
   chmodSync(file, 0o600); // writeFileSync's mode applies only when it creates the file
   log?.warn({ secretFile: file }, 'no credentials configured: created a TURN REST secret (the relay is not open)');
+  hint(credentialHint(file, hintHost(config), config.listenPort ?? 3478));
   return { generatedSecret: secret, created: true, secretFile: file };
+}
+
+function hintHost(config: Partial<Pick<Config, 'listenAddresses'>>): string {
+  const specific = (config.listenAddresses ?? []).find((a) => !WILDCARD.has(a));
+  return specific ?? '127.0.0.1';
 }
 
 /** The plain hint printed at start-up when the generated secret is in use. */

@@ -50,7 +50,10 @@ export class Driver {
   /** A datagram arrived on the relay's `local` port from `remote`. */
   datagram(data: Uint8Array, local: LocalEndpoint, remote: TransportAddress): void {
     if (this.closed) return;
-    this.guard('handleDatagram', () => this.server.handleDatagram(data, local, remote, this.clock()));
+    // A Buffer's slice() is a view, a Uint8Array's is a copy; the codec relies on
+    // copy semantics (it patches sliced headers), so hand it a plain view.
+    const bytes = Buffer.isBuffer(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data;
+    this.guard('handleDatagram', () => this.server.handleDatagram(bytes, local, remote, this.clock()));
     this.drain();
   }
 

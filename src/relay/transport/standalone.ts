@@ -6,7 +6,8 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
-import type { DatapathPort, Driver } from './driver.ts';
+import { Driver, type DatapathPort } from './driver.ts';
+import type { StartTransport } from './runner.ts';
 import { ErrorCounter } from './error-log.ts';
 
 export interface StandaloneOptions {
@@ -267,3 +268,25 @@ export class StandaloneTransport implements DatapathPort {
     }
   }
 }
+
+/** Runs a TurnServer behind the relay's own UDP sockets (see runner.ts). */
+export const startStandaloneTransport: StartTransport = async ({ config, server, logs }) => {
+  const log = logs.get('transport');
+  const transport = new StandaloneTransport({
+    listenPort: config.listenPort,
+    listenAddresses: config.listenAddresses,
+    log,
+  });
+  const driver = new Driver(server, transport, { log });
+  transport.attach(driver);
+  await transport.listenAll();
+  driver.kick();
+  return {
+    describe: () => ({ transport: 'standalone', listen: transport.boundAddresses().map((a) => (a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`)) }),
+    stats: () => ({ ...transport.stats() }),
+    close: async () => {
+      driver.close();
+      await transport.close();
+    },
+  };
+};

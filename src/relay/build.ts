@@ -1,0 +1,65 @@
+// Builds a TurnServer's options from the loaded Config: credential sources,
+// peer policy, rate limiter, nonce key, randomness. Shared by every transport
+// (standalone and sidecar) so the two run the same server.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+import { createCredentialChain, createFirezoneCredentials, createRestCredentials, createStaticCredentials, type CredentialSource } from './auth/index.ts';
+import { createPeerPolicy, createRateLimiter } from './policy/index.ts';
+import type { TurnServerOptions } from './server/options.ts';
+
+export type ServerConfig = Pick<
+  Config,
+  | 'realm' | 'software' | 'listenPort' | 'portRange' | 'users' | 'restSecret' | 'firezoneSecret'
+  | 'allowedPeers' | 'deniedPeers' | 'defaultLifetime' | 'maxLifetime' | 'maxAllocations'
+  | 'maxAllocationsPerUser' | 'unauthRatePerSecond' | 'nonceLifetime'
+>;
+
+/** Labels of the configured credential sources, for the start-up log (no secrets). */
+export function authSources(config: Pick<Config, 'users' | 'restSecret' | 'firezoneSecret'>): string[] {
+  const out: string[] = [];
+  if (config.users.length > 0) out.push(`static users (${config.users.length})`);
+  if (config.restSecret) out.push('TURN REST secret');
+  if (config.firezoneSecret) out.push('Firezone secret');
+  return out;
+}
+
+export function buildCredentials(config: Pick<Config, 'users' | 'restSecret' | 'firezoneSecret'>): CredentialSource {
+  const sources: CredentialSource[] = [];
+  if (config.users.length > 0) sources.push(createStaticCredentials(config.users.map((u) => [u.username, u.password] as const)));
+  if (config.restSecret) sources.push(createRestCredentials(config.restSecret));
+  if (config.firezoneSecret) sources.push(createFirezoneCredentials(config.firezoneSecret));
+  return createCredentialChain(sources);
+}
+
+export interface BuildOptions {
+  /** Relayed address per family; a missing family answers 440. */
+  readonly relayAddresses: { readonly v4?: string | undefined; readonly v6?: string | undefined };
+  readonly logger?: Logger;
+  /** Nonce signing key; random per process by default (a restart costs clients one 438 round trip). */
+  readonly nonceSecret?: Uint8Array;
+}
+
+export function buildServerOptions(config: ServerConfig, opts: BuildOptions): TurnServerOptions {
+  const relayAddresses: { v4?: string; v6?: string } = {};
+  if (opts.relayAddresses.v4) relayAddresses.v4 = opts.relayAddresses.v4;
+  if (opts.relayAddresses.v6) relayAddresses.v6 = opts.relayAddresses.v6;
+  return {
+    realm: config.realm,
+    software: config.software,
+    listenPort: config.listenPort,
+    relayAddresses,
+    portRange: config.portRange,
+    defaultLifetime: config.defaultLifetime,
+    maxLifetime: config.maxLifetime,
+    maxAllocations: config.maxAllocations,
+    maxAllocationsPerUser: config.maxAllocationsPerUser,
+    credentials: buildCredentials(config),
+    peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers }),
+    // Burst of two seconds' worth: a client's 401 challenge plus retries fit easily.
+    rateLimiter: createRateLimiter({ perSecond: config.unauthRatePerSecond, burst: config.unauthRatePerSecond * 2, maxEntries: 65_536 }),
+    nonce: { secret: opts.nonceSecret ?? randomBytes(32), ttlSeconds: config.nonceLifetime },
+    random: (n) => randomBytes(n),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  };
+}

@@ -1,0 +1,120 @@
+// turnpike-relay: the TURN server process. Loads the configuration, settles
+// defaults (relayed addresses, credentials), builds the sans-IO TurnServer and
+// runs it behind one transport, chosen here and only here:
+//   standalone  the relay's own UDP sockets (development, no sidecar)
+//   sidecar     datagrams over the link socket from turnpike-sidecar
+// The choice is `--transport standalone|sidecar` or TURNPIKE_RELAY_TRANSPORT
+// (the launcher sets sidecar); it is not part of the shared config schema.
+import { fileURLToPath } from 'node:url';
+import { extname } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { loadConfig, ConfigError } from '../config/load.ts';
+import { stateDir } from '../config/paths.ts';
+import type { Config } from '../config/schema.ts';
+import { createLogHub } from '../telemetry/logger.ts';
+import { authSources, buildServerOptions } from './build.ts';
+import { chooseRelayAddresses, ensureCredentials } from './defaults.ts';
+import { TurnServer } from './server/server.ts';
+import { startStandaloneTransport } from './transport/standalone.ts';
+import type { RunningTransport, StartTransport } from './transport/runner.ts';
+
+export type TransportKind = 'standalone' | 'sidecar';
+
+/** Takes `--transport X` / `--transport=X` out of argv (the config loader rejects unknown flags). */
+export function pickTransport(argv: readonly string[], env: NodeJS.ProcessEnv): { transport: TransportKind; argv: string[] } {
+  const rest: string[] = [];
+  let chosen = env.TURNPIKE_RELAY_TRANSPORT || undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--transport') chosen = argv[++i];
+    else if (a.startsWith('--transport=')) chosen = a.slice('--transport='.length);
+    else rest.push(a);
+  }
+  chosen ??= 'standalone';
+  if (chosen !== 'standalone' && chosen !== 'sidecar') {
+    throw new ConfigError(`transport: expected standalone or sidecar, got "${chosen}" (--transport or TURNPIKE_RELAY_TRANSPORT)`);
+  }
+  return { transport: chosen, argv: rest };
+}
+
+async function transportStarter(kind: TransportKind): Promise<StartTransport> {
+  if (kind === 'standalone') return startStandaloneTransport;
+  // Loaded by path so this file does not depend on the sidecar transport's presence at build time.
+  const ext = extname(fileURLToPath(import.meta.url));
+  const mod = (await import(new URL(`./transport/sidecar${ext}`, import.meta.url).href)) as { startSidecarTransport?: StartTransport };
+  if (!mod.startSidecarTransport) throw new Error('src/relay/transport/sidecar does not export startSidecarTransport');
+  return mod.startSidecarTransport;
+}
+
+const fmt = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+async function main(): Promise<void> {
+  let transportKind: TransportKind;
+  let config: Config;
+  try {
+    const picked = pickTransport(process.argv.slice(2), process.env);
+    transportKind = picked.transport;
+    config = loadConfig({ argv: picked.argv }).config;
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`turnpike-relay: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const logs = createLogHub({ filter: config.log, name: 'turnpike', base: { process: 'relay' } });
+  const log = logs.get('relay');
+
+  const creds = ensureCredentials(config, stateDir(config), log);
+  if (creds.generatedSecret) config = { ...config, restSecret: creds.generatedSecret };
+  const relay = await chooseRelayAddresses(config, log);
+
+  const server = new TurnServer(
+    buildServerOptions(config, { relayAddresses: { v4: relay.v4.address, v6: relay.v6.address }, logger: logs.get('server') }),
+  );
+  let running: RunningTransport;
+  try {
+    running = await (await transportStarter(transportKind))({ config, server, logs });
+  } catch (e) {
+    log.fatal({ err: e, transport: transportKind }, 'transport failed to start');
+    // Give pino's asynchronous destination a moment to flush the reason.
+    setTimeout(() => process.exit(1), 100);
+    return;
+  }
+
+  log.info(
+    {
+      ...running.describe(),
+      relayAddresses: {
+        v4: relay.v4.address ? `${relay.v4.address} (${relay.v4.source})` : 'unavailable',
+        v6: relay.v6.address ? `${relay.v6.address} (${relay.v6.source})` : 'unavailable',
+      },
+      portRange: `${config.portRange.min}-${config.portRange.max}`,
+      realm: config.realm,
+      auth: authSources(config),
+      allowedPeers: config.allowedPeers,
+      deniedPeers: config.deniedPeers,
+    },
+    'relay ready',
+  );
+
+  const statsTimer = setInterval(() => log.debug({ server: server.stats(), transport: running.stats() }, 'stats'), 60_000);
+  statsTimer.unref();
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(statsTimer);
+    await running.close();
+    log.info({ signal, server: server.stats(), transport: running.stats() }, 'relay stopped');
+    setTimeout(() => process.exit(0), 50);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+// Run only when executed, not when imported (tests import pickTransport).
+if (process.argv[1] && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
+  await main();
+}
