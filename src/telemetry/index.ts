@@ -51,6 +51,12 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
+/** A positive number of milliseconds from an environment variable, else undefined (the default applies). */
+function positiveMs(raw: string | undefined): number | undefined {
+  const n = raw === undefined || raw.trim() === '' ? NaN : Number(raw);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
 export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
   const { config, logHub } = opts;
   const env = opts.env ?? process.env;
@@ -79,7 +85,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
         gate: opts.tuning?.streamGate,
         onDropped: (n) => metrics.onStreamDropped(n),
         transport: opts.tuning?.sentryTransport,
-        flushIntervalMs: opts.tuning?.sentryFlushMs,
+        flushIntervalMs: opts.tuning?.sentryFlushMs ?? positiveMs(env.TURNPIKE_SENTRY_FLUSH_MS),
       })
     : undefined;
 

@@ -1,0 +1,83 @@
+// The relay's telemetry path when it runs behind the sidecar. The relay has no
+// telemetry SDK and no egress; instead:
+//   - its pino lines go over the link as LOG frames (LinkLogDestination);
+//   - its counters go over the link as COUNTERS frames (startCountersSender);
+//   - the sidecar's log filter comes back as LOG_FILTER frames and is applied
+//     to the relay's module loggers at once, so POST /log on the sidecar's
+//     admin port governs the relay's modules (`server`, `transport`, ...) too.
+import pino, { type DestinationStream } from 'pino';
+import pretty from 'pino-pretty';
+import type { ServerStats } from '../server/types.ts';
+import { formatLogFilter, parseLogFilter, type LogHub } from '../../telemetry/logger.ts';
+import { LinkLogDestination, type LogLink } from './link-log.ts';
+import { startCountersSender, type CountersLink } from './counters.ts';
+
+export { LinkLogDestination, lineMeta, type LinkLogStats, type LogLink } from './link-log.ts';
+export { startCountersSender, type CountersSender, type CountersLink } from './counters.ts';
+
+/** The relay's stdout as createLogHub would open it (pretty on a terminal). */
+export function stdoutDestination(): DestinationStream {
+  return process.stdout.isTTY === true ? pretty({ colorize: true, sync: true, destination: 1 }) : pino.destination({ dest: 1, sync: false });
+}
+
+/** The link as the relay's telemetry needs it (SidecarTransport implements it). */
+export interface TelemetryLink extends LogLink, CountersLink {
+  on(event: 'open', listener: () => void): unknown;
+  on(event: 'log-filter', listener: (filter: string) => void): unknown;
+}
+
+export interface RelayTelemetryOptions {
+  link: TelemetryLink;
+  server: { stats(): ServerStats };
+  logs: LogHub;
+  /** The hub's destination when it is a LinkLogDestination (relay/main.ts makes one for the sidecar transport). */
+  destination?: LinkLogDestination | undefined;
+  /** More counters to send alongside the server's (e.g. the transport's stats). */
+  extra?: () => Record<string, unknown>;
+  countersIntervalMs?: number;
+}
+
+export interface RelayTelemetry {
+  /** Sends the last counters and stops forwarding (later lines go to stdout). */
+  close(): void;
+}
+
+export function startRelayTelemetry(opts: RelayTelemetryOptions): RelayTelemetry {
+  const { link, logs } = opts;
+  const log = logs.get('relay');
+  opts.destination?.attach(link);
+
+  const counters = startCountersSender({
+    link,
+    intervalMs: opts.countersIntervalMs,
+    collect: () => ({
+      ...opts.server.stats(),
+      ...(opts.extra?.() ?? {}),
+      ...(opts.destination ? { logs: opts.destination.stats() } : {}),
+    }),
+  });
+  link.on('open', () => counters.sendNow());
+
+  link.on('log-filter', (text) => {
+    let next;
+    try {
+      next = parseLogFilter(text);
+    } catch (err) {
+      log.warn({ filter: text, reason: (err as Error).message }, 'log filter from the sidecar does not parse; keeping the current one');
+      return;
+    }
+    const before = formatLogFilter(logs.filter());
+    const after = formatLogFilter(next);
+    if (before === after) return;
+    logs.setFilter(next);
+    log.info({ filter: after, previous: before }, 'log filter set by the sidecar');
+  });
+
+  return {
+    close() {
+      counters.sendNow();
+      counters.stop();
+      opts.destination?.attach(undefined);
+    },
+  };
+}
