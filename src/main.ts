@@ -5,11 +5,11 @@
 // SIGINT stops both (relay first, so the sidecar can clear its maps).
 // In production, deploy/systemd runs the two as separate units instead.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, extname } from 'node:path';
 import { loadConfig, ConfigError } from './config/load.ts';
-import { stateDir } from './config/paths.ts';
+import { linkSocketPath, stateDir } from './config/paths.ts';
 import { createLogHub } from './telemetry/logger.ts';
 import { ensureCredentials } from './relay/defaults.ts';
 
@@ -48,6 +48,20 @@ const relayIdentity = isRoot ? resolveUser(config.relayUser) : undefined;
 if (isRoot && !relayIdentity) {
   log.fatal({ relayUser: config.relayUser }, 'relay user does not exist; set TURNPIKE_RELAY_USER to an unprivileged user');
   process.exit(2);
+}
+
+// The relay (another user) connects to the link socket: the directories on
+// its path must be searchable by others. The socket itself is 0660, owned by
+// the relay's group, so traversal alone grants nothing else.
+if (relayIdentity) {
+  for (const d of new Set([dir, dirname(linkSocketPath(config))])) {
+    mkdirSync(d, { recursive: true, mode: 0o711 });
+    const mode = statSync(d).mode & 0o7777;
+    if ((mode & 0o001) === 0) {
+      chmodSync(d, mode | 0o111);
+      log.info({ dir: d, mode: (mode | 0o111).toString(8) }, 'made the directory searchable so the relay user can reach the link socket');
+    }
+  }
 }
 
 // Credentials are settled here (as the launcher may be root and the relay is

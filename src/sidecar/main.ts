@@ -85,14 +85,20 @@ async function main(): Promise<number> {
 
   // Relay log lines and counters arrive as frames; they become our logs, Sentry items and metrics.
   bridge.on('log', (_level, _module, json) => telemetry.relayLog(json));
+  // The relay's own counters (ServerStats), as last reported; /status shows them.
+  let relayCounters: unknown = null;
   bridge.on('counters', (json) => {
     try {
-      telemetry.metrics.onRelayStats(JSON.parse(json));
+      relayCounters = JSON.parse(json);
+      telemetry.metrics.onRelayStats(relayCounters as Parameters<typeof telemetry.metrics.onRelayStats>[0]);
     } catch {
       hub.get('link').warn('unparseable counters frame from the relay ignored');
     }
   });
-  bridge.on('relay-close', () => telemetry.metrics.relayDisconnected());
+  bridge.on('relay-close', () => {
+    relayCounters = null;
+    telemetry.metrics.relayDisconnected();
+  });
 
   // Pinned bindings from an earlier sidecar keep the fast path running until
   // the relay re-announces; if it never does, they must not outlive it.
@@ -164,6 +170,7 @@ async function main(): Promise<number> {
       kernel: router ? { paths: router.readPathStats(), reasons: router.readReasons() } : null,
       sockets: sockets.stats(),
       relay: bridge?.stats(),
+      relayCounters,
       link: link.current?.stats() ?? null,
       flags: Object.fromEntries(['stream-logs'].map((f) => [f, telemetry.flags.isEnabled(f)])),
     }),

@@ -22,7 +22,9 @@ import { LinkClient, type BackoffOptions } from '../../link/client.ts';
 import type { LinkConnection, LinkStats } from '../../link/connection.ts';
 import type { Frame } from '../../link/protocol.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
-import type { DatapathPort } from './driver.ts';
+import { Driver, type DatapathPort } from './driver.ts';
+import type { StartTransport } from './runner.ts';
+import { linkSocketPath } from '../../config/paths.ts';
 
 /** The driver surface this transport feeds (src/relay/transport/driver.ts). */
 export interface DriverInput {
@@ -76,6 +78,8 @@ type Events = {
   close: [reason: string];
   /** The sidecar applied a snapshot; `failed` lists ports it could not reopen. */
   resynced: [generation: number, failed: { family: Family; port: number; error: string }[]];
+  /** The sidecar's log filter (on connect and on every POST /log); src/relay/telemetry applies it. */
+  'log-filter': [filter: string];
 };
 
 interface Hold {
@@ -190,8 +194,10 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   // ---- telemetry -------------------------------------------------------------
 
   /** Forwards one log record (pino level number, module, JSON object text); dropped when the link is down or full. */
-  sendLog(level: number, module: string, json: string): void {
-    if (!this.conn?.send({ kind: 'log', level, module, json })) this.s.logsDropped++;
+  sendLog(level: number, module: string, json: string): boolean {
+    const ok = this.conn?.send({ kind: 'log', level, module, json }) ?? false;
+    if (!ok) this.s.logsDropped++;
+    return ok;
   }
 
   /** Forwards a counters snapshot (e.g. JSON of ServerStats and stats()). */
@@ -265,6 +271,9 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
         if (f.failedTotal > 0) this.log.warn({ generation: f.generation, failed: f.failedTotal, sample: f.failed.slice(0, 5) }, 'sidecar could not reopen some allocation ports');
         else this.log.info({ generation: f.generation }, 'sidecar resynced');
         this.emit('resynced', f.generation, f.failed);
+        return;
+      case 'log-filter':
+        this.emit('log-filter', f.filter);
         return;
       default:
         this.log.debug({ kind: f.kind }, 'unexpected frame from the sidecar ignored');
@@ -341,3 +350,38 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     this.log.info({ generation, ports, channels }, 'state re-announced to the sidecar');
   }
 }
+
+// ---- runner adapter (added by the integration helper; see runner.ts) --------
+
+/** How often the relay's counters go to the sidecar (its telemetry agent exports them). */
+const COUNTERS_INTERVAL_MS = 1000;
+
+/** Runs a TurnServer behind the sidecar link (relay/main.ts picks it with --transport sidecar). */
+export const startSidecarTransport: StartTransport = async ({ config, server, logs }) => {
+  const log = logs.get('transport');
+  const path = linkSocketPath(config);
+  const transport = new SidecarTransport({
+    path,
+    software: `turnpike-relay/${config.software}`,
+    logger: log,
+    snapshot: () => server.snapshot(),
+  });
+  const driver = new Driver(server, transport, { log });
+  transport.attach(driver);
+  const pushCounters = () => transport.sendCounters(JSON.stringify(server.stats()));
+  transport.on('open', pushCounters);
+  const timer = setInterval(pushCounters, COUNTERS_INTERVAL_MS);
+  timer.unref();
+  transport.start();
+  driver.kick();
+  return {
+    describe: () => ({ transport: 'sidecar', socket: path }),
+    stats: () => ({ ...transport.stats() }),
+    close: async () => {
+      clearInterval(timer);
+      pushCounters();
+      driver.close();
+      transport.stop();
+    },
+  };
+};

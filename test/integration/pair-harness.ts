@@ -1,0 +1,212 @@
+// Runs the turnpike pair (`src/main.ts`: the launcher, which starts the
+// sidecar and the relay) inside the relay namespace of a test topology, the
+// way an operator runs `npm start` on a host. The launcher is started with
+// nsenter, not `ip netns exec`: the latter remounts /sys, and pins made in
+// bpffs by the sidecar would vanish with the process (the fast path must
+// outlive a sidecar restart).
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import type { Topology, Role } from '../helpers/netns.ts';
+
+const execFileP = promisify(execFile);
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+export const USER = 'e2e';
+export const PASS = 'e2e-password';
+
+export interface PairOptions {
+  ebpf: 'off' | 'auto' | 'required';
+  xdpMode?: 'native' | 'skb';
+  keepPinned?: boolean;
+  env?: Record<string, string>;
+}
+
+export interface LogLine {
+  process?: string;
+  module?: string;
+  msg?: string;
+  level?: number;
+  [k: string]: unknown;
+}
+
+export interface Pair {
+  readonly listenPort: number;
+  readonly stateDir: string;
+  readonly pinDir: string;
+  output(): string;
+  lines(): LogLine[];
+  /** The current pid of a child, from the launcher's latest "started" line. */
+  childPid(name: 'sidecar' | 'relay'): number | undefined;
+  /** Waits until the launcher has (re)started the child `count` times in all. */
+  waitForStart(name: 'sidecar' | 'relay', count: number, ms?: number): Promise<number>;
+  /** GET on the admin HTTP server inside the relay namespace. */
+  get(path: string): Promise<{ status: number; body: string }>;
+  status(): Promise<Status>;
+  waitReady(ms?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The parts of GET /status the tests read. */
+export interface Status {
+  mode: 'xdp' | 'userspace';
+  maps: Record<string, { entries: number; capacity: number }>;
+  kernel: { paths: { path: string; packets: string | number; bytes: string | number }[]; reasons: Record<string, string | number> } | null;
+  relay: { relayConnected: boolean; packetsToRelay: number; packetsFromRelay: number; resyncs: number; disconnectCleanups: number };
+  relayCounters?: { channels: number; allocations: number; relayed: { toPeer: { packets: number }; toClient: { packets: number } } } | null;
+  [k: string]: unknown;
+}
+
+export const nsPath = (topo: Topology, role: Role) => `/run/netns/${topo.ns[role]}`;
+
+/** Runs a command in a namespace via nsenter (no /sys remount). */
+export async function inNs(topo: Topology, role: Role, cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
+  const { stdout } = await execFileP('nsenter', [`--net=${nsPath(topo, role)}`, cmd, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
+  return stdout;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 15_000, every = 100): Promise<T> {
+  const until = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(every);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+function alive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair> {
+  // The pin directory is per listen port and bpffs is global, so a random
+  // listen port keeps parallel runs (and other helpers' tests) apart.
+  const listenPort = randomInt(21000, 29000);
+  const stateDir = mkdtempSync(join(tmpdir(), 'tp-e2e-'));
+  // The relay runs as nobody and must reach the link socket inside.
+  chmodSync(stateDir, 0o711);
+  const pinDir = `/sys/fs/bpf/turnpike-${listenPort}`;
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    TURNPIKE_LISTEN_PORT: String(listenPort),
+    TURNPIKE_PUBLIC_IPV4: topo.addr.relay4,
+    ...(topo.addr.relay6 ? { TURNPIKE_PUBLIC_IPV6: topo.addr.relay6 } : {}),
+    TURNPIKE_ALLOWED_PEERS: [topo.addr.subnet4, topo.addr.subnet6].filter(Boolean).join(','),
+    TURNPIKE_USERS: `${USER}:${PASS}`,
+    TURNPIKE_REALM: 'e2e',
+    TURNPIKE_EBPF: opts.ebpf,
+    TURNPIKE_STATE_DIR: stateDir,
+    TURNPIKE_ADMIN: '127.0.0.1:9469',
+    TURNPIKE_LOG: 'info',
+    ...(opts.ebpf !== 'off' ? { TURNPIKE_INTERFACE: topo.dev.relay, TURNPIKE_XDP_MODE: opts.xdpMode ?? 'native' } : {}),
+    ...(opts.keepPinned ? { TURNPIKE_KEEP_PINNED: 'true' } : {}),
+    ...opts.env,
+  };
+  const proc: ChildProcess = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/main.ts'], {
+    cwd: repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const lines = (): LogLine[] =>
+    out.split('\n').flatMap((l) => {
+      if (!l.startsWith('{')) return [];
+      try {
+        return [JSON.parse(l) as LogLine];
+      } catch {
+        return [];
+      }
+    });
+  const starts = (name: string) => lines().filter((l) => l.msg === 'started' && l.child === name);
+  const childPid = (name: 'sidecar' | 'relay') => starts(name).at(-1)?.pid as number | undefined;
+  const seenPids = new Set<number>();
+
+  const get = async (path: string) => {
+    const raw = await inNs(topo, 'relay', 'curl', ['-s', '-m', '3', '-w', '\n%{http_code}', `http://127.0.0.1:9469${path}`]);
+    const i = raw.lastIndexOf('\n');
+    return { status: Number(raw.slice(i + 1)), body: raw.slice(0, i) };
+  };
+
+  const pair: Pair = {
+    listenPort,
+    stateDir,
+    pinDir,
+    output: () => out,
+    lines,
+    childPid,
+    async waitForStart(name, count, ms = 20_000) {
+      return waitUntil(`${name} start #${count}`, () => {
+        const s = starts(name);
+        for (const l of s) seenPids.add(l.pid as number);
+        return s.length >= count ? (s.at(-1)!.pid as number) : undefined;
+      }, ms);
+    },
+    get,
+    async status() {
+      const r = await get('/status');
+      if (r.status !== 200) throw new Error(`/status answered ${r.status}: ${r.body}`);
+      return JSON.parse(r.body) as Status;
+    },
+    async waitReady(ms = 30_000) {
+      await waitUntil('/readyz 200', async () => {
+        if (proc.exitCode !== null) throw new Error(`launcher exited with ${proc.exitCode}:\n${out.slice(-3000)}`);
+        return (await get('/readyz')).status === 200 || undefined;
+      }, ms, 200).catch((e: Error) => {
+        throw new Error(`${e.message}\n--- pair output (tail) ---\n${out.split('\n').slice(-30).join('\n')}`);
+      });
+    },
+    async stop() {
+      for (const l of starts('sidecar').concat(starts('relay'))) seenPids.add(l.pid as number);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(12_000)]);
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      }
+      // Children of a launcher that did not stop cleanly must not outlive the test.
+      for (const pid of seenPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      if (existsSync(pinDir)) rmSync(pinDir, { recursive: true, force: true });
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+  return pair;
+}
+
+/** Reads the UDP InCsumErrors counter of a namespace (Udp and Udp6 summed). */
+export async function udpCsumErrors(topo: Topology, role: Role): Promise<number> {
+  const snmp = await inNs(topo, role, 'cat', ['/proc/net/snmp']);
+  const snmp6 = await inNs(topo, role, 'cat', ['/proc/net/snmp6']);
+  const header = snmp.split('\n').find((l) => l.startsWith('Udp: In'))!.split(/\s+/);
+  const values = snmp.split('\n').filter((l) => l.startsWith('Udp: ')).at(-1)!.split(/\s+/);
+  const v4 = Number(values[header.indexOf('InCsumErrors')]);
+  const v6 = Number(/^Udp6InCsumErrors\s+(\d+)/m.exec(snmp6)?.[1] ?? 0);
+  return v4 + v6;
+}
+
+/** Turns checksum offload off (tx and rx) on every veth end, so each receiver verifies every checksum. */
+export async function strictChecksums(topo: Topology): Promise<void> {
+  for (const role of ['client', 'relay', 'peer'] as const) {
+    await inNs(topo, role, 'ethtool', ['-K', topo.dev[role], 'tx', 'off', 'rx', 'off']);
+    await inNs(topo, 'switch', 'ethtool', ['-K', topo.bridgePort[role], 'tx', 'off', 'rx', 'off']);
+  }
+}
