@@ -1,0 +1,56 @@
+// coturn's turnserver set up like turnpike: same listen port and port range,
+// UDP only, TURN REST secret auth, no CLI, the run's subnets allowed as peers
+// (coturn denies private peers otherwise), no multicast peers, logging to a
+// file, default thread count.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { Contender } from './types.ts';
+import { spawnLogged, stopChild, waitForStun } from '../lib/process.ts';
+
+export function coturnVersion(): string {
+  try {
+    return execFileSync('turnserver', ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop() ?? 'unknown';
+  } catch {
+    return 'not installed';
+  }
+}
+
+/** `10.1.2.0/24` -> `10.1.2.0-10.1.2.255`; `fd00:a:b::/64` -> `fd00:a:b::-fd00:a:b::ffff:ffff:ffff:ffff`. */
+function cidrRange(cidr: string): string {
+  const [net] = cidr.split('/');
+  if (!net!.includes(':')) return `${net}-${net!.replace(/\.0$/, '.255')}`;
+  return `${net}-${net}ffff:ffff:ffff:ffff`;
+}
+
+export const coturn: Contender = {
+  name: 'coturn',
+  describe: `coturn ${coturnVersion()} turnserver, default relay threads (one per CPU), UDP only`,
+  async start(topo, o) {
+    const logFile = join(o.workDir, 'turnserver.log');
+    const args = [
+      '-n', '--listening-port', String(o.port), '--listening-ip', topo.addr.relay4, '--relay-ip', topo.addr.relay4,
+      '--min-port', String(o.minPort), '--max-port', String(o.maxPort),
+      '--no-tcp', '--no-tls', '--no-dtls', '--no-tcp-relay',
+      '--use-auth-secret', `--static-auth-secret=${o.secret}`, '--realm', o.realm,
+      '--no-cli', '--no-multicast-peers', `--allowed-peer-ip=${cidrRange(topo.addr.subnet4)}`,
+      '--log-file', logFile, '--simple-log', '--no-stdout-log',
+      '--pidfile', join(o.workDir, 'turnserver.pid'),
+    ];
+    if (topo.addr.relay6) {
+      args.push('--listening-ip', topo.addr.relay6, '--relay-ip', topo.addr.relay6, `--allowed-peer-ip=${cidrRange(topo.addr.subnet6!)}`);
+    }
+    const child = spawnLogged(topo, 'relay', 'turnserver', args, join(o.workDir, 'turnserver.out'));
+    try {
+      await waitForStun(topo, topo.addr.relay4, o.port, child);
+    } catch (err) {
+      await stopChild(child);
+      throw new Error(`turnserver did not start: ${(err as Error).message} (log ${logFile})`);
+    }
+    return {
+      pids: () => (child.pid ? [child.pid] : []),
+      roles: () => (child.pid ? { turnserver: child.pid } : {}),
+      logFile,
+      stop: () => stopChild(child),
+    };
+  },
+};
