@@ -25,6 +25,7 @@ import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '..
 import { Driver, type DatapathPort } from './driver.ts';
 import type { StartTransport } from './runner.ts';
 import { linkSocketPath } from '../../config/paths.ts';
+import { startRelayTelemetry } from '../telemetry/index.ts';
 
 /** The driver surface this transport feeds (src/relay/transport/driver.ts). */
 export interface DriverInput {
@@ -353,9 +354,6 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
 
 // ---- runner adapter (added by the integration helper; see runner.ts) --------
 
-/** How often the relay's counters go to the sidecar (its telemetry agent exports them). */
-const COUNTERS_INTERVAL_MS = 1000;
-
 /** Runs a TurnServer behind the sidecar link (relay/main.ts picks it with --transport sidecar). */
 export const startSidecarTransport: StartTransport = async ({ config, server, logs }) => {
   const log = logs.get('transport');
@@ -368,18 +366,15 @@ export const startSidecarTransport: StartTransport = async ({ config, server, lo
   });
   const driver = new Driver(server, transport, { log });
   transport.attach(driver);
-  const pushCounters = () => transport.sendCounters(JSON.stringify(server.stats()));
-  transport.on('open', pushCounters);
-  const timer = setInterval(pushCounters, COUNTERS_INTERVAL_MS);
-  timer.unref();
+  // Counters (and the sidecar's log filter) travel over the link; the sidecar exports them.
+  const telemetry = startRelayTelemetry({ link: transport, server, logs, extra: () => ({ transport: transport.stats() }) });
   transport.start();
   driver.kick();
   return {
     describe: () => ({ transport: 'sidecar', socket: path }),
     stats: () => ({ ...transport.stats() }),
     close: async () => {
-      clearInterval(timer);
-      pushCounters();
+      telemetry.close();
       driver.close();
       transport.stop();
     },
