@@ -38,6 +38,12 @@ export interface BuildOptions {
   readonly logger?: Logger;
   /** Nonce signing key; random per process by default (a restart costs clients one 438 round trip). */
   readonly nonceSecret?: Uint8Array;
+  /**
+   * Highest channel number accepted. Default 0x7FFF: RFC 5766 clients (coturn's
+   * turnutils_uclient, several WebRTC stacks) pick channels in 0x4000-0x7FFF,
+   * and refusing them with 400 breaks those clients; RFC 8656 narrowed it to 0x4FFF.
+   */
+  readonly maxChannel?: number;
 }
 
 export function buildServerOptions(config: ServerConfig, opts: BuildOptions): TurnServerOptions {
@@ -60,6 +66,7 @@ export function buildServerOptions(config: ServerConfig, opts: BuildOptions): Tu
     rateLimiter: createRateLimiter({ perSecond: config.unauthRatePerSecond, burst: config.unauthRatePerSecond * 2, maxEntries: 65_536 }),
     nonce: { secret: opts.nonceSecret ?? randomBytes(32), ttlSeconds: config.nonceLifetime },
     random: (n) => randomBytes(n),
+    maxChannel: opts.maxChannel ?? 0x7fff,
     ...(opts.logger ? { logger: opts.logger } : {}),
   };
 }
