@@ -289,7 +289,9 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 	channel = bpf_ntohs(hdr[0]);
 	if ((channel & 0xc000) == 0)
 		return TP_PASS_STUN;
-	if (channel < 0x4000 || channel > 0x4fff)
+	/* 0x4000-0x7FFF: RFC 8656 binds only up to 0x4FFF, but RFC 5766 clients
+	 * (coturn's among them) use the whole 01 prefix; the binding map decides. */
+	if ((channel & 0xc000) != 0x4000)
 		return TP_PASS_BAD_CHANNEL_DATA;
 	len = bpf_ntohs(hdr[1]);
 	if (len > ulen - TP_CHAN_HLEN)

@@ -39,7 +39,7 @@ struct tp_config {
 struct tp_chan_key {
 	__u8 client_addr[16]; /* network order, IPv4-mapped for IPv4 */
 	__be16 client_port;   /* network order */
-	__be16 channel;       /* network order: 0x4000-0x4FFF */
+	__be16 channel;       /* network order: 0x4000-0x7FFF (RFC 8656 binds up to 0x4FFF, RFC 5766 clients up to 0x7FFF) */
 };
 
 struct tp_chan_value {
