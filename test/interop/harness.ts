@@ -7,6 +7,9 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { hasCommand } from '../helpers/env.ts';
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -102,6 +105,8 @@ export interface Relay {
   readonly kind: 'turnpike' | 'coturn';
   readonly port: number;
   readonly portRange: { min: number; max: number };
+  /** turnpike's state directory (a temporary one, removed on stop). */
+  readonly stateDir?: string;
   /** Everything the relay printed (JSON log lines for turnpike). */
   output(): string;
   stop(): Promise<void>;
@@ -127,7 +132,9 @@ async function waitFor(what: string, proc: ChildProcess, output: () => string, r
 export async function startTurnpike(opts: RelayOptions = {}): Promise<Relay> {
   const port = await freePort();
   const portRange = randomPortRange();
+  const stateDir = mkdtempSync(join(tmpdir(), 'tpinterop-'));
   const env: Record<string, string> = {
+    TURNPIKE_STATE_DIR: stateDir,
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/tmp',
     TURNPIKE_LISTEN_PORT: String(port),
@@ -149,9 +156,14 @@ export async function startTurnpike(opts: RelayOptions = {}): Promise<Relay> {
     await waitFor('turnpike relay', proc, output, (o) => o.includes('"msg":"relay ready"'));
   } catch (e) {
     await stopChild(proc);
+    rmSync(stateDir, { recursive: true, force: true });
     throw e;
   }
-  return { kind: 'turnpike', port, portRange, output, stop: () => stopChild(proc) };
+  const stop = async () => {
+    await stopChild(proc);
+    rmSync(stateDir, { recursive: true, force: true });
+  };
+  return { kind: 'turnpike', port, portRange, stateDir, output, stop };
 }
 
 export async function startCoturn(opts: RelayOptions = {}): Promise<Relay> {

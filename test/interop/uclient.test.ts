@@ -4,8 +4,9 @@
 // coturn's turnserver to validate the harness).
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { requireCapability } from '../helpers/env.ts';
-import { haveCoturnTools, startPeer, startRelay, runUclient, describe, serverKind, type Peer, type Relay, type RelayOptions, type UclientCase, type UclientSummary } from './harness.ts';
+import { repoRoot, haveCoturnTools, startPeer, startRelay, runUclient, describe, serverKind, type Peer, type Relay, type RelayOptions, type UclientCase, type UclientSummary } from './harness.ts';
 
 const USER = 'alice';
 const PASS = 'interop-pass';
@@ -32,6 +33,17 @@ async function withRelay(t: TestContext, opts: RelayOptions, run: (relay: Relay,
   } finally {
     await relay.stop();
   }
+}
+
+function mintWithCli(stateDir: string, user: string): Promise<{ username: string; password: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/relay/credential-cli.ts', '--user', user, '--ttl', '600', '--json'],
+      { cwd: repoRoot, env: { PATH: process.env.PATH, TURNPIKE_STATE_DIR: stateDir } },
+      (err, stdout, stderr) => (err ? reject(new Error(`credential-cli: ${stderr}`)) : resolve(JSON.parse(stdout))),
+    );
+  });
 }
 
 function assertNoLoss(s: UclientSummary): void {
@@ -71,5 +83,20 @@ test(`loopback peers are refused (403) without TURNPIKE_ALLOWED_PEERS (${serverK
     t.diagnostic(describe(s));
     assert.ok(s.errors.some((e) => /error 403\b/.test(e)), `expected a 403: ${describe(s)}\n${s.output.slice(-1500)}`);
     assert.equal(s.received, 0, `nothing may reach a loopback peer: ${describe(s)}`);
+  });
+});
+
+test('no credentials configured: a credential minted by the CLI from the generated secret works', async (t) => {
+  if (serverKind !== 'turnpike') return t.skip('turnpike defaults only');
+  await withRelay(t, { allowLoopback: true }, async (relay, p) => {
+    assert.match(relay.output(), /created a TURN REST secret/);
+    const minted = await mintWithCli(relay.stateDir!, 'bob');
+    assert.match(minted.username, /^\d+:bob$/);
+    const s = await runUclient(relay, p, { user: minted.username, password: minted.password, flags: ['-c'] });
+    t.diagnostic(describe(s));
+    assertNoLoss(s);
+    // A wrong password is refused: the relay is not open.
+    const bad = await runUclient(relay, p, { user: minted.username, password: 'wrong', flags: ['-c'], messages: 5, timeoutMs: 15000 });
+    assert.equal(bad.received, 0, describe(bad));
   });
 });
