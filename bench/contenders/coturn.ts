@@ -48,7 +48,7 @@ export const coturn: Contender = {
     }
     return {
       pids: () => (child.pid ? [child.pid] : []),
-      roles: () => (child.pid ? { turnserver: child.pid } : {}),
+      roles: (): Record<string, number> => (child.pid ? { turnserver: child.pid } : {}),
       logFile,
       stop: () => stopChild(child),
     };

@@ -1,0 +1,205 @@
+// One measurement each: flows setup, a throughput run, a round-trip run, the
+// control-plane rates, and RSS with many allocations held. Everything runs in
+// the topology's namespaces: generator and TURN driver in `client`, sink in
+// `peer`, the contender in `relay`.
+import type { ChildProcess } from 'node:child_process';
+import type { Topology } from '../../test/helpers/netns.ts';
+import type { ContenderHandle } from '../contenders/types.ts';
+import { cpuDelta, cpuSnapshot, parseUdpSnmp, rssBytes } from './procfs.ts';
+import { sleep } from './process.ts';
+
+const driver = new URL('../turn-driver.ts', import.meta.url).pathname;
+export const SINK_PORT = 9000;
+
+export interface Tools {
+  flood: string;
+  sink: string;
+}
+
+export interface Flow {
+  port: number;
+  channel: number;
+}
+
+export interface Setup {
+  topo: Topology;
+  tools: Tools;
+  port: number;
+  secret: string;
+}
+
+function server(s: Setup): string {
+  return `${s.topo.addr.relay4}:${s.port}`;
+}
+
+async function runDriver(s: Setup, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  const { stdout } = await s.topo.exec('client', process.execPath, [
+    '--import', 'tsx', driver, '--server', server(s), '--peer', `${s.topo.addr.peer4}:${SINK_PORT}`, '--secret', s.secret, ...args,
+  ], { timeoutMs });
+  return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+}
+
+export async function setupFlows(s: Setup, count: number): Promise<Flow[]> {
+  const out = await runDriver(s, ['--mode', 'flows', '--count', String(count)], 60_000);
+  return (out.flows as Flow[]).map((f) => ({ port: f.port, channel: f.channel }));
+}
+
+async function startSink(s: Setup, echo: boolean): Promise<{ child: ChildProcess; result: Promise<Record<string, unknown>> }> {
+  const child = s.topo.spawn('peer', s.tools.sink, ['--bind', `${s.topo.addr.peer4}:${SINK_PORT}`, ...(echo ? ['--echo'] : [])]);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const result = new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.once('exit', () => {
+      try {
+        resolve(JSON.parse(out.trim()) as Record<string, unknown>);
+      } catch {
+        reject(new Error(`sink printed no result: ${out.slice(0, 200)}`));
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('sink did not start')), 5000);
+    child.stderr!.on('data', (d: Buffer) => {
+      if (d.toString().includes('listening')) { clearTimeout(t); resolve(); }
+    });
+    child.once('exit', () => { clearTimeout(t); reject(new Error('sink exited')); });
+  });
+  return { child, result };
+}
+
+async function snmp(s: Setup, role: 'relay' | 'peer'): Promise<Record<string, number>> {
+  const { stdout } = await s.topo.exec(role, 'cat', ['/proc/net/snmp']);
+  return parseUdpSnmp(stdout);
+}
+
+async function flood(s: Setup, flows: Flow[], args: string[], seconds: number): Promise<Record<string, unknown>> {
+  const { stdout } = await s.topo.exec('client', s.tools.flood, [
+    '--server', server(s), '--flows', flows.map((f) => `${f.port}:${f.channel}`).join(','), '--seconds', String(seconds), ...args,
+  ], { timeoutMs: (seconds + 20) * 1000 });
+  return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+export interface ThroughputRun {
+  offeredPps: number;
+  relayedPps: number;
+  lossPct: number;
+  generatorCapped: boolean;
+  /** CPU-µs per relayed packet: contender processes, softirq of all CPUs, and their sum. */
+  processUsPerPkt: number;
+  softirqUsPerPkt: number;
+  totalUsPerPkt: number;
+  /** Datagrams the relay namespace's sockets dropped for a full receive buffer. */
+  relayRcvbufErrors: number;
+  /** Datagrams that reached the peer but overflowed the sink's socket (counted as relayed). */
+  sinkRcvbufErrors: number;
+  /** UDP checksum errors at the peer: must be 0 (the XDP rewrite keeps checksums valid). */
+  peerCsumErrors: number;
+  sent: number;
+  relayed: number;
+  elapsedSeconds: number;
+}
+
+/** Generator at full speed for `seconds`; a run is generator-capped when the relay lost (almost) nothing. */
+export async function throughputRun(s: Setup, h: ContenderHandle, flows: Flow[], size: number, seconds: number): Promise<ThroughputRun> {
+  const sink = await startSink(s, false);
+  const relay0 = await snmp(s, 'relay');
+  const peer0 = await snmp(s, 'peer');
+  const cpu0 = cpuSnapshot(h.pids());
+  const f = await flood(s, flows, ['--size', String(size), '--rate', '0'], seconds);
+  await sleep(250); // let queued packets drain through the relay
+  const cpu1 = cpuSnapshot(h.pids());
+  const relay1 = await snmp(s, 'relay');
+  const peer1 = await snmp(s, 'peer');
+  sink.child.kill('SIGTERM');
+  const r = await sink.result;
+  const d = cpuDelta(cpu0, cpu1);
+  const sent = Number(f.sent);
+  const elapsed = Number(f.elapsed_s);
+  const sinkDrops = (peer1.RcvbufErrors ?? 0) - (peer0.RcvbufErrors ?? 0);
+  const relayed = Number(r.packets) + sinkDrops;
+  const lossPct = sent > 0 ? Math.max(0, (1 - relayed / sent) * 100) : 100;
+  const per = (secs: number) => (relayed > 0 ? (secs * 1e6) / relayed : NaN);
+  return {
+    offeredPps: sent / elapsed,
+    relayedPps: relayed / elapsed,
+    lossPct,
+    generatorCapped: lossPct < 0.5,
+    processUsPerPkt: per(d.processSeconds),
+    softirqUsPerPkt: per(d.softirqSeconds),
+    totalUsPerPkt: per(d.processSeconds + d.softirqSeconds),
+    relayRcvbufErrors: (relay1.RcvbufErrors ?? 0) - (relay0.RcvbufErrors ?? 0),
+    sinkRcvbufErrors: sinkDrops,
+    peerCsumErrors: (peer1.InCsumErrors ?? 0) - (peer0.InCsumErrors ?? 0),
+    sent,
+    relayed,
+    elapsedSeconds: elapsed,
+  };
+}
+
+export interface RttRun {
+  ratePps: number;
+  p50Us: number;
+  p99Us: number;
+  samples: number;
+  /** Echoes that did not come back within 300 ms after the run. */
+  lossPct: number;
+}
+
+/** Paced ChannelData, echoed by the peer back through the relay; the generator timestamps each packet. */
+export async function rttRun(s: Setup, flows: Flow[], size: number, rate: number, seconds: number): Promise<RttRun> {
+  const sink = await startSink(s, true);
+  const f = await flood(s, flows, ['--size', String(size), '--rate', String(rate), '--echo'], seconds);
+  sink.child.kill('SIGTERM');
+  await sink.result;
+  const rtt = f.rtt_us as { count: number; p50: number; p99: number };
+  const sent = Number(f.sent);
+  return { ratePps: rate, p50Us: rtt.p50, p99Us: rtt.p99, samples: rtt.count, lossPct: sent > 0 ? (1 - Number(f.echoed) / sent) * 100 : 100 };
+}
+
+export interface ControlRun {
+  allocationsPerSecond: number;
+  bindsPerSecond: number;
+  count: number;
+  concurrency: number;
+  failed: number;
+}
+
+export async function controlRun(s: Setup, count: number, concurrency: number): Promise<ControlRun> {
+  const out = await runDriver(s, ['--mode', 'control', '--count', String(count), '--concurrency', String(concurrency)], 300_000);
+  return out as unknown as ControlRun;
+}
+
+export interface MemoryRun {
+  allocations: number;
+  /** RSS in bytes per role (turnserver / relay / sidecar / launcher) before and with the allocations held. */
+  idle: Record<string, number>;
+  loaded: Record<string, number>;
+}
+
+export async function memoryRun(s: Setup, h: ContenderHandle, allocations: number): Promise<MemoryRun> {
+  const rss = () => Object.fromEntries(Object.entries(h.roles()).map(([role, pid]) => [role, rssBytes(pid)]));
+  await sleep(1000);
+  const idle = rss();
+  const child = s.topo.spawn('client', process.execPath, [
+    '--import', 'tsx', driver, '--mode', 'hold', '--count', String(allocations), '--concurrency', '64',
+    '--server', server(s), '--peer', `${s.topo.addr.peer4}:${SINK_PORT}`, '--secret', s.secret,
+  ]);
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('holding allocations timed out')), 300_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('"ready"')) { clearTimeout(t); resolve(); }
+      });
+      child.once('exit', (code) => { clearTimeout(t); reject(new Error(`driver exited (${code}): ${err.slice(0, 300)}`)); });
+    });
+    await sleep(1000);
+    return { allocations, idle, loaded: rss() };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => { if (child.exitCode !== null) r(undefined); else child.once('exit', r); });
+  }
+}
