@@ -250,8 +250,11 @@ export interface PeerKey { readonly peer: Endpoint; readonly allocationPort: num
 export interface PeerValue { readonly client: Endpoint; readonly channel: number }
 
 export function checkChannel(channel: number): number {
-  if (!Number.isInteger(channel) || channel < 0x4000 || channel > 0x4fff) {
-    throw new RangeError(`channel must be 0x4000-0x4FFF, got ${channel}`);
+  // The kernel accepts 0x4000-0x7FFF (turn_router_shared.h): RFC 8656 binds up
+  // to 0x4FFF, RFC 5766 clients (turnutils_uclient) up to 0x7FFF, and the relay
+  // serves both, so the map must take both.
+  if (!Number.isInteger(channel) || channel < 0x4000 || channel > 0x7fff) {
+    throw new RangeError(`channel must be 0x4000-0x7FFF, got ${channel}`);
   }
   return channel;
 }
