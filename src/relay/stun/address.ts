@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import { FAMILY_CODE, MAGIC_COOKIE } from './constants.ts';
 import type { Family, StunAddress } from './types.ts';
+import { copyBytes } from './bytes.ts';
 
 function formatV4(b: Uint8Array, at: number): string {
   return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
@@ -102,13 +103,13 @@ export function decodeAddressValue(buf: Uint8Array, at: number, len: number, txi
   if (txid) port ^= MAGIC_COOKIE >>> 16;
   if (fam === FAMILY_CODE.IPV4) {
     if (len !== 8) return undefined;
-    const b = buf.slice(at + 4, at + 8);
+    const b = copyBytes(buf, at + 4, at + 8);
     if (txid) xorInPlace(b, txid);
     return { family: 4, address: formatV4(b, 0), port };
   }
   if (fam === FAMILY_CODE.IPV6) {
     if (len !== 20) return undefined;
-    const b = buf.slice(at + 4, at + 20);
+    const b = copyBytes(buf, at + 4, at + 20);
     if (txid) xorInPlace(b, txid);
     return { family: 6, address: formatAddress(b), port };
   }

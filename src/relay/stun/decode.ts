@@ -6,6 +6,7 @@ import { ATTR, HEADER_LENGTH, MAGIC_COOKIE, MAX_TEXT_BYTES, MAX_USERNAME_BYTES, 
 import { decodeAddressValue } from './address.ts';
 import { fingerprintOf } from './integrity.ts';
 import type { DatagramKind, DecodeResult, RequestedFamily, StunAttributes, StunDropReason, StunMessage } from './types.ts';
+import { copyBytes } from './bytes.ts';
 
 const CLASSES: readonly StunClass[] = ['request', 'indication', 'success', 'error'];
 
@@ -205,7 +206,7 @@ export function decodeMessage(buf: Uint8Array): DecodeResult {
   const type = u16(buf, 0);
   const method = (type & 0x000f) | ((type & 0x00e0) >> 1) | ((type & 0x3e00) >> 2);
   const cls = CLASSES[((type >> 4) & 1) | ((type >> 7) & 2)]!;
-  const transactionId = buf.slice(8, HEADER_LENGTH);
+  const transactionId = copyBytes(buf, 8, HEADER_LENGTH);
 
   const attributes: StunAttributes = {};
   const unknown: number[] = [];

@@ -6,6 +6,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { FINGERPRINT_XOR, HEADER_LENGTH } from './constants.ts';
 import type { IntegrityAlgorithm, StunMessage } from './types.ts';
+import { copyBytes } from './bytes.ts';
 
 /** CRC-32 (IEEE 802.3) of bytes. */
 export function crc32(buf: Uint8Array): number {
@@ -31,7 +32,7 @@ export function longTermKey(username: string, realm: string, password: string): 
  * appears to end at `lengthEnd` (RFC 8489 §14.5).
  */
 export function hmacWithLength(alg: 'sha1' | 'sha256', key: Uint8Array, raw: Uint8Array, end: number, lengthEnd: number): Uint8Array {
-  const header = raw.slice(0, HEADER_LENGTH);
+  const header = copyBytes(raw, 0, HEADER_LENGTH);
   const len = lengthEnd - HEADER_LENGTH;
   header[2] = (len >> 8) & 0xff;
   header[3] = len & 0xff;

@@ -137,3 +137,19 @@ test('oversize and junk', () => {
   assert.equal(isStun(request()), true);
   assert.equal(isStun(new Uint8Array(20)), false);
 });
+
+test('decoding a Node Buffer leaves its bytes unchanged (Buffer.slice is a view)', () => {
+  const key = longTermKey('u', 'r', 'p');
+  const bytes = encodeMessage(
+    { method: METHOD.CREATE_PERMISSION, cls: 'request', transactionId: txid,
+      attributes: { xorPeerAddress: [{ family: 4, address: '192.0.2.1', port: 9 }, { family: 6, address: '2001:db8::1', port: 9 }], username: 'u' } },
+    { key, integrity: 'sha1', fingerprint: true },
+  );
+  const buf = Buffer.from(bytes);
+  const before = Buffer.from(buf);
+  const first = decodeMessage(buf);
+  assert.equal(first.kind, 'message');
+  if (first.kind === 'message') assert.equal(verifyIntegrity(first.message, key).result, 'ok');
+  assert.deepEqual(buf, before);
+  assert.equal(decodeMessage(buf).kind, 'message');
+});
