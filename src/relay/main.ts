@@ -12,6 +12,7 @@ import { loadConfig, ConfigError } from '../config/load.ts';
 import { stateDir } from '../config/paths.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogHub } from '../telemetry/logger.ts';
+import { LinkLogDestination, stdoutDestination } from './telemetry/index.ts';
 import { authSources, buildServerOptions } from './build.ts';
 import { chooseRelayAddresses, ensureCredentials } from './defaults.ts';
 import { TurnServer } from './server/server.ts';
@@ -62,7 +63,9 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const logs = createLogHub({ filter: config.log, name: 'turnpike', base: { process: 'relay' } });
+  // Behind the sidecar, log lines travel over the link (stdout only while it is down).
+  const logDestination = transportKind === 'sidecar' ? new LinkLogDestination(stdoutDestination()) : undefined;
+  const logs = createLogHub({ filter: config.log, name: 'turnpike', base: { process: 'relay' }, ...(logDestination ? { destination: logDestination } : {}) });
   const log = logs.get('relay');
 
   const creds = ensureCredentials(config, stateDir(config), log);
@@ -74,7 +77,7 @@ async function main(): Promise<void> {
   );
   let running: RunningTransport;
   try {
-    running = await (await transportStarter(transportKind))({ config, server, logs });
+    running = await (await transportStarter(transportKind))({ config, server, logs, logDestination });
   } catch (e) {
     log.fatal({ err: e, transport: transportKind }, 'transport failed to start');
     // Give pino's asynchronous destination a moment to flush the reason.

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import { linkSocketPath, stateDir } from '../config/paths.ts';
-import { createLogHub } from '../telemetry/logger.ts';
+import { createLogHub, formatLogFilter } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/index.ts';
 import { LinkServer, LinkServerError } from '../link/index.ts';
 import { UdpSockets } from './sockets.ts';
@@ -99,6 +99,11 @@ async function main(): Promise<number> {
     relayCounters = null;
     telemetry.metrics.relayDisconnected();
   });
+
+  // The relay's module loggers follow our filter (POST /log): sent when it connects and on every change.
+  const sendLogFilter = () => void link.current?.send({ kind: 'log-filter', filter: formatLogFilter(hub.filter()) });
+  bridge.on('relay-open', sendLogFilter);
+  hub.onChange(sendLogFilter);
 
   // Pinned bindings from an earlier sidecar keep the fast path running until
   // the relay re-announces; if it never does, they must not outlive it.

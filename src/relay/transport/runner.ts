@@ -5,11 +5,14 @@
 import type { LogHub } from '../../telemetry/logger.ts';
 import type { Config } from '../../config/schema.ts';
 import type { TurnServer } from '../server/server.ts';
+import type { LinkLogDestination } from '../telemetry/link-log.ts';
 
 export interface TransportContext {
   readonly config: Config;
   readonly server: TurnServer;
   readonly logs: LogHub;
+  /** The hub's destination when it forwards lines over the link (sidecar transport only). */
+  readonly logDestination?: LinkLogDestination | undefined;
 }
 
 export interface RunningTransport {

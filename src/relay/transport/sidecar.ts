@@ -355,7 +355,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
 // ---- runner adapter (added by the integration helper; see runner.ts) --------
 
 /** Runs a TurnServer behind the sidecar link (relay/main.ts picks it with --transport sidecar). */
-export const startSidecarTransport: StartTransport = async ({ config, server, logs }) => {
+export const startSidecarTransport: StartTransport = async ({ config, server, logs, logDestination }) => {
   const log = logs.get('transport');
   const path = linkSocketPath(config);
   const transport = new SidecarTransport({
@@ -367,7 +367,7 @@ export const startSidecarTransport: StartTransport = async ({ config, server, lo
   const driver = new Driver(server, transport, { log });
   transport.attach(driver);
   // Counters (and the sidecar's log filter) travel over the link; the sidecar exports them.
-  const telemetry = startRelayTelemetry({ link: transport, server, logs, extra: () => ({ transport: transport.stats() }) });
+  const telemetry = startRelayTelemetry({ link: transport, server, logs, destination: logDestination, extra: () => ({ transport: transport.stats() }) });
   transport.start();
   driver.kick();
   return {
