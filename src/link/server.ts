@@ -2,7 +2,7 @@
 // default, so only the owner and the relay's group may connect), accepts one
 // relay at a time, and hands the open connection to its owner.
 import { EventEmitter } from 'node:events';
-import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -59,6 +59,8 @@ export class LinkServer extends EventEmitter<Events> {
       await listenOn(server, path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw new LinkServerError('LINK_LISTEN', `cannot listen on ${path}: ${(e as Error).message}`);
+      const isSocket = await lstat(path).then((st) => st.isSocket(), () => false);
+      if (!isSocket) throw new LinkServerError('LINK_LISTEN', `cannot listen on ${path}: a file that is not a socket is in the way`);
       const probe = await probePath(path);
       if (probe === 'live') throw new LinkServerError('LINK_IN_USE', `another sidecar is listening on ${path}`);
       // Only a socket nobody accepts on is stale; never unlink something else.
