@@ -30,6 +30,18 @@
 #define TP_FIB_LOOKUP 1
 #endif
 
+/* Next-hop cache (maps.h nh_cache): slots per CPU (a power of two) and how
+ * long an answer is trusted, in jiffies: 50 = 50 ms at HZ=1000, 200 ms at
+ * HZ=250, 500 ms at HZ=100. After a neighbour's MAC changes, frames may go
+ * to the old MAC for at most this long (the FIB itself serves the kernel's
+ * neighbour entry, which also lags a change). 0 disables the cache. */
+#ifndef TP_NH_SLOTS
+#define TP_NH_SLOTS 256
+#endif
+#ifndef TP_NH_TTL_JIFFIES
+#define TP_NH_TTL_JIFFIES 50
+#endif
+
 /* Header values of the packets the relay originates (it is an endpoint, not
  * a router: RFC 8656 section 14 "alternate behaviour", as a UDP socket would
  * send them). IPv4 outputs are atomic datagrams: DF set, ID 0 (RFC 6864). */

@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include "turn_router_shared.h"
 #include "consts.h"
+#include "parse.h"
 
 /* Written by the sidecar at every load; a zeroed slot means "pass all". */
 struct {
@@ -78,5 +79,32 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tp_diag_budget);
 } tp_diag_budget SEC(".maps");
+
+/*
+ * Next-hop cache (kernel-internal, not part of the contract, so no "tp_"
+ * prefix: the loader neither pins nor reuses it). bpf_fib_lookup is the
+ * costliest step of a relayed frame, and its answer changes only when a
+ * route or a neighbour does, so each CPU keeps the last answer per output
+ * destination for TP_NH_TTL_JIFFIES and then asks the FIB again. Entries
+ * are 64 bytes (one cache line); direct-mapped, a collision just evicts.
+ */
+struct nh_entry {
+	union tp_addr daddr;   /* the output's destination (IPv4-mapped for IPv4) */
+	__u64 expires;         /* jiffies: valid while jiffies < expires */
+	__u32 ifindex;         /* ingress ifindex the answer was for */
+	__u16 max_ip_len;      /* longest output IP packet the answer covers */
+	__u8 swap;             /* 1: the FIB could not answer; swap the frame's MACs */
+	__u8 pad0;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 pad1[20];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TP_NH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct nh_entry);
+} nh_cache SEC(".maps");
 
 #endif /* TP_MAPS_H */

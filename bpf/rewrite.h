@@ -19,6 +19,7 @@
 #include "consts.h"
 #include "csum.h"
 #include "parse.h"
+#include "maps.h"
 
 /* Everything the output frame needs, decided before the first write. */
 struct tp_out {
@@ -77,17 +78,12 @@ static __always_inline __u64 csum_udp_headers(const union tp_addr *s, const unio
  * architecture calls "the next hop seen on ingress".
  * Returns TP_CONTINUE or TP_PASS_TOO_BIG when the route's MTU is smaller.
  */
-static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, struct tp_out *o,
-				    __u16 ip_len)
+static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_out *o, __u16 ip_len,
+					   struct nh_entry *e)
 {
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
-	if (!TP_FIB_LOOKUP) {
-		mac_copy(o->smac, in->dmac);
-		mac_copy(o->dmac, in->smac);
-		return TP_CONTINUE;
-	}
 	fib.l4_protocol = TP_IPPROTO_UDP;
 	fib.sport = o->sport;
 	fib.dport = o->dport;
@@ -106,12 +102,62 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return TP_PASS_TOO_BIG;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ingress_ifindex) {
-		mac_copy(o->smac, fib.smac);
-		mac_copy(o->dmac, fib.dmac);
+		e->swap = 0;
+		/* On success tot_len holds the route's MTU (mtu_result): the
+		 * answer covers every output up to it. */
+		e->max_ip_len = fib.mtu_result;
+		mac_copy(e->smac, fib.smac);
+		mac_copy(e->dmac, fib.dmac);
 	} else {
-		mac_copy(o->smac, in->dmac);
-		mac_copy(o->dmac, in->smac);
+		/* No MTU to learn: covers outputs up to this one's length; a
+		 * longer one asks again, in case its route would refuse it. */
+		e->swap = 1;
+		e->max_ip_len = ip_len;
 	}
+	return TP_CONTINUE;
+}
+
+static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, struct tp_out *o,
+				    __u16 ip_len)
+{
+	struct nh_entry tmp = {}, *e = &tmp;
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u64 now = 0;
+	int r;
+
+	if (!TP_FIB_LOOKUP)
+		goto swap;
+	if (TP_NH_TTL_JIFFIES) {
+		/* Slot from the destination's last word (the IPv4 address, or
+		 * the IPv6 interface id's tail) mixed with the word before. */
+		__u32 h = o->daddr.w[3] ^ (o->daddr.w[2] >> 7);
+		__u32 slot = (h ^ (h >> 16) ^ (h >> 8)) & (TP_NH_SLOTS - 1);
+
+		e = bpf_map_lookup_elem(&nh_cache, &slot);
+		if (!e)
+			e = &tmp;
+		now = bpf_jiffies64();
+		if (e != &tmp && now < e->expires && e->ifindex == ifindex && ip_len <= e->max_ip_len &&
+		    addr_eq(&e->daddr, &o->daddr))
+			goto use;
+	}
+	r = fib_lookup_macs(ctx, o, ip_len, e);
+	if (r != TP_CONTINUE)
+		return r;
+	if (TP_NH_TTL_JIFFIES && e != &tmp) {
+		e->daddr = o->daddr;
+		e->ifindex = ifindex;
+		e->expires = now + TP_NH_TTL_JIFFIES;
+	}
+use:
+	if (!e->swap) {
+		mac_copy(o->smac, e->smac);
+		mac_copy(o->dmac, e->dmac);
+		return TP_CONTINUE;
+	}
+swap:
+	mac_copy(o->smac, in->dmac);
+	mac_copy(o->dmac, in->smac);
 	return TP_CONTINUE;
 }
 
@@ -122,20 +168,23 @@ static __always_inline void write_eth(struct ethhdr *eth, const struct tp_out *o
 	eth->h_proto = o->family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
 }
 
+/* The header is assembled as five words in registers (memory order, read
+ * as little-endian) so its checksum is summed without reading back what was
+ * just stored byte by byte (a store-forwarding stall per word). */
 static __always_inline void write_ipv4(struct iphdr *ip, const struct tp_out *o, __u16 tot_len)
 {
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = 0;
-	ip->tot_len = bpf_htons(tot_len);
-	ip->id = 0;
-	ip->frag_off = bpf_htons(0x4000); /* DF */
-	ip->ttl = TP_OUT_TTL;
-	ip->protocol = TP_IPPROTO_UDP;
-	ip->check = 0;
-	ip->saddr = o->saddr.w[3];
-	ip->daddr = o->daddr.w[3];
-	ip->check = ~csum_fold(csum_ipv4_header(ip));
+	__u32 *w = (__u32 *)ip;
+	__u32 w0 = 0x45 | ((__u32)bpf_htons(tot_len) << 16);   /* version 4, IHL 5, TOS 0, length */
+	__u32 w1 = (__u32)bpf_htons(0x4000) << 16;             /* ID 0, DF */
+	__u32 w2 = TP_OUT_TTL | (TP_IPPROTO_UDP << 8);         /* TTL, UDP, checksum 0 */
+	__u32 sa = o->saddr.w[3], da = o->daddr.w[3];
+	__u16 check = ~csum_fold((__u64)w0 + w1 + w2 + sa + da);
+
+	w[0] = w0;
+	w[1] = w1;
+	w[2] = w2 | ((__u32)check << 16);
+	w[3] = sa;
+	w[4] = da;
 }
 
 static __always_inline void write_ipv6(struct ipv6hdr *ip6, const struct tp_out *o, __u16 plen)
