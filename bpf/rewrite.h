@@ -76,7 +76,8 @@ static __always_inline __u64 csum_udp_headers(const union tp_addr *s, const unio
  * came from, i.e. source and destination MACs swapped. That is right for a
  * relay behind one gateway and for LAN clients, and it is what the
  * architecture calls "the next hop seen on ingress".
- * Returns TP_CONTINUE or TP_PASS_TOO_BIG when the route's MTU is smaller.
+ * Returns TP_CONTINUE, TP_PASS_TOO_BIG when the route's MTU is smaller, or
+ * TP_PASS_NO_NEIGH when the next hop on this interface is not resolved yet.
  */
 static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_out *o, __u16 ip_len,
 					   struct nh_entry *e)
@@ -101,6 +102,12 @@ static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_o
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return TP_PASS_TOO_BIG;
+	/* The route leaves by this interface but the next hop's MAC is not known
+	 * yet (a LAN peer nobody has talked to): swapping MACs would send the
+	 * frame back to whoever sent it. The stack relays this one, and its
+	 * neighbour resolution fills the table for the next packets. Not cached. */
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && fib.ifindex == ctx->ingress_ifindex)
+		return TP_PASS_NO_NEIGH;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ingress_ifindex) {
 		e->swap = 0;
 		/* On success tot_len holds the route's MTU (mtu_result): the

@@ -112,6 +112,7 @@ enum tp_reason {
 	/* Added after the first layout (appended so earlier numbers stay): */
 	TP_PASS_BAD_CHECKSUM,       /* IPv4 header checksum wrong, or IPv6 UDP checksum 0: the stack drops it */
 	TP_PASS_NO_HEADROOM,        /* bpf_xdp_adjust_head refused before anything changed (driver headroom) */
+	TP_PASS_NO_NEIGH,           /* next hop on this interface has no neighbour entry yet: the stack resolves it */
 	TP_REASON_MAX
 };
 

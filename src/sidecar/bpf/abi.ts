@@ -112,6 +112,7 @@ export const REASON_NAMES = [
   // appended after the first layout, so earlier numbers stay
   'pass_bad_checksum',
   'pass_no_headroom',
+  'pass_no_neigh',
 ] as const;
 export type ReasonName = (typeof REASON_NAMES)[number];
 export const TP_REASON_MAX = REASON_NAMES.length;
