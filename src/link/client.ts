@@ -1,6 +1,6 @@
 // The relay's end of the link: connects to the sidecar's socket and keeps
 // reconnecting with capped, jittered exponential backoff while it is away.
-// After a rejected handshake (version or role mismatch, busy) it waits the
+// After a version or role mismatch it waits the
 // long `rejectedRetryMs` instead, so a mismatched pair logs one clear error
 // per interval rather than spinning.
 import { EventEmitter } from 'node:events';
@@ -87,7 +87,10 @@ export class LinkClient extends EventEmitter<Events> {
       conn.on('close', (info) => {
         if (this.connection === conn) this.connection = null;
         this.emit('close', { ...info, opened });
-        this.retry(info.rejected ? this.opts.backoff?.rejectedRetryMs ?? 30_000 : undefined);
+        // A mismatched pair will not fix itself soon: retry slowly. 'busy' (an old
+        // relay still on the link, e.g. during a restart) clears quickly: normal backoff.
+        const mismatch = info.rejected === 'version' || info.rejected === 'role';
+        this.retry(mismatch ? this.opts.backoff?.rejectedRetryMs ?? 30_000 : undefined);
       });
     });
     socket.once('error', (e: NodeJS.ErrnoException) => {
