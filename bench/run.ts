@@ -86,6 +86,9 @@ async function benchContender(c: Contender, tools: { flood: string; sink: string
   const topo = await createTopology({ prefix: 'tpbench' });
   const workDir = mkdtempSync('/tmp/tpbench-');
   chmodSync(workDir, 0o755); // the pair's relay runs as an unprivileged user and must reach its state dir
+  // Resolved neighbours for every contender alike: the XDP fast path takes
+  // next-hop MACs from the kernel's FIB and neighbour tables.
+  await topo.seedNeighbours();
   const setup: Setup = { topo, tools, port: PORT, secret };
   try {
     try {

@@ -67,6 +67,13 @@ export interface Topology {
   spawn(ns: Role, cmd: string, args?: string[], opts?: SpawnOptions): ChildProcess;
   /** Attaches a pass-all XDP program to the switch-side end of the relay's veth (needed for native XDP_TX on veth). */
   enableRelayXdpTx(opts?: { object?: string }): Promise<XdpTxPeerResult>;
+  /**
+   * Installs permanent neighbour entries (ARP/NDP) between the relay and the
+   * client and peer, as a host whose gateway is always resolved would have.
+   * An XDP program that takes next-hop MACs from bpf_fib_lookup finds no
+   * neighbour otherwise until the kernel itself has talked to that address.
+   */
+  seedNeighbours(): Promise<void>;
   /** Kills spawned processes and deletes the namespaces; safe to call more than once. */
   destroy(): Promise<void>;
 }
@@ -210,6 +217,20 @@ export async function createTopology(opts: TopologyOptions = {}): Promise<Topolo
       children.add(child);
       child.once('exit', () => children.delete(child));
       return child;
+    },
+    async seedNeighbours() {
+      const mac: Partial<Record<Endpoint, string>> = {};
+      for (const ep of ENDPOINTS) {
+        const { stdout } = await run('ip', ['-n', ns[ep], '-j', 'link', 'show', 'eth0']);
+        mac[ep] = (JSON.parse(stdout) as { address: string }[])[0]!.address;
+      }
+      const pairs: [Endpoint, Endpoint][] = [['relay', 'client'], ['relay', 'peer'], ['client', 'relay'], ['peer', 'relay']];
+      for (const [at, other] of pairs) {
+        for (const fam of ipv6 ? (['4', '6'] as const) : (['4'] as const)) {
+          const ip = addr[`${other}${fam}`]!;
+          await run('ip', ['-n', ns[at], `-${fam}`, 'neigh', 'replace', ip, 'lladdr', mac[other]!, 'dev', 'eth0', 'nud', 'permanent']);
+        }
+      }
     },
     async enableRelayXdpTx(o = {}) {
       const obj = o.object ?? defaultPassObject();
