@@ -89,6 +89,11 @@ async function benchContender(c: Contender, tools: { flood: string; sink: string
   // Resolved neighbours for every contender alike: the XDP fast path takes
   // next-hop MACs from the kernel's FIB and neighbour tables.
   await topo.seedNeighbours();
+  // bpf_fib_lookup answers FWD_DISABLED unless forwarding is on for the
+  // ingress interface, and the XDP program then cannot learn next-hop MACs.
+  // Enabled in the relay namespace for every contender alike (a no-op for
+  // coturn, which relays through sockets).
+  await topo.exec('relay', 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1']);
   const setup: Setup = { topo, tools, port: PORT, secret };
   try {
     try {

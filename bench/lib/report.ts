@@ -65,7 +65,7 @@ export function renderMarkdown(r: BenchResults): string {
   L.push(`# turnpike vs coturn: relay benchmark`, '');
   L.push(`Run ${r.startedAt}. ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}, coturn ${r.machine.coturn}.`);
   L.push(`Reproduce: \`${r.command}\` (as root).`, '');
-  L.push(`Topology: client, relay and peer namespaces on one Linux bridge (veth); generator and TURN driver in the client namespace, sink in the peer namespace, the relay alone in the relay namespace. ` +
+  L.push(`Topology: client, relay and peer namespaces on one Linux bridge (veth); generator and TURN driver in the client namespace, sink in the peer namespace, the relay alone in the relay namespace (IP forwarding on there and neighbours resolved, for every contender: the XDP program's next-hop lookup needs both). ` +
     `${r.params.flows} flows (one UDP 5-tuple, allocation and channel each, set up by real Allocate + ChannelBind with TURN REST credentials), ChannelData client → relay → UDP to the peer, ` +
     `${r.params.runs} run(s) of ${r.params.seconds} s per size; figures are median (min–max); ×N is the ratio to coturn.`, '');
   L.push(`CPU per relayed packet = (utime+stime of the relay's processes and their children + softirq time of all CPUs) / packets relayed to the peer. The generator's and sink's own process time is not counted; the softirq part is global (it includes the kernel's receive work for the sink). Ticks are 10 ms samples (no IRQ time accounting on this kernel).`, '');
