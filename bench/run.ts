@@ -6,7 +6,7 @@
 //                    [--runs 3] [--seconds 5] [--flows 4] [--quick]
 //                    [--skip control,memory,maps,rtt]
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
@@ -209,7 +209,7 @@ async function main(): Promise<void> {
   const results: BenchResults = {
     startedAt,
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
-    machine: { cpu: cpuModel, cores: cpus().length, kernel: release(), node: process.version, coturn: coturnVersion(), memoryGiB: Math.round(totalmem() / 2 ** 30) },
+    machine: { cpu: cpuModel, cores: cpus().length, kernel: release(), node: process.version, coturn: coturnVersion(), memoryGiB: Math.round(totalmem() / 2 ** 30), loadAtStart: loadavg()[0]! },
     params,
     contenders: [],
     mapMemory: [],

@@ -39,7 +39,7 @@ export interface Target {
 export interface BenchResults {
   startedAt: string;
   command: string;
-  machine: { cpu: string; cores: number; kernel: string; node: string; coturn: string; memoryGiB: number };
+  machine: { cpu: string; cores: number; kernel: string; node: string; coturn: string; memoryGiB: number; loadAtStart?: number };
   params: { sizes: number[]; runs: number; seconds: number; flows: number; rttRate: number; controlCount: number; memoryAllocations: number };
   contenders: ContenderResult[];
   mapMemory: (MapMemoryResult | { capacity: number; error: string })[];
@@ -63,7 +63,8 @@ export function renderMarkdown(r: BenchResults): string {
   const L: string[] = [];
   const base = r.contenders.find((c) => c.name === 'coturn' && c.status === 'ok');
   L.push(`# turnpike vs coturn: relay benchmark`, '');
-  L.push(`Run ${r.startedAt}. ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}, coturn ${r.machine.coturn}.`);
+  L.push(`Run ${r.startedAt}. ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}, coturn ${r.machine.coturn}.` +
+    (r.machine.loadAtStart !== undefined ? ` Load average at start ${r.machine.loadAtStart.toFixed(2)} (other work on the machine skews the figures; compare contenders from the same run).` : ''));
   L.push(`Reproduce: \`${r.command}\` (as root).`, '');
   L.push(`Topology: client, relay and peer namespaces on one Linux bridge (veth); generator and TURN driver in the client namespace, sink in the peer namespace, the relay alone in the relay namespace (IP forwarding on there and neighbours resolved, for every contender: the XDP program's next-hop lookup needs both). ` +
     `${r.params.flows} flows (one UDP 5-tuple, allocation and channel each, set up by real Allocate + ChannelBind with TURN REST credentials), ChannelData client → relay → UDP to the peer, ` +
