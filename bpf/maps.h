@@ -91,13 +91,12 @@ struct {
 struct nh_entry {
 	union tp_addr daddr;   /* the output's destination (IPv4-mapped for IPv4) */
 	__u64 expires;         /* jiffies: valid while jiffies < expires */
+	__u64 smac;            /* as mac_load() reads it */
+	__u64 dmac;
 	__u32 ifindex;         /* ingress ifindex the answer was for */
 	__u16 max_ip_len;      /* longest output IP packet the answer covers */
 	__u8 swap;             /* 1: the FIB could not answer; swap the frame's MACs */
-	__u8 pad0;
-	__u8 smac[6];
-	__u8 dmac[6];
-	__u8 pad1[20];
+	__u8 pad[9];
 };
 
 struct {

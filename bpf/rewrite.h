@@ -25,8 +25,8 @@
 struct tp_out {
 	union tp_addr saddr;
 	union tp_addr daddr;
-	__u8 smac[6];
-	__u8 dmac[6];
+	__u64 smac;       /* as mac_load() reads it */
+	__u64 dmac;
 	__u8 family;      /* 4 or 6 */
 	__u8 chan;        /* 1: the output is ChannelData (prepend the 4-byte header) */
 	__be16 sport;     /* network order */
@@ -83,6 +83,7 @@ static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_o
 					   struct nh_entry *e)
 {
 	struct bpf_fib_lookup fib = {};
+	__u64 smac = 0, dmac = 0;
 	long rc;
 
 	fib.l4_protocol = TP_IPPROTO_UDP;
@@ -102,19 +103,15 @@ static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_o
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return TP_PASS_TOO_BIG;
-	/* The route leaves by this interface but the next hop's MAC is not known
-	 * yet (a LAN peer nobody has talked to): swapping MACs would send the
-	 * frame back to whoever sent it. The stack relays this one, and its
-	 * neighbour resolution fills the table for the next packets. Not cached. */
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && fib.ifindex == ctx->ingress_ifindex)
-		return TP_PASS_NO_NEIGH;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ingress_ifindex) {
+		__builtin_memcpy(&smac, fib.smac, 6);
+		__builtin_memcpy(&dmac, fib.dmac, 6);
 		e->swap = 0;
+		e->smac = smac;
+		e->dmac = dmac;
 		/* On success tot_len holds the route's MTU (mtu_result): the
 		 * answer covers every output up to it. */
 		e->max_ip_len = fib.mtu_result;
-		mac_copy(e->smac, fib.smac);
-		mac_copy(e->dmac, fib.dmac);
 	} else {
 		/* No MTU to learn: covers outputs up to this one's length; a
 		 * longer one asks again, in case its route would refuse it. */
@@ -124,55 +121,67 @@ static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_o
 	return TP_CONTINUE;
 }
 
+static __always_inline void use_answer(const struct nh_entry *e, const struct tp_in *in, struct tp_out *o)
+{
+	if (e->swap) {
+		o->smac = in->dmac;
+		o->dmac = in->smac;
+	} else {
+		o->smac = e->smac;
+		o->dmac = e->dmac;
+	}
+}
+
 static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, struct tp_out *o,
 				    __u16 ip_len)
 {
-	struct nh_entry tmp = {}, *e = &tmp;
 	__u32 ifindex = ctx->ingress_ifindex;
-	__u64 now = 0;
 	int r;
 
-	if (!TP_FIB_LOOKUP)
-		goto swap;
-	if (TP_NH_TTL_JIFFIES) {
+	if (TP_FIB_LOOKUP * TP_NH_TTL_JIFFIES != 0) {
 		/* Slot from the destination's last word (the IPv4 address, or
 		 * the IPv6 interface id's tail) mixed with the word before. */
 		__u32 h = o->daddr.w[3] ^ (o->daddr.w[2] >> 7);
 		__u32 slot = (h ^ (h >> 16) ^ (h >> 8)) & (TP_NH_SLOTS - 1);
+		struct nh_entry *e = bpf_map_lookup_elem(&nh_cache, &slot);
+		__u64 now;
 
-		e = bpf_map_lookup_elem(&nh_cache, &slot);
-		if (!e)
-			e = &tmp;
-		now = bpf_jiffies64();
-		if (e != &tmp && now < e->expires && e->ifindex == ifindex && ip_len <= e->max_ip_len &&
-		    addr_eq(&e->daddr, &o->daddr))
-			goto use;
+		if (e) {
+			now = bpf_jiffies64();
+			if (now >= e->expires || e->ifindex != ifindex || ip_len > e->max_ip_len ||
+			    !addr_eq(&e->daddr, &o->daddr)) {
+				r = fib_lookup_macs(ctx, o, ip_len, e);
+				if (r != TP_CONTINUE)
+					return r;
+				e->daddr = o->daddr;
+				e->ifindex = ifindex;
+				e->expires = now + TP_NH_TTL_JIFFIES;
+			}
+			use_answer(e, in, o);
+			return TP_CONTINUE;
+		}
 	}
-	r = fib_lookup_macs(ctx, o, ip_len, e);
-	if (r != TP_CONTINUE)
-		return r;
-	if (TP_NH_TTL_JIFFIES && e != &tmp) {
-		e->daddr = o->daddr;
-		e->ifindex = ifindex;
-		e->expires = now + TP_NH_TTL_JIFFIES;
-	}
-use:
-	if (!e->swap) {
-		mac_copy(o->smac, e->smac);
-		mac_copy(o->dmac, e->dmac);
+	if (TP_FIB_LOOKUP) {
+		struct nh_entry tmp = {};
+
+		r = fib_lookup_macs(ctx, o, ip_len, &tmp);
+		if (r != TP_CONTINUE)
+			return r;
+		use_answer(&tmp, in, o);
 		return TP_CONTINUE;
 	}
-swap:
-	mac_copy(o->smac, in->dmac);
-	mac_copy(o->dmac, in->smac);
+	o->smac = in->dmac;
+	o->dmac = in->smac;
 	return TP_CONTINUE;
 }
 
 static __always_inline void write_eth(struct ethhdr *eth, const struct tp_out *o)
 {
-	mac_copy(eth->h_dest, o->dmac);
-	mac_copy(eth->h_source, o->smac);
-	eth->h_proto = o->family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
+	void *p = eth;
+
+	mac_store(p, o->dmac);
+	mac_store(p + 6, o->smac);
+	*(__be16 *)(p + 12) = o->family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
 }
 
 /* The header is assembled as five words in registers (memory order, read
