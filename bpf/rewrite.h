@@ -69,8 +69,12 @@ static __always_inline __u64 csum_udp_headers(const union tp_addr *s, const unio
 
 /*
  * Next-hop MACs for the output. The relay originates the packet, so this is
- * an output lookup (no forwarding sysctl needed) restricted to the ingress
- * interface: XDP_TX can only leave there. On success with a resolved
+ * an output lookup restricted to the ingress interface: XDP_TX can only leave
+ * there. Observed on 6.18: even with BPF_FIB_LOOKUP_OUTPUT the helper answers
+ * BPF_FIB_LKUP_RET_FWD_DISABLED unless forwarding is on for the interface
+ * (net.ipv4.conf.IF.forwarding / net.ipv6.conf.IF.forwarding), so without it
+ * every output takes the swap below, which is wrong for peers on the same L2
+ * segment (the sidecar warns about it at start). On success with a resolved
  * neighbour the FIB's MACs are used; otherwise (no neighbour yet, no route
  * on this interface, test runs on lo) the frame goes back to the L2 hop it
  * came from, i.e. source and destination MACs swapped. That is right for a
