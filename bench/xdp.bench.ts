@@ -11,6 +11,16 @@
 // includes the kernel's timer and bh-disable overhead, the same for empty),
 // and paths that leave the frame unchanged (passes) also with repeat=1e6.
 //
+// What the ratio means: a single run's duration is the kernel's timer
+// (ktime_get_ns before and after), local_bh_disable/enable and the dispatch
+// around ONE program run on caches the syscall and this process just
+// churned. The empty program's own work is ~1 ns, so its single-run time is
+// almost all harness: the table prints that overhead (empty single-run
+// minus its per-run time at repeat=1e6) and each path's cost above the
+// empty program. The ratio is (overhead + path) / (overhead + empty), a
+// cold-cache figure; bench/xdp-veth.bench.ts measures the same paths warm
+// on a real datapath (bpf_stats and CPU per packet).
+//
 // Run (root): node --import tsx bench/xdp.bench.ts [calls-per-round]
 // TP_BENCH_OBJECT=path times another build (e.g. -DTP_FIB_LOOKUP=0).
 import pino from 'pino';
@@ -78,21 +88,29 @@ try {
   const emptyNs = median(emptySamples);
   const emptyRepeat = empty.testRun(cases[0]!.frame, { repeat: REPEAT }).durationNs;
 
+  // Per-run harness cost: what the empty program's single run takes beyond
+  // its per-run time in a repeat loop (which still includes bh on/off).
+  const overhead = emptyNs - emptyRepeat;
   const rows = cases.map((c, i) => {
     const ns = median(samples[i]!);
     const rep = c.repeatable ? router.testRun(c.frame, { repeat: REPEAT }).durationNs : undefined;
+    const ratio = ns / emptyNs;
     return {
       path: c.name,
-      'ns/pkt (repeat=1)': ns.toFixed(1),
-      'empty (repeat=1)': emptyNs.toFixed(1),
-      ratio: (ns / emptyNs).toFixed(2),
-      '<= 2x': ns <= 2 * emptyNs ? 'yes' : 'no',
-      [`ns/pkt (repeat=${REPEAT})`]: rep === undefined ? '-' : String(rep),
-      [`ratio (repeat=${REPEAT})`]: rep === undefined ? '-' : (rep / Math.max(emptyRepeat, 1)).toFixed(2),
+      'ns/run (repeat=1)': ns.toFixed(1),
+      'above empty': (ns - emptyNs).toFixed(1),
+      ratio: ratio.toFixed(2),
+      '<= 2x': ratio <= 2 ? 'PASS' : `MISS by ${((ratio / 2 - 1) * 100).toFixed(0)}%`,
+      [`ns/run (repeat=${REPEAT})`]: rep === undefined ? '-' : String(rep),
     };
   });
-  console.log(`empty XDP program: ${emptyNs.toFixed(1)} ns per run with repeat=1 (median of ${ROUNDS} rounds x ${CALLS} runs), ${emptyRepeat} ns with repeat=${REPEAT}`);
+  console.log(`empty XDP program: ${emptyNs.toFixed(1)} ns per run with repeat=1 (median of ${ROUNDS} rounds x ${CALLS} runs), ${emptyRepeat} ns per run with repeat=${REPEAT}`);
+  console.log(`harness overhead per single run ~ ${overhead.toFixed(1)} ns (timer, bh on/off, dispatch; cold caches): ${(overhead / emptyNs * 100).toFixed(0)}% of the empty program's single-run time`);
   console.table(rows);
+  const relay = rows.filter((r, i) => cases[i]!.expect === 'XDP_TX' && !cases[i]!.name.includes('1000 B'));
+  const worst = Math.max(...relay.map((r) => Number(r.ratio)));
+  console.log(`relay paths (100 B): ${relay.filter((r) => r['<= 2x'] === 'PASS').length}/${relay.length} within 2x; worst ${worst.toFixed(2)}x, ` +
+    `i.e. the 2x target allows ${(emptyNs).toFixed(0)} ns above empty and the worst path is ${(worst * emptyNs - emptyNs).toFixed(0)} ns above`);
 } finally {
   router.close();
   empty.close();
