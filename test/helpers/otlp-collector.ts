@@ -70,7 +70,12 @@ export interface OtlpCollector {
   close(): Promise<void>;
 }
 
-export async function startOtlpCollector(): Promise<OtlpCollector> {
+/**
+ * `address` defaults to 127.0.0.1 on an ephemeral port; `unix:///path` listens
+ * on a Unix socket instead (reachable from another network namespace; the
+ * exporter then needs OTEL_EXPORTER_OTLP_INSECURE=true).
+ */
+export async function startOtlpCollector(opts: { address?: string } = {}): Promise<OtlpCollector> {
   const exports: DecodedExport[] = [];
   const waiters: { pred: (e: DecodedExport) => boolean; resolve: (e: DecodedExport) => void }[] = [];
   const server = new grpc.Server();
@@ -101,10 +106,10 @@ export async function startOtlpCollector(): Promise<OtlpCollector> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    server.bindAsync(opts.address ?? '127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: opts.address?.startsWith('unix:') ? opts.address : `http://127.0.0.1:${port}`,
     exports,
     waitFor(pred) {
       const hit = exports.find(pred);
