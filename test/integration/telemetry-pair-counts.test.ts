@@ -6,7 +6,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
-import { startOtlpCollector, pointValue, type OtlpCollector } from '../helpers/otlp-collector.ts';
+import { startOtlpCollector, pointValue, type OtlpCollector, type DecodedExport } from '../helpers/otlp-collector.ts';
 import { TurnClient, toStunAddress } from '../helpers/turn-client.ts';
 import { PASS, USER, startLoopbackPair, waitUntil, type LoopbackPair } from './telemetry-pair-harness.ts';
 
@@ -31,15 +31,22 @@ after(async () => {
   await collector?.close();
 });
 
-/** Prometheus text: the value of `name` for the series whose labels include `labels`. */
+/** Prometheus text: the sum of `name` over the series whose labels include `labels` (undefined: none). */
 function promValue(text: string, name: string, labels: Record<string, string>): number | undefined {
+  let sum: number | undefined;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name + '{')) continue;
     const body = line.slice(name.length + 1, line.indexOf('}'));
     const got = Object.fromEntries([...body.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) sum = (sum ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
   }
-  return undefined;
+  return sum;
+}
+
+/** OTLP: the sum of a metric over the points whose attributes include `match`. */
+function otlpValue(e: DecodedExport, name: string, match: Record<string, string>): number | undefined {
+  const pts = (e.metrics.find((m) => m.name === name)?.points ?? []).filter((p) => Object.entries(match).every(([k, v]) => p.attributes[k] === v));
+  return pts.length === 0 ? undefined : pts.reduce((n, p) => n + p.value, 0);
 }
 
 test('relayed bytes and packets (userspace) in OTLP and /metrics equal what was sent and received', async () => {
@@ -84,13 +91,13 @@ test('relayed bytes and packets (userspace) in OTLP and /metrics equal what was 
       to_client: { packets: N_TO_CLIENT, bytes: N_TO_CLIENT * SIZE_TO_CLIENT },
     });
 
-    const series = (read: (name: string, attrs: Record<string, string>) => number | undefined) =>
+    const series = (read: (name: string, attrs: Record<string, string>) => number | undefined, extra: Record<string, string> = {}) =>
       Object.fromEntries(
         (['to_peer', 'to_client'] as const).map((direction) => [
           direction,
           {
-            packets: read('packets', { datapath: 'userspace', direction }),
-            bytes: read('bytes', { datapath: 'userspace', direction }),
+            packets: read('packets', { datapath: 'userspace', direction, ...extra }),
+            bytes: read('bytes', { datapath: 'userspace', direction, ...extra }),
           },
         ]),
       );
@@ -99,19 +106,23 @@ test('relayed bytes and packets (userspace) in OTLP and /metrics equal what was 
     let prom: unknown;
     await waitUntil('/metrics to report the run', async () => {
       const text = (await pair.http('GET', '/metrics')).body;
-      prom = series((what, attrs) => promValue(text, `turnpike_relayed_${what}_total`, attrs));
-      return JSON.stringify(prom) === JSON.stringify(expected);
+      const read = (what: string, attrs: Record<string, string>) => promValue(text, `turnpike_relayed_${what}_total`, attrs);
+      prom = series(read);
+      // Everything went IPv4 (loopback): the family split puts it all in the ipv4 series.
+      return JSON.stringify(prom) === JSON.stringify(expected) && JSON.stringify(series(read, { family: 'ipv4' })) === JSON.stringify(expected);
     }, 10_000).catch((e: Error) => assert.fail(`${e.message}; last /metrics: ${JSON.stringify(prom)} expected ${JSON.stringify(expected)}`));
 
     // OTLP export (gRPC, every second): the same totals, as monotonic sums.
     const exp = await Promise.race([
-      collector.waitFor((e) => JSON.stringify(series((what, attrs) => pointValue(e, `turnpike.relayed.${what}`, attrs))) === JSON.stringify(expected)),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no OTLP export with ${JSON.stringify(expected)}; last: ${JSON.stringify(collector.exports.at(-1) && series((w, a) => pointValue(collector.exports.at(-1)!, `turnpike.relayed.${w}`, a)))}`)), 10_000).unref()),
+      collector.waitFor((e) => JSON.stringify(series((what, attrs) => otlpValue(e, `turnpike.relayed.${what}`, attrs))) === JSON.stringify(expected)),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no OTLP export with ${JSON.stringify(expected)}; last: ${JSON.stringify(collector.exports.at(-1) && series((w, a) => otlpValue(collector.exports.at(-1)!, `turnpike.relayed.${w}`, a)))}`)), 10_000).unref()),
     ]);
     const bytes = exp.metrics.find((m) => m.name === 'turnpike.relayed.bytes')!;
     assert.equal(bytes.kind, 'sum');
     assert.equal(bytes.monotonic, true);
     assert.equal(bytes.unit, 'By');
+    assert.equal(pointValue(exp, 'turnpike.relayed.bytes', { datapath: 'userspace', direction: 'to_peer', family: 'ipv4' }), N_TO_PEER * SIZE_TO_PEER);
+    assert.equal(otlpValue(exp, 'turnpike.relayed.packets', { datapath: 'userspace', family: 'ipv6' }) ?? 0, 0);
     assert.equal(exp.resource['service.name'], 'turnpike-sidecar');
     // No kernel series: eBPF is off, nothing was relayed by XDP.
     assert.equal(pointValue(exp, 'turnpike.relayed.packets', { datapath: 'xdp' }), undefined);

@@ -102,6 +102,11 @@ export class TurnServer {
   #pendingPerUser = new Map<string, number>();
   #nextToken = 1;
   readonly #relayed = { toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } };
+  // The same, split by the family of the datagram sent (the metrics' `family` attribute).
+  readonly #relayedByFamily = {
+    ipv4: { toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } },
+    ipv6: { toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } },
+  };
   readonly #responses: Record<string, number> = {};
   readonly #dropped: Record<string, number> = {};
 
@@ -203,6 +208,10 @@ export class TurnServer {
       relayed: {
         toPeer: { ...this.#relayed.toPeer },
         toClient: { ...this.#relayed.toClient },
+      },
+      relayedByFamily: {
+        ipv4: { toPeer: { ...this.#relayedByFamily.ipv4.toPeer }, toClient: { ...this.#relayedByFamily.ipv4.toClient } },
+        ipv6: { toPeer: { ...this.#relayedByFamily.ipv6.toPeer }, toClient: { ...this.#relayedByFamily.ipv6.toClient } },
       },
       responses: { ...this.#responses },
       dropped: { ...this.#dropped },
@@ -599,6 +608,9 @@ export class TurnServer {
     if (!this.#state.hasPermission(allocation, peer.address)) return this.#drop('no-permission');
     this.#relayed.toPeer.packets++;
     this.#relayed.toPeer.bytes += data.length;
+    const byFamily = this.#relayedByFamily[peer.family === 4 ? 'ipv4' : 'ipv6'].toPeer;
+    byFamily.packets++;
+    byFamily.bytes += data.length;
     // Copy: the input may be a view into a buffer the transport reuses.
     this.#push({ kind: 'send', from: { family: peer.family, port }, to: peer, data: data.slice() });
   }
@@ -624,6 +636,9 @@ export class TurnServer {
     }
     this.#relayed.toClient.packets++;
     this.#relayed.toClient.bytes += data.length;
+    const byFamily = this.#relayedByFamily[allocation.client.family === 4 ? 'ipv4' : 'ipv6'].toClient;
+    byFamily.packets++;
+    byFamily.bytes += data.length;
     this.#push({ kind: 'send', from: allocation.local, to: allocation.client, data: out });
   }
 

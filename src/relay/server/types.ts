@@ -56,6 +56,15 @@ export interface ServerStats {
     toPeer: { packets: number; bytes: number };
     toClient: { packets: number; bytes: number };
   };
+  /**
+   * `relayed` split by the family of the datagram sent (to the peer: the
+   * peer's family; to the client: the client's). Optional in the type only so
+   * older counter snapshots still parse; TurnServer always fills it.
+   */
+  relayedByFamily?: {
+    ipv4: { toPeer: { packets: number; bytes: number }; toClient: { packets: number; bytes: number } };
+    ipv6: { toPeer: { packets: number; bytes: number }; toClient: { packets: number; bytes: number } };
+  };
   /** Responses by method and code ("allocate:success", "allocate:401", ...). */
   responses: Record<string, number>;
   /** Datagrams dropped, by reason ("malformed", "bad-integrity", "no-channel", ...). */
