@@ -107,6 +107,12 @@ static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_o
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return TP_PASS_TOO_BIG;
+	/* The route leaves by this interface but the next hop's MAC is not known
+	 * yet (a LAN peer nobody has talked to): swapping MACs would send the
+	 * frame back to whoever sent it. The stack relays this one, and its
+	 * neighbour resolution fills the table for the next packets. Not cached. */
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && fib.ifindex == ctx->ingress_ifindex)
+		return TP_PASS_NO_NEIGH;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ingress_ifindex) {
 		__builtin_memcpy(&smac, fib.smac, 6);
 		__builtin_memcpy(&dmac, fib.dmac, 6);
