@@ -31,6 +31,8 @@ export class EbpfStartError extends Error {
 
 /** The object next to the sources, whether we run from src/ (tsx) or dist/src/. */
 function objectPath(): string {
+  // Development override (a debug build of the program); not part of the config contract.
+  if (process.env.TURNPIKE_BPF_OBJECT) return process.env.TURNPIKE_BPF_OBJECT;
   const candidates = [
     new URL('../../bpf/turn_router.o', import.meta.url),
     new URL('../../../bpf/turn_router.o', import.meta.url),
@@ -62,6 +64,23 @@ function interfaceMtu(ifname: string, fallback: number): number {
   } catch {
     return fallback;
   }
+}
+
+/**
+ * Whether forwarding is on for the interface, per family. The XDP program's
+ * next-hop lookup (bpf_fib_lookup) answers "forwarding disabled" without it,
+ * and the program then sends each output back to the L2 hop the input came
+ * from: right behind one gateway, wrong for peers on the same LAN segment.
+ */
+export function forwardingOn(ifname: string): { v4: boolean; v6: boolean } {
+  const read = (p: string) => {
+    try {
+      return readFileSync(p, 'utf8').trim() === '1';
+    } catch {
+      return false;
+    }
+  };
+  return { v4: read(`/proc/sys/net/ipv4/conf/${ifname}/forwarding`), v6: read(`/proc/sys/net/ipv6/conf/${ifname}/forwarding`) };
 }
 
 export function startEbpf(config: Config, log: Logger): { router: XdpRouter | undefined; state: EbpfState } {
@@ -117,6 +136,14 @@ export function startEbpf(config: Config, log: Logger): { router: XdpRouter | un
       { interface: ifname, mode: config.xdpMode, how: a.how, relayV4: addrs.v4, relayV6: addrs.v6, reusedMaps: router.reusedMaps, capacity: config.mapCapacity },
       'eBPF fast path active',
     );
+    const fwd = forwardingOn(ifname);
+    const off = [...(addrs.v4 && !fwd.v4 ? ['ipv4'] : []), ...(addrs.v6 && !fwd.v6 ? ['ipv6'] : [])];
+    if (off.length > 0) {
+      log.warn(
+        { interface: ifname, families: off },
+        `forwarding is off on ${ifname}: the fast path cannot look up next hops and answers via the L2 hop each packet came from; peers on the same LAN segment as the relay need net.ipv4.conf.${ifname}.forwarding=1 / net.ipv6.conf.${ifname}.forwarding=1`,
+      );
+    }
     return { router, state };
   } catch (e) {
     router?.close();
