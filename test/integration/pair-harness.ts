@@ -210,3 +210,77 @@ export async function strictChecksums(topo: Topology): Promise<void> {
     await inNs(topo, 'switch', 'ethtool', ['-K', topo.bridgePort[role], 'tx', 'off', 'rx', 'off']);
   }
 }
+
+export interface FlowTick {
+  now: number;
+  sent: number;
+  received: number;
+}
+
+export interface Flow {
+  /** Resolves once the channel is bound (rejects if the fixture exits first). */
+  bound: Promise<{ relayed: { address: string; port: number } }>;
+  ticks(): FlowTick[];
+  /** Echoes received by the latest tick. */
+  received(): number;
+  output(): string;
+  stop(): Promise<{ sent: number; received: number } | undefined>;
+}
+
+/** A steady ChannelData flow (test/integration/fixtures/flow.ts) from the client namespace to an echo peer. */
+export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; peerPort: number; rate?: number }): Flow {
+  const v6 = opts.family === 6;
+  const args = {
+    server: v6 ? topo.addr.relay6 : topo.addr.relay4,
+    port: pair.listenPort,
+    username: USER,
+    password: PASS,
+    peer: v6 ? topo.addr.peer6 : topo.addr.peer4,
+    peerPort: opts.peerPort,
+    rate: opts.rate ?? 200,
+  };
+  const proc = spawn('nsenter', [`--net=${nsPath(topo, 'client')}`, process.execPath, '--import', 'tsx', 'test/integration/fixtures/flow.ts', JSON.stringify(args)], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const ticks: FlowTick[] = [];
+  let done: { sent: number; received: number } | undefined;
+  let resolveBound!: (v: { relayed: { address: string; port: number } }) => void;
+  let rejectBound!: (e: Error) => void;
+  const bound = new Promise<{ relayed: { address: string; port: number } }>((res, rej) => ((resolveBound = res), (rejectBound = rej)));
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        const m = JSON.parse(line) as { event: string } & FlowTick & { relayed: { address: string; port: number } };
+        if (m.event === 'bound') resolveBound({ relayed: m.relayed });
+        else if (m.event === 'tick') ticks.push({ now: m.now, sent: m.sent, received: m.received });
+        else if (m.event === 'done') done = { sent: m.sent, received: m.received };
+      } catch {
+        // not a JSON line
+      }
+    }
+  });
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.once('exit', (code) => rejectBound(new Error(`flow exited (${code}) before binding:\n${out.slice(-2000)}`)));
+  return {
+    bound,
+    ticks: () => ticks,
+    received: () => ticks.at(-1)?.received ?? 0,
+    output: () => out,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(3000)]);
+        if (proc.exitCode === null) proc.kill('SIGKILL');
+      }
+      return done;
+    },
+  };
+}
