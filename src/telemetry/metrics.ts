@@ -222,12 +222,20 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   // Accumulator keys: k/ kernel, r/ relay, l/ link. `|` separates parts.
   meter.addBatchObservableCallback(
     (obs) => {
+      // Several kernel paths share one attribute set (chan_to_udp_44 and
+      // chan_to_udp_64 are both to_peer/ipv4): sum them, since a second
+      // observe() of the same attributes replaces the first.
+      const xdp = new Map<string, { what: string; attrs: Attributes; total: number }>();
       for (const [key, total] of acc.entries('k/path|')) {
         const [, name, what] = key.split('|') as [string, string, string];
         const a = pathAttributes(name);
         if (!a) continue;
-        obs.observe(what === 'bytes' ? bytes : packets, total, { datapath: 'xdp', ...a });
+        const id = `${what}|${a.direction}|${a.family}`;
+        const cur = xdp.get(id);
+        if (cur) cur.total += total;
+        else xdp.set(id, { what, attrs: { datapath: 'xdp', ...a }, total });
       }
+      for (const { what, attrs, total } of xdp.values()) obs.observe(what === 'bytes' ? bytes : packets, total, attrs);
       for (const [key, total] of acc.entries('r/relayed|')) {
         const [, family, direction, what] = key.split('|') as [string, string, string, string];
         const attrs: Attributes = { datapath: 'userspace', direction };

@@ -6,7 +6,9 @@
 // and /metrics must report, per datapath, exactly what each datapath's own
 // counters hold (kernel per-CPU maps for xdp, the relay's COUNTERS frames for
 // userspace), the xdp series must carry the traffic, and xdp + userspace must
-// equal what the client sent and the peer received.
+// equal what the client sent and the peer received. (This test found that
+// the xdp series showed whichever of two kernel paths with the same
+// direction/family was observed last; src/telemetry/metrics.ts now sums them.)
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +19,7 @@ import { randomInt } from 'node:crypto';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { startOtlpCollector, pointValue, type OtlpCollector, type DecodedExport } from '../helpers/otlp-collector.ts';
-import { startPair, strictChecksums, udpCsumErrors, inNs, nsPath, USER, PASS, type Pair, type Status } from './pair-harness.ts';
+import { startPair, strictChecksums, inNs, nsPath, USER, PASS, type Pair, type Status } from './pair-harness.ts';
 import { repoRoot } from '../interop/harness.ts';
 import { waitUntil } from './telemetry-pair-harness.ts';
 
@@ -36,6 +38,10 @@ before(async () => {
   shared = await createTopology({ prefix: 'tptelx', ipv6: false });
   await strictChecksums(shared);
   await shared.enableRelayXdpTx();
+  // The fast path looks next hops up with bpf_fib_lookup, which needs
+  // forwarding on the interface; without it the sidecar warns and answers via
+  // the L2 hop each packet came from, which on this LAN is the client.
+  await inNs(shared, 'relay', 'sh', ['-c', 'echo 1 > /proc/sys/net/ipv4/conf/all/forwarding']);
 });
 
 after(async () => {
@@ -114,15 +120,7 @@ function promRead(text: string) {
     });
 }
 
-// Known broken outside this area (2026-11-25): the XDP program counts every
-// ChannelData as relayed (chan_to_udp_44) but the peer receives none of them,
-// even with the peer in the relay's neighbour table; test/integration/e2e.test.ts
-// fails the same way in native and skb mode. The telemetry half is proven
-// for the userspace datapath (telemetry-pair-counts.test.ts); this test
-// turns from todo to a plain test once the fast path delivers.
-const XDP_TODO = 'XDP fast path does not deliver ChannelData to the peer yet (see e2e.test.ts)';
-
-test('XDP native: relayed bytes and packets per datapath in OTLP and /metrics match the datapaths and the traffic', { todo: XDP_TODO }, async (t) => {
+test('XDP native: relayed bytes and packets per datapath in OTLP and /metrics match the datapaths and the traffic', async (t) => {
   const topo = gate(t);
   if (!topo) return;
   const peerPort = randomInt(30000, 32000);
@@ -146,7 +144,6 @@ test('XDP native: relayed bytes and packets per datapath in OTLP and /metrics ma
     await new Promise((r) => peer.proc.once('exit', r));
     const atPeer = peer.lines().at(-1)!;
     const st = await pair.status();
-    t.diagnostic(`peer UDP checksum errors ${await udpCsumErrors(topo, 'peer')}; relay neighbours: ${(await inNs(topo, 'relay', 'ip', ['neigh'])).trim().replace(/\n/g, ' | ')}`);
     t.diagnostic(`client ${JSON.stringify(sent)} peer ${JSON.stringify(atPeer)} kernel ${JSON.stringify(st.kernel)} relay ${JSON.stringify(st.relayCounters)}`);
     // Loss-free run: what was sent is what the peer received, and every echo came back.
     assert.deepEqual(sent, { sent: N, sentBytes: N * SIZE, received: N, receivedBytes: N * SIZE });
@@ -165,10 +162,13 @@ test('XDP native: relayed bytes and packets per datapath in OTLP and /metrics ma
     assert.ok(sources.k.to_peer.packets > 0 && sources.k.to_client.packets > 0, 'the kernel relayed in both directions');
 
     // /metrics: each datapath's series equal its source.
+    let seen = '';
     await waitUntil('/metrics per datapath', async () => {
-      const read = promRead((await pair!.get('/metrics')).body);
+      const text = (await pair!.get('/metrics')).body;
+      const read = promRead(text);
+      seen = `xdp ${JSON.stringify(sumSeries(read, 'xdp'))} userspace ${JSON.stringify(sumSeries(read, 'userspace'))}\n${text.split('\n').filter((l) => l.startsWith('turnpike_relayed')).join('\n')}`;
       return JSON.stringify(sumSeries(read, 'xdp')) === JSON.stringify(sources.k) && JSON.stringify(sumSeries(read, 'userspace')) === JSON.stringify(sources.u);
-    }, 10_000);
+    }, 10_000).catch((e: Error) => assert.fail(`${e.message}; /metrics: ${seen}`));
 
     // OTLP export: the same.
     const matches = (e: DecodedExport) =>
