@@ -1,15 +1,26 @@
 // One measurement each: flows setup, a throughput run, a round-trip run, the
 // control-plane rates, and RSS with many allocations held. Everything runs in
 // the topology's namespaces: generator and TURN driver in `client`, sink in
-// `peer`, the contender in `relay`.
+// `peer`, the contender in `relay`. A run without a contender (the "no relay"
+// baseline) floods the same datagrams from the client straight to the sink.
 import type { ChildProcess } from 'node:child_process';
 import type { Topology } from '../../test/helpers/netns.ts';
 import type { ContenderHandle } from '../contenders/types.ts';
-import { cpuDelta, cpuSnapshot, parseUdpSnmp, rssBytes } from './procfs.ts';
+import { USER_HZ, cpuDelta, cpuSnapshot, parseUdpSnmp, rssBytes } from './procfs.ts';
 import { sleep } from './process.ts';
 
 const driver = new URL('../turn-driver.ts', import.meta.url).pathname;
 export const SINK_PORT = 9000;
+/**
+ * Local ports of the flood flows, per family: below the kernel's ephemeral
+ * range, so the control-plane driver's ephemeral sockets never reuse the
+ * 5-tuple of a flow allocation that is still alive in the relay.
+ */
+const FLOW_BASE_PORT: Record<Family, number> = { 4: 20000, 6: 24000 };
+/** Baseline flows send from here (no allocation behind them). */
+const BASELINE_BASE_PORT = 28000;
+
+export type Family = 4 | 6;
 
 export interface Tools {
   flood: string;
@@ -26,26 +37,36 @@ export interface Setup {
   tools: Tools;
   port: number;
   secret: string;
+  family: Family;
 }
 
-function server(s: Setup): string {
-  return `${s.topo.addr.relay4}:${s.port}`;
+const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+
+function familyAddr(s: Setup, who: 'relay' | 'peer'): string {
+  const a = s.family === 6 ? s.topo.addr[`${who}6`] : s.topo.addr[`${who}4`];
+  if (!a) throw new Error(`topology has no IPv${s.family} address for ${who}`);
+  return a;
+}
+
+const server = (s: Setup) => hostPort(familyAddr(s, 'relay'), s.port);
+const sinkAddress = (s: Setup) => hostPort(familyAddr(s, 'peer'), SINK_PORT);
+
+function driverArgs(s: Setup): string[] {
+  return ['--import', 'tsx', driver, '--server', server(s), '--peer', sinkAddress(s), '--secret', s.secret, '--family', String(s.family)];
 }
 
 async function runDriver(s: Setup, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
-  const { stdout } = await s.topo.exec('client', process.execPath, [
-    '--import', 'tsx', driver, '--server', server(s), '--peer', `${s.topo.addr.peer4}:${SINK_PORT}`, '--secret', s.secret, ...args,
-  ], { timeoutMs });
+  const { stdout } = await s.topo.exec('client', process.execPath, [...driverArgs(s), ...args], { timeoutMs });
   return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
 }
 
 export async function setupFlows(s: Setup, count: number): Promise<Flow[]> {
-  const out = await runDriver(s, ['--mode', 'flows', '--count', String(count)], 60_000);
+  const out = await runDriver(s, ['--mode', 'flows', '--count', String(count), '--base-port', String(FLOW_BASE_PORT[s.family])], 60_000);
   return (out.flows as Flow[]).map((f) => ({ port: f.port, channel: f.channel }));
 }
 
 async function startSink(s: Setup, echo: boolean): Promise<{ child: ChildProcess; result: Promise<Record<string, unknown>> }> {
-  const child = s.topo.spawn('peer', s.tools.sink, ['--bind', `${s.topo.addr.peer4}:${SINK_PORT}`, ...(echo ? ['--echo'] : [])]);
+  const child = s.topo.spawn('peer', s.tools.sink, ['--bind', sinkAddress(s), ...(echo ? ['--echo'] : [])]);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   const result = new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -72,9 +93,15 @@ async function snmp(s: Setup, role: 'relay' | 'peer'): Promise<Record<string, nu
   return parseUdpSnmp(stdout);
 }
 
-async function flood(s: Setup, flows: Flow[], args: string[], seconds: number): Promise<Record<string, unknown>> {
+/** Flows of the no-relay baseline: same datagrams (a ChannelData header and all), sent straight to the sink. */
+export function baselineFlows(count: number): Flow[] {
+  return Array.from({ length: count }, (_, i) => ({ port: BASELINE_BASE_PORT + i, channel: 0x4000 + i }));
+}
+
+/** Where the flooder sends: the relay's TURN port, or with no contender the sink itself. */
+async function flood(s: Setup, flows: Flow[], args: string[], seconds: number, direct: boolean): Promise<Record<string, unknown>> {
   const { stdout } = await s.topo.exec('client', s.tools.flood, [
-    '--server', server(s), '--flows', flows.map((f) => `${f.port}:${f.channel}`).join(','), '--seconds', String(seconds), ...args,
+    '--server', direct ? sinkAddress(s) : server(s), '--flows', flows.map((f) => `${f.port}:${f.channel}`).join(','), '--seconds', String(seconds), ...args,
   ], { timeoutMs: (seconds + 20) * 1000 });
   return JSON.parse(stdout) as Record<string, unknown>;
 }
@@ -84,10 +111,17 @@ export interface ThroughputRun {
   relayedPps: number;
   lossPct: number;
   generatorCapped: boolean;
-  /** CPU-µs per relayed packet: contender processes, softirq of all CPUs, and their sum. */
+  /**
+   * CPU-µs per relayed packet: the contender's processes (all threads, with
+   * descendants), the softirq time of all CPUs, and their sum. For the
+   * baseline (no contender) the process part is 0 and "relayed" means
+   * delivered to the sink.
+   */
   processUsPerPkt: number;
   softirqUsPerPkt: number;
   totalUsPerPkt: number;
+  /** The process part split by role (turnserver / relay / sidecar / launcher), CPU-µs per relayed packet. */
+  processByRole: Record<string, number>;
   /** Datagrams the relay namespace's sockets dropped for a full receive buffer. */
   relayRcvbufErrors: number;
   /** Datagrams that reached the peer but overflowed the sink's socket (counted as relayed). */
@@ -97,17 +131,26 @@ export interface ThroughputRun {
   sent: number;
   relayed: number;
   elapsedSeconds: number;
+  /** Wall time between the CPU snapshots (the flood plus the drain pause). */
+  cpuWallSeconds: number;
 }
 
-/** Generator at full speed for `seconds`; a run is generator-capped when the relay lost (almost) nothing. */
-export async function throughputRun(s: Setup, h: ContenderHandle, flows: Flow[], size: number, seconds: number): Promise<ThroughputRun> {
+/**
+ * Generator at full speed for `seconds`; a run is generator-capped when the
+ * relay lost (almost) nothing: the relay kept up with all that was offered,
+ * so its own ceiling is higher than the figure. Without `h`, the no-relay
+ * baseline: the same datagrams go from the client straight to the sink.
+ */
+export async function throughputRun(s: Setup, h: ContenderHandle | undefined, flows: Flow[], size: number, seconds: number): Promise<ThroughputRun> {
   const sink = await startSink(s, false);
   const relay0 = await snmp(s, 'relay');
   const peer0 = await snmp(s, 'peer');
-  const cpu0 = cpuSnapshot(h.pids());
-  const f = await flood(s, flows, ['--size', String(size), '--rate', '0'], seconds);
+  const pids = h?.pids() ?? [];
+  const roles = h?.roles() ?? {};
+  const cpu0 = cpuSnapshot(pids);
+  const f = await flood(s, flows, ['--size', String(size), '--rate', '0'], seconds, h === undefined);
   await sleep(250); // let queued packets drain through the relay
-  const cpu1 = cpuSnapshot(h.pids());
+  const cpu1 = cpuSnapshot(pids);
   const relay1 = await snmp(s, 'relay');
   const peer1 = await snmp(s, 'peer');
   sink.child.kill('SIGTERM');
@@ -119,6 +162,11 @@ export async function throughputRun(s: Setup, h: ContenderHandle, flows: Flow[],
   const relayed = Number(r.packets) + sinkDrops;
   const lossPct = sent > 0 ? Math.max(0, (1 - relayed / sent) * 100) : 100;
   const per = (secs: number) => (relayed > 0 ? (secs * 1e6) / relayed : NaN);
+  const processByRole: Record<string, number> = {};
+  for (const [role, pid] of Object.entries(roles)) {
+    const ticks = (cpu1.perPid.get(pid) ?? 0) - (cpu0.perPid.get(pid) ?? 0);
+    processByRole[role] = per(ticks / USER_HZ);
+  }
   return {
     offeredPps: sent / elapsed,
     relayedPps: relayed / elapsed,
@@ -127,12 +175,14 @@ export async function throughputRun(s: Setup, h: ContenderHandle, flows: Flow[],
     processUsPerPkt: per(d.processSeconds),
     softirqUsPerPkt: per(d.softirqSeconds),
     totalUsPerPkt: per(d.processSeconds + d.softirqSeconds),
+    processByRole,
     relayRcvbufErrors: (relay1.RcvbufErrors ?? 0) - (relay0.RcvbufErrors ?? 0),
     sinkRcvbufErrors: sinkDrops,
     peerCsumErrors: (peer1.InCsumErrors ?? 0) - (peer0.InCsumErrors ?? 0),
     sent,
     relayed,
     elapsedSeconds: elapsed,
+    cpuWallSeconds: d.wallSeconds,
   };
 }
 
@@ -146,9 +196,9 @@ export interface RttRun {
 }
 
 /** Paced ChannelData, echoed by the peer back through the relay; the generator timestamps each packet. */
-export async function rttRun(s: Setup, flows: Flow[], size: number, rate: number, seconds: number): Promise<RttRun> {
+export async function rttRun(s: Setup, flows: Flow[], size: number, rate: number, seconds: number, direct = false): Promise<RttRun> {
   const sink = await startSink(s, true);
-  const f = await flood(s, flows, ['--size', String(size), '--rate', String(rate), '--echo'], seconds);
+  const f = await flood(s, flows, ['--size', String(size), '--rate', String(rate), '--echo'], seconds, direct);
   sink.child.kill('SIGTERM');
   await sink.result;
   const rtt = f.rtt_us as { count: number; p50: number; p99: number };
@@ -162,6 +212,10 @@ export interface ControlRun {
   count: number;
   concurrency: number;
   failed: number;
+  /** Failures by phase and reason ("allocate: TURN 3 failed: 508 ..."). */
+  failures: Record<string, number>;
+  /** Requests the client sent again for want of an answer within its retransmit interval. */
+  retransmits: number;
 }
 
 export async function controlRun(s: Setup, count: number, concurrency: number): Promise<ControlRun> {
@@ -180,10 +234,7 @@ export async function memoryRun(s: Setup, h: ContenderHandle, allocations: numbe
   const rss = () => Object.fromEntries(Object.entries(h.roles()).map(([role, pid]) => [role, rssBytes(pid)]));
   await sleep(1000);
   const idle = rss();
-  const child = s.topo.spawn('client', process.execPath, [
-    '--import', 'tsx', driver, '--mode', 'hold', '--count', String(allocations), '--concurrency', '64',
-    '--server', server(s), '--peer', `${s.topo.addr.peer4}:${SINK_PORT}`, '--secret', s.secret,
-  ]);
+  const child = s.topo.spawn('client', process.execPath, [...driverArgs(s), '--mode', 'hold', '--count', String(allocations), '--concurrency', '64']);
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });

@@ -70,6 +70,8 @@ export class TurnClient {
   private dataHandler?: (d: PeerData) => void;
   /** Datagrams that were neither responses nor peer data (counted, not thrown). */
   dropped = 0;
+  /** Requests sent again because no answer came within retransmitMs. */
+  retransmits = 0;
 
   private constructor(private readonly sock: Socket, private readonly opts: TurnClientOptions) {
     sock.on('message', (buf) => this.onMessage(new Uint8Array(buf.buffer, buf.byteOffset, buf.length)));
@@ -178,6 +180,7 @@ export class TurnClient {
           done();
           reject(new Error(`TURN request ${method.toString(16)} timed out after ${limit} ms`));
         } else {
+          this.retransmits++;
           this.rawSend(buf);
         }
       }, every);
