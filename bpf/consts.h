@@ -23,9 +23,9 @@
 #define TP_MAX_IP_LEN 9216
 #endif
 
-/* 1: next-hop MACs from bpf_fib_lookup (rewrite.h). 0: always answer the
- * L2 hop the frame came from (swap MACs); saves the lookup's cost where the
- * relay has a single gateway. */
+/* 1: next-hop MACs from bpf_fib_lookup first (rewrite.h), then the learned
+ * neighbours. 0: learned neighbours only; saves the lookup's cost where
+ * forwarding is off anyway (the FIB then always answers FWD_DISABLED). */
 #ifndef TP_FIB_LOOKUP
 #define TP_FIB_LOOKUP 1
 #endif
@@ -40,6 +40,17 @@
 #endif
 #ifndef TP_NH_TTL_JIFFIES
 #define TP_NH_TTL_JIFFIES 50
+#endif
+
+/* Learned neighbours (maps.h tp_neigh): capacity of the LRU (the least
+ * recently used address is evicted when full), and how often a confirmed
+ * entry's timestamp is rewritten: a steady flow costs one lookup per
+ * packet, not a write. */
+#ifndef TP_MAX_NEIGH
+#define TP_MAX_NEIGH 65536
+#endif
+#ifndef TP_NEIGH_REFRESH_NS
+#define TP_NEIGH_REFRESH_NS 1000000000ull
 #endif
 
 /* Header values of the packets the relay originates (it is an endpoint, not

@@ -81,21 +81,38 @@ struct {
 } tp_diag_budget SEC(".maps");
 
 /*
+ * Learned neighbours (turn_router_shared.h). An LRU so a flood of new source
+ * addresses evicts the least recently used entries instead of failing, and
+ * pinned like the other tp_ maps so a restarted sidecar keeps what was
+ * learned. Preallocated: 65,536 entries take 6,816,640 bytes of memlock
+ * on kernel 6.18 with 2 CPUs (test/bpf/loader.test.ts prints it); not a
+ * binding map, so outside the binding maps' 16 MiB budget.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TP_MAX_NEIGH);
+	__type(key, struct tp_neigh_key);
+	__type(value, struct tp_neigh_value);
+} tp_neigh SEC(".maps");
+
+/*
  * Next-hop cache (kernel-internal, not part of the contract, so no "tp_"
- * prefix: the loader neither pins nor reuses it). bpf_fib_lookup is the
- * costliest step of a relayed frame, and its answer changes only when a
- * route or a neighbour does, so each CPU keeps the last answer per output
- * destination for TP_NH_TTL_JIFFIES and then asks the FIB again. Entries
- * are 64 bytes (one cache line); direct-mapped, a collision just evicts.
+ * prefix: the loader neither pins nor reuses it). bpf_fib_lookup and the
+ * tp_neigh lookup are the costliest steps of a relayed frame, and their
+ * answer changes only when a route or a neighbour does, so each CPU keeps
+ * the last answer per output destination for TP_NH_TTL_JIFFIES and then
+ * asks again. Entries are 64 bytes (one cache line); direct-mapped, a
+ * collision just evicts. Only answers that relay are cached: a pass (no MAC
+ * known yet) asks again on the next frame.
  */
 struct nh_entry {
 	union tp_addr daddr;   /* the output's destination (IPv4-mapped for IPv4) */
 	__u64 expires;         /* jiffies: valid while jiffies < expires */
-	__u64 smac;            /* as mac_load() reads it */
+	__u64 smac;            /* as mac_load() reads it; unused when own_from_frame */
 	__u64 dmac;
 	__u32 ifindex;         /* ingress ifindex the answer was for */
 	__u16 max_ip_len;      /* longest output IP packet the answer covers */
-	__u8 swap;             /* 1: the FIB could not answer; swap the frame's MACs */
+	__u8 own_from_frame;   /* 1: source MAC = the input frame's destination MAC (ours) */
 	__u8 pad[9];
 };
 

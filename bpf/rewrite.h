@@ -20,6 +20,7 @@
 #include "csum.h"
 #include "parse.h"
 #include "maps.h"
+#include "neigh.h"
 
 /* Everything the output frame needs, decided before the first write. */
 struct tp_out {
@@ -68,87 +69,101 @@ static __always_inline __u64 csum_udp_headers(const union tp_addr *s, const unio
 }
 
 /*
- * Next-hop MACs for the output. The relay originates the packet, so this is
- * an output lookup restricted to the ingress interface: XDP_TX can only leave
- * there. Observed on 6.18: even with BPF_FIB_LOOKUP_OUTPUT the helper answers
- * BPF_FIB_LKUP_RET_FWD_DISABLED unless forwarding is on for the interface
- * (net.ipv4.conf.IF.forwarding / net.ipv6.conf.IF.forwarding), so without it
- * every output takes the swap below, which is wrong for peers on the same L2
- * segment (the sidecar warns about it at start). On success with a resolved
- * neighbour the FIB's MACs are used; otherwise (no neighbour yet, no route
- * on this interface, test runs on lo) the frame goes back to the L2 hop it
- * came from, i.e. source and destination MACs swapped. That is right for a
- * relay behind one gateway and for LAN clients, and it is what the
- * architecture calls "the next hop seen on ingress".
- * Returns TP_CONTINUE, TP_PASS_TOO_BIG when the route's MTU is smaller, or
- * TP_PASS_NO_NEIGH when the next hop on this interface is not resolved yet.
+ * Next-hop MACs for the output, which must leave by the ingress interface
+ * (XDP_TX). Two sources, in order:
+ * 1. bpf_fib_lookup, an output lookup restricted to the ingress interface:
+ *    authoritative when it answers (route via this interface, neighbour
+ *    resolved), and it also bounds the packet by the route's MTU. Observed
+ *    on 6.18: even with BPF_FIB_LOOKUP_OUTPUT it answers
+ *    BPF_FIB_LKUP_RET_FWD_DISABLED unless forwarding is on for the
+ *    interface (net.ipv4.conf.IF.forwarding / net.ipv6.conf.IF.forwarding),
+ *    the normal state of a relay host, which is why (2) exists. In
+ *    BPF_PROG_TEST_RUN (ingress = lo) it answers FWD_DISABLED, or
+ *    NOT_FWDED when forwarding is on but nothing routes via lo.
+ * 2. Otherwise (FWD_DISABLED, NOT_FWDED, NO_NEIGH, a route via another
+ *    interface, ...) the MAC learned from the destination's own frames on
+ *    this interface (neigh.h), with our MAC (the input's destination MAC)
+ *    as source. For a destination behind a gateway that is the gateway's
+ *    MAC, right for symmetric routing.
+ * If neither knows, the frame is passed (TP_PASS_NO_NEIGH when the FIB
+ * found the route here but not the neighbour, else TP_PASS_NOT_LEARNED):
+ * the stack sends it (resolving the neighbour) via the sidecar and relay,
+ * and once the destination sends us anything its MAC is learned. The frame
+ * is never bounced to its sender's MAC unless that is the learned next hop
+ * of the destination too.
+ * Returns TP_CONTINUE with e filled, TP_PASS_TOO_BIG when the route's MTU
+ * is smaller, or one of the two pass reasons above.
  */
-static __always_inline int fib_lookup_macs(struct xdp_md *ctx, const struct tp_out *o, __u16 ip_len,
-					   struct nh_entry *e)
+static __always_inline int next_hop(struct xdp_md *ctx, const struct tp_out *o, __u16 ip_len,
+				    struct nh_entry *e)
 {
-	struct bpf_fib_lookup fib = {};
-	__u64 smac = 0, dmac = 0;
-	long rc;
+	__u32 ifindex = ctx->ingress_ifindex;
+	int fib_no_neigh = 0;
+	__u64 dmac;
 
-	fib.l4_protocol = TP_IPPROTO_UDP;
-	fib.sport = o->sport;
-	fib.dport = o->dport;
-	fib.tot_len = ip_len;
-	fib.ifindex = ctx->ingress_ifindex;
-	if (o->family == 4) {
-		fib.family = TP_AF_INET;
-		fib.ipv4_src = o->saddr.w[3];
-		fib.ipv4_dst = o->daddr.w[3];
-	} else {
-		fib.family = TP_AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, o->saddr.w, 16);
-		__builtin_memcpy(fib.ipv6_dst, o->daddr.w, 16);
+	if (TP_FIB_LOOKUP) {
+		struct bpf_fib_lookup fib = {};
+		long rc;
+
+		fib.l4_protocol = TP_IPPROTO_UDP;
+		fib.sport = o->sport;
+		fib.dport = o->dport;
+		fib.tot_len = ip_len;
+		fib.ifindex = ifindex;
+		if (o->family == 4) {
+			fib.family = TP_AF_INET;
+			fib.ipv4_src = o->saddr.w[3];
+			fib.ipv4_dst = o->daddr.w[3];
+		} else {
+			fib.family = TP_AF_INET6;
+			__builtin_memcpy(fib.ipv6_src, o->saddr.w, 16);
+			__builtin_memcpy(fib.ipv6_dst, o->daddr.w, 16);
+		}
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return TP_PASS_TOO_BIG;
+		if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ifindex) {
+			__u64 smac = 0;
+
+			dmac = 0;
+			__builtin_memcpy(&smac, fib.smac, 6);
+			__builtin_memcpy(&dmac, fib.dmac, 6);
+			e->own_from_frame = 0;
+			e->smac = smac;
+			e->dmac = dmac;
+			/* On success tot_len holds the route's MTU (mtu_result):
+			 * the answer covers every output up to it. */
+			e->max_ip_len = fib.mtu_result;
+			return TP_CONTINUE;
+		}
+		fib_no_neigh = rc == BPF_FIB_LKUP_RET_NO_NEIGH && fib.ifindex == ifindex;
 	}
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return TP_PASS_TOO_BIG;
-	/* The route leaves by this interface but the next hop's MAC is not known
-	 * yet (a LAN peer nobody has talked to): swapping MACs would send the
-	 * frame back to whoever sent it. The stack relays this one, and its
-	 * neighbour resolution fills the table for the next packets. Not cached. */
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH && fib.ifindex == ctx->ingress_ifindex)
-		return TP_PASS_NO_NEIGH;
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ctx->ingress_ifindex) {
-		__builtin_memcpy(&smac, fib.smac, 6);
-		__builtin_memcpy(&dmac, fib.dmac, 6);
-		e->swap = 0;
-		e->smac = smac;
-		e->dmac = dmac;
-		/* On success tot_len holds the route's MTU (mtu_result): the
-		 * answer covers every output up to it. */
-		e->max_ip_len = fib.mtu_result;
-	} else {
-		/* No MTU to learn: covers outputs up to this one's length; a
-		 * longer one asks again, in case its route would refuse it. */
-		e->swap = 1;
-		e->max_ip_len = ip_len;
-	}
+	dmac = neigh_mac(&o->daddr, ifindex);
+	if (dmac == 0)
+		return fib_no_neigh ? TP_PASS_NO_NEIGH : TP_PASS_NOT_LEARNED;
+	e->own_from_frame = 1;
+	e->smac = 0;
+	e->dmac = dmac;
+	/* No MTU to learn: covers outputs up to this one's length; a longer
+	 * one asks again, in case its route would refuse it. */
+	e->max_ip_len = ip_len;
 	return TP_CONTINUE;
 }
 
 static __always_inline void use_answer(const struct nh_entry *e, const struct tp_in *in, struct tp_out *o)
 {
-	if (e->swap) {
-		o->smac = in->dmac;
-		o->dmac = in->smac;
-	} else {
-		o->smac = e->smac;
-		o->dmac = e->dmac;
-	}
+	o->smac = e->own_from_frame ? in->dmac : e->smac;
+	o->dmac = e->dmac;
 }
 
 static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, struct tp_out *o,
 				    __u16 ip_len)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
+	struct nh_entry tmp = {};
 	int r;
 
-	if (TP_FIB_LOOKUP * TP_NH_TTL_JIFFIES != 0) {
+	if (TP_NH_TTL_JIFFIES != 0) {
 		/* Slot from the destination's last word (the IPv4 address, or
 		 * the IPv6 interface id's tail) mixed with the word before. */
 		__u32 h = o->daddr.w[3] ^ (o->daddr.w[2] >> 7);
@@ -160,9 +175,15 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 			now = bpf_jiffies64();
 			if (now >= e->expires || e->ifindex != ifindex || ip_len > e->max_ip_len ||
 			    !addr_eq(&e->daddr, &o->daddr)) {
-				r = fib_lookup_macs(ctx, o, ip_len, e);
+				/* Decide into tmp: a pass must not leave a
+				 * half-updated slot behind for the next frame. */
+				r = next_hop(ctx, o, ip_len, &tmp);
 				if (r != TP_CONTINUE)
 					return r;
+				e->own_from_frame = tmp.own_from_frame;
+				e->smac = tmp.smac;
+				e->dmac = tmp.dmac;
+				e->max_ip_len = tmp.max_ip_len;
 				e->daddr = o->daddr;
 				e->ifindex = ifindex;
 				e->expires = now + TP_NH_TTL_JIFFIES;
@@ -171,17 +192,10 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 			return TP_CONTINUE;
 		}
 	}
-	if (TP_FIB_LOOKUP) {
-		struct nh_entry tmp = {};
-
-		r = fib_lookup_macs(ctx, o, ip_len, &tmp);
-		if (r != TP_CONTINUE)
-			return r;
-		use_answer(&tmp, in, o);
-		return TP_CONTINUE;
-	}
-	o->smac = in->dmac;
-	o->dmac = in->smac;
+	r = next_hop(ctx, o, ip_len, &tmp);
+	if (r != TP_CONTINUE)
+		return r;
+	use_answer(&tmp, in, o);
 	return TP_CONTINUE;
 }
 

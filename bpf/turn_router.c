@@ -9,6 +9,9 @@
  * One policy switch (finish): a reason either passes the frame to the stack
  * or, once the frame is half rewritten, drops it; both are counted in
  * tp_reasons. Relayed frames are counted per path in tp_path_stats.
+ *
+ * Next-hop MACs come from the FIB when the host forwards, else from the
+ * MACs learned from frames addressed to the relay (neigh.h, rewrite.h).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -23,6 +26,7 @@
 #include "maps.h"
 #include "csum.h"
 #include "parse.h"
+#include "neigh.h"
 #include "rewrite.h"
 
 /* Not a reason: the frame was rewritten and goes out with XDP_TX. */
@@ -361,6 +365,10 @@ static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg
 	r = parse_frame(data, end, cfg, &in);
 	if (r != TP_CONTINUE)
 		return r;
+	/* Every datagram to a relay address teaches the next hop towards its
+	 * source, before any decision: STUN and Send traffic count too, so a
+	 * peer's MAC is usually known before its first ChannelData is due. */
+	neigh_learn(ctx, &in);
 	if (in.dport == cfg->listen_port)
 		return from_client(ctx, cfg, &in);
 	if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {

@@ -63,6 +63,24 @@ struct tp_peer_value {
 	__be16 channel;       /* network order */
 };
 
+/* ---- learned neighbours: LRU hash "tp_neigh" ----------------------------
+ * Filled by the program from frames addressed to the relay: the Ethernet
+ * source of a UDP datagram from address A arriving on interface I is the
+ * next hop towards A from I (A itself on the LAN, else the gateway A's
+ * packets come through). Used for outputs when bpf_fib_lookup cannot answer,
+ * which is always the case when forwarding is off on the interface. The
+ * sidecar may read it (diagnostics); it never has to write it. */
+struct tp_neigh_key {
+	__u8 addr[16];        /* network order, IPv4-mapped for IPv4 */
+	__u32 ifindex;        /* host order: interface the frames arrived on */
+};
+
+struct tp_neigh_value {
+	__u8 mac[6];          /* Ethernet source address of A's frames on ifindex */
+	__u8 pad[2];          /* zero (the program reads mac + pad as one 64-bit word) */
+	__u64 seen_ns;        /* host order: CLOCK_MONOTONIC (coarse) ns when last confirmed, refreshed at most every TP_NEIGH_REFRESH_NS */
+};
+
 /* ---- counters: per-CPU arrays ----------------------------------------- */
 
 /* Paths, index into "tp_path_stats". Families: 4 or 6 of the input and of
@@ -113,6 +131,7 @@ enum tp_reason {
 	TP_PASS_BAD_CHECKSUM,       /* IPv4 header checksum wrong, or IPv6 UDP checksum 0: the stack drops it */
 	TP_PASS_NO_HEADROOM,        /* bpf_xdp_adjust_head refused before anything changed (driver headroom) */
 	TP_PASS_NO_NEIGH,           /* next hop on this interface has no neighbour entry yet: the stack resolves it */
+	TP_PASS_NOT_LEARNED,        /* the FIB cannot answer (e.g. forwarding off) and tp_neigh has no MAC for the output's destination yet */
 	TP_REASON_MAX
 };
 

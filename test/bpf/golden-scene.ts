@@ -2,9 +2,16 @@
 // bpf/turn_router.o: relay configuration, installed bindings (one per family
 // combination plus allocation pairs for channel -> channel) and helpers that
 // build input frames and the frames the relay is expected to send.
+//
+// MACs: every endpoint has its own next-hop MAC (macOf), the relay's
+// interface is MAC_B. A test run has no usable FIB (ingress is lo, where
+// forwarding is off: bpf_fib_lookup answers FWD_DISABLED), so an output goes
+// to the MAC the program learned from the destination's own frames, and
+// passes (pass_not_learned) while it has learned none: run learnFrame(e)
+// for each destination first.
 import assert from 'node:assert/strict';
 import type { ChannelBinding, RouterConfig } from '../../src/sidecar/bpf/router.ts';
-import { MAC_A, MAC_B, buildFrame, decodeFrame, type Endpoint, type FrameSpec } from './frames.ts';
+import { MAC_B, buildFrame, canonical, decodeFrame, payloadOf, type Endpoint, type FrameSpec } from './frames.ts';
 
 export const OBJECT = new URL('../../bpf/turn_router.o', import.meta.url).pathname;
 export const EMPTY_OBJECT = new URL('../../bpf/empty.o', import.meta.url).pathname;
@@ -57,13 +64,33 @@ export const BINDINGS: ChannelBinding[] = [
 
 export const relayOf = (address: string) => (address.includes(':') ? RELAY6 : RELAY4);
 
-/** A frame from `from` to `to` as it arrives (MAC_A -> MAC_B). */
-export const inFrame = (from: Endpoint, to: Endpoint, payload: Uint8Array, extra: Partial<FrameSpec> = {}) =>
-  buildFrame({ src: from, dst: to, payload, ...extra });
+/** Every non-relay endpoint of BINDINGS: the destinations outputs go to. */
+export const SCENE_ENDPOINTS: Endpoint[] = [
+  ...new Map(
+    BINDINGS.flatMap((b) => [b.client, b.peer])
+      .filter((e) => canonical(e.address) !== canonical(relayOf(e.address)))
+      .map((e) => [canonical(e.address), e] as const),
+  ).values(),
+];
 
-/** What the relay sends: MACs swapped (no FIB route in a test run), fresh IP header. */
+/** The next-hop MAC frames from `address` arrive with: 02:00 + 4 bytes of an FNV-1a hash of it. */
+export function macOf(address: string): Uint8Array {
+  let h = 0x811c9dc5;
+  for (const c of canonical(address)) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return Uint8Array.from([0x02, 0x00, h >>> 24, (h >>> 16) & 255, (h >>> 8) & 255, h & 255]);
+}
+
+/** A frame from `from` to `to` as it arrives (from's MAC -> the relay's MAC_B). */
+export const inFrame = (from: Endpoint, to: Endpoint, payload: Uint8Array, extra: Partial<FrameSpec> = {}) =>
+  buildFrame({ src: from, dst: to, payload, srcMac: macOf(from.address), ...extra });
+
+/** What the relay sends: from MAC_B to the destination's learned MAC, fresh IP header. */
 export const outFrame = (from: Endpoint, to: Endpoint, payload: Uint8Array, extra: Partial<FrameSpec> = {}) =>
-  buildFrame({ src: from, dst: to, payload, srcMac: MAC_B, dstMac: MAC_A, ttl: 64, tos: 0, id: 0, df: true, ...extra });
+  buildFrame({ src: from, dst: to, payload, srcMac: MAC_B, dstMac: macOf(to.address), ttl: 64, tos: 0, id: 0, df: true, ...extra });
+
+/** A STUN Binding request from `from` to the listen port: passed (pass_stun), but it teaches the program from's MAC. */
+export const learnFrame = (from: Endpoint, extra: Partial<FrameSpec> = {}) =>
+  inFrame(from, { address: relayOf(from.address), port: LISTEN }, Uint8Array.from([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, ...payloadOf(12)]), extra);
 
 export const toListen = (client: Endpoint) => ({ address: relayOf(client.address), port: LISTEN });
 export const alloc = (peer: Endpoint, port: number) => ({ address: relayOf(peer.address), port });

@@ -1,8 +1,19 @@
 // Golden tests of bpf/turn_router.o through BPF_PROG_TEST_RUN: a fixture
-// table {name, config, bindings, input, expected action, expected output
-// bytes, expected counter deltas}. Expected outputs are built independently
-// with test/bpf/frames.ts, and every XDP_TX output's IPv4 header and UDP
-// checksums are verified from scratch as well.
+// table {name, config, bindings, learned neighbours, input, expected action,
+// expected output bytes, expected counter deltas}. Expected outputs are
+// built independently with test/bpf/frames.ts, and every XDP_TX output's
+// IPv4 header and UDP checksums are verified from scratch as well.
+//
+// Next-hop MACs: in a test run the ingress interface is lo of this process's
+// namespace, where forwarding is off, so bpf_fib_lookup answers
+// BPF_FIB_LKUP_RET_FWD_DISABLED (observed on 6.18; with forwarding on it
+// would answer NOT_FWDED, as nothing routes via lo, which takes the same
+// branch). Every output therefore goes to the MAC learned from the
+// destination's own frames: before each fixture the learned table is
+// emptied and each endpoint of `neighbours` (default: every endpoint of the
+// scene) sends one STUN request, each with its own MAC (golden-scene macOf).
+// Destinations used by the learning fixtures are fresh addresses, so the
+// per-CPU next-hop cache cannot answer for them from an earlier fixture.
 //
 // Reasons not triggered here, and why:
 // - pass_no_headroom: BPF_PROG_TEST_RUN always gives 256 bytes of headroom,
@@ -23,7 +34,7 @@ import { XdpRouter, type ChannelBinding, type RouterConfig } from '../../src/sid
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
 import { encodeConfig, PATH_NAMES, REASON_NAMES, type PathName, type ReasonName, type TpDiagEvent } from '../../src/sidecar/bpf/abi.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
-import { MAC_A, MAC_B, canonical, channelData, decodeFrame, hex, payloadOf, type FrameSpec } from './frames.ts';
+import { MAC_A, MAC_B, canonical, channelData, decodeFrame, hex, payloadOf, type Endpoint, type FrameSpec } from './frames.ts';
 import {
   BASE_CONFIG,
   BINDINGS,
@@ -35,10 +46,13 @@ import {
   P6,
   RELAY4,
   RELAY6,
+  SCENE_ENDPOINTS,
   alloc,
   assertWellFormed,
   bind,
   inFrame,
+  learnFrame,
+  macOf,
   outFrame,
   toListen,
 } from './golden-scene.ts';
@@ -51,6 +65,10 @@ interface Fixture {
   name: string;
   config?: RouterConfig | 'unwritten';
   bindings?: ChannelBinding[];
+  /** Endpoints whose MAC the program learns first (one STUN request each); default SCENE_ENDPOINTS. */
+  neighbours?: Endpoint[];
+  /** Frames run after learning and before the input, with their expected verdicts. */
+  before?: { frame: Uint8Array; action: 'XDP_TX' | 'XDP_PASS' }[];
   input: Uint8Array;
   action: 'XDP_TX' | 'XDP_PASS' | 'XDP_DROP';
   output?: Uint8Array;
@@ -253,6 +271,90 @@ fixtures.push({
   path: { name: 'udp_to_chan_44', bytes: 1500 - 28 - 4 },
 });
 
+// ---- next-hop MACs when the FIB cannot answer ------------------------------------
+// Fresh peers (not in SCENE_ENDPOINTS, so neither learned by default nor in
+// the next-hop cache from an earlier fixture), one binding each from C4/C6,
+// or from a fresh client where the client must be unknown.
+
+const fresh = (address: string, port: number, channel: number, allocationPort: number, client = C4) => ({
+  peer: { address, port },
+  binding: bind(client, channel, { address, port }, allocationPort),
+});
+const N4 = fresh('198.51.100.51', 6051, 0x4051, 50051);
+const N6 = fresh('2001:db8:e::51', 6052, 0x4052, 50052, C6);
+const CL4 = { address: '192.0.2.53', port: 50053 };
+const CL6 = { address: '2001:db8:c::53', port: 50054 };
+const CW4 = { address: '192.0.2.58', port: 50058 };
+const L4 = fresh('198.51.100.53', 6053, 0x4053, 50053, CL4);
+const L6 = fresh('2001:db8:e::53', 6054, 0x4054, 50054, CL6);
+const U4 = fresh('198.51.100.58', 6058, 0x4058, 50058, CW4);
+const M4 = fresh('198.51.100.55', 6055, 0x4055, 50055);
+const G4 = fresh('198.51.100.57', 6057, 0x4057, 50057);
+const W4 = fresh('198.51.100.59', 6059, 0x4059, 50059);
+const GATEWAY = Uint8Array.from([0x02, 0, 0, 0, 0, 0x9a]);
+const withFresh = (...xs: { binding: ChannelBinding }[]) => [...BINDINGS, ...xs.map((x) => x.binding)];
+
+fixtures.push(
+  pass('destination never seen: ChannelData -> UDP 44 passes untouched (pass_not_learned)', 'pass_not_learned', inFrame(C4, toListen(C4), channelData(0x4051, data)), {
+    bindings: withFresh(N4),
+  }),
+  pass('destination never seen: ChannelData -> UDP 66 passes untouched (pass_not_learned)', 'pass_not_learned', inFrame(C6, toListen(C6), channelData(0x4052, data)), {
+    bindings: withFresh(N6),
+  }),
+  pass('client never seen: UDP -> ChannelData passes, although the peer was just learned from this very frame', 'pass_not_learned', inFrame(U4.peer, alloc(U4.peer, 50058), data), {
+    bindings: withFresh(U4),
+  }),
+  {
+    name: 'peer learned from its own UDP (passed: client unknown), then ChannelData to it goes to its MAC',
+    bindings: withFresh(L4),
+    neighbours: [],
+    before: [{ frame: inFrame(L4.peer, alloc(L4.peer, 50053), data), action: 'XDP_PASS' }],
+    input: inFrame(CL4, toListen(CL4), channelData(0x4053, data)),
+    action: 'XDP_TX',
+    output: outFrame(alloc(L4.peer, 50053), L4.peer, data),
+    path: { name: 'chan_to_udp_44', bytes: data.length },
+  },
+  {
+    name: 'peer learned from its UDP, client learned from its ChannelData: the reply goes to the client\'s MAC (66)',
+    bindings: withFresh(L6),
+    neighbours: [],
+    before: [
+      { frame: inFrame(L6.peer, alloc(L6.peer, 50054), data), action: 'XDP_PASS' },
+      { frame: inFrame(CL6, toListen(CL6), channelData(0x4054, data)), action: 'XDP_TX' },
+    ],
+    input: inFrame(L6.peer, alloc(L6.peer, 50054), odd),
+    action: 'XDP_TX',
+    output: outFrame(toListen(CL6), CL6, channelData(0x4054, odd)),
+    path: { name: 'udp_to_chan_66', bytes: odd.length },
+  },
+  {
+    name: 'a destination\'s MAC changes: the newest one is used',
+    bindings: withFresh(M4),
+    before: [
+      { frame: learnFrame(M4.peer, { srcMac: Uint8Array.from([0x02, 0, 0, 0, 0, 0x01]) }), action: 'XDP_PASS' },
+      { frame: learnFrame(M4.peer), action: 'XDP_PASS' },
+    ],
+    input: inFrame(C4, toListen(C4), channelData(0x4055, data)),
+    action: 'XDP_TX',
+    output: outFrame(alloc(M4.peer, 50055), M4.peer, data),
+    path: { name: 'chan_to_udp_44', bytes: data.length },
+  },
+  pass('a multicast source MAC is not learned', 'pass_not_learned', inFrame(C4, toListen(C4), channelData(0x4057, data)), {
+    bindings: withFresh(G4),
+    before: [{ frame: learnFrame(G4.peer, { srcMac: Uint8Array.from([0x01, 0, 0x5e, 0, 0, 0x01]) }), action: 'XDP_PASS' }],
+  }),
+  {
+    name: 'client and peer behind one gateway: the output goes back to that MAC, learned for the peer',
+    bindings: withFresh(W4),
+    neighbours: [],
+    before: [{ frame: learnFrame(W4.peer, { srcMac: GATEWAY }), action: 'XDP_PASS' }],
+    input: inFrame(C4, toListen(C4), channelData(0x4059, data), { srcMac: GATEWAY }),
+    action: 'XDP_TX',
+    output: outFrame(alloc(W4.peer, 50059), W4.peer, data, { dstMac: GATEWAY }),
+    path: { name: 'chan_to_udp_44', bytes: data.length },
+  },
+);
+
 // ---- runner -------------------------------------------------------------------------
 
 let router: XdpRouter | undefined;
@@ -294,6 +396,9 @@ for (const fx of fixtures) {
       if (fx.config !== 'unwritten') r.writeConfig(fx.config ?? BASE_CONFIG);
       r.clearBindings();
       for (const b of fx.bindings ?? BINDINGS) r.putChannel(b);
+      r.clearNeighbours();
+      for (const e of fx.neighbours ?? SCENE_ENDPOINTS) r.testRun(learnFrame(e));
+      for (const [i, b] of (fx.before ?? []).entries()) assert.equal(r.testRun(b.frame).actionName, b.action, `verdict of frame ${i} before the input`);
       const reasons0 = r.readReasons();
       const paths0 = pathTotals(r);
 
@@ -315,6 +420,21 @@ for (const fx of fixtures) {
     }
   });
 }
+
+test('golden: the program learns exactly the scene endpoints, on lo, with their MACs', (t) => {
+  if (!ready(t)) return;
+  const r = router!;
+  r.writeConfig(BASE_CONFIG);
+  r.clearNeighbours();
+  for (const e of SCENE_ENDPOINTS) r.testRun(learnFrame(e));
+  r.testRun(learnFrame(C4)); // again: still one entry
+  const mac = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+  const got = r.neighbours().map((n) => ({ address: n.address, ifindex: n.ifindex, mac: n.mac, timed: n.seenNs > 0n }));
+  const want = SCENE_ENDPOINTS.map((e) => ({ address: canonical(e.address), ifindex: 1, mac: mac(macOf(e.address)), timed: true }));
+  const byAddress = (a: { address: string }, b: { address: string }) => a.address.localeCompare(b.address);
+  assert.deepEqual(got.sort(byAddress), want.sort(byAddress));
+  assert.equal(r.clearNeighbours(), SCENE_ENDPOINTS.length);
+});
 
 test('golden: the decoder under test agrees with the fixtures (addresses)', () => {
   const d = decodeFrame(outFrame(alloc(P6, 50002), P6, data))!;
@@ -341,7 +461,8 @@ test('golden: port_min > port_max passes peer traffic and sends one misconfig di
     for (let i = 0; i < 3; i++) assert.equal(r.testRun(input).actionName, 'XDP_PASS');
     const d = delta(REASON_NAMES, before0, r.readReasons());
     assert.deepEqual(d, { pass_not_relay_port: 3n });
-    // the listen port still works
+    // the listen port still works (once the peer's MAC is learned)
+    r.testRun(learnFrame(P4));
     assert.equal(r.testRun(inFrame(C4, toListen(C4), channelData(0x4001, data))).actionName, 'XDP_TX');
     for (let i = 0; i < 50 && events.length === 0; i++) await new Promise((res) => setTimeout(res, 20));
     assert.equal(events.length, 1, 'diag_per_sec = 1 lets one event through per second per CPU');

@@ -48,6 +48,14 @@ export const STRUCTS = {
     size: 20,
     fields: { client_addr: { offset: 0, size: 16 }, client_port: { offset: 16, size: 2 }, channel: { offset: 18, size: 2 } },
   },
+  tp_neigh_key: {
+    size: 20,
+    fields: { addr: { offset: 0, size: 16 }, ifindex: { offset: 16, size: 4 } },
+  },
+  tp_neigh_value: {
+    size: 16,
+    fields: { mac: { offset: 0, size: 6 }, pad: { offset: 6, size: 2 }, seen_ns: { offset: 8, size: 8 } },
+  },
   tp_path_stats: {
     size: 16,
     fields: { packets: { offset: 0, size: 8 }, bytes: { offset: 8, size: 8 } },
@@ -113,6 +121,7 @@ export const REASON_NAMES = [
   'pass_bad_checksum',
   'pass_no_headroom',
   'pass_no_neigh',
+  'pass_not_learned',
 ] as const;
 export type ReasonName = (typeof REASON_NAMES)[number];
 export const TP_REASON_MAX = REASON_NAMES.length;
@@ -284,6 +293,43 @@ export function decodePeerKey(b: Uint8Array): PeerKey {
 export function decodePeerValue(b: Uint8Array): PeerValue {
   const [address, port, channel] = decodeAddrPortPort(b);
   return { client: { address, port }, channel };
+}
+
+/** A learned next hop (tp_neigh): frames from `address` arrived on `ifindex` from `mac`. */
+export interface Neighbour {
+  readonly address: string;
+  readonly ifindex: number;
+  /** aa:bb:cc:dd:ee:ff */
+  readonly mac: string;
+  /** CLOCK_MONOTONIC ns when last confirmed (0n for an entry written from userspace without a time). */
+  readonly seenNs: bigint;
+}
+
+export function encodeNeighKey(k: Pick<Neighbour, 'address' | 'ifindex'>): Uint8Array {
+  const out = new Uint8Array(STRUCTS.tp_neigh_key.size);
+  out.set(checkAddress(k.address, 'neighbour address'), 0);
+  new DataView(out.buffer).setUint32(16, k.ifindex >>> 0, true);
+  return out;
+}
+
+export function encodeNeighValue(v: Pick<Neighbour, 'mac' | 'seenNs'>): Uint8Array {
+  const out = new Uint8Array(STRUCTS.tp_neigh_value.size);
+  const bytes = v.mac.split(':').map((x) => Number.parseInt(x, 16));
+  if (bytes.length !== 6 || bytes.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new RangeError(`not a MAC address: ${v.mac}`);
+  out.set(bytes, 0);
+  new DataView(out.buffer).setBigUint64(8, v.seenNs, true);
+  return out;
+}
+
+export function decodeNeighbour(key: Uint8Array, value: Uint8Array): Neighbour {
+  const k = new DataView(key.buffer, key.byteOffset, key.byteLength);
+  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  return {
+    address: addressText(key.subarray(0, 16)),
+    ifindex: k.getUint32(16, true),
+    mac: [...value.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':'),
+    seenNs: v.getBigUint64(8, true),
+  };
 }
 
 export interface PathStats { readonly packets: bigint; readonly bytes: bigint }

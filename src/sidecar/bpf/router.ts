@@ -20,6 +20,7 @@ import {
   decodeChanKey,
   decodeChanValue,
   decodeConfig,
+  decodeNeighbour,
   decodePathStats,
   decodePeerValue,
   encodeChanKey,
@@ -29,6 +30,7 @@ import {
   encodePeerValue,
   perCpuStride,
   type Endpoint,
+  type Neighbour,
   type PathName,
   type ReasonName,
   type TpConfig,
@@ -447,6 +449,29 @@ export class XdpRouter {
 
   bindingCount(): number {
     return this.keys(this.map('tp_chan_to_peer')).length;
+  }
+
+  // ---- learned neighbours (written by the program, read for diagnostics) ------
+
+  /** The next hops the program learned from frames addressed to the relay (tp_neigh). */
+  neighbours(): Neighbour[] {
+    const m = this.map('tp_neigh');
+    const out: Neighbour[] = [];
+    for (const key of this.keys(m)) {
+      const value = new Uint8Array(m.valueSize);
+      // evicted between the key walk and the lookup: skip it
+      if (this.lib.mapLookupElem(m.fd, key, value) < 0) continue;
+      out.push(decodeNeighbour(key, value));
+    }
+    return out;
+  }
+
+  /** Forgets every learned next hop; returns how many there were. */
+  clearNeighbours(): number {
+    const m = this.map('tp_neigh');
+    let removed = 0;
+    for (const key of this.keys(m)) if (this.lib.mapDeleteElem(m.fd, key) === 0) removed++;
+    return removed;
   }
 
   // ---- counters ---------------------------------------------------------------
