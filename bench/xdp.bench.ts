@@ -27,7 +27,7 @@ import pino from 'pino';
 import { XdpRouter } from '../src/sidecar/bpf/router.ts';
 import { channelData, payloadOf } from '../test/bpf/frames.ts';
 import {
-  BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, alloc, inFrame, toListen,
+  BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, SCENE_ENDPOINTS, alloc, inFrame, learnFrame, toListen,
 } from '../test/bpf/golden-scene.ts';
 
 const CALLS = Number(process.argv[2] ?? 4000);
@@ -68,6 +68,9 @@ const empty = XdpRouter.testRunObject(EMPTY_OBJECT, log);
 try {
   router.writeConfig(BASE_CONFIG);
   for (const b of BINDINGS) router.putChannel(b);
+  // Test runs have no usable FIB: outputs go to MACs learned from each
+  // destination's own frames, so every destination sends one frame first.
+  for (const e of SCENE_ENDPOINTS) router.testRun(learnFrame(e));
   for (const c of cases) {
     const got = router.testRun(c.frame).actionName;
     if (got !== c.expect) throw new Error(`${c.name}: expected ${c.expect}, got ${got}`);

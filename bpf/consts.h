@@ -44,13 +44,20 @@
 
 /* Learned neighbours (maps.h tp_neigh): capacity of the LRU (the least
  * recently used address is evicted when full), and how often a confirmed
- * entry's timestamp is rewritten: a steady flow costs one lookup per
- * packet, not a write. */
+ * entry's timestamp is rewritten: a steady flow costs no write, and with
+ * nb_seen below not even the hash lookup on most packets. */
 #ifndef TP_MAX_NEIGH
 #define TP_MAX_NEIGH 65536
 #endif
 #ifndef TP_NEIGH_REFRESH_NS
 #define TP_NEIGH_REFRESH_NS 1000000000ull
+#endif
+/* How long a CPU trusts that tp_neigh already holds a source's MAC
+ * (maps.h nb_seen) before looking again: 250 ms at HZ=1000, 1 s at HZ=250.
+ * Shorter than the refresh above, so seen_ns of an active source stays
+ * within about one refresh interval. 0 disables the shortcut. */
+#ifndef TP_NEIGH_CONFIRM_JIFFIES
+#define TP_NEIGH_CONFIRM_JIFFIES 250
 #endif
 
 /* Header values of the packets the relay originates (it is an endpoint, not

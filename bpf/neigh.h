@@ -29,21 +29,23 @@ static __always_inline void neigh_key(struct tp_neigh_key *k, const union tp_add
 	k->ifindex = ifindex;
 }
 
-/*
- * Records the input's source MAC as the next hop towards its source
- * address on the ingress interface. Called for every UDP frame to a relay
- * address, so the common case (known, unchanged, recently confirmed) is
- * one lookup and no write. Concurrent writers on other CPUs store the same
- * or a newer MAC as one aligned 64-bit word, so a reader never sees half.
- */
-static __always_inline void neigh_learn(struct xdp_md *ctx, const struct tp_in *in)
+/* Slot of an address in the per-CPU direct-mapped caches: the last word
+ * (the IPv4 address, or the IPv6 interface id's tail) mixed with the word
+ * before. */
+static __always_inline __u32 addr_slot(const union tp_addr *a)
+{
+	__u32 h = a->w[3] ^ (a->w[2] >> 7);
+
+	return (h ^ (h >> 16) ^ (h >> 8)) & (TP_NH_SLOTS - 1);
+}
+
+/* Writes or refreshes the tp_neigh entry of the input's source. */
+static __always_inline void neigh_store(struct xdp_md *ctx, const struct tp_in *in)
 {
 	struct tp_neigh_key k __attribute__((aligned(8))) = {};
 	struct tp_neigh_value *v;
 	__u64 now;
 
-	if (in->smac == 0 || mac_is_group(in->smac))
-		return;
 	neigh_key(&k, &in->saddr, ctx->ingress_ifindex);
 	v = bpf_map_lookup_elem(&tp_neigh, &k);
 	now = bpf_ktime_get_coarse_ns();
@@ -67,6 +69,42 @@ static __always_inline void neigh_learn(struct xdp_md *ctx, const struct tp_in *
 		 * value is right. A full LRU evicts, so this does not fail for
 		 * lack of room. */
 		bpf_map_update_elem(&tp_neigh, &k, &nv, BPF_NOEXIST);
+	}
+}
+
+/*
+ * Records the input's source MAC as the next hop towards its source
+ * address on the ingress interface. Called for every UDP frame to a relay
+ * address; a source this CPU confirmed recently with the same MAC on the
+ * same interface costs one per-CPU slot read and no tp_neigh access.
+ * Concurrent writers on other CPUs store the same or a newer MAC as one
+ * aligned 64-bit word, so a reader never sees half of one.
+ */
+static __always_inline void neigh_learn(struct xdp_md *ctx, const struct tp_in *in)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct nb_seen *s = 0;
+	__u64 now = 0;
+
+	if (in->smac == 0 || mac_is_group(in->smac))
+		return;
+	if (TP_NEIGH_CONFIRM_JIFFIES != 0) {
+		__u32 slot = addr_slot(&in->saddr);
+
+		s = bpf_map_lookup_elem(&nb_seen, &slot);
+		if (s) {
+			now = bpf_jiffies64();
+			if (now < s->until && s->mac == in->smac && s->ifindex == ifindex &&
+			    addr_eq(&s->addr, &in->saddr))
+				return;
+		}
+	}
+	neigh_store(ctx, in);
+	if (s) {
+		s->addr = in->saddr;
+		s->mac = in->smac;
+		s->ifindex = ifindex;
+		s->until = now + TP_NEIGH_CONFIRM_JIFFIES;
 	}
 }
 

@@ -164,10 +164,7 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 	int r;
 
 	if (TP_NH_TTL_JIFFIES != 0) {
-		/* Slot from the destination's last word (the IPv4 address, or
-		 * the IPv6 interface id's tail) mixed with the word before. */
-		__u32 h = o->daddr.w[3] ^ (o->daddr.w[2] >> 7);
-		__u32 slot = (h ^ (h >> 16) ^ (h >> 8)) & (TP_NH_SLOTS - 1);
+		__u32 slot = addr_slot(&o->daddr);
 		struct nh_entry *e = bpf_map_lookup_elem(&nh_cache, &slot);
 		__u64 now;
 

@@ -12,8 +12,9 @@
 // destination's own frames: before each fixture the learned table is
 // emptied and each endpoint of `neighbours` (default: every endpoint of the
 // scene) sends one STUN request, each with its own MAC (golden-scene macOf).
-// Destinations used by the learning fixtures are fresh addresses, so the
-// per-CPU next-hop cache cannot answer for them from an earlier fixture.
+// Emptying also clears the program's per-CPU caches in front of the table
+// (confirmed sources, next hops); the learning fixtures use fresh addresses
+// besides, so they do not depend on that.
 //
 // Reasons not triggered here, and why:
 // - pass_no_headroom: BPF_PROG_TEST_RUN always gives 256 bytes of headroom,

@@ -466,11 +466,24 @@ export class XdpRouter {
     return out;
   }
 
-  /** Forgets every learned next hop; returns how many there were. */
+  /**
+   * Forgets every learned next hop, including the program's per-CPU caches
+   * in front of tp_neigh (nb_seen, nh_cache), which would otherwise keep
+   * answering for up to their TTLs; returns how many tp_neigh entries there were.
+   */
   clearNeighbours(): number {
     const m = this.map('tp_neigh');
     let removed = 0;
     for (const key of this.keys(m)) if (this.lib.mapDeleteElem(m.fd, key) === 0) removed++;
+    for (const name of ['nb_seen', 'nh_cache']) {
+      const c = this.maps.get(name);
+      if (!c) continue;
+      const zeros = new Uint8Array(perCpuStride(c.valueSize) * this.ncpus);
+      for (let slot = 0; slot < c.maxEntries; slot++) {
+        const err = this.lib.mapUpdateElem(c.fd, le32(slot), zeros, 0n);
+        if (err < 0) throw BpfError.fromErrno(`clear ${name}[${slot}]`, -err);
+      }
+    }
     return removed;
   }
 
