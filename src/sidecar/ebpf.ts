@@ -68,9 +68,10 @@ function interfaceMtu(ifname: string, fallback: number): number {
 
 /**
  * Whether forwarding is on for the interface, per family. The XDP program's
- * next-hop lookup (bpf_fib_lookup) answers "forwarding disabled" without it,
- * and the program then sends each output back to the L2 hop the input came
- * from: right behind one gateway, wrong for peers on the same LAN segment.
+ * next-hop lookup (bpf_fib_lookup) answers "forwarding disabled" without it;
+ * the program then sends each output to the MAC learned from the
+ * destination's own frames (tp_neigh) and passes it to the stack until that
+ * destination has sent anything. Both states work; this is for the log.
  */
 export function forwardingOn(ifname: string): { v4: boolean; v6: boolean } {
   const read = (p: string) => {
@@ -139,9 +140,9 @@ export function startEbpf(config: Config, log: Logger): { router: XdpRouter | un
     const fwd = forwardingOn(ifname);
     const off = [...(addrs.v4 && !fwd.v4 ? ['ipv4'] : []), ...(addrs.v6 && !fwd.v6 ? ['ipv6'] : [])];
     if (off.length > 0) {
-      log.warn(
+      log.info(
         { interface: ifname, families: off },
-        `forwarding is off on ${ifname}: the fast path cannot look up next hops and answers via the L2 hop each packet came from; peers on the same LAN segment as the relay need net.ipv4.conf.${ifname}.forwarding=1 / net.ipv6.conf.${ifname}.forwarding=1`,
+        `forwarding is off on ${ifname} (${off.join(', ')}): the fast path takes next-hop MACs from neighbours learned from their own packets; a destination's first packets go through userspace until it has sent one`,
       );
     }
     return { router, state };
