@@ -141,7 +141,8 @@ for (const [k, v] of Object.entries(RejectCode)) REJECT_BY_CODE[v] = k as Reject
 
 // ---------------------------------------------------------------- encoding
 
-const addrSize = (a: TransportAddress) => 4 + Buffer.byteLength(a.address, 'latin1');
+// latin1: one byte per UTF-16 unit, so the byte length is the string length.
+const addrSize = (a: TransportAddress) => 4 + a.address.length;
 const bindingSize = (b: ChannelBinding) => addrSize(b.client) + addrSize(b.peer) + 2 + 2 + 2 + 2 + 8;
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 const str8 = (s: string) => Math.min(255, utf8(s));
@@ -188,9 +189,14 @@ export class FrameTooLargeError extends Error {
 
 function writeAddr(buf: Buffer, off: number, a: TransportAddress): number {
   buf[off] = a.family;
-  const n = buf.write(a.address, off + 2, 'latin1');
+  // A byte loop beats buf.write(s, 'latin1') for strings this short (no native call).
+  const s = a.address;
+  const n = s.length;
+  const at = off + 2;
+  for (let i = 0; i < n; i++) buf[at + i] = s.charCodeAt(i);
   buf[off + 1] = n;
-  buf.writeUInt16BE(a.port, off + 2 + n);
+  buf[at + n] = a.port >>> 8;
+  buf[at + n + 1] = a.port & 0xff;
   return off + 4 + n;
 }
 
@@ -214,7 +220,9 @@ function writeStr8(buf: Buffer, off: number, s: string): number {
 
 function writeLep(buf: Buffer, off: number, l: LocalEndpoint): number {
   buf[off] = l.family;
-  return buf.writeUInt16BE(l.port, off + 1);
+  buf[off + 1] = l.port >>> 8;
+  buf[off + 2] = l.port & 0xff;
+  return off + 3;
 }
 
 /**
@@ -387,6 +395,10 @@ export type DecodeResult = { ok: true; frame: Frame } | { ok: false; reason: str
  */
 export function decodeFrame(buf: Buffer, typeOff: number, end: number): DecodeResult {
   const type = buf[typeOff]!;
+  if (type === PACKET_IN || type === PACKET_OUT) {
+    const fast = decodePacketFrame(buf, typeOff, end);
+    if (fast !== undefined) return fast;
+  }
   const kind = KIND_BY_TYPE[type];
   if (kind === undefined) return { ok: false, reason: `unknown frame type 0x${type.toString(16).padStart(2, '0')}` };
   const c = new Cursor(buf, typeOff + 1, end);
@@ -397,6 +409,60 @@ export function decodeFrame(buf: Buffer, typeOff: number, end: number): DecodeRe
     if (e instanceof Malformed) return { ok: false, reason: `malformed ${kind} frame: ${e.message}` };
     return { ok: false, reason: `malformed ${kind} frame: ${(e as Error).message}` };
   }
+}
+
+const PACKET_IN = FrameType['packet-in'];
+const PACKET_OUT = FrameType['packet-out'];
+
+/**
+ * Packet frames without the Cursor: the per-datagram path. Returns undefined
+ * for anything unusual, so the generic decoder produces the exact error.
+ */
+function decodePacketFrame(buf: Buffer, typeOff: number, end: number): DecodeResult | undefined {
+  let off = typeOff + 1;
+  if (end - off < 7) return undefined;
+  const lf = buf[off]!;
+  const af = buf[off + 3]!;
+  const n = buf[off + 4]!;
+  if ((lf !== 4 && lf !== 6) || (af !== 4 && af !== 6) || n === 0 || n > MAX_ADDRESS_CHARS || off + 7 + n > end) return undefined;
+  const local: LocalEndpoint = { family: lf, port: (buf[off + 1]! << 8) | buf[off + 2]! };
+  off += 5;
+  const address = internAddress(buf, off, n);
+  off += n;
+  const remote: TransportAddress = { family: af, address, port: (buf[off]! << 8) | buf[off + 1]! };
+  off += 2;
+  const data = buf.subarray(off, end);
+  return buf[typeOff] === PACKET_IN
+    ? { ok: true, frame: { kind: 'packet-in', local, remote, data } }
+    : { ok: true, frame: { kind: 'packet-out', from: local, to: remote, data } };
+}
+
+// Recently decoded address strings, direct-mapped by a hash of their bytes.
+// Handing out the same string object for the same address saves the string's
+// creation and, downstream, its hashing in every Map keyed by address (the
+// hash is cached on the string). Bounded: ADDRESS_CACHE slots, each replaced
+// on a miss.
+const ADDRESS_CACHE = 1024;
+const addressCache: (string | undefined)[] = new Array(ADDRESS_CACHE).fill(undefined);
+
+function internAddress(buf: Buffer, off: number, n: number): string {
+  let h = n;
+  for (let i = 0; i < n; i++) h = (Math.imul(h, 31) + buf[off + i]!) | 0;
+  const slot = h & (ADDRESS_CACHE - 1);
+  const cached = addressCache[slot];
+  if (cached !== undefined && cached.length === n) {
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (cached.charCodeAt(i) !== buf[off + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return cached;
+  }
+  const s = buf.toString('latin1', off, off + n);
+  addressCache[slot] = s;
+  return s;
 }
 
 function decodeBody(kind: FrameKind, c: Cursor): Frame {

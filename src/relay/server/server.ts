@@ -25,6 +25,7 @@ import {
   METHOD,
   TRANSPORT_UDP,
   classify,
+  allocTransient,
   decodeMessage,
   encodeMessage,
   errorResponse,
@@ -39,7 +40,7 @@ import {
 import { createNonceManager, type NonceManager } from '../auth/index.ts';
 import { authenticate, type AuthContext } from './auth.ts';
 import { canonicalAddress } from './address.ts';
-import { decodeChannelDataUpTo, encodeChannelDataAny, validChannel } from './channel-data.ts';
+import { CHANNEL_DATA_DROP, channelDataHeader, encodeChannelDataAny, validChannel } from './channel-data.ts';
 import type { TurnServerOptions } from './options.ts';
 import { TimerHeap, type Timer } from './timer-heap.ts';
 import { RelayState, fiveTupleKey, portKey, type Allocation } from './state.ts';
@@ -583,7 +584,7 @@ export class TurnServer {
 
   // RFC 8656 §10.2
   #sendIndication(msg: StunMessage, local: LocalEndpoint, client: TransportAddress): void {
-    const allocation = this.#state.byFiveTuple.get(fiveTupleKey(local, client));
+    const allocation = this.#state.allocationOf(local, client);
     if (allocation === undefined) return this.#drop('no-allocation');
     const peer = msg.attributes.xorPeerAddress?.[0];
     const data = msg.attributes.data;
@@ -592,27 +593,32 @@ export class TurnServer {
   }
 
   // RFC 8656 §12.5
+  // The per-packet path: header fields read in place, no result objects, no string keys.
   #channelDataFromClient(buf: Uint8Array, local: LocalEndpoint, client: TransportAddress): void {
-    const cd = decodeChannelDataUpTo(buf, this.#opts.maxChannel);
-    if (cd.kind === 'drop') return this.#drop(`channel-data-${cd.reason}`);
-    const allocation = this.#state.byFiveTuple.get(fiveTupleKey(local, client));
+    const channel = channelDataHeader(buf, this.#opts.maxChannel);
+    if (channel < 0) return this.#drop(CHANNEL_DATA_DROP[-channel]!);
+    const allocation = this.#state.allocationOf(local, client);
     if (allocation === undefined) return this.#drop('no-allocation');
-    const channel = this.#state.activeChannel(allocation, cd.channel);
-    if (channel === undefined) return this.#drop('no-channel');
-    this.#relayToPeer(allocation, channel.peer, cd.data);
+    const bound = this.#state.activeChannel(allocation, channel);
+    if (bound === undefined) return this.#drop('no-channel');
+    this.#relayToPeer(allocation, bound.peer, buf, 4, 4 + ((buf[2]! << 8) | buf[3]!));
   }
 
-  #relayToPeer(allocation: Allocation, peer: TransportAddress, data: Uint8Array): void {
-    const port = allocation.ports[familyName(peer.family)];
-    if (port === undefined) return this.#drop('peer-family');
+  /** Relays data[start, end) to `peer` from the allocation's port in the peer's family. */
+  #relayToPeer(allocation: Allocation, peer: TransportAddress, data: Uint8Array, start = 0, end = data.length): void {
+    const from = allocation.relayEndpoints[peer.family];
+    if (from === undefined) return this.#drop('peer-family');
     if (!this.#state.hasPermission(allocation, peer.address)) return this.#drop('no-permission');
+    const n = end - start;
     this.#relayed.toPeer.packets++;
-    this.#relayed.toPeer.bytes += data.length;
-    const byFamily = this.#relayedByFamily[peer.family === 4 ? 'ipv4' : 'ipv6'].toPeer;
+    this.#relayed.toPeer.bytes += n;
+    const byFamily = peer.family === 4 ? this.#relayedByFamily.ipv4.toPeer : this.#relayedByFamily.ipv6.toPeer;
     byFamily.packets++;
-    byFamily.bytes += data.length;
+    byFamily.bytes += n;
     // Copy: the input may be a view into a buffer the transport reuses.
-    this.#push({ kind: 'send', from: { family: peer.family, port }, to: peer, data: data.slice() });
+    const out = allocTransient(n);
+    out.set(start === 0 && end === data.length ? data : data.subarray(start, end));
+    this.#push({ kind: 'send', from, to: peer, data: out });
   }
 
   // RFC 8656 §11.3 (Data indication) and §12.6 (ChannelData)
@@ -636,7 +642,7 @@ export class TurnServer {
     }
     this.#relayed.toClient.packets++;
     this.#relayed.toClient.bytes += data.length;
-    const byFamily = this.#relayedByFamily[allocation.client.family === 4 ? 'ipv4' : 'ipv6'].toClient;
+    const byFamily = allocation.client.family === 4 ? this.#relayedByFamily.ipv4.toClient : this.#relayedByFamily.ipv6.toClient;
     byFamily.packets++;
     byFamily.bytes += data.length;
     this.#push({ kind: 'send', from: allocation.local, to: allocation.client, data: out });

@@ -41,13 +41,15 @@ export interface Allocation {
   /** Long-term credential key the allocation was created with. */
   readonly key: Uint8Array;
   readonly ports: Readonly<RelayedPorts>;
+  /** The relayed ports as output endpoints, built once (relayed packets leave from them). */
+  readonly relayEndpoints: { readonly 4?: LocalEndpoint; readonly 6?: LocalEndpoint };
   expiresAt: number;
   readonly timer: Timer<Timed>;
   /** By peer IP text. */
   readonly permissions: Map<string, Permission>;
   readonly channelsByNumber: Map<number, Channel>;
-  /** By peer transport address key (ip|port). */
-  readonly channelsByPeer: Map<string, Channel>;
+  /** By peer IP text, then peer port (no string building per relayed packet). */
+  readonly channelsByPeer: Map<string, Map<number, Channel>>;
   /** The Allocate transaction that created it and its encoded answer (replayed on retransmission). */
   readonly transactionKey: string;
   readonly response: Uint8Array;
@@ -82,8 +84,8 @@ export function fiveTupleKey(local: LocalEndpoint, client: TransportAddress): st
   return `${local.family}/${local.port}|${client.address}|${client.port}`;
 }
 
-export function portKey(family: Family, port: number): string {
-  return `${family}/${port}`;
+export function portKey(family: Family, port: number): number {
+  return family * 65536 + port;
 }
 
 export function peerKey(peer: TransportAddress): string {
@@ -105,7 +107,13 @@ export interface NewAllocation {
 
 export class RelayState {
   readonly byFiveTuple = new Map<string, Allocation>();
-  readonly byPort = new Map<string, Allocation>();
+  /** By relayed port (portKey). */
+  readonly byPort = new Map<number, Allocation>();
+  /**
+   * The same allocations as byFiveTuple, by client IP text then client port:
+   * the per-packet lookup (ChannelData, Send) avoids building a 5-tuple string.
+   */
+  readonly #byClient = new Map<string, Map<number, Allocation>>();
   readonly reservations = new Map<string, Reservation>();
   readonly pools: Readonly<Record<Family, PortPool>>;
   readonly #perUser = new Map<string, number>();
@@ -148,6 +156,10 @@ export class RelayState {
       username: n.username,
       key: n.key,
       ports: { ...n.ports },
+      relayEndpoints: {
+        ...(n.ports.v4 !== undefined ? { 4: { family: 4, port: n.ports.v4 } } : {}),
+        ...(n.ports.v6 !== undefined ? { 6: { family: 6, port: n.ports.v6 } } : {}),
+      },
       expiresAt: n.expiresAt,
       timer: undefined as unknown as Timer<Timed>,
       permissions: new Map(),
@@ -158,11 +170,23 @@ export class RelayState {
     };
     (a as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'allocation', allocation: a });
     this.byFiveTuple.set(a.fiveTuple, a);
+    let sameIp = this.#byClient.get(a.client.address);
+    if (sameIp === undefined) this.#byClient.set(a.client.address, (sameIp = new Map()));
+    sameIp.set(a.client.port, a);
     if (a.ports.v4 !== undefined) this.byPort.set(portKey(4, a.ports.v4), a);
     if (a.ports.v6 !== undefined) this.byPort.set(portKey(6, a.ports.v6), a);
     this.#perUser.set(a.username, this.allocationsOf(a.username) + 1);
     this.#heap.schedule(a.timer, a.expiresAt);
     return a;
+  }
+
+  /** The allocation of this 5-tuple (same answer as byFiveTuple.get(fiveTupleKey(local, client))). */
+  allocationOf(local: LocalEndpoint, client: TransportAddress): Allocation | undefined {
+    const a = this.#byClient.get(client.address)?.get(client.port);
+    if (a === undefined) return undefined;
+    if (a.local.port === local.port && a.local.family === local.family) return a;
+    // One client address and port talking to two listen endpoints: rare, take the exact map.
+    return this.byFiveTuple.get(fiveTupleKey(local, client));
   }
 
   refreshAllocation(a: Allocation, expiresAt: number): void {
@@ -174,6 +198,11 @@ export class RelayState {
   removeAllocation(a: Allocation): void {
     if (this.byFiveTuple.get(a.fiveTuple) !== a) return;
     this.byFiveTuple.delete(a.fiveTuple);
+    const sameIp = this.#byClient.get(a.client.address);
+    if (sameIp?.get(a.client.port) === a) {
+      sameIp.delete(a.client.port);
+      if (sameIp.size === 0) this.#byClient.delete(a.client.address);
+    }
     this.#heap.cancel(a.timer);
     for (const c of a.channelsByNumber.values()) {
       this.#heap.cancel(c.timer);
@@ -225,7 +254,7 @@ export class RelayState {
   /** Would binding `number` to `peer` break the rebinding rules of RFC 8656 §12.2 (held entries included)? */
   channelConflict(a: Allocation, number: number, peer: TransportAddress): boolean {
     const byNumber = a.channelsByNumber.get(number);
-    const byPeer = a.channelsByPeer.get(peerKey(peer));
+    const byPeer = a.channelsByPeer.get(peer.address)?.get(peer.port);
     return (byNumber !== undefined && byNumber.peerKey !== peerKey(peer)) || (byPeer !== undefined && byPeer.number !== number);
   }
 
@@ -271,7 +300,9 @@ export class RelayState {
     };
     (c as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'channel', channel: c });
     a.channelsByNumber.set(number, c);
-    a.channelsByPeer.set(c.peerKey, c);
+    let samePeerIp = a.channelsByPeer.get(peer.address);
+    if (samePeerIp === undefined) a.channelsByPeer.set(peer.address, (samePeerIp = new Map()));
+    samePeerIp.set(peer.port, c);
     this.#channels++;
     this.#heap.schedule(c.timer, expiresAt);
     this.#event({ type: 'channel-bound', binding });
@@ -286,7 +317,7 @@ export class RelayState {
 
   /** The active channel bound to this peer transport address, if any. */
   activeChannelToPeer(a: Allocation, peer: TransportAddress): Channel | undefined {
-    const c = a.channelsByPeer.get(peerKey(peer));
+    const c = a.channelsByPeer.get(peer.address)?.get(peer.port);
     return c?.state === 'active' ? c : undefined;
   }
 
@@ -334,7 +365,9 @@ export class RelayState {
             this.#heap.schedule(c.timer, c.binding.expiresAt + CHANNEL_HOLD_MS);
           } else {
             c.allocation.channelsByNumber.delete(c.number);
-            c.allocation.channelsByPeer.delete(c.peerKey);
+            const samePeerIp = c.allocation.channelsByPeer.get(c.peer.address);
+            samePeerIp?.delete(c.peer.port);
+            if (samePeerIp?.size === 0) c.allocation.channelsByPeer.delete(c.peer.address);
           }
           break;
         }

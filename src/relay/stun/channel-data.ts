@@ -3,6 +3,7 @@
 // so up to 3 bytes after the payload are accepted and anything more dropped.
 import { CHANNEL_MAX, CHANNEL_MIN } from './constants.ts';
 import type { ChannelDataResult } from './types.ts';
+import { allocTransient } from './slab.ts';
 
 /** Decode a ChannelData datagram received over UDP. Never throws. */
 export function decodeChannelData(buf: Uint8Array): ChannelDataResult {
@@ -17,12 +18,16 @@ export function decodeChannelData(buf: Uint8Array): ChannelDataResult {
   return { kind: 'channel-data', channel, data: buf.subarray(4, 4 + len) };
 }
 
-/** Build a ChannelData message; `pad` adds zero padding to a multiple of 4 (required over TCP, optional over UDP). */
+/**
+ * Build a ChannelData message; `pad` adds zero padding to a multiple of 4
+ * (required over TCP, optional over UDP). The result may share its
+ * ArrayBuffer with other recent ones (slab.ts): copy it to keep it for long.
+ */
 export function encodeChannelData(channel: number, data: Uint8Array, opts: { pad?: boolean } = {}): Uint8Array {
   if (!Number.isInteger(channel) || channel < CHANNEL_MIN || channel > CHANNEL_MAX) throw new RangeError(`channel out of range: ${channel}`);
   if (data.length > 0xffff) throw new RangeError('ChannelData payload over 65535 bytes');
   const size = 4 + (opts.pad ? (data.length + 3) & ~3 : data.length);
-  const out = new Uint8Array(size);
+  const out = allocTransient(size);
   out[0] = channel >> 8; out[1] = channel & 0xff;
   out[2] = data.length >> 8; out[3] = data.length & 0xff;
   out.set(data, 4);

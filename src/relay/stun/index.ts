@@ -8,4 +8,5 @@ export { decodeMessage, classify, isStun } from './decode.ts';
 export { encodeMessage, errorResponse, successResponse, newTransactionId } from './encode.ts';
 export { verifyIntegrity, longTermKey, fingerprintOf, crc32 } from './integrity.ts';
 export { decodeChannelData, encodeChannelData } from './channel-data.ts';
+export { allocTransient } from './slab.ts';
 export { formatAddress, addressToBytes, transactionIdKey } from './address.ts';
