@@ -363,12 +363,15 @@ static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg
 	int r;
 
 	r = parse_frame(data, end, cfg, &in);
-	if (r != TP_CONTINUE)
+	if (r != TP_CONTINUE) {
+		if (r == TP_PASS_NOT_IP || r == TP_PASS_NOT_UDP)
+			neigh_learn_resolution(ctx, cfg, data, end); /* ARP, IPv6 ND */
 		return r;
+	}
 	/* Every datagram to a relay address teaches the next hop towards its
 	 * source, before any decision: STUN and Send traffic count too, so a
 	 * peer's MAC is usually known before its first ChannelData is due. */
-	neigh_learn(ctx, &in);
+	neigh_learn(ctx, &in.saddr, in.smac, 0);
 	if (in.dport == cfg->listen_port)
 		return from_client(ctx, cfg, &in);
 	if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {

@@ -35,7 +35,7 @@ import { XdpRouter, type ChannelBinding, type RouterConfig } from '../../src/sid
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
 import { encodeConfig, PATH_NAMES, REASON_NAMES, type PathName, type ReasonName, type TpDiagEvent } from '../../src/sidecar/bpf/abi.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
-import { MAC_A, MAC_B, canonical, channelData, decodeFrame, hex, payloadOf, type Endpoint, type FrameSpec } from './frames.ts';
+import { MAC_A, MAC_B, canonical, channelData, decodeFrame, hex, internetChecksum, payloadOf, rawAddress, type Endpoint, type FrameSpec } from './frames.ts';
 import {
   BASE_CONFIG,
   BINDINGS,
@@ -354,6 +354,116 @@ fixtures.push(
     output: outFrame(alloc(W4.peer, 50059), W4.peer, data, { dstMac: GATEWAY }),
     path: { name: 'chan_to_udp_44', bytes: data.length },
   },
+);
+
+// ---- next hops learned from address resolution (ARP, IPv6 ND) ---------------------
+// The stack resolves a destination for the first relayed packets; its
+// answer (or its own request for the relay's address) teaches the program
+// the MAC, so a peer that never sends UDP still gets a fast path.
+
+function arpFrame(o: { op: 1 | 2; sha: Uint8Array; spa: string; tpa: string; ethDst?: Uint8Array }): Uint8Array {
+  const f = new Uint8Array(42);
+  const v = new DataView(f.buffer);
+  f.set(o.ethDst ?? MAC_B, 0);
+  f.set(o.sha, 6);
+  v.setUint16(12, 0x0806);
+  v.setUint16(14, 1); // Ethernet
+  v.setUint16(16, 0x0800); // IPv4
+  f[18] = 6;
+  f[19] = 4;
+  v.setUint16(20, o.op);
+  f.set(o.sha, 22);
+  f.set(rawAddress(o.spa), 28);
+  f.set(o.op === 2 ? MAC_B : new Uint8Array(6), 32);
+  f.set(rawAddress(o.tpa), 38);
+  return f;
+}
+
+/** Neighbor Solicitation (135) or Advertisement (136), RFC 4861 4.3/4.4, no options; valid ICMPv6 checksum. */
+function ndFrame(o: { type: 135 | 136; ethSrc: Uint8Array; src: string; dst: string; target: string; hopLimit?: number }): Uint8Array {
+  const icmp = new Uint8Array(24);
+  icmp[0] = o.type;
+  if (o.type === 136) icmp[4] = 0x60; // solicited, override
+  icmp.set(rawAddress(o.target), 8);
+  const src = rawAddress(o.src), dst = rawAddress(o.dst);
+  const pseudo = new Uint8Array(40);
+  pseudo.set(src, 0);
+  pseudo.set(dst, 16);
+  pseudo[35] = 24;
+  pseudo[39] = 58;
+  new DataView(icmp.buffer).setUint16(2, internetChecksum(pseudo, icmp));
+  const f = new Uint8Array(14 + 40 + 24);
+  const v = new DataView(f.buffer);
+  f.set(o.dst.startsWith('ff') ? Uint8Array.from([0x33, 0x33, ...dst.subarray(12)]) : MAC_B, 0);
+  f.set(o.ethSrc, 6);
+  v.setUint16(12, 0x86dd);
+  v.setUint32(14, 0x60000000);
+  v.setUint16(18, 24);
+  f[20] = 58;
+  f[21] = o.hopLimit ?? 255;
+  f.set(src, 22);
+  f.set(dst, 38);
+  f.set(icmp, 54);
+  return f;
+}
+
+const A4 = fresh('198.51.100.61', 6061, 0x4061, 50061);
+const R4 = fresh('198.51.100.63', 6063, 0x4063, 50063);
+const Q4 = fresh('198.51.100.65', 6065, 0x4065, 50065);
+const GA4 = fresh('198.51.100.67', 6067, 0x4067, 50067);
+const GB4 = fresh('198.51.100.69', 6069, 0x4069, 50069);
+const A6 = fresh('2001:db8:e::61', 6062, 0x4062, 50062, C6);
+const S6 = fresh('2001:db8:e::63', 6064, 0x4064, 50064, C6);
+const H6 = fresh('2001:db8:e::65', 6066, 0x4066, 50066, C6);
+const U6 = fresh('2001:db8:e::67', 6068, 0x4068, 50068, C6);
+const OLD = Uint8Array.from([0x02, 0, 0, 0, 0, 0x0d]);
+const cdTo = (x: { binding: ChannelBinding }, data_: Uint8Array) => inFrame(x.binding.client, toListen(x.binding.client), channelData(x.binding.channel, data_));
+const learnedTx = (name: string, x: { peer: Endpoint; binding: ChannelBinding }, before: Fixture['before']): Fixture => ({
+  name,
+  bindings: withFresh(x),
+  before,
+  input: cdTo(x, data),
+  action: 'XDP_TX',
+  output: outFrame(alloc(x.peer, x.binding.allocationPort), x.peer, data),
+  path: { name: x.peer.address.includes(':') ? 'chan_to_udp_66' : 'chan_to_udp_44', bytes: data.length },
+});
+const pass_ = (x: { binding: ChannelBinding }) => ({ frame: cdTo(x, data), action: 'XDP_PASS' as const });
+
+fixtures.push(
+  learnedTx('ARP reply to the relay teaches the peer\'s MAC: the next ChannelData to it relays', A4, [
+    pass_(A4),
+    { frame: arpFrame({ op: 2, sha: macOf(A4.peer.address), spa: A4.peer.address, tpa: RELAY4 }), action: 'XDP_PASS' },
+  ]),
+  learnedTx('ARP request for the relay\'s address teaches the requester\'s MAC', R4, [
+    { frame: arpFrame({ op: 1, sha: macOf(R4.peer.address), spa: R4.peer.address, tpa: RELAY4, ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' },
+  ]),
+  pass('ARP request for another address teaches nothing', 'pass_not_learned', cdTo(Q4, data), {
+    bindings: withFresh(Q4),
+    before: [{ frame: arpFrame({ op: 1, sha: macOf(Q4.peer.address), spa: Q4.peer.address, tpa: '203.0.113.77', ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' }],
+  }),
+  learnedTx('gratuitous ARP updates a learned MAC', GA4, [
+    { frame: learnFrame(GA4.peer, { srcMac: OLD }), action: 'XDP_PASS' },
+    { frame: arpFrame({ op: 1, sha: macOf(GA4.peer.address), spa: GA4.peer.address, tpa: GA4.peer.address, ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' },
+  ]),
+  pass('gratuitous ARP does not add an unknown address', 'pass_not_learned', cdTo(GB4, data), {
+    bindings: withFresh(GB4),
+    before: [{ frame: arpFrame({ op: 1, sha: macOf(GB4.peer.address), spa: GB4.peer.address, tpa: GB4.peer.address, ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' }],
+  }),
+  learnedTx('IPv6 Neighbor Advertisement to the relay teaches the target\'s MAC', A6, [
+    pass_(A6),
+    { frame: ndFrame({ type: 136, ethSrc: macOf(A6.peer.address), src: A6.peer.address, dst: RELAY6, target: A6.peer.address }), action: 'XDP_PASS' },
+  ]),
+  learnedTx('IPv6 Neighbor Solicitation for the relay\'s address teaches the solicitor\'s MAC', S6, [
+    { frame: ndFrame({ type: 135, ethSrc: macOf(S6.peer.address), src: S6.peer.address, dst: 'ff02::1:ff00:1', target: RELAY6 }), action: 'XDP_PASS' },
+  ]),
+  pass('IPv6 Neighbor Advertisement with hop limit below 255 teaches nothing', 'pass_not_learned', cdTo(H6, data), {
+    bindings: withFresh(H6),
+    before: [{ frame: ndFrame({ type: 136, ethSrc: macOf(H6.peer.address), src: H6.peer.address, dst: RELAY6, target: H6.peer.address, hopLimit: 64 }), action: 'XDP_PASS' }],
+  }),
+  pass('unsolicited IPv6 Neighbor Advertisement (to all nodes) does not add an unknown address', 'pass_not_learned', cdTo(U6, data), {
+    bindings: withFresh(U6),
+    before: [{ frame: ndFrame({ type: 136, ethSrc: macOf(U6.peer.address), src: U6.peer.address, dst: 'ff02::1', target: U6.peer.address }), action: 'XDP_PASS' }],
+  }),
 );
 
 // ---- runner -------------------------------------------------------------------------
