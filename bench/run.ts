@@ -5,13 +5,15 @@
 //   npm run bench -- [--contenders coturn,turnpike-standalone,...]
 //                    [--sizes 100,1000] [--sizes6 100] [--families 4,6]
 //                    [--runs 3] [--seconds 5] [--flows 4] [--quick]
-//                    [--skip baseline,throughput,rtt,control,memory,maps]
+//                    [--skip baseline,forward,throughput,rtt,control,memory,maps]
 //
 // --sizes are the IPv4 payload sizes, --sizes6 the IPv6 ones (default 100 only,
 // to keep the default run near ten minutes); --families 4 drops IPv6.
 // Before the contenders, a "no relay" baseline floods the same datagrams from
 // the client straight to the sink: its softirq per packet is subtracted from
-// each contender's to give the relay's own cost.
+// each contender's to give the relay's own cost. A second reference run sends
+// them through the relay namespace's kernel IP forwarding (no TURN): the cost
+// of a relay-shaped hop on this topology, for scale.
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -129,20 +131,42 @@ async function measureCase(name: string, setup: Setup, h: ContenderHandle | unde
   return { runs, rtt };
 }
 
-/** The no-relay baseline: the generator floods the sink directly, through the same bridge. */
-async function benchBaseline(tools: Tools): Promise<NonNullable<BenchResults['baseline']>> {
-  progress('no relay (baseline): creating topology');
+/**
+ * Routes the client's traffic for the peer through the relay namespace, which
+ * forwards it back out of the same interface (kernel IP forwarding: a hop
+ * shaped like a relay's, two bridge passes, no TURN). Redirects are off on
+ * both sides so the client keeps using the hop.
+ */
+async function routePeerViaRelay(topo: Topology): Promise<void> {
+  await topo.exec('relay', 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.eth0.send_redirects=0']);
+  await topo.exec('client', 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.accept_redirects=0', 'net.ipv4.conf.eth0.accept_redirects=0',
+    'net.ipv6.conf.all.accept_redirects=0', 'net.ipv6.conf.eth0.accept_redirects=0']);
+  await topo.exec('client', 'ip', ['route', 'replace', `${topo.addr.peer4}/32`, 'via', topo.addr.relay4, 'dev', 'eth0']);
+  if (topo.addr.peer6 && topo.addr.relay6) await topo.exec('client', 'ip', ['-6', 'route', 'replace', `${topo.addr.peer6}/128`, 'via', topo.addr.relay6, 'dev', 'eth0']);
+}
+
+/**
+ * Runs without a contender: 'direct' floods the sink straight through the
+ * bridge (the baseline every contender's softirq is reduced by); 'forward'
+ * sends the same datagrams through the relay namespace's IP forwarding (a
+ * reference: what a relay-shaped hop costs the kernel with no TURN at all).
+ */
+async function benchBaseline(tools: Tools, kind: 'direct' | 'forward', direct?: BenchResults['baseline']): Promise<NonNullable<BenchResults['baseline']>> {
+  const name = kind === 'direct' ? 'no relay' : 'forwarding hop';
+  progress(`${name} (${kind === 'direct' ? 'baseline' : 'reference'}): creating topology`);
   const topo = await benchTopology();
   try {
+    if (kind === 'forward') await routePeerViaRelay(topo);
     const sizes: SizeResult[] = [];
     for (const { family, size } of params.cases) {
       const setup: Setup = { topo, tools, port: PORT, secret, family };
-      const { runs, rtt } = await measureCase('no relay', setup, undefined, baselineFlows(params.flows), size);
-      sizes.push(summarizeCase(family, size, runs, rtt));
+      const { runs, rtt } = await measureCase(name, setup, undefined, baselineFlows(params.flows), size);
+      const base = direct?.sizes.find((x) => x.family === family && x.size === size)?.softirqUs?.median;
+      sizes.push(summarizeCase(family, size, runs, rtt, base));
     }
     return { status: 'ok', sizes };
   } catch (err) {
-    progress(`no relay (baseline): FAILED: ${(err as Error).message}`);
+    progress(`${name}: FAILED: ${(err as Error).message}`);
     return { status: 'failed', error: (err as Error).message, sizes: [] };
   } finally {
     await topo.destroy();
@@ -241,7 +265,10 @@ async function main(): Promise<void> {
     targets: [],
   };
   if ((results.machine.loadAtStart ?? 0) > 1) progress(`load average ${results.machine.loadAtStart!.toFixed(2)}: the machine is busy, figures will be noisy`);
-  if (!skip.has('baseline') && !skip.has('throughput') && params.cases.length > 0) results.baseline = await benchBaseline(tools);
+  if (!skip.has('baseline') && !skip.has('throughput') && params.cases.length > 0) {
+    results.baseline = await benchBaseline(tools, 'direct');
+    if (!skip.has('forward')) results.forwardHop = await benchBaseline(tools, 'forward', results.baseline);
+  }
   for (const c of chosen) results.contenders.push(await benchContender(c, tools, results.baseline));
   if (!skip.has('maps')) {
     for (const capacity of [65_536, 1_048_576]) {

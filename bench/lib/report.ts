@@ -31,6 +31,12 @@ export interface Target {
   reference?: boolean;
 }
 
+export interface BaselineResult {
+  status: 'ok' | 'failed';
+  error?: string;
+  sizes: SizeResult[];
+}
+
 export interface BenchResults {
   startedAt: string;
   finishedAt?: string;
@@ -45,7 +51,9 @@ export interface BenchResults {
     runs: number; seconds: number; flows: number; rttRate: number; controlCount: number; memoryAllocations: number;
   };
   /** The no-relay run: the same datagrams from the client straight to the sink. */
-  baseline?: { status: 'ok' | 'failed'; error?: string; sizes: SizeResult[] };
+  baseline?: BaselineResult;
+  /** Reference: the same datagrams through the relay namespace's kernel IP forwarding (net of `baseline`). */
+  forwardHop?: BaselineResult;
   contenders: ContenderResult[];
   mapMemory: (MapMemoryResult | { capacity: number; error: string })[];
   targets: Target[];
@@ -110,6 +118,9 @@ function legend(r: BenchResults): string[] {
       'Its softirq time per packet is what any contender pays anyway: the generator\'s transmit into the bridge, bridge forwarding and the sink\'s UDP receive. ' +
       'It runs at the generator\'s full rate, usually higher than any relay\'s; per-packet softirq falls somewhat with rate (larger NAPI batches), so the subtraction is approximate.',
     '',
+    '**Kernel forwarding hop (reference)**: the same datagrams, addressed to the sink, routed through the relay namespace, whose kernel forwards them back out of the same interface (IP forwarding, no TURN, no XDP). ' +
+      'It passes the bridge twice and the relay\'s interface in both directions, as every relay here does, so its net cost is what a relay-shaped hop costs through the kernel\'s own forwarding path, with no relay logic at all: a scale for the contenders\' own cost (XDP can come in under it, since it skips the stack). Nothing is subtracted with it. Its RTT goes through the hop one way only (the echo returns directly).',
+    '',
     'Columns:',
     '',
     '- **offered pps**: datagrams per second the generator sent. On these 2 cores the generator shares the CPUs with the relay, so the offered rate varies by contender.',
@@ -142,6 +153,8 @@ function caseTables(r: BenchResults, family: Family, size: number): string[] {
   L.push('| contender | offered pps | relayed pps | loss % | RTT p50 µs | RTT p99 µs |', '|---|---|---|---|---|---|');
   if (r.baseline?.status === 'failed') L.push(`| no relay (baseline) | failed: ${cell((r.baseline.error ?? '').slice(0, 160))} | | | | |`);
   else if (bl) L.push(`| no relay (baseline) | ${range(bl.offeredPps, k)} | ${range(bl.relayedPps, k)} (delivered) | ${range(bl.lossPct, f2)} | ${range(bl.rttP50, f2)} | ${range(bl.rttP99, f2)} |`);
+  const fw = r.forwardHop?.sizes.find((x) => x.family === family && x.size === size);
+  if (fw) L.push(`| kernel forwarding hop (reference) | ${range(fw.offeredPps, k)} | ${range(fw.relayedPps, k)} (forwarded) | ${range(fw.lossPct, f2)} | ${range(fw.rttP50, f2)} | ${range(fw.rttP99, f2)} |`);
   for (const c of r.contenders) {
     if (c.status !== 'ok') { L.push(`| ${c.name} | failed to start: ${cell((c.error ?? '').slice(0, 160))} | | | | |`); continue; }
     const s = c.sizes.find((x) => x.family === family && x.size === size);
@@ -154,6 +167,7 @@ function caseTables(r: BenchResults, family: Family, size: number): string[] {
   L.push('');
   L.push('| contender | process µs/pkt | softirq µs/pkt (raw) | raw total µs/pkt | net softirq µs/pkt | relay\'s own cost µs/pkt | pps per CPU-second |', '|---|---|---|---|---|---|---|');
   if (bl) L.push(`| no relay (baseline) | — | ${range(bl.softirqUs, f2)} | ${range(bl.totalUs, f2)} | 0 by definition | — | — |`);
+  if (fw) L.push(`| kernel forwarding hop (reference) | — | ${range(fw.softirqUs, f2)} | ${range(fw.totalUs, f2)} | ${range(fw.netSoftirqUs, f2)} | ${range(fw.netTotalUs, f2)} | ${range(fw.ppsPerCpuSecond, k)} |`);
   for (const c of r.contenders) {
     if (c.status !== 'ok') continue;
     const s = c.sizes.find((x) => x.family === family && x.size === size);

@@ -55,6 +55,14 @@ export function checkTargets(r: BenchResults): Target[] {
           value: `${us(s.totalUs.median)} vs ${us(b.totalUs.median)}: ×${ratio.toFixed(3)}`, margin: m.margin, verdict: m.verdict, reference: true,
         });
       }
+      const hop = r.forwardHop?.sizes.find((x) => x.family === family && x.size === size);
+      if (s?.netTotalUs && hop?.netTotalUs && hop.netTotalUs.median > 0) {
+        out.push({
+          what: `${label}: relay's own CPU per packet against a kernel IP-forwarding hop's on the same topology (no stated target; for scale: the same hop through the kernel's forwarding path, no TURN)`,
+          value: `${us(s.netTotalUs.median)} vs ${us(hop.netTotalUs.median)}: ×${(s.netTotalUs.median / hop.netTotalUs.median).toFixed(2)}`,
+          margin: '', verdict: 'n/a', reference: true,
+        });
+      }
       const pw = `${label}: relayed pps ≥ coturn's (where not generator-capped)`;
       if (!s?.relayedPps || !b?.relayedPps) {
         out.push({ what: pw, value: missing(find(name)), margin: '', verdict: 'n/a' });
