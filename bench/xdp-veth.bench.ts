@@ -96,7 +96,11 @@ function setup(): void {
   inNs(G, 'ethtool', ['-K', 'g0', 'tx', 'off']);
   inNs(R, 'ethtool', ['-K', 'r0', 'tx', 'off']);
   // Both ends answer everything with XDP, so ARP/ND never complete: static
-  // neighbours. The relay's ones make bpf_fib_lookup succeed (real MACs).
+  // neighbours. The relay's ones make bpf_fib_lookup succeed (real MACs), which
+  // also needs forwarding on r0: without it the program uses MACs learned from
+  // each destination's own frames, and a one-way flood to a silent sink never
+  // teaches one (everything would be passed).
+  sh('ip', ['netns', 'exec', R, 'sysctl', '-q', '-w', 'net.ipv4.conf.r0.forwarding=1', 'net.ipv6.conf.r0.forwarding=1']);
   const rmac = macOf(R, 'r0');
   const gmac = macOf(G, 'g0');
   for (const a of Object.values(hosts)) sh('ip', ['-n', R, 'neigh', 'replace', a, 'lladdr', gmac, 'dev', 'r0', 'nud', 'permanent']);
