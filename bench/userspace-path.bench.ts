@@ -6,8 +6,8 @@
 // For each contender: start it on 127.0.0.1 (random ports), make --flows
 // allocations with a channel each through a real TURN exchange
 // (bench/turn-driver.ts, REST secret auth), then flood ChannelData at the
-// listen port with bench/bin/flood (sendmmsg) and count what reaches the peer
-// sink (bench/bin/sink, recvmmsg). Reported per run: offered and relayed
+// listen port with bench/flood.c (sendmmsg) and count what reaches the peer
+// sink (bench/sink.c, recvmmsg). Reported per run: offered and relayed
 // packets per second, loss, and the contender's CPU per relayed packet
 // (utime+stime of its processes and descendants from /proc, in
 // CPU-microseconds; kernel softirq work is not in it). Median of --runs with
@@ -55,13 +55,12 @@ const HOST = '127.0.0.1';
 const progress = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+// Own copies of bench/flood.c and bench/sink.c, so a concurrent rebuild of bench/bin cannot pull them away mid-run.
+const BIN_DIR = mkdtempSync(join(tmpdir(), 'tp-uspath-bin-'));
+
 function ensureBinaries(): void {
   for (const b of ['flood', 'sink']) {
-    const bin = join(root, 'bench/bin', b);
-    if (!existsSync(bin)) {
-      progress(`building bench/bin/${b}`);
-      execFileSync('gcc', ['-O2', '-Wall', '-o', bin, join(root, 'bench', `${b}.c`)], { stdio: 'inherit' });
-    }
+    execFileSync('gcc', ['-O2', '-Wall', '-o', join(BIN_DIR, b), join(root, 'bench', `${b}.c`)], { stdio: 'inherit' });
   }
 }
 
@@ -228,7 +227,7 @@ async function oneRun(c: Contender, work: string): Promise<RunResult> {
   const started = await c.start(port, minPort, maxPort, work);
   try {
     const sinkPort = await freePort();
-    const sink = spawn(join(root, 'bench/bin/sink'), ['--bind', `${HOST}:${sinkPort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const sink = spawn(join(BIN_DIR, 'sink'), ['--bind', `${HOST}:${sinkPort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let sinkOut = '';
     sink.stdout!.on('data', (d: Buffer) => (sinkOut += d.toString()));
     await sleep(100);
@@ -245,7 +244,7 @@ async function oneRun(c: Contender, work: string): Promise<RunResult> {
     const before = cpuSnapshot(pids);
     const roleBefore = Object.fromEntries(Object.entries(roles).map(([k, p]) => [k, ticksOf(p)]));
     const floodOut = JSON.parse(
-      await run(join(root, 'bench/bin/flood'), [
+      await run(join(BIN_DIR, 'flood'), [
         '--server', `${HOST}:${port}`, '--flows', flowSpec, '--size', String(SIZE), '--seconds', String(SECONDS),
         '--rate', String(RATE), '--batch', values.batch!, '--bind', HOST,
       ]),
@@ -318,7 +317,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+main()
+  .catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(() => rmSync(BIN_DIR, { recursive: true, force: true }));

@@ -53,7 +53,12 @@ export class Driver {
     // A Buffer's slice() is a view, a Uint8Array's is a copy; the codec relies on
     // copy semantics (it patches sliced headers), so hand it a plain view.
     const bytes = Buffer.isBuffer(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data;
-    this.guard('handleDatagram', () => this.server.handleDatagram(bytes, local, remote, this.clock()));
+    // Inline guard: no closure per datagram.
+    try {
+      this.server.handleDatagram(bytes, local, remote, this.clock());
+    } catch (e) {
+      this.opts.log?.error({ err: e, op: 'handleDatagram' }, 'server threw; input dropped');
+    }
     this.drain();
   }
 

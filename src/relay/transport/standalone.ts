@@ -3,6 +3,7 @@
 // per allocation port bound on demand. Socket errors are counted and logged,
 // never fatal; the TURN logic lives entirely in the server behind the Driver.
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
@@ -30,6 +31,18 @@ export interface TransportStats {
 }
 
 const WILDCARD: Readonly<Record<Family, string>> = { 4: '0.0.0.0', 6: '::' };
+
+/**
+ * node:dgram resolves every destination with dns.lookup, which answers an IP
+ * literal on the next tick: a tick per datagram sent. Destinations here are IP
+ * literals, so answer those at once and leave names to dns.lookup.
+ */
+function literalLookup(hostname: string, options: LookupOneOptions | number, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(hostname);
+  if (family !== 0) return cb(null, hostname, family);
+  dnsLookup(hostname, typeof options === 'number' ? { family: options } : options, cb);
+}
+
 const DEFAULT_BUFFER = 4 * 1024 * 1024;
 
 const familyOf = (address: string): Family => (isIP(address) === 6 ? 6 : 4);
@@ -240,7 +253,7 @@ export class StandaloneTransport implements DatapathPort {
 
   private bind(family: Family, address: string, port: number): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: family === 4 ? 'udp4' : 'udp6', ipv6Only: family === 6, reuseAddr: false });
+      const socket = createSocket({ type: family === 4 ? 'udp4' : 'udp6', ipv6Only: family === 6, reuseAddr: false, lookup: literalLookup });
       const onError = (e: Error) => {
         try {
           socket.close();
