@@ -5,7 +5,11 @@
 //   npm run bench -- [--contenders coturn,turnpike-standalone,...]
 //                    [--sizes 100,1000] [--sizes6 100] [--families 4,6]
 //                    [--runs 3] [--seconds 5] [--flows 4] [--quick]
-//                    [--skip baseline,forward,throughput,rtt,control,memory,maps]
+//                    [--skip baseline,forward,throughput,rtt,control,memory,maps] [--profile]
+//
+// --profile: after the measured runs of the first case, one more run per
+// contender under a system-wide `perf record` (not counted in the figures);
+// the top symbols go into the report's "Where the time goes" section.
 //
 // --sizes are the IPv4 payload sizes, --sizes6 the IPv6 ones (default 100 only,
 // to keep the default run near ten minutes); --families 4 drops IPv6.
@@ -28,6 +32,9 @@ import { baselineFlows, controlRun, memoryRun, rttRun, setupFlows, throughputRun
 import { measureMapMemory } from './lib/map-memory.ts';
 import { caseKey, summarizeCase, type SizeResult } from './lib/aggregate.ts';
 import { checkTargets } from './lib/targets.ts';
+import { processesInNetns, startPerf, summarizePerf, threadsOf } from './lib/profile.ts';
+import { withDescendants } from './lib/procfs.ts';
+import { sleep } from './lib/process.ts';
 import { renderMarkdown, type BenchResults, type ContenderResult } from './lib/report.ts';
 
 const ALL: Contender[] = [coturn, turnpikeXdpNative, turnpikeXdpSkb, turnpikeUserspace, turnpikeStandalone];
@@ -46,6 +53,7 @@ const { values } = parseArgs({
     'memory-allocations': { type: 'string' },
     skip: { type: 'string', default: '' },
     quick: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -131,6 +139,28 @@ async function measureCase(name: string, setup: Setup, h: ContenderHandle | unde
   return { runs, rtt };
 }
 
+/** Where --profile writes perf.data files (kept after the run, for `perf report -i`). */
+let profileDir: string | undefined;
+
+/** One more throughput run under `perf record -a`; its figures are discarded. */
+async function profiledRun(name: string, setup: Setup, h: ContenderHandle, flows: Flow[], size: number) {
+  profileDir ??= mkdtempSync('/tmp/tpbench-profiles-');
+  const file = join(profileDir, `${name}-${caseKey(setup.family, size).replace('/', '-')}.perf.data`);
+  progress(`${name}: profiling one extra ${caseKey(setup.family, size)} B run (perf record -a, not counted)`);
+  const relay = threadsOf(withDescendants(h.pids()));
+  const perf = startPerf(file, params.seconds);
+  const run = throughputRun(setup, h, flows, size, params.seconds);
+  // Generator and sink are found by name inside this run's namespaces once they are up.
+  await sleep(500);
+  const generator = threadsOf(processesInNetns('flood', setup.topo.ns.client));
+  const sink = threadsOf(processesInNetns('sink', setup.topo.ns.peer));
+  await run;
+  await perf;
+  const summary = await summarizePerf(file, { relay, generator, sink });
+  progress(`${name}: ${Object.entries(summary.groups).map(([g, p]) => `${g} ${p.toFixed(0)}%`).join(', ')}; top: ${summary.top.slice(0, 5).map((t) => `${t.symbol} ${t.pct.toFixed(1)}%`).join(', ')}`);
+  return summary;
+}
+
 /**
  * Routes the client's traffic for the peer through the relay namespace, which
  * forwards it back out of the same interface (kernel IP forwarding: a hop
@@ -206,7 +236,16 @@ async function benchContender(c: Contender, tools: Tools, baseline: BenchResults
             const flows = await setupFlows(setup, params.flows);
             for (const { size } of cases) {
               const { runs, rtt } = await measureCase(c.name, setup, h, flows, size);
-              result.sizes.push(summarizeCase(family, size, runs, rtt, baselineSoftirq(family, size)));
+              const sum = summarizeCase(family, size, runs, rtt, baselineSoftirq(family, size));
+              if (values.profile && family === params.cases[0]!.family && size === params.cases[0]!.size) {
+                try {
+                  sum.profile = await profiledRun(c.name, setup, h, flows, size);
+                } catch (err) {
+                  sum.profileError = (err as Error).message;
+                  progress(`${c.name}: profile failed: ${sum.profileError}`);
+                }
+              }
+              result.sizes.push(sum);
             }
           } catch (err) {
             result.caseErrors ??= {};

@@ -3,6 +3,7 @@
 // packet and packets per CPU-second of that cost.
 import type { Family, RttRun, ThroughputRun } from './measure.ts';
 import { summarize, type Summary } from './stats.ts';
+import type { ProfileSummary } from './profile.ts';
 
 export interface SizeResult {
   family: Family;
@@ -28,6 +29,9 @@ export interface SizeResult {
   rttP99?: Summary;
   /** Every run lost < 0.5 %: the relay kept up with all that was offered. */
   generatorCapped: boolean;
+  /** perf profile of one extra run (--profile), not part of the figures. */
+  profile?: ProfileSummary;
+  profileError?: string;
 }
 
 export const caseKey = (family: Family, size: number) => `IPv${family}/${size}`;

@@ -182,6 +182,24 @@ function caseTables(r: BenchResults, family: Family, size: number): string[] {
   return L;
 }
 
+/** The --profile section: top symbols per contender, share of all samples on all CPUs. */
+function profiles(r: BenchResults): string[] {
+  const rows = r.contenders.flatMap((c) => c.sizes.filter((s) => s.profile || s.profileError).map((s) => ({ c, s })));
+  if (rows.length === 0) return [];
+  const L = ['## Where the time goes (perf)', '',
+    `One extra ${rows[0]!.s.size}-byte IPv${rows[0]!.s.family} run per contender under \`perf record -a -e cpu-clock -F 999\` (not part of the figures above). ` +
+      'Share of all samples on all CPUs (2 CPUs × the run = 100 %), by who was running: the relay\'s threads, the generator (flood), the sink, kernel threads (ksoftirqd, softirq on an otherwise idle CPU), other (the rest of the machine, not this benchmark); idle left out. ' +
+      'Softirq work is charged to whichever thread it interrupted: on veth the relay\'s kernel path, XDP included, mostly lands on the generator (it runs on the sending CPU). Top symbols outside "other"; the XDP program appears as `bpf_prog_…`.', ''];
+  for (const { c, s } of rows) {
+    if (!s.profile) { L.push(`- **${c.name}**: profile failed: ${cell(s.profileError ?? '')}`); continue; }
+    const g = Object.entries(s.profile.groups).map(([name, pct]) => `${name} ${pct.toFixed(0)}%`).join(', ');
+    const top = s.profile.top.map((t) => `${t.symbol} ${t.pct.toFixed(1)}% (${t.group}${t.space === 'kernel' ? ', k' : ''})`).join('; ');
+    L.push(`- **${c.name}**: ${g}, idle ${s.profile.idlePct.toFixed(0)}%. Top: ${cell(top)}`);
+  }
+  L.push('');
+  return L;
+}
+
 export function renderMarkdown(r: BenchResults): string {
   const L: string[] = [...header(r)];
   L.push('What each column means and how it is measured: see "How it is measured" at the end. ×N is the ratio to coturn in the same run.', '');
@@ -215,6 +233,7 @@ export function renderMarkdown(r: BenchResults): string {
     }
     L.push('', 'bytes_memlock of each map as the kernel reports it (/proc/self/fdinfo), with the maps created at that capacity and filled with distinct bindings.', '');
   }
+  L.push(...profiles(r));
   L.push(...legend(r));
   L.push('## Contenders', '');
   for (const c of r.contenders) L.push(`- **${c.name}**: ${c.describe}`);

@@ -108,3 +108,22 @@ test('the markdown stands alone: machine, load, command, baseline row, column le
   const coturnRow = md.split('\n').find((l) => l.startsWith('| coturn | 4.00'))!;
   assert.doesNotMatch(coturnRow, /×/);
 });
+
+test('perf report lines are grouped by this run\'s threads, idle left out, symbols summed across a group\'s threads', async () => {
+  const { parsePerfReport } = await import('../../bench/lib/profile.ts');
+  const text = [
+    '    30.00%        0:swapper          [k] pv_native_safe_halt',
+    '     5.00%      101:flood            [k] veth_xmit',
+    '     4.00%      102:flood            [k] veth_xmit',
+    '     3.00%      999:flood            [k] veth_xmit', // another helper's flood: other
+    '     2.00%      201:turnserver       [.] _int_malloc',
+    '     1.00%       15:ksoftirqd/1      [k] veth_poll',
+    '     0.50%      301:sink             [.] main',
+    'garbage line',
+  ].join('\n');
+  const p = parsePerfReport(text, { relay: new Set([201]), generator: new Set([101, 102]), sink: new Set([301]) });
+  assert.equal(p.idlePct, 30);
+  assert.deepEqual(p.groups, { relay: 2, generator: 9, sink: 0.5, 'kernel threads': 1, other: 3 });
+  assert.deepEqual(p.top[0], { pct: 9, group: 'generator', space: 'kernel', symbol: 'veth_xmit' });
+  assert.deepEqual(p.top.map((t) => t.symbol), ['veth_xmit', '_int_malloc', 'veth_poll', 'main']);
+});
