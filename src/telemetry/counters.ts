@@ -1,3 +1,4 @@
+import { PATH_NAMES, REASON_NAMES } from '../sidecar/bpf/abi.ts';
 // Pure helpers turning cumulative counter snapshots (kernel per-CPU sums, the
 // relay's ServerStats, link stats) into monotonic totals and low-cardinality
 // metric attributes. No OTel here, so the arithmetic is testable on its own.
@@ -63,19 +64,9 @@ export function reasonAttributes(name: string): { verdict: 'pass' | 'drop'; reas
   return m ? { verdict: m[1] as 'pass' | 'drop', reason: m[2]! } : undefined;
 }
 
-/** Index -> name tables mirroring enum tp_path / tp_reason, for readers that hand over indices. */
-export const KERNEL_PATH_NAMES: readonly string[] = [
-  'chan_to_udp_44', 'chan_to_udp_46', 'chan_to_udp_64', 'chan_to_udp_66',
-  'udp_to_chan_44', 'udp_to_chan_46', 'udp_to_chan_64', 'udp_to_chan_66',
-  'chan_to_chan_44', 'chan_to_chan_46', 'chan_to_chan_64', 'chan_to_chan_66',
-];
-
-export const KERNEL_REASON_NAMES: readonly string[] = [
-  'pass_not_configured', 'pass_not_ip', 'pass_vlan', 'pass_not_udp', 'pass_ip_options', 'pass_fragment',
-  'pass_ipv6_ext', 'pass_not_relay_addr', 'pass_not_relay_port', 'pass_stun', 'pass_bad_channel_data',
-  'pass_no_binding', 'pass_family_unavailable', 'pass_too_big', 'pass_truncated',
-  'drop_adjust_head', 'drop_adjust_tail', 'drop_bounds',
-];
+/** Index -> name tables of enum tp_path / tp_reason, for readers that hand over indices (the one mirror lives in abi.ts). */
+export const KERNEL_PATH_NAMES: readonly string[] = PATH_NAMES;
+export const KERNEL_REASON_NAMES: readonly string[] = REASON_NAMES;
 
 /** `allocate:401` -> { method: 'allocate', code: '401' }. */
 export function responseAttributes(key: string): { method: string; code: string } {
