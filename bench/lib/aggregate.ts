@@ -25,6 +25,8 @@ export interface SizeResult {
   ppsPerCpuSecond?: Summary;
   /** Median baseline softirq per packet the net figures were computed against. */
   baselineSoftirqUs?: number;
+  /** Machine-wide softirq CPU-seconds per second before each run (other load), already subtracted from softirqUs. */
+  backgroundSoftirq?: Summary;
   rttP50?: Summary;
   rttP99?: Summary;
   /** Every run lost < 0.5 %: the relay kept up with all that was offered. */
@@ -46,6 +48,7 @@ export function summarizeCase(family: Family, size: number, runs: ThroughputRun[
     processUs: summarize(runs.map((r) => r.processUsPerPkt)),
     softirqUs: summarize(runs.map((r) => r.softirqUsPerPkt)),
     totalUs: summarize(runs.map((r) => r.totalUsPerPkt)),
+    backgroundSoftirq: summarize(runs.map((r) => r.backgroundSoftirqPerSecond)),
     rttP50: summarize(rtt.map((r) => r.p50Us)),
     rttP99: summarize(rtt.map((r) => r.p99Us)),
     generatorCapped: runs.length > 0 && runs.every((r) => r.generatorCapped),

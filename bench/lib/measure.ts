@@ -133,7 +133,17 @@ export interface ThroughputRun {
   elapsedSeconds: number;
   /** Wall time between the CPU snapshots (the flood plus the drain pause). */
   cpuWallSeconds: number;
+  /**
+   * Softirq CPU-seconds per second on the whole machine in the second before
+   * the flood (no benchmark traffic): other load's share, subtracted from
+   * softirqUsPerPkt as rate × run time. softirqRawUsPerPkt is uncorrected.
+   */
+  backgroundSoftirqPerSecond: number;
+  softirqRawUsPerPkt: number;
 }
+
+/** How long the machine's background softirq rate is sampled before each run. */
+const BACKGROUND_MS = 1000;
 
 /**
  * Generator at full speed for `seconds`; a run is generator-capped when the
@@ -147,6 +157,11 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
   const peer0 = await snmp(s, 'peer');
   const pids = h?.pids() ?? [];
   const roles = h?.roles() ?? {};
+  const bg0 = cpuSnapshot([]);
+  await sleep(BACKGROUND_MS);
+  const bg1 = cpuSnapshot([]);
+  const bg = cpuDelta(bg0, bg1);
+  const backgroundSoftirqPerSecond = bg.softirqSeconds / bg.wallSeconds;
   const cpu0 = cpuSnapshot(pids);
   const f = await flood(s, flows, ['--size', String(size), '--rate', '0'], seconds, h === undefined);
   await sleep(250); // let queued packets drain through the relay
@@ -162,6 +177,7 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
   const relayed = Number(r.packets) + sinkDrops;
   const lossPct = sent > 0 ? Math.max(0, (1 - relayed / sent) * 100) : 100;
   const per = (secs: number) => (relayed > 0 ? (secs * 1e6) / relayed : NaN);
+  const softirqSeconds = d.softirqSeconds - backgroundSoftirqPerSecond * d.wallSeconds;
   const processByRole: Record<string, number> = {};
   for (const [role, pid] of Object.entries(roles)) {
     const ticks = (cpu1.perPid.get(pid) ?? 0) - (cpu0.perPid.get(pid) ?? 0);
@@ -173,8 +189,8 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
     lossPct,
     generatorCapped: lossPct < 0.5,
     processUsPerPkt: per(d.processSeconds),
-    softirqUsPerPkt: per(d.softirqSeconds),
-    totalUsPerPkt: per(d.processSeconds + d.softirqSeconds),
+    softirqUsPerPkt: per(softirqSeconds),
+    totalUsPerPkt: per(d.processSeconds + softirqSeconds),
     processByRole,
     relayRcvbufErrors: (relay1.RcvbufErrors ?? 0) - (relay0.RcvbufErrors ?? 0),
     sinkRcvbufErrors: sinkDrops,
@@ -183,6 +199,8 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
     relayed,
     elapsedSeconds: elapsed,
     cpuWallSeconds: d.wallSeconds,
+    backgroundSoftirqPerSecond,
+    softirqRawUsPerPkt: per(d.softirqSeconds),
   };
 }
 

@@ -96,6 +96,10 @@ function header(r: BenchResults): string[] {
   L.push(`| coturn | ${m.coturn} |`);
   const load = (n: number | undefined) => (n === undefined ? '?' : n.toFixed(2));
   L.push(`| load average (1 min) | ${load(m.loadAtStart)} at start, ${load(m.loadAtEnd)} at end${(m.loadAtStart ?? 0) > 0.5 ? ' — **the machine was not quiet**: other work adds to the global softirq time and takes CPU from generator and relay; compare contenders within this run only' : ''} |`);
+  const bgs = [...(r.baseline?.sizes ?? []), ...r.contenders.flatMap((c) => c.sizes)].flatMap((s) => s.runs.map((x) => x.backgroundSoftirqPerSecond)).filter((x) => Number.isFinite(x));
+  if (bgs.length > 0) {
+    L.push(`| background softirq | ${(Math.min(...bgs) * 1000).toFixed(0)}–${(Math.max(...bgs) * 1000).toFixed(0)} ms per second across runs (machine-wide, sampled 1 s before each run with no benchmark traffic; subtracted from every softirq figure) |`);
+  }
   L.push(`| reproduce | \`${r.command}\` as root (needs network namespaces; \`make -C bpf\` first for the XDP contenders) |`);
   const cases = r.params.cases.map((c) => `IPv${c.family} ${c.size} B`).join(', ');
   L.push(`| parameters | ${cases}; ${r.params.runs} run(s) of ${r.params.seconds} s each; ${r.params.flows} flows; RTT at ${r.params.rttRate} pps |`);
@@ -127,7 +131,7 @@ function legend(r: BenchResults): string[] {
     '- **relayed pps**: datagrams per second that reached the peer namespace\'s sink (those its socket dropped for a full buffer included). **generator-capped**: every run lost < 0.5 %: the relay relayed all it was offered, so its own ceiling is higher than the figure (a lower bound).',
     '- **loss %**: 1 − relayed / offered.',
     '- **process µs/pkt**: user + system CPU time of the relay\'s processes (all threads and children) per relayed packet; for the pair, split into relay, sidecar and launcher.',
-    '- **softirq µs/pkt (raw)**: softirq time of ALL CPUs per relayed packet: the relay\'s kernel packet work (receive, XDP program or socket path, transmit, the second pass through the bridge) AND the work any relay causes (generator transmit, bridge, the sink\'s receive).',
+    '- **softirq µs/pkt (raw)**: softirq time of ALL CPUs per relayed packet (less the machine\'s background rate, see below): the relay\'s kernel packet work (receive, XDP program or socket path, transmit, the second pass through the bridge) AND the work any relay causes (generator transmit, bridge, the sink\'s receive).',
     '- **raw total**: process + raw softirq (the harness\'s earlier headline figure).',
     '- **net softirq**: raw softirq minus the baseline\'s softirq per packet (same family and size): the kernel work the relay adds.',
     '- **relay\'s own cost**: process + net softirq, CPU-µs per relayed packet. The XDP CPU target is judged on this figure; the raw one is shown beside it.',
@@ -140,7 +144,8 @@ function legend(r: BenchResults): string[] {
       'So the generator shares its core with the kernel\'s work on its packets, and a relay whose work is all in softirq (XDP) slows the generator itself: ' +
       'XDP\'s relayed pps here is what one core could do for generator and kernel path together, not the XDP program\'s ceiling. The per-packet CPU figures do not depend on this.',
     '',
-    'CPU times come from /proc (`utime`+`stime` of the relay\'s processes, the `softirq` column of /proc/stat). This kernel has no IRQ time accounting, so both are 10 ms tick samples: small differences are noise.',
+    'CPU times come from /proc (`utime`+`stime` of the relay\'s processes, the `softirq` column of /proc/stat). This kernel has no IRQ time accounting, so both are 10 ms tick samples: small differences are noise. ' +
+      'The softirq column of /proc/stat is machine-wide: anything else running adds to it. Each run first samples the machine\'s softirq rate for 1 s with no benchmark traffic and subtracts that rate × the run\'s length (the JSON keeps the uncorrected figure as softirqRawUsPerPkt); bursty other load still gets through, hence the load average above.',
     '',
   ];
 }
@@ -202,6 +207,9 @@ function profiles(r: BenchResults): string[] {
 
 export function renderMarkdown(r: BenchResults): string {
   const L: string[] = [...header(r)];
+  if ((r.machine.loadAtStart ?? 0) > 1) {
+    L.push('> **Not a quiet machine** (load average above 1 at start): the CPU figures, softirq above all, carry other work\'s noise. Negative or tiny net figures are noise, not free relaying. Rerun on an idle machine before quoting them.', '');
+  }
   L.push('What each column means and how it is measured: see "How it is measured" at the end. ×N is the ratio to coturn in the same run.', '');
   L.push('## Targets', '', '| target | measured | margin | verdict |', '|---|---|---|---|');
   for (const t of r.targets) {

@@ -13,6 +13,7 @@ function run(processUs: number, softirqUs: number, relayedPps: number, lossPct =
     offeredPps: relayedPps / (1 - lossPct / 100), relayedPps, lossPct, generatorCapped: lossPct < 0.5,
     processUsPerPkt: processUs, softirqUsPerPkt: softirqUs, totalUsPerPkt: processUs + softirqUs, processByRole: roles,
     relayRcvbufErrors: 0, sinkRcvbufErrors: 0, peerCsumErrors: 0, sent: 0, relayed: 0, elapsedSeconds: 5, cpuWallSeconds: 5.25,
+    backgroundSoftirqPerSecond: 0.01, softirqRawUsPerPkt: softirqUs + 0.1,
   };
 }
 
@@ -95,10 +96,18 @@ test('XDP below coturn while generator-capped is not a MISS: its ceiling was not
   assert.match(pps.value, /generator-capped/);
 });
 
+test('a net cost at or below the baseline is noise, never a PASS', () => {
+  const r = results();
+  r.contenders[1]!.sizes = [summarizeCase(4, 100, [run(0.1, 1.5, 300_000)], [], 2)]; // own cost 0.1 + (1.5 - 2) < 0
+  const t = checkTargets(r).find((x) => x.what.startsWith('turnpike-xdp-native IPv4/100 B: relay\'s own CPU'))!;
+  assert.equal(t.verdict, 'n/a');
+  assert.match(t.margin, /noise/);
+});
+
 test('the markdown stands alone: machine, load, command, baseline row, column legend, targets with margins', () => {
   const md = renderMarkdown(results());
   for (const needle of ['Test CPU, 2 cores', 'Linux 6.18.0', '4.6.1', '0.10 at start', '`npm run bench -- --quick`', '| no relay (baseline) |',
-    'How it is measured', 'relay\'s own cost', 'pps per CPU-second', 'generator-capped', '25% under the limit', '(MISS) for reference',
+    'How it is measured', 'relay\'s own cost', '| background softirq | 10–10 ms per second', 'pps per CPU-second', 'generator-capped', '25% under the limit', '(MISS) for reference',
     '1 (1× allocate: TURN 3 failed: 437 Allocation Mismatch) / 3']) {
     assert.ok(md.includes(needle), `missing: ${needle}`);
   }
