@@ -34,7 +34,9 @@ export function checkTargets(r: BenchResults): Target[] {
     base?.sizes.find((x) => x.family === family && x.size === size),
   ];
 
-  for (const name of XDP) {
+  // Contenders left out of this run (--contenders) get no rows.
+  const ran = (name: string) => find(name) !== undefined;
+  for (const name of XDP.filter(ran)) {
     for (const { family, size } of cases) {
       const label = `${name} ${caseKey(family, size)} B`;
       const [s, b] = pair(name, family, size);
@@ -84,7 +86,7 @@ export function checkTargets(r: BenchResults): Target[] {
       }
     }
   }
-  for (const name of [...USERSPACE, ...UNTARGETED]) {
+  for (const name of [...USERSPACE, ...UNTARGETED].filter(ran)) {
     for (const { family, size } of cases) {
       const [s, b] = pair(name, family, size);
       const what = `${name} ${caseKey(family, size)} B: relayed pps ≥ 0.5× coturn's${UNTARGETED.includes(name) ? ' (no stated target; for comparison)' : ''}`;
