@@ -5,14 +5,15 @@
 //   npm run bench -- [--contenders coturn,turnpike-standalone,...]
 //                    [--sizes 100,1000] [--sizes6 100] [--families 4,6]
 //                    [--runs 3] [--seconds 5] [--flows 4] [--quick]
-//                    [--skip baseline,forward,throughput,rtt,control,memory,maps] [--profile]
+//                    [--skip baseline,forward,throughput,rtt,control,memory,maps,profile] [--profile]
 //
-// --profile: after the measured runs of the first case, one more run per
-// contender under a system-wide `perf record` (not counted in the figures);
-// the top symbols go into the report's "Where the time goes" section.
+// Profile (on by default, off with --quick unless --profile is given): after
+// the measured runs of the first case, one more run per contender under a
+// system-wide `perf record` (not counted in the figures); the top symbols go
+// into the report's "Where the time goes" section.
 //
 // --sizes are the IPv4 payload sizes, --sizes6 the IPv6 ones (default 100 only,
-// to keep the default run near ten minutes); --families 4 drops IPv6.
+// to keep the default run near a quarter of an hour); --families 4 drops IPv6.
 // Before the contenders, a "no relay" baseline floods the same datagrams from
 // the client straight to the sink: its softirq per packet is subtracted from
 // each contender's to give the relay's own cost. A second reference run sends
@@ -75,6 +76,7 @@ const params: BenchResults['params'] = {
   memoryAllocations: Number(values['memory-allocations'] ?? (quick ? 1000 : 10_000)),
 };
 const skip = new Set((values.skip ?? '').split(',').filter(Boolean));
+const profile = !skip.has('profile') && (values.profile === true || !quick);
 const chosen = values.contenders
   ? values.contenders.split(',').map((n) => {
     const c = ALL.find((x) => x.name === n);
@@ -237,7 +239,7 @@ async function benchContender(c: Contender, tools: Tools, baseline: BenchResults
             for (const { size } of cases) {
               const { runs, rtt } = await measureCase(c.name, setup, h, flows, size);
               const sum = summarizeCase(family, size, runs, rtt, baselineSoftirq(family, size));
-              if (values.profile && family === params.cases[0]!.family && size === params.cases[0]!.size) {
+              if (profile && family === params.cases[0]!.family && size === params.cases[0]!.size) {
                 try {
                   sum.profile = await profiledRun(c.name, setup, h, flows, size);
                 } catch (err) {
