@@ -574,9 +574,12 @@ export class TurnServer {
     const refused = this.#checkPeer(allocation, peer);
     if (refused) return refused;
     if (this.#state.channelConflict(allocation, number, peer)) return { kind: 'error', code: ERROR.BAD_REQUEST };
-    // Permission first, then the binding (its event goes out before the response).
-    this.#state.installPermission(allocation, peer.address, now);
+    // Binding first, then the permission (§12.2 installs or refreshes it too):
+    // if the permission had lapsed, installing it announces the channel, so
+    // the data plane gets one channel-bound with the new binding, and every
+    // event goes out before the response.
     this.#state.bindChannel(allocation, number, peer, now);
+    this.#state.installPermission(allocation, peer.address, now);
     return { kind: 'success', attributes: {} };
   }
 

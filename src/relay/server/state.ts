@@ -12,6 +12,13 @@
 //   address stay held for 300 s more: during the hold neither may be bound
 //   to anything else; rebinding the same pair revives it (§12.2).
 // - Deleting an allocation unbinds its channels first, then closes its ports.
+// - The data plane (kernel map) relays a channel without looking at
+//   permissions, while this process relays only to a permitted peer IP. So a
+//   channel is "live" (announced with channel-bound) exactly while it is
+//   active AND its peer IP has a permission: a permission that lapses while
+//   its channels are still bound unbinds them for the data plane, and
+//   re-creating it (CreatePermission, or a ChannelBind to any port of that IP)
+//   binds them again. The kernel never relays what userspace would refuse.
 import type { ChannelBinding, DataPlaneEvent, Family, LocalEndpoint, Output, TransportAddress } from './types.ts';
 import { TimerHeap, type Timer } from './timer-heap.ts';
 import { PortPool, type PortRange } from './port-pool.ts';
@@ -69,6 +76,8 @@ export interface Channel {
   readonly peerKey: string;
   /** 'held' = expired, no longer relaying, kept to block reuse. */
   state: 'active' | 'held';
+  /** Announced to the data plane: active and the peer IP permitted (see the rules above). */
+  live: boolean;
   binding: ChannelBinding;
   readonly timer: Timer<Timed>;
 }
@@ -134,7 +143,7 @@ export class RelayState {
   get permissions(): number {
     return this.#permissions;
   }
-  /** Active (relaying) channels; held ones are not counted. */
+  /** Live (relaying) channels: held ones and ones whose permission lapsed are not counted. */
   get channels(): number {
     return this.#channels;
   }
@@ -206,10 +215,7 @@ export class RelayState {
     this.#heap.cancel(a.timer);
     for (const c of a.channelsByNumber.values()) {
       this.#heap.cancel(c.timer);
-      if (c.state === 'active') {
-        this.#channels--;
-        this.#event({ type: 'channel-unbound', binding: c.binding });
-      }
+      if (c.live) this.#unannounce(c);
     }
     a.channelsByNumber.clear();
     a.channelsByPeer.clear();
@@ -231,7 +237,11 @@ export class RelayState {
 
   // -- permissions ---------------------------------------------------------
 
-  /** Install or refresh the permission for `peerIp` (RFC 8656 §9). */
+  /**
+   * Install or refresh the permission for `peerIp` (RFC 8656 §9). A new
+   * permission re-announces the active channels to that IP whose earlier
+   * permission had lapsed (channel-bound, before the caller's response).
+   */
   installPermission(a: Allocation, peerIp: string, now: number): void {
     let p = a.permissions.get(peerIp);
     if (p === undefined) {
@@ -240,6 +250,10 @@ export class RelayState {
       a.permissions.set(peerIp, created);
       this.#permissions++;
       p = created;
+      const samePeerIp = a.channelsByPeer.get(peerIp);
+      if (samePeerIp !== undefined) {
+        for (const c of samePeerIp.values()) if (c.state === 'active' && !c.live) this.#announce(c);
+      }
     }
     p.expiresAt = now + PERMISSION_LIFETIME_MS;
     this.#heap.schedule(p.timer, p.expiresAt);
@@ -261,7 +275,11 @@ export class RelayState {
   /**
    * Bind or refresh a channel. Emits channel-bound / channel-refreshed before
    * returning, so a caller that queues the success response afterwards keeps
-   * the "install first, answer after" order. Does not touch permissions.
+   * the "install first, answer after" order. Does not touch permissions: with
+   * no permission for the peer IP the channel is recorded but not announced,
+   * and installPermission announces it (so a ChannelBind binds first, then
+   * installs the permission: one channel-bound carrying the new binding).
+   * The result describes the channel table, not the events.
    */
   bindChannel(a: Allocation, number: number, peer: TransportAddress, now: number): ChannelBindResult {
     if (this.channelConflict(a, number, peer)) return 'conflict';
@@ -275,19 +293,16 @@ export class RelayState {
       allocationPorts: { ...a.ports },
       expiresAt,
     };
+    const permitted = a.permissions.has(peer.address);
     const existing = a.channelsByNumber.get(number);
     if (existing !== undefined) {
       const revived = existing.state === 'held';
       existing.state = 'active';
       existing.binding = binding;
       this.#heap.schedule(existing.timer, expiresAt);
-      if (revived) {
-        this.#channels++;
-        this.#event({ type: 'channel-bound', binding });
-        return 'bound';
-      }
-      this.#event({ type: 'channel-refreshed', binding });
-      return 'refreshed';
+      if (existing.live) this.#event({ type: 'channel-refreshed', binding });
+      else if (permitted) this.#announce(existing);
+      return revived ? 'bound' : 'refreshed';
     }
     const c: Channel = {
       allocation: a,
@@ -295,6 +310,7 @@ export class RelayState {
       peer,
       peerKey: peerKey(peer),
       state: 'active',
+      live: false,
       binding,
       timer: undefined as unknown as Timer<Timed>,
     };
@@ -303,9 +319,8 @@ export class RelayState {
     let samePeerIp = a.channelsByPeer.get(peer.address);
     if (samePeerIp === undefined) a.channelsByPeer.set(peer.address, (samePeerIp = new Map()));
     samePeerIp.set(peer.port, c);
-    this.#channels++;
     this.#heap.schedule(c.timer, expiresAt);
-    this.#event({ type: 'channel-bound', binding });
+    if (permitted) this.#announce(c);
     return 'bound';
   }
 
@@ -354,14 +369,18 @@ export class RelayState {
           const p = timed.permission;
           p.allocation.permissions.delete(p.peerIp);
           this.#permissions--;
+          // Userspace stops relaying to this IP now; so must the kernel.
+          const samePeerIp = p.allocation.channelsByPeer.get(p.peerIp);
+          if (samePeerIp !== undefined) {
+            for (const c of samePeerIp.values()) if (c.live) this.#unannounce(c);
+          }
           break;
         }
         case 'channel': {
           const c = timed.channel;
           if (c.state === 'active') {
             c.state = 'held';
-            this.#channels--;
-            this.#event({ type: 'channel-unbound', binding: c.binding });
+            if (c.live) this.#unannounce(c);
             this.#heap.schedule(c.timer, c.binding.expiresAt + CHANNEL_HOLD_MS);
           } else {
             c.allocation.channelsByNumber.delete(c.number);
@@ -381,17 +400,31 @@ export class RelayState {
     }
   }
 
-  /** Current ports and active channels as events, for re-announcing to a restarted data plane. */
+  /** Current ports and live channels as events, for re-announcing to a restarted data plane. */
   snapshot(): DataPlaneEvent[] {
     const out: DataPlaneEvent[] = [];
     for (const a of this.byFiveTuple.values()) {
       if (a.ports.v4 !== undefined) out.push({ type: 'allocation-port-opened', family: 4, port: a.ports.v4, client: a.client });
       if (a.ports.v6 !== undefined) out.push({ type: 'allocation-port-opened', family: 6, port: a.ports.v6, client: a.client });
       for (const c of a.channelsByNumber.values()) {
-        if (c.state === 'active') out.push({ type: 'channel-bound', binding: c.binding });
+        if (c.live) out.push({ type: 'channel-bound', binding: c.binding });
       }
     }
     return out;
+  }
+
+  /** Tell the data plane to relay this channel. */
+  #announce(c: Channel): void {
+    c.live = true;
+    this.#channels++;
+    this.#event({ type: 'channel-bound', binding: c.binding });
+  }
+
+  /** Tell the data plane to stop relaying this channel. */
+  #unannounce(c: Channel): void {
+    c.live = false;
+    this.#channels--;
+    this.#event({ type: 'channel-unbound', binding: c.binding });
   }
 
   #event(event: DataPlaneEvent): void {

@@ -32,6 +32,11 @@ test('permissions expire after 300 s unless refreshed', () => {
 
 test('channel: bind, refresh, expire, hold blocks reuse, then frees', () => {
   const { s, a, out } = setup();
+  // A permission for both peers' IPs that outlives the channel (none lapses here).
+  s.installPermission(a, peer.address, 0);
+  s.installPermission(a, peer2.address, 0);
+  s.installPermission(a, peer.address, 1_000_000);
+  s.installPermission(a, peer2.address, 1_000_000);
   assert.equal(s.bindChannel(a, 0x4000, peer, 0), 'bound');
   assert.equal(s.bindChannel(a, 0x4000, peer, 1000), 'refreshed');
   assert.equal(s.bindChannel(a, 0x4001, peer, 1000), 'conflict');
@@ -57,7 +62,9 @@ test('channel: bind, refresh, expire, hold blocks reuse, then frees', () => {
 test('rebinding the same pair during the hold revives it', () => {
   const { s, a } = setup();
   s.refreshAllocation(a, 10_000_000);
+  s.installPermission(a, peer.address, 0);
   s.bindChannel(a, 0x4000, peer, 0);
+  s.installPermission(a, peer.address, 500_000);
   s.expire(CHANNEL_LIFETIME_MS);
   assert.equal(s.channels, 0);
   assert.equal(s.bindChannel(a, 0x4000, peer, CHANNEL_LIFETIME_MS + 1), 'bound');
