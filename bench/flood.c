@@ -11,6 +11,9 @@
 //
 // Usage: flood --server ADDR:PORT --flows PORT:CHAN[,PORT:CHAN...] --size BYTES
 //              --seconds S [--rate PPS] [--batch N] [--echo] [--bind ADDR]
+//              [--family 4|6]
+// The address family follows --server (IPv6 as [ADDR]:PORT); --family makes
+// the intent explicit and refuses a server address of the other family.
 // Prints one JSON object on stdout.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -98,7 +101,7 @@ static void drain_echoes(struct flow *flows, int nflows, uint64_t *rtts, uint64_
 
 int main(int argc, char **argv) {
   const char *server = NULL, *flowspec = NULL, *bind_addr = NULL;
-  int size = 100, batch = 64, echo = 0;
+  int size = 100, batch = 64, echo = 0, family = 0;
   double seconds = 5, rate = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -110,6 +113,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--seconds") && v) { seconds = atof(v); i++; }
     else if (!strcmp(a, "--rate") && v) { rate = atof(v); i++; }
     else if (!strcmp(a, "--batch") && v) { batch = atoi(v); i++; }
+    else if (!strcmp(a, "--family") && v) { family = atoi(v); i++; }
     else if (!strcmp(a, "--echo")) echo = 1;
     else { fprintf(stderr, "flood: unknown argument %s\n", a); return 2; }
   }
@@ -120,6 +124,10 @@ int main(int argc, char **argv) {
   struct sockaddr_storage srv;
   socklen_t srvlen;
   if (parse_addr(server, &srv, &srvlen) < 0) { fprintf(stderr, "flood: bad --server %s\n", server); return 2; }
+  if ((family == 4 && srv.ss_family != AF_INET) || (family == 6 && srv.ss_family != AF_INET6) || (family != 0 && family != 4 && family != 6)) {
+    fprintf(stderr, "flood: --server %s is not an IPv%d address\n", server, family);
+    return 2;
+  }
 
   static struct flow flows[MAX_FLOWS];
   int nflows = 0;
@@ -220,8 +228,8 @@ int main(int argc, char **argv) {
 
   uint64_t errors = 0, echoed = 0;
   for (int f = 0; f < nflows; f++) { errors += flows[f].send_errors; echoed += flows[f].echoed; }
-  printf("{\"sent\":%llu,\"elapsed_s\":%.6f,\"send_errors\":%llu,\"flows\":%d,\"size\":%d",
-         (unsigned long long)total, (double)elapsed / 1e9, (unsigned long long)errors, nflows, size);
+  printf("{\"sent\":%llu,\"elapsed_s\":%.6f,\"send_errors\":%llu,\"flows\":%d,\"size\":%d,\"family\":%d",
+         (unsigned long long)total, (double)elapsed / 1e9, (unsigned long long)errors, nflows, size, srv.ss_family == AF_INET6 ? 6 : 4);
   printf(",\"per_flow\":[");
   for (int f = 0; f < nflows; f++) printf("%s%llu", f ? "," : "", (unsigned long long)flows[f].sent);
   printf("]");

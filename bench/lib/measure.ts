@@ -101,7 +101,7 @@ export function baselineFlows(count: number): Flow[] {
 /** Where the flooder sends: the relay's TURN port, or with no contender the sink itself. */
 async function flood(s: Setup, flows: Flow[], args: string[], seconds: number, direct: boolean): Promise<Record<string, unknown>> {
   const { stdout } = await s.topo.exec('client', s.tools.flood, [
-    '--server', direct ? sinkAddress(s) : server(s), '--flows', flows.map((f) => `${f.port}:${f.channel}`).join(','), '--seconds', String(seconds), ...args,
+    '--server', direct ? sinkAddress(s) : server(s), '--family', String(s.family), '--flows', flows.map((f) => `${f.port}:${f.channel}`).join(','), '--seconds', String(seconds), ...args,
   ], { timeoutMs: (seconds + 20) * 1000 });
   return JSON.parse(stdout) as Record<string, unknown>;
 }
