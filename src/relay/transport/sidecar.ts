@@ -145,7 +145,8 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   // ---- DatapathPort --------------------------------------------------------
 
   send(from: LocalEndpoint, to: TransportAddress, data: Uint8Array): void {
-    const hold = this.holds.get(clientKey(to));
+    // Holds are rare (a bind ack in flight): skip building the key per datagram.
+    const hold = this.holds.size === 0 ? undefined : this.holds.get(clientKey(to));
     if (hold) {
       if (hold.queue.length >= (this.opts.maxHeldPerClient ?? 64)) this.s.droppedHeldOverflow++;
       else {
