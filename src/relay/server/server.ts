@@ -160,6 +160,27 @@ export class TurnServer {
     }
   }
 
+  /**
+   * The data plane lost allocation port `port` (a restarted sidecar could not
+   * reopen it after a resync): the allocation owning it cannot relay any
+   * more, so it is deleted now, with the usual channel-unbound, port-closed
+   * events and close-port outputs, instead of lingering broken until expiry.
+   * The client learns on its next request (437) and allocates again. A port
+   * no allocation owns (freed meanwhile, or still being opened) is ignored.
+   * Never throws.
+   */
+  portLost(family: Family, port: number, now: number): void {
+    try {
+      this.#state.expire(now);
+      const allocation = this.#state.byPort.get(portKey(family, port));
+      if (allocation === undefined) return;
+      this.#log?.warn({ family, port, client: allocation.client }, 'relay port lost: allocation deleted');
+      this.#state.removeAllocation(allocation);
+    } catch (err) {
+      this.#internalError(err);
+    }
+  }
+
   /** Expire whatever is due at `now`. Never throws. */
   handleTimeout(now: number): void {
     try {

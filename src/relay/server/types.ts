@@ -1,7 +1,9 @@
 // The sans-IO TURN server's boundary: what goes in, what comes out.
 // Transports (standalone UDP sockets, or the sidecar link) feed datagrams,
-// port-open results and the clock in, and carry the outputs out. Nothing in
-// the server touches a socket or reads a clock.
+// port-open results, lost ports (portLost: an allocation port the data plane
+// could not keep, e.g. not reopened after a sidecar restart; its allocation is
+// deleted) and the clock in, and carry the outputs out. Nothing in the server
+// touches a socket or reads a clock.
 
 export type Family = 4 | 6;
 
