@@ -18,8 +18,12 @@ import { REASON_NAMES, PATH_NAMES } from './bpf/abi.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url).pathname.replace('/dist/package.json', '/package.json'), 'utf8')) as { version: string }).version;
 
-/** How long pinned bindings from an earlier sidecar wait for the relay to re-announce before they are cleared. */
-const RESYNC_GRACE_MS = 15_000;
+/**
+ * How long pinned bindings from an earlier sidecar wait for the relay to
+ * re-announce before they are cleared. TURNPIKE_RESYNC_GRACE_MS overrides it
+ * (tests; not part of the configuration contract).
+ */
+const RESYNC_GRACE_MS = Number(process.env.TURNPIKE_RESYNC_GRACE_MS) > 0 ? Number(process.env.TURNPIKE_RESYNC_GRACE_MS) : 15_000;
 
 async function main(): Promise<number> {
   let loaded;

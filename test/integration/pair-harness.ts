@@ -47,6 +47,10 @@ export interface Pair {
   /** GET on the admin HTTP server inside the relay namespace. */
   get(path: string): Promise<{ status: number; body: string }>;
   status(): Promise<Status>;
+  /** The environment the pair was started with (to start a lone sidecar on the same pins). */
+  readonly env: Readonly<Record<string, string>>;
+  /** SIGKILLs the launcher and both children at once, leaving pins and the state dir (a host crash). */
+  killAll(): Promise<void>;
   waitReady(ms?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -176,6 +180,12 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
         throw new Error(`${e.message}\n--- pair output (tail) ---\n${out.split('\n').slice(-30).join('\n')}`);
       });
     },
+    env,
+    async killAll() {
+      const pids = [proc.pid, childPid('sidecar'), childPid('relay')].filter((p): p is number => p !== undefined);
+      for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      await waitUntil('pair processes gone', () => pids.every((p) => !alive(p)) || undefined, 5000, 20);
+    },
     async stop() {
       for (const l of starts('sidecar').concat(starts('relay'))) seenPids.add(l.pid as number);
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -281,6 +291,24 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
         if (proc.exitCode === null) proc.kill('SIGKILL');
       }
       return done;
+    },
+  };
+}
+
+/** Starts `src/sidecar/main.ts` alone (no launcher, no relay) in the relay namespace. */
+export function startLoneSidecar(topo: Topology, env: Record<string, string>): { output(): string; proc: ChildProcess; stop(): Promise<void> } {
+  const proc = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/sidecar/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  return {
+    proc,
+    output: () => out,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(8000)]);
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
   };
 }
