@@ -15,7 +15,7 @@ import { SidecarTransport } from '../../src/relay/transport/sidecar.ts';
 import { LinkServer } from '../../src/link/server.ts';
 import { UdpSockets } from '../../src/sidecar/sockets.ts';
 import { RelayBridge, type ChannelMap } from '../../src/sidecar/sockets/relay-bridge.ts';
-import { TurnClient } from '../helpers/turn-client.ts';
+import { TurnClient, TurnError } from '../helpers/turn-client.ts';
 import { captureLogger, tempSocketPath, until } from './helpers.ts';
 
 const fast = { initialMs: 10, maxMs: 50, jitter: 0, rejectedRetryMs: 60_000 };
@@ -212,6 +212,49 @@ test('sidecar restart: the relay reconnects on its own and resyncs a fresh sidec
   }
 });
 
+test('resync with an allocation port taken meanwhile: the relay deletes that allocation (unbound, closed), the client gets 437', async () => {
+  const w = await world();
+  const holder = createSocket('udp4');
+  try {
+    w.transport.start();
+    await once(w.bridge, 'resynced');
+    const c = await w.client();
+    const relayed = (await c.allocate()).relayed[0]!;
+    await c.channelBind(0x4004, peerAddr(w.peer));
+    // The link drops: the sidecar closes the allocation port and clears the map.
+    const gone = once(w.bridge, 'relay-close');
+    w.transport.stop();
+    await gone;
+    await w.bridge.settled();
+    // Someone else binds the relayed port before the relay is back.
+    holder.bind(relayed.port, '127.0.0.1');
+    await once(holder, 'listening');
+    const resynced = once(w.bridge, 'resynced') as Promise<[number, number, number, number]>;
+    w.transport.start();
+    const [, ports, chans, failed] = await resynced;
+    assert.deepEqual([ports, chans, failed], [1, 1, 1]);
+    await until(() => w.server.stats().allocations === 0, 'the allocation deleted');
+    const warn = w.relayLog.records.find((r) => /not reopened after resync/.test(r.msg));
+    assert.ok(warn, 'warned');
+    assert.equal(warn.level, 40);
+    assert.equal(warn.port, relayed.port);
+    assert.match(String(warn.error), /EADDRINUSE/);
+    // The binding the snapshot reinstalled is removed again.
+    await until(() => w.channels.ops.at(-1) === 'remove 16388', 'the channel unbound in the map');
+    await w.bridge.settled();
+    assert.equal(w.channels.map.size, 0);
+    assert.deepEqual(w.server.snapshot(), []);
+    await assert.rejects(c.refresh(600), (e) => e instanceof TurnError && e.code === 437);
+    // A fresh allocation works (on another port).
+    const again = (await c.allocate()).relayed[0]!;
+    assert.notEqual(again.port, relayed.port);
+    assert.ok(w.sockets.hasPort(4, again.port));
+  } finally {
+    holder.close();
+    await w.close();
+  }
+});
+
 test('no ack in time: the held answer is sent anyway (fail open) and counted', async () => {
   const w = await world({ ackTimeoutMs: 100 });
   try {
@@ -234,7 +277,7 @@ test('open-port with the sidecar away fails at once; a taken port reports false'
   const results: [number, boolean][] = [];
   const events: DataPlaneEvent[] = [];
   const transport = new SidecarTransport({ path, software: 'r', logger: captureLogger('r').logger, snapshot: () => events, backoff: fast });
-  transport.attach({ datagram: () => {}, portOpened: (t, ok) => results.push([t, ok]) });
+  transport.attach({ datagram: () => {}, portOpened: (t, ok) => results.push([t, ok]), portLost: () => {} });
   transport.openPort(1, 4, 40000);
   await until(() => results.length === 1, 'immediate failure');
   assert.deepEqual(results, [[1, false]]);

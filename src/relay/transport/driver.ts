@@ -10,6 +10,8 @@ import type { DataPlaneEvent, Family, LocalEndpoint, Output, TransportAddress } 
 export interface SansIoServer {
   handleDatagram(data: Uint8Array, local: LocalEndpoint, remote: TransportAddress, now: number): void;
   portOpened(token: number, ok: boolean, now: number): void;
+  /** An allocation port the data plane lost (TurnServer deletes its allocation); optional for servers without ports. */
+  portLost?(family: Family, port: number, now: number): void;
   handleTimeout(now: number): void;
   nextDeadline(): number | undefined;
   pollOutput(): Output | undefined;
@@ -66,6 +68,13 @@ export class Driver {
   portOpened(token: number, ok: boolean): void {
     if (this.closed) return;
     this.guard('portOpened', () => this.server.portOpened(token, ok, this.clock()));
+    this.drain();
+  }
+
+  /** The data plane lost an allocation port (e.g. not reopened after a resync). */
+  portLost(family: Family, port: number): void {
+    if (this.closed) return;
+    this.guard('portLost', () => this.server.portLost?.(family, port, this.clock()));
     this.drain();
   }
 

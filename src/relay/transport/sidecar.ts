@@ -7,6 +7,10 @@
 // - packet-in frames feed driver.datagram(); outputs become frames.
 // - open-port goes over the link; port-opened calls driver.portOpened(). With
 //   no link, opens fail at once (the server then answers the Allocate itself).
+// - Ports the sidecar could not reopen for a snapshot (SNAPSHOT_ACK `failed`)
+//   are reported to the server (driver.portLost), which deletes their
+//   allocations: they could never relay again, and the client learns at its
+//   next request (437) instead of at expiry.
 // - Install before answer: after a channel-bound event, datagrams to that
 //   client are held until the sidecar acks the map write (CHANNEL_ACK), so the
 //   ChannelBind success never reaches the client before the kernel can relay.
@@ -31,6 +35,8 @@ import { startRelayTelemetry } from '../telemetry/index.ts';
 export interface DriverInput {
   datagram(data: Uint8Array, local: LocalEndpoint, remote: TransportAddress): void;
   portOpened(token: number, ok: boolean): void;
+  /** A port the sidecar could not reopen after a resync: the server deletes its allocation. */
+  portLost(family: Family, port: number): void;
 }
 
 export interface SidecarTransportOptions {
@@ -100,6 +106,12 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   private readonly ackWaits = new Map<number, { key: string; timer: NodeJS.Timeout }>();
   private seq = 0;
   private generation = 0;
+  /**
+   * Ports opened (port-opened ok) while the current snapshot awaits its ack:
+   * a newer allocation may own a number the snapshot's reopen failed on, and
+   * must not be deleted for it. Undefined when no ack is awaited.
+   */
+  private openedDuringResync: Set<number> | undefined;
   private readonly s = {
     connects: 0, packetsIn: 0, packetsOut: 0, droppedDisconnected: 0, droppedBackpressure: 0, droppedHeldOverflow: 0,
     heldForAck: 0, ackTimeouts: 0, ackFailures: 0, openPortsFailedNoLink: 0, snapshotsSent: 0, snapshotPortFailures: 0, logsDropped: 0,
@@ -234,6 +246,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
 
   private onClosed(reason: string): void {
     this.conn = null;
+    this.openedDuringResync = undefined;
     // The sidecar closes our ports and clears the maps when we go; fail what was in flight.
     const tokens = [...this.pendingOpens.keys()];
     this.pendingOpens.clear();
@@ -255,6 +268,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
       case 'port-opened': {
         if (!this.pendingOpens.delete(f.token)) return; // answered already (e.g. link flapped)
         if (!f.ok) this.log.debug({ family: f.family, port: f.port, error: f.error }, 'sidecar could not open allocation port');
+        else this.openedDuringResync?.add(f.family * 65536 + f.port);
         this.driver?.portOpened(f.token, f.ok);
         return;
       }
@@ -272,6 +286,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
         this.s.snapshotPortFailures += f.failedTotal;
         if (f.failedTotal > 0) this.log.warn({ generation: f.generation, failed: f.failedTotal, sample: f.failed.slice(0, 5) }, 'sidecar could not reopen some allocation ports');
         else this.log.info({ generation: f.generation }, 'sidecar resynced');
+        if (f.generation === this.generation) this.dropLostPorts(f.failed, f.failedTotal);
         this.emit('resynced', f.generation, f.failed);
         return;
       case 'log-filter':
@@ -279,6 +294,20 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
         return;
       default:
         this.log.debug({ kind: f.kind }, 'unexpected frame from the sidecar ignored');
+    }
+  }
+
+  /** Deletes (via the server) the allocations whose ports the sidecar could not reopen. */
+  private dropLostPorts(failed: readonly { family: Family; port: number; error: string }[], failedTotal: number): void {
+    const openedSince = this.openedDuringResync;
+    this.openedDuringResync = undefined;
+    for (const p of failed) {
+      if (openedSince?.has(p.family * 65536 + p.port)) continue; // reopened since, for a newer allocation
+      this.log.warn({ family: p.family, port: p.port, error: p.error }, 'allocation port not reopened after resync; deleting its allocation');
+      this.driver?.portLost(p.family, p.port);
+    }
+    if (failedTotal > failed.length) {
+      this.log.warn({ unlisted: failedTotal - failed.length }, 'more ports failed than the snapshot ack lists; their allocations stay until they expire');
     }
   }
 
@@ -327,6 +356,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   /** Streams the snapshot in batches so a large state never overflows the control queue. */
   private async sendSnapshot(conn: LinkConnection): Promise<void> {
     const generation = (this.generation = (this.generation + 1) >>> 0);
+    this.openedDuringResync = new Set();
     const items = this.opts.snapshot();
     const batch = this.opts.snapshotBatch ?? 1000;
     let ports = 0;
