@@ -5,7 +5,7 @@
 // SIGINT stops both (relay first, so the sidecar can clear its maps).
 // In production, deploy/systemd runs the two as separate units instead.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, extname } from 'node:path';
 import { loadConfig, ConfigError } from './config/load.ts';
@@ -138,4 +138,15 @@ async function stop(exitCode: number): Promise<void> {
 
 process.on('SIGTERM', () => void stop(0));
 process.on('SIGINT', () => void stop(0));
-for (const c of children) start(c);
+// The relay starts once the sidecar listens (it would retry with backoff
+// anyway, but then its first lines are connection failures).
+start(children[0]!);
+const socketPath = linkSocketPath(config);
+const since = Date.now();
+const waitForSocket = setInterval(() => {
+  if (stopping) return clearInterval(waitForSocket);
+  if (existsSync(socketPath) || Date.now() - since > 10_000) {
+    clearInterval(waitForSocket);
+    start(children[1]!);
+  }
+}, 50);

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
-import { startPair, udpCsumErrors, strictChecksums, inNs, type Pair, type Status, USER, PASS } from './pair-harness.ts';
+import { startPair, udpCsumErrors, strictChecksums, inNs, type Pair, type Status, type StopReport, USER, PASS } from './pair-harness.ts';
 
 const PEER_PORT = 3480;
 const MESSAGES = 50;
@@ -72,17 +72,17 @@ function userspaceRelayed(s: Status): number {
   return r ? r.toPeer.packets + r.toClient.packets : 0;
 }
 
-async function withPair(t: TestContext, topo: Topology, opts: Parameters<typeof startPair>[1], run: (pair: Pair) => Promise<void>): Promise<void> {
+async function withPair(t: TestContext, topo: Topology, opts: Parameters<typeof startPair>[1], run: (pair: Pair) => Promise<void>): Promise<StopReport> {
   const pair = await startPair(topo, opts);
   try {
     await pair.waitReady();
     await run(pair);
   } catch (e) {
     t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
-    throw e;
-  } finally {
     await pair.stop();
+    throw e;
   }
+  return pair.stop();
 }
 
 for (const mode of ['native', 'skb', 'off'] as const) {
@@ -90,7 +90,7 @@ for (const mode of ['native', 'skb', 'off'] as const) {
     const topo = gate(t);
     if (!topo) return;
     const csumBefore = (await udpCsumErrors(topo, 'client')) + (await udpCsumErrors(topo, 'peer'));
-    await withPair(t, topo, mode === 'off' ? { ebpf: 'off' } : { ebpf: 'required', xdpMode: mode }, async (pair) => {
+    const stopped = await withPair(t, topo, mode === 'off' ? { ebpf: 'off' } : { ebpf: 'required', xdpMode: mode }, async (pair) => {
       const s0 = await pair.status();
       assert.equal(s0.mode, mode === 'off' ? 'userspace' : 'xdp');
       for (const family of [4, 6] as const) {
@@ -115,6 +115,10 @@ for (const mode of ['native', 'skb', 'off'] as const) {
         assert.ok(user <= expected / 10, `userspace relayed ${user} of ${kernel + user}`);
       }
     });
+    // SIGTERM: both processes stop cleanly, the program is detached and its pins removed (keepPinned is off).
+    assert.equal(stopped.exitCode, 0, 'launcher exit code after SIGTERM');
+    assert.deepEqual(stopped.pinsLeft, [], 'pins left after a clean stop');
+    assert.doesNotMatch(await inNs(topo, 'relay', 'ip', ['link', 'show', topo.dev.relay]), /xdp/, 'XDP program left attached');
     const csumAfter = (await udpCsumErrors(topo, 'client')) + (await udpCsumErrors(topo, 'peer'));
     assert.equal(csumAfter - csumBefore, 0, 'UDP checksum errors in the client or peer namespace');
   });

@@ -5,7 +5,7 @@
 // bpffs by the sidecar would vanish with the process (the fast path must
 // outlive a sidecar restart).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, chmodSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, chmodSync, readdirSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +52,14 @@ export interface Pair {
   /** SIGKILLs the launcher and both children at once, leaving pins and the state dir (a host crash). */
   killAll(): Promise<void>;
   waitReady(ms?: number): Promise<void>;
-  stop(): Promise<void>;
+  /** SIGTERM to the launcher; reports how it ended and what it left behind, then removes the leftovers. */
+  stop(): Promise<StopReport>;
+}
+
+export interface StopReport {
+  exitCode: number | null;
+  /** Entries left in the pin directory after the pair exited. */
+  pinsLeft: string[];
 }
 
 /** The parts of GET /status the tests read. */
@@ -195,8 +202,10 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
       }
       // Children of a launcher that did not stop cleanly must not outlive the test.
       for (const pid of seenPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      const report: StopReport = { exitCode: proc.exitCode, pinsLeft: existsSync(pinDir) ? readdirSync(pinDir) : [] };
       if (existsSync(pinDir)) rmSync(pinDir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });
+      return report;
     },
   };
   return pair;
