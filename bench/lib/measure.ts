@@ -134,16 +134,25 @@ export interface ThroughputRun {
   /** Wall time between the CPU snapshots (the flood plus the drain pause). */
   cpuWallSeconds: number;
   /**
-   * Softirq CPU-seconds per second on the whole machine in the second before
-   * the flood (no benchmark traffic): other load's share, subtracted from
-   * softirqUsPerPkt as rate × run time. softirqRawUsPerPkt is uncorrected.
+   * Softirq CPU-seconds per second on the whole machine with no benchmark
+   * traffic (other load's share): the lower of two samples, just before the
+   * flood and just after the drain, so one burst of other load does not
+   * over-correct. Subtracted from softirqUsPerPkt as rate × run time;
+   * softirqRawUsPerPkt is uncorrected.
    */
   backgroundSoftirqPerSecond: number;
   softirqRawUsPerPkt: number;
 }
 
-/** How long the machine's background softirq rate is sampled before each run. */
-const BACKGROUND_MS = 1000;
+/** How long the machine's background softirq rate is sampled before and after each run. */
+const BACKGROUND_MS = 500;
+
+async function backgroundSoftirqRate(): Promise<number> {
+  const a = cpuSnapshot([]);
+  await sleep(BACKGROUND_MS);
+  const d = cpuDelta(a, cpuSnapshot([]));
+  return d.softirqSeconds / d.wallSeconds;
+}
 
 /**
  * Generator at full speed for `seconds`; a run is generator-capped when the
@@ -157,11 +166,7 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
   const peer0 = await snmp(s, 'peer');
   const pids = h?.pids() ?? [];
   const roles = h?.roles() ?? {};
-  const bg0 = cpuSnapshot([]);
-  await sleep(BACKGROUND_MS);
-  const bg1 = cpuSnapshot([]);
-  const bg = cpuDelta(bg0, bg1);
-  const backgroundSoftirqPerSecond = bg.softirqSeconds / bg.wallSeconds;
+  const bgBefore = await backgroundSoftirqRate();
   const cpu0 = cpuSnapshot(pids);
   const f = await flood(s, flows, ['--size', String(size), '--rate', '0'], seconds, h === undefined);
   await sleep(250); // let queued packets drain through the relay
@@ -177,6 +182,7 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
   const relayed = Number(r.packets) + sinkDrops;
   const lossPct = sent > 0 ? Math.max(0, (1 - relayed / sent) * 100) : 100;
   const per = (secs: number) => (relayed > 0 ? (secs * 1e6) / relayed : NaN);
+  const backgroundSoftirqPerSecond = Math.min(bgBefore, await backgroundSoftirqRate());
   const softirqSeconds = d.softirqSeconds - backgroundSoftirqPerSecond * d.wallSeconds;
   const processByRole: Record<string, number> = {};
   for (const [role, pid] of Object.entries(roles)) {

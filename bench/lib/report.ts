@@ -98,7 +98,7 @@ function header(r: BenchResults): string[] {
   L.push(`| load average (1 min) | ${load(m.loadAtStart)} at start, ${load(m.loadAtEnd)} at end${(m.loadAtStart ?? 0) > 0.5 ? ' — **the machine was not quiet**: other work adds to the global softirq time and takes CPU from generator and relay; compare contenders within this run only' : ''} |`);
   const bgs = [...(r.baseline?.sizes ?? []), ...r.contenders.flatMap((c) => c.sizes)].flatMap((s) => s.runs.map((x) => x.backgroundSoftirqPerSecond)).filter((x) => Number.isFinite(x));
   if (bgs.length > 0) {
-    L.push(`| background softirq | ${(Math.min(...bgs) * 1000).toFixed(0)}–${(Math.max(...bgs) * 1000).toFixed(0)} ms per second across runs (machine-wide, sampled 1 s before each run with no benchmark traffic; subtracted from every softirq figure) |`);
+    L.push(`| background softirq | ${(Math.min(...bgs) * 1000).toFixed(0)}–${(Math.max(...bgs) * 1000).toFixed(0)} ms per second across runs (machine-wide with no benchmark traffic, the lower of 0.5 s samples before and after each run; subtracted from every softirq figure) |`);
   }
   L.push(`| reproduce | \`${r.command}\` as root (needs network namespaces; \`make -C bpf\` first for the XDP contenders) |`);
   const cases = r.params.cases.map((c) => `IPv${c.family} ${c.size} B`).join(', ');
@@ -145,7 +145,7 @@ function legend(r: BenchResults): string[] {
       'XDP\'s relayed pps here is what one core could do for generator and kernel path together, not the XDP program\'s ceiling. The per-packet CPU figures do not depend on this.',
     '',
     'CPU times come from /proc (`utime`+`stime` of the relay\'s processes, the `softirq` column of /proc/stat). This kernel has no IRQ time accounting, so both are 10 ms tick samples: small differences are noise. ' +
-      'The softirq column of /proc/stat is machine-wide: anything else running adds to it. Each run first samples the machine\'s softirq rate for 1 s with no benchmark traffic and subtracts that rate × the run\'s length (the JSON keeps the uncorrected figure as softirqRawUsPerPkt); bursty other load still gets through, hence the load average above.',
+      'The softirq column of /proc/stat is machine-wide: anything else running adds to it. Each run samples the machine\'s softirq rate for 0.5 s before and after the flood, with no benchmark traffic, and subtracts the lower rate × the run\'s length (the JSON keeps the uncorrected figure as softirqRawUsPerPkt); bursty other load still gets through, hence the load average above.',
     '',
   ];
 }
