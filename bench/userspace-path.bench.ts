@@ -23,7 +23,7 @@
 // A 2-core machine shares its cores between generator, relay and sink, so
 // "relayed pps" is partly a scheduling result; CPU-us per packet compares fairly.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,12 +212,20 @@ interface RunResult {
   relayedPps: number;
   loss: number;
   cpuUsPerPacket: number;
+  /** CPU-us per relayed packet by process, and the kernel (stime) part of it. */
   perRole: Record<string, number>;
+  perRoleSys: Record<string, number>;
 }
 
-function ticksOf(pid: number): number {
-  const snap = cpuSnapshot([pid]);
-  return snap.perPid.get(pid) ?? 0;
+/** utime and stime ticks of one process (all threads). */
+function ticksOf(pid: number): [number, number] {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return [Number(f[11]), Number(f[12])];
+  } catch {
+    return [0, 0];
+  }
 }
 
 async function oneRun(c: Contender, work: string): Promise<RunResult> {
@@ -251,7 +259,10 @@ async function oneRun(c: Contender, work: string): Promise<RunResult> {
     ) as { sent: number; elapsed_s: number };
     await sleep(300); // let queues drain into the sink
     const after = cpuSnapshot(pids);
-    const perRoleTicks = Object.fromEntries(Object.entries(roles).map(([k, p]) => [k, ticksOf(p) - roleBefore[k]!]));
+    const perRoleTicks = Object.fromEntries(Object.entries(roles).map(([k, p]) => {
+      const [u, s] = ticksOf(p);
+      return [k, [u - roleBefore[k]![0], s - roleBefore[k]![1]] as const];
+    }));
     const sinkDone = new Promise<void>((r) => sink.once('exit', () => r()));
     sink.kill('SIGTERM');
     await sinkDone;
@@ -263,7 +274,8 @@ async function oneRun(c: Contender, work: string): Promise<RunResult> {
       relayedPps: relayed / floodOut.elapsed_s,
       loss: floodOut.sent > 0 ? 1 - relayed / floodOut.sent : 0,
       cpuUsPerPacket: relayed > 0 ? (cpu.processSeconds * 1e6) / relayed : NaN,
-      perRole: Object.fromEntries(Object.entries(perRoleTicks).map(([k, t]) => [k, relayed > 0 ? (t * 1e4) / relayed : NaN])),
+      perRole: Object.fromEntries(Object.entries(perRoleTicks).map(([k, [u, s]]) => [k, relayed > 0 ? ((u + s) * 1e4) / relayed : NaN])),
+      perRoleSys: Object.fromEntries(Object.entries(perRoleTicks).map(([k, [, s]]) => [k, relayed > 0 ? (s * 1e4) / relayed : NaN])),
     };
   } finally {
     await stopChild(started.child);
@@ -290,7 +302,8 @@ async function main(): Promise<void> {
         const res = await oneRun(c, work);
         runs.push(res);
         progress(`${c.name} run ${r + 1}/${RUNS}: offered ${(res.offeredPps / 1000).toFixed(1)}k pps, relayed ${(res.relayedPps / 1000).toFixed(1)}k pps, ` +
-          `loss ${(res.loss * 100).toFixed(1)}%, ${res.cpuUsPerPacket.toFixed(2)} CPU-us/pkt ${JSON.stringify(Object.fromEntries(Object.entries(res.perRole).map(([k, v]) => [k, Number(v.toFixed(2))])))}`);
+          `loss ${(res.loss * 100).toFixed(1)}%, ${res.cpuUsPerPacket.toFixed(2)} CPU-us/pkt, by process (of it kernel): ` +
+          Object.entries(res.perRole).map(([k, v]) => `${k} ${v.toFixed(2)} (${res.perRoleSys[k]!.toFixed(2)})`).join(', '));
       } catch (e) {
         progress(`${c.name} run ${r + 1}/${RUNS} failed: ${(e as Error).message} (work dir ${work})`);
         continue;

@@ -121,6 +121,8 @@ export class RelayState {
   /**
    * The same allocations as byFiveTuple, by client IP text then client port:
    * the per-packet lookup (ChannelData, Send) avoids building a 5-tuple string.
+   * Client traffic only arrives on the one listen port, and the address text
+   * fixes the family, so (address, port) names one 5-tuple here.
    */
   readonly #byClient = new Map<string, Map<number, Allocation>>();
   readonly reservations = new Map<string, Reservation>();
