@@ -66,24 +66,6 @@ function interfaceMtu(ifname: string, fallback: number): number {
   }
 }
 
-/**
- * Whether forwarding is on for the interface, per family. The XDP program's
- * next-hop lookup (bpf_fib_lookup) answers "forwarding disabled" without it;
- * the program then sends each output to the MAC learned from the
- * destination's own frames (tp_neigh) and passes it to the stack until that
- * destination has sent anything. Both states work; this is for the log.
- */
-export function forwardingOn(ifname: string): { v4: boolean; v6: boolean } {
-  const read = (p: string) => {
-    try {
-      return readFileSync(p, 'utf8').trim() === '1';
-    } catch {
-      return false;
-    }
-  };
-  return { v4: read(`/proc/sys/net/ipv4/conf/${ifname}/forwarding`), v6: read(`/proc/sys/net/ipv6/conf/${ifname}/forwarding`) };
-}
-
 export function startEbpf(config: Config, log: Logger): { router: XdpRouter | undefined; state: EbpfState } {
   const state: EbpfState = {
     requested: config.ebpf,
@@ -137,14 +119,6 @@ export function startEbpf(config: Config, log: Logger): { router: XdpRouter | un
       { interface: ifname, mode: config.xdpMode, how: a.how, relayV4: addrs.v4, relayV6: addrs.v6, reusedMaps: router.reusedMaps, capacity: config.mapCapacity },
       'eBPF fast path active',
     );
-    const fwd = forwardingOn(ifname);
-    const off = [...(addrs.v4 && !fwd.v4 ? ['ipv4'] : []), ...(addrs.v6 && !fwd.v6 ? ['ipv6'] : [])];
-    if (off.length > 0) {
-      log.info(
-        { interface: ifname, families: off },
-        `forwarding is off on ${ifname} (${off.join(', ')}): the fast path takes next-hop MACs from neighbours learned from their own packets; a destination's first packets go through userspace until it has sent one`,
-      );
-    }
     return { router, state };
   } catch (e) {
     router?.close();

@@ -20,7 +20,6 @@ let topo: Topology | undefined;
 before(async () => {
   if (!(process.getuid?.() === 0 && haveTools)) return;
   topo = await createTopology({ prefix: 'tpe2r', ipv6: false });
-  await inNs(topo, 'relay', 'sysctl', ['-q', '-w', `net.ipv4.conf.${topo.dev.relay}.forwarding=1`]);
   await topo.enableRelayXdpTx();
   topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
   await sleep(300);

@@ -24,9 +24,6 @@ before(async () => {
   if (!(process.getuid?.() === 0 && haveTools)) return;
   topo = await createTopology({ prefix: 'tpe2e' });
   await strictChecksums(topo);
-  // bpf_fib_lookup answers "forwarding disabled" without this, and the peer
-  // shares the relay's LAN segment here (see bpf/rewrite.h, fib_lookup_macs).
-  await inNs(topo, 'relay', 'sysctl', ['-q', '-w', `net.ipv4.conf.${topo.dev.relay}.forwarding=1`, `net.ipv6.conf.${topo.dev.relay}.forwarding=1`]);
   // Native XDP_TX on veth needs an XDP program on the receiving end too.
   await topo.enableRelayXdpTx();
   topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4, '-L', topo.addr.peer6!]);

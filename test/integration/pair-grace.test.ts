@@ -20,7 +20,6 @@ after(async () => {
 test('pinned bindings of a crashed pair are cleared when no relay re-announces within the grace time', async (t) => {
   if (!requireRoot(t) || !requireCapability(t, haveTools, 'needs turnutils_peer, nsenter and curl')) return;
   topo = await createTopology({ prefix: 'tpgr', ipv6: false });
-  await inNs(topo, 'relay', 'sysctl', ['-q', '-w', `net.ipv4.conf.${topo.dev.relay}.forwarding=1`]);
   await topo.enableRelayXdpTx();
   topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
   await sleep(300);
