@@ -219,17 +219,6 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     return this.conn?.send({ kind: 'counters', json }) ?? false;
   }
 
-  /** A pino destination that forwards each line over the link (level and module read from the line). */
-  logDestination(): { write(line: string): void } {
-    return {
-      write: (line: string) => {
-        const level = /"level":(\d+)/.exec(line);
-        const mod = /"module":"([^"]*)"/.exec(line);
-        this.sendLog(level ? Number(level[1]) : 30, mod?.[1] ?? 'relay', line.trimEnd());
-      },
-    };
-  }
-
   stats(): SidecarTransportStats {
     return { ...this.s, connected: this.connected, link: this.conn?.stats() ?? null };
   }
