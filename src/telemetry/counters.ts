@@ -1,7 +1,7 @@
-import { PATH_NAMES, REASON_NAMES } from '../sidecar/bpf/abi.ts';
 // Pure helpers turning cumulative counter snapshots (kernel per-CPU sums, the
 // relay's ServerStats, link stats) into monotonic totals and low-cardinality
 // metric attributes. No OTel here, so the arithmetic is testable on its own.
+import { DIAG_KIND_NAMES, PATH_NAMES, REASON_NAMES } from '../sidecar/bpf/abi.ts';
 
 /**
  * Turns a stream of cumulative snapshots per series into a monotonic total.
@@ -64,9 +64,10 @@ export function reasonAttributes(name: string): { verdict: 'pass' | 'drop'; reas
   return m ? { verdict: m[1] as 'pass' | 'drop', reason: m[2]! } : undefined;
 }
 
-/** Index -> name tables of enum tp_path / tp_reason, for readers that hand over indices (the one mirror lives in abi.ts). */
+/** Index -> name tables of enum tp_path / tp_reason / tp_diag_kind, for readers that hand over indices (the one mirror lives in abi.ts). */
 export const KERNEL_PATH_NAMES: readonly string[] = PATH_NAMES;
 export const KERNEL_REASON_NAMES: readonly string[] = REASON_NAMES;
+export const KERNEL_DIAG_KIND_NAMES: Readonly<Record<number, string>> = DIAG_KIND_NAMES;
 
 /** `allocate:401` -> { method: 'allocate', code: '401' }. */
 export function responseAttributes(key: string): { method: string; code: string } {

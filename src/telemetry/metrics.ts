@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import type { ServerStats } from '../relay/server/types.ts';
 import {
   CumulativeAccumulator,
+  KERNEL_DIAG_KIND_NAMES,
   KERNEL_PATH_NAMES,
   KERNEL_REASON_NAMES,
   LabelCap,
@@ -342,7 +343,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       }
     },
     onDiagEvent(e) {
-      const kind = typeof e.kind === 'number' ? (e.kind === 1 ? 'drop' : e.kind === 2 ? 'misconfig' : `kind_${e.kind}`) : e.kind;
+      const kind = typeof e.kind === 'number' ? KERNEL_DIAG_KIND_NAMES[e.kind] ?? `kind_${e.kind}` : e.kind;
       const reason = typeof e.reason === 'number' ? KERNEL_REASON_NAMES[e.reason] ?? `reason_${e.reason}` : e.reason;
       const path = typeof e.path === 'number' ? KERNEL_PATH_NAMES[e.path] : e.path;
       diagEvents.add(1, { kind: reasonCap.label(kind), reason: reasonCap.label(reasonAttributes(reason)?.reason ?? reason) });
