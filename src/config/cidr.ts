@@ -1,6 +1,7 @@
 // CIDR parsing and matching for both families, on 16-byte addresses
 // (IPv4 as IPv4-mapped IPv6), so one code path serves both.
 import { isIP } from 'node:net';
+import { addressToBytes16 } from '../net/ip.ts';
 
 export interface Cidr {
   readonly text: string;
@@ -8,34 +9,11 @@ export interface Cidr {
   readonly bits: number; // prefix length in the 128-bit space
 }
 
-/** 16-byte network-order form of an address; IPv4 becomes ::ffff:a.b.c.d. */
+/** 16-byte network-order form of an address; IPv4 becomes ::ffff:a.b.c.d. Throws on anything but an IP address. */
 export function addressBytes(address: string): Uint8Array {
-  const out = new Uint8Array(16);
-  const family = isIP(address);
-  if (family === 4) {
-    out[10] = 0xff;
-    out[11] = 0xff;
-    address.split('.').forEach((o, i) => (out[12 + i] = Number(o)));
-    return out;
-  }
-  if (family !== 6) throw new Error(`not an IP address: ${address}`);
-  let a = address.split('%')[0]!;
-  // embedded IPv4 tail (::ffff:1.2.3.4)
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  if (v4) {
-    const b = addressBytes(v4[1]!);
-    a = a.slice(0, -v4[1]!.length) + `${((b[12]! << 8) | b[13]!).toString(16)}:${((b[14]! << 8) | b[15]!).toString(16)}`;
-  }
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => {
-    const v = parseInt(g, 16);
-    out[i * 2] = v >> 8;
-    out[i * 2 + 1] = v & 0xff;
-  });
-  return out;
+  const b = isIP(address) === 0 ? undefined : addressToBytes16(address);
+  if (!b) throw new Error(`not an IP address: ${address}`);
+  return b;
 }
 
 export function parseCidr(text: string): Cidr {

@@ -4,7 +4,7 @@
 // including IPv6 forms that carry such an IPv4 address inside them.
 // Addresses are compared as 16 bytes (IPv4 as IPv4-mapped), see config/cidr.ts.
 import { cidrContains, parseCidr, type Cidr } from '../../config/cidr.ts';
-import { addressToBytes } from '../stun/address.ts';
+import { addressToBytes16, toBytes16 } from '../../net/ip.ts';
 
 export type DenyReason =
   | 'denied-list'
@@ -104,14 +104,6 @@ function embeddedV4(b: Uint8Array): Embedded[] {
   return [];
 }
 
-function toBytes16(address: string | Uint8Array): Uint8Array | undefined {
-  const b = typeof address === 'string' ? addressToBytes(address) : address;
-  if (!b) return undefined;
-  if (b.length === 16) return b;
-  if (b.length === 4) return mapped(b, 0);
-  return undefined;
-}
-
 const ALLOW: PolicyDecision = Object.freeze({ allowed: true });
 
 /**
@@ -130,7 +122,7 @@ export function createPeerPolicy(opts: PeerPolicyOptions = {}): PeerPolicy {
 
   return {
     check(address) {
-      const b = toBytes16(address);
+      const b = typeof address === 'string' ? addressToBytes16(address) : toBytes16(address);
       if (!b) return { allowed: false, reason: 'invalid-address' };
       const emb = embeddedV4(b);
       if (inList(denied, b, emb)) return { allowed: false, reason: 'denied-list' };

@@ -8,6 +8,7 @@
 // targets share the host's order).
 import { isIP } from 'node:net';
 import { addressBytes } from '../../config/cidr.ts';
+import { formatAddress, formatV4, isV4Mapped } from '../../net/ip.ts';
 
 export interface FieldLayout {
   readonly offset: number;
@@ -157,24 +158,9 @@ export interface Endpoint {
   readonly port: number;
 }
 
-/** Text form of a 16-byte address: dotted quad for IPv4-mapped, else compressed IPv6. */
+/** Text form of a 16-byte address: dotted quad for IPv4-mapped, else compressed IPv6 (RFC 5952). */
 export function addressText(b: Uint8Array): string {
-  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-  if (mapped) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
-  // longest run of >= 2 zero groups becomes "::" (RFC 5952)
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+  return isV4Mapped(b) ? formatV4(b, 12) : formatAddress(b);
 }
 
 function checkPort(port: number, what: string): number {
@@ -234,7 +220,7 @@ export function decodeConfig(b: Uint8Array): TpConfig {
     portMin: v.getUint16(8, false),
     portMax: v.getUint16(10, false),
     diagPerSec: v.getUint32(12, true),
-    relayV4: flags & TP_CFG_HAVE_V4 ? `${b[16]}.${b[17]}.${b[18]}.${b[19]}` : undefined,
+    relayV4: flags & TP_CFG_HAVE_V4 ? formatV4(b, 16) : undefined,
     relayV6: flags & TP_CFG_HAVE_V6 ? addressText(b.subarray(20, 36)) : undefined,
   };
 }
