@@ -3,11 +3,11 @@
 // passes up arrives here and goes to `onPacket`; the relay's replies leave via
 // `send`. No TURN logic. A socket error is counted (by operation and code) and
 // logged at most once per interval per kind, never fatal.
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
-import { isIP } from 'node:net';
+import type { Socket } from 'node:dgram';
 import type { Logger } from 'pino';
 import type { Family, LocalEndpoint, TransportAddress } from '../relay/server/types.ts';
+import { ErrorCounter } from '../net/error-log.ts';
+import { ReplyRoutes, WILDCARD, bindUdp, closeQuietly, familyOf, portKey, remoteOf } from '../net/udp.ts';
 
 export type SocketKind = 'listen' | 'allocation';
 
@@ -52,32 +52,10 @@ export interface SocketStats {
   buffers: { recv: number; send: number };
 }
 
-const WILDCARD: Record<Family, string> = { 4: '0.0.0.0', 6: '::' };
 /** One send in this many carries a completion callback while no error is known. */
 export const SEND_CHECK_EVERY = 16;
 /** After a send error, this many sends all carry the callback. */
 const SEND_CHECK_AFTER_ERROR = 4096;
-
-/**
- * node:dgram resolves every destination with dns.lookup, which answers an IP
- * literal on the next tick: a tick per datagram sent. Destinations here are IP
- * literals, so answer those at once and leave names to dns.lookup.
- */
-function literalLookup(hostname: string, options: LookupOneOptions | number, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
-  const family = isIP(hostname);
-  if (family !== 0) return cb(null, hostname, family);
-  dnsLookup(hostname, typeof options === 'number' ? { family: options } : options, cb);
-}
-
-const portKey = (family: Family, port: number) => family * 65536 + port;
-
-/** The remote as the relay should see it: IPv4-mapped IPv6 sources stay IPv4. */
-export function remoteFrom(r: Pick<RemoteInfo, 'address' | 'family' | 'port'>): TransportAddress {
-  if (r.family === 'IPv4') return { family: 4, address: r.address, port: r.port };
-  const a = r.address;
-  if (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4) return { family: 4, address: a.slice(7), port: r.port };
-  return { family: 6, address: a, port: r.port };
-}
 
 interface ListenSocket {
   socket: Socket;
@@ -88,14 +66,12 @@ interface ListenSocket {
 export class UdpSockets {
   private readonly listen = new Map<Family, ListenSocket[]>();
   private readonly allocations = new Map<number, Socket>();
-  /** With several listen sockets in one family, replies leave from the one the client used. */
-  private readonly replyVia = new Map<string, Socket>();
+  private readonly replyVia = new ReplyRoutes();
   private readonly traffic = {
     in: { listen: { packets: 0, bytes: 0 }, allocation: { packets: 0, bytes: 0 } },
     out: { listen: { packets: 0, bytes: 0 }, allocation: { packets: 0, bytes: 0 } },
   };
-  private readonly errors: Record<string, number> = {};
-  private readonly lastLogged = new Map<string, { at: number; suppressed: number }>();
+  private readonly errors: ErrorCounter;
   private readonly bufferBytes: number;
   private closed = false;
   private sendSeq = 0;
@@ -103,13 +79,14 @@ export class UdpSockets {
 
   constructor(private readonly opts: UdpSocketsOptions) {
     this.bufferBytes = opts.bufferBytes ?? 4 << 20;
+    this.errors = new ErrorCounter(opts.logger, opts.errorLogIntervalMs);
   }
 
   /** Binds the listen sockets; rejects (closing what was bound) if one cannot bind. */
   async listenAll(): Promise<void> {
     try {
       for (const address of this.opts.listenAddresses) {
-        const family: Family = isIP(address) === 6 ? 6 : 4;
+        const family = familyOf(address);
         const socket = await this.bind(family, address, this.opts.listenPort);
         const port = (socket.address() as { port: number }).port;
         const entry: ListenSocket = { socket, address, local: { family, port } };
@@ -117,8 +94,8 @@ export class UdpSockets {
         list.push(entry);
         this.listen.set(family, list);
         socket.on('message', (msg, rinfo) => {
-          const remote = remoteFrom(rinfo);
-          if (list.length > 1) this.rememberReply(remote, socket);
+          const remote = remoteOf(rinfo);
+          if (list.length > 1) this.replyVia.remember(remote, socket);
           this.count(this.traffic.in.listen, msg.length);
           this.opts.onPacket(entry.local, remote, msg, 'listen');
         });
@@ -146,7 +123,7 @@ export class UdpSockets {
       socket = await this.bind(family, this.allocationAddress(family), port);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? 'EINVAL';
-      this.errors[`bind:${code}`] = (this.errors[`bind:${code}`] ?? 0) + 1;
+      this.errors.count(`bind:${code}`);
       this.opts.logger?.debug({ family, port, code }, 'allocation port bind failed');
       return { ok: false, error: code };
     }
@@ -157,7 +134,7 @@ export class UdpSockets {
     const local: LocalEndpoint = { family, port };
     socket.on('message', (msg, rinfo) => {
       this.count(this.traffic.in.allocation, msg.length);
-      this.opts.onPacket(local, remoteFrom(rinfo), msg, 'allocation');
+      this.opts.onPacket(local, remoteOf(rinfo), msg, 'allocation');
     });
     socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { family, port }));
     this.allocations.set(key, socket);
@@ -170,14 +147,14 @@ export class UdpSockets {
     const socket = this.allocations.get(key);
     if (!socket) return false;
     this.allocations.delete(key);
-    safeClose(socket);
+    closeQuietly(socket);
     return true;
   }
 
   /** Closes every allocation port (the relay went away); returns how many. */
   closeAllocationPorts(): number {
     const n = this.allocations.size;
-    for (const s of this.allocations.values()) safeClose(s);
+    for (const s of this.allocations.values()) closeQuietly(s);
     this.allocations.clear();
     return n;
   }
@@ -197,7 +174,7 @@ export class UdpSockets {
     const list = from.port === this.opts.listenPort || this.isListenPort(from) ? this.listen.get(from.family) : undefined;
     if (list && list.length > 0) {
       kind = 'listen';
-      socket = list.length === 1 ? list[0]!.socket : this.replyVia.get(`${to.address}|${to.port}`) ?? list[0]!.socket;
+      socket = list.length === 1 ? list[0]!.socket : this.replyVia.get(to) ?? list[0]!.socket;
     } else socket = this.allocations.get(portKey(from.family, from.port));
     if (!socket) {
       this.error('send', { code: 'no-socket', message: 'no socket for this local port' }, { family: from.family, port: from.port });
@@ -230,7 +207,7 @@ export class UdpSockets {
     return {
       in: { listen: { ...this.traffic.in.listen }, allocation: { ...this.traffic.in.allocation } },
       out: { listen: { ...this.traffic.out.listen }, allocation: { ...this.traffic.out.allocation } },
-      errors: { ...this.errors },
+      errors: { ...this.errors.counts },
       allocationPorts: this.allocations.size,
       buffers: first ? this.buffersOf(first.socket) : { recv: 0, send: 0 },
     };
@@ -242,7 +219,7 @@ export class UdpSockets {
     this.listen.clear();
     this.allocations.clear();
     this.replyVia.clear();
-    await Promise.all(all.map((s) => new Promise<void>((r) => safeClose(s, r))));
+    await Promise.all(all.map((s) => new Promise<void>((r) => closeQuietly(s, r))));
   }
 
   private isListenPort(from: LocalEndpoint): boolean {
@@ -252,7 +229,7 @@ export class UdpSockets {
 
   private allocationAddress(family: Family): string {
     const configured = family === 4 ? this.opts.allocationBind?.v4 : this.opts.allocationBind?.v6;
-    return configured ?? this.opts.listenAddresses.find((a) => (isIP(a) === 6 ? 6 : 4) === family) ?? WILDCARD[family];
+    return configured ?? this.opts.listenAddresses.find((a) => familyOf(a) === family) ?? WILDCARD[family];
   }
 
   private count(t: Traffic, bytes: number): void {
@@ -260,46 +237,12 @@ export class UdpSockets {
     t.bytes += bytes;
   }
 
-  private rememberReply(remote: TransportAddress, socket: Socket): void {
-    // Bounded: a scan from many sources only costs a fallback to the first socket.
-    if (this.replyVia.size >= 65536) this.replyVia.clear();
-    this.replyVia.set(`${remote.address}|${remote.port}`, socket);
-  }
-
   private error(op: 'send' | 'receive', e: { code?: string; message: string }, fields: Record<string, unknown>): void {
-    const kind = `${op}:${e.code ?? 'error'}`;
-    this.errors[kind] = (this.errors[kind] ?? 0) + 1;
-    const log = this.opts.logger;
-    if (!log) return;
-    const now = Date.now();
-    const last = this.lastLogged.get(kind);
-    if (last && now - last.at < (this.opts.errorLogIntervalMs ?? 10_000)) {
-      last.suppressed++;
-      return;
-    }
-    log.warn({ ...fields, kind, err: e.message, suppressed: last?.suppressed ?? 0 }, `udp ${op} error (not fatal)`);
-    this.lastLogged.set(kind, { at: now, suppressed: 0 });
+    this.errors.record(`${op}:${e.code ?? 'error'}`, { ...fields, err: e.message }, `udp ${op} error (not fatal)`);
   }
 
   private bind(family: Family, address: string, port: number): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: family === 4 ? 'udp4' : 'udp6', ipv6Only: family === 6, reuseAddr: false, lookup: literalLookup });
-      const onError = (e: Error) => {
-        safeClose(socket);
-        reject(e);
-      };
-      socket.once('error', onError);
-      socket.bind({ port, address, exclusive: true }, () => {
-        socket.off('error', onError);
-        try {
-          socket.setRecvBufferSize(this.bufferBytes);
-          socket.setSendBufferSize(this.bufferBytes);
-        } catch (e) {
-          this.opts.logger?.debug({ err: (e as Error).message }, 'could not raise socket buffers');
-        }
-        resolve(socket);
-      });
-    });
+    return bindUdp(family, address, port, this.bufferBytes, this.opts.logger);
   }
 
   private buffersOf(socket: Socket): { recv: number; send: number } {
@@ -308,13 +251,5 @@ export class UdpSockets {
     } catch {
       return { recv: 0, send: 0 };
     }
-  }
-}
-
-function safeClose(s: Socket, done?: () => void): void {
-  try {
-    s.close(done);
-  } catch {
-    done?.();
   }
 }

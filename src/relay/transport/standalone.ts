@@ -2,14 +2,13 @@
 // without the sidecar). One socket per listen address on the listen port, one
 // per allocation port bound on demand. Socket errors are counted and logged,
 // never fatal; the TURN logic lives entirely in the server behind the Driver.
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
-import { isIP } from 'node:net';
+import type { Socket } from 'node:dgram';
 import type { Logger } from 'pino';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
 import { Driver, type DatapathPort } from './driver.ts';
 import type { StartTransport } from './runner.ts';
-import { ErrorCounter } from './error-log.ts';
+import { ErrorCounter } from '../../net/error-log.ts';
+import { ReplyRoutes, WILDCARD, bindUdp, closeQuietly, familyOf, portKey, remoteOf } from '../../net/udp.ts';
 
 export interface StandaloneOptions {
   readonly listenPort: number;
@@ -30,37 +29,7 @@ export interface TransportStats {
   openPorts: number;
 }
 
-const WILDCARD: Readonly<Record<Family, string>> = { 4: '0.0.0.0', 6: '::' };
-
-/**
- * node:dgram resolves every destination with dns.lookup, which answers an IP
- * literal on the next tick: a tick per datagram sent. Destinations here are IP
- * literals, so answer those at once and leave names to dns.lookup.
- */
-function literalLookup(hostname: string, options: LookupOneOptions | number, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
-  const family = isIP(hostname);
-  if (family !== 0) return cb(null, hostname, family);
-  dnsLookup(hostname, typeof options === 'number' ? { family: options } : options, cb);
-}
-
 const DEFAULT_BUFFER = 4 * 1024 * 1024;
-
-const familyOf = (address: string): Family => (isIP(address) === 6 ? 6 : 4);
-const portKey = (family: Family, port: number) => family * 65536 + port;
-
-/**
- * The remote address as the server should see it. Sockets here are bound
- * v6-only, but a dual-stack socket would report IPv4 clients as
- * ::ffff:a.b.c.d, which must stay an IPv4 client, not become an IPv6 one.
- */
-export function remoteOf(rinfo: Pick<RemoteInfo, 'address' | 'family' | 'port'>): TransportAddress {
-  if (rinfo.family === 'IPv4') return { family: 4, address: rinfo.address, port: rinfo.port };
-  const a = rinfo.address;
-  if (a.length > 7 && a.charCodeAt(0) === 58 /* : */ && /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(a)) {
-    return { family: 4, address: a.slice(7), port: rinfo.port };
-  }
-  return { family: 6, address: a, port: rinfo.port };
-}
 
 interface ListenSocket {
   readonly socket: Socket;
@@ -72,8 +41,7 @@ export class StandaloneTransport implements DatapathPort {
   private driver: Driver | undefined;
   private readonly listen = new Map<Family, ListenSocket[]>();
   private readonly allocations = new Map<number, Socket>();
-  /** With several listen sockets in one family, replies leave from the one the client used. */
-  private readonly replyVia = new Map<string, Socket>();
+  private readonly replyVia = new ReplyRoutes();
   private readonly errors: ErrorCounter;
   private readonly received = { packets: 0, bytes: 0 };
   private readonly sent = { packets: 0, bytes: 0 };
@@ -102,7 +70,7 @@ export class StandaloneTransport implements DatapathPort {
         const multi = () => (this.listen.get(family)?.length ?? 0) > 1;
         socket.on('message', (msg, rinfo) => {
           const remote = remoteOf(rinfo);
-          if (multi()) this.rememberReply(remote, socket);
+          if (multi()) this.replyVia.remember(remote, socket);
           this.deliver(msg, entry.local, remote);
         });
         socket.on('error', (e: NodeJS.ErrnoException) => this.socketError('receive', e, { port: this.opts.listenPort, address }));
@@ -159,7 +127,7 @@ export class StandaloneTransport implements DatapathPort {
       },
       (e: NodeJS.ErrnoException) => {
         // EADDRINUSE is routine (another process holds the port): the server picks another.
-        this.errors.counts[`bind:${e.code ?? 'error'}`] = (this.errors.counts[`bind:${e.code ?? 'error'}`] ?? 0) + 1;
+        this.errors.count(`bind:${e.code ?? 'error'}`);
         this.opts.log?.debug({ family, port, code: e.code }, 'allocation port bind failed');
         this.driver?.portOpened(token, false);
       },
@@ -171,11 +139,7 @@ export class StandaloneTransport implements DatapathPort {
     const socket = this.allocations.get(key);
     if (!socket) return;
     this.allocations.delete(key);
-    try {
-      socket.close();
-    } catch {
-      // already closed
-    }
+    closeQuietly(socket);
   }
 
   onEvent(ev: DataPlaneEvent): void {
@@ -211,18 +175,7 @@ export class StandaloneTransport implements DatapathPort {
     this.listen.clear();
     this.allocations.clear();
     this.replyVia.clear();
-    await Promise.all(
-      all.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            try {
-              s.close(() => resolve());
-            } catch {
-              resolve();
-            }
-          }),
-      ),
-    );
+    await Promise.all(all.map((s) => new Promise<void>((resolve) => closeQuietly(s, resolve))));
   }
 
   private deliver(msg: Buffer, local: LocalEndpoint, remote: TransportAddress): void {
@@ -236,15 +189,9 @@ export class StandaloneTransport implements DatapathPort {
       const list = this.listen.get(from.family);
       if (!list || list.length === 0) return undefined;
       if (list.length === 1) return list[0]!.socket;
-      return this.replyVia.get(`${to.address}|${to.port}`) ?? list[0]!.socket;
+      return this.replyVia.get(to) ?? list[0]!.socket;
     }
     return this.allocations.get(portKey(from.family, from.port));
-  }
-
-  private rememberReply(remote: TransportAddress, socket: Socket): void {
-    // Bounded: a scan of many sources only costs a fallback to the first socket.
-    if (this.replyVia.size >= 65536) this.replyVia.clear();
-    this.replyVia.set(`${remote.address}|${remote.port}`, socket);
   }
 
   private socketError(op: 'send' | 'receive', e: NodeJS.ErrnoException, fields: Record<string, unknown>): void {
@@ -252,33 +199,7 @@ export class StandaloneTransport implements DatapathPort {
   }
 
   private bind(family: Family, address: string, port: number): Promise<Socket> {
-    return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: family === 4 ? 'udp4' : 'udp6', ipv6Only: family === 6, reuseAddr: false, lookup: literalLookup });
-      const onError = (e: Error) => {
-        try {
-          socket.close();
-        } catch {
-          // never bound
-        }
-        reject(e);
-      };
-      socket.once('error', onError);
-      socket.bind({ port, address, exclusive: true }, () => {
-        socket.off('error', onError);
-        this.raiseBuffers(socket);
-        resolve(socket);
-      });
-    });
-  }
-
-  private raiseBuffers(socket: Socket): void {
-    try {
-      socket.setRecvBufferSize(this.bufferBytes);
-      socket.setSendBufferSize(this.bufferBytes);
-    } catch (e) {
-      // The kernel clamps to net.core.[rw]mem_max rather than failing; an error here is cosmetic.
-      this.opts.log?.debug({ err: (e as Error).message }, 'could not raise socket buffers');
-    }
+    return bindUdp(family, address, port, this.bufferBytes, this.opts.log);
   }
 }
 

@@ -13,9 +13,14 @@ export class ErrorCounter {
     private readonly clock: () => number = Date.now,
   ) {}
 
+  /** Count one error of `kind` without logging it (routine ones, e.g. "bind:EADDRINUSE"). */
+  count(kind: string): void {
+    this.counts[kind] = (this.counts[kind] ?? 0) + 1;
+  }
+
   /** Count one error of `kind` ("send:EHOSTUNREACH"); log it unless one was logged recently. */
   record(kind: string, fields: Record<string, unknown>, msg: string): void {
-    this.counts[kind] = (this.counts[kind] ?? 0) + 1;
+    this.count(kind);
     if (!this.log) return;
     const now = this.clock();
     const last = this.lastLogged.get(kind);
