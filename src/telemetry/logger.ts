@@ -91,14 +91,16 @@ export interface LogHubOptions {
   base?: Record<string, unknown>;
 }
 
-export function createLogHub(opts: LogHubOptions = {}): LogHub {
-  let current = parseLogFilter(opts.filter ?? 'info');
-  const tty = !opts.destination && process.stdout.isTTY === true;
+/** Where logs go by default: stdout, pretty-printed on a terminal. */
+export function stdoutDestination(): DestinationStream {
   // Pretty-printing runs in-process (not as a pino transport, which would be
   // a worker thread): synchronous, so lines interleave in order with relay lines.
-  const dest: DestinationStream =
-    opts.destination ??
-    (tty ? pretty({ colorize: true, sync: true, destination: 1 }) : pino.destination({ dest: 1, sync: false }));
+  return process.stdout.isTTY === true ? pretty({ colorize: true, sync: true, destination: 1 }) : pino.destination({ dest: 1, sync: false });
+}
+
+export function createLogHub(opts: LogHubOptions = {}): LogHub {
+  let current = parseLogFilter(opts.filter ?? 'info');
+  const dest: DestinationStream = opts.destination ?? stdoutDestination();
   // The root stays at trace so every child may go as low as its filter says.
   const root = pino(
     { level: 'trace', name: opts.name, base: { pid: process.pid, ...opts.base }, timestamp: pino.stdTimeFunctions.isoTime },

@@ -5,8 +5,6 @@
 //   - the sidecar's log filter comes back as LOG_FILTER frames and is applied
 //     to the relay's module loggers at once, so POST /log on the sidecar's
 //     admin port governs the relay's modules (`server`, `transport`, ...) too.
-import pino, { type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
 import type { ServerStats } from '../server/types.ts';
 import { formatLogFilter, parseLogFilter, type LogHub } from '../../telemetry/logger.ts';
 import { LinkLogDestination, type LogLink } from './link-log.ts';
@@ -15,10 +13,8 @@ import { startCountersSender, type CountersLink } from './counters.ts';
 export { LinkLogDestination, lineMeta, type LinkLogStats, type LogLink } from './link-log.ts';
 export { startCountersSender, type CountersSender, type CountersLink } from './counters.ts';
 
-/** The relay's stdout as createLogHub would open it (pretty on a terminal). */
-export function stdoutDestination(): DestinationStream {
-  return process.stdout.isTTY === true ? pretty({ colorize: true, sync: true, destination: 1 }) : pino.destination({ dest: 1, sync: false });
-}
+/** The relay's stdout as createLogHub opens it (pretty on a terminal): LinkLogDestination's fallback. */
+export { stdoutDestination } from '../../telemetry/logger.ts';
 
 /** The link as the relay's telemetry needs it (SidecarTransport implements it). */
 export interface TelemetryLink extends LogLink, CountersLink {
