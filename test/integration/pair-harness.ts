@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { Topology, Role } from '../helpers/netns.ts';
+import { sleep, waitUntil } from '../helpers/wait.ts';
 
 const execFileP = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -80,22 +81,7 @@ export async function inNs(topo: Topology, role: Role, cmd: string, args: string
   return stdout;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 15_000, every = 100): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(every);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+export { sleep, waitUntil };
 
 function alive(pid: number | undefined): boolean {
   if (!pid) return false;

@@ -12,27 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, randomPortRange, repoRoot } from '../interop/harness.ts';
 import { METHOD, classify, decodeMessage, encodeMessage, newTransactionId } from '../../src/relay/stun/index.ts';
+import { sleep, waitUntil } from '../helpers/wait.ts';
 
 export const USER = 'tele';
 export const PASS = 'tele-password';
 export const REALM = 'telemetry';
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, ms = 15_000, every = 50): Promise<T> {
-  const until = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(every);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
+export { sleep, waitUntil };
 
 export async function freeTcpPort(): Promise<number> {
   const s = createServer();
