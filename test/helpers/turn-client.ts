@@ -26,6 +26,10 @@ export interface TurnClientOptions {
   retransmitMs?: number;
   /** Give up on a request after this many ms (default 5000). */
   timeoutMs?: number;
+  /** SO_RCVBUF to ask for (floods); default the OS default. */
+  recvBufferSize?: number;
+  /** connect() the socket to the server: sends name no destination, and other sources are filtered by the kernel (floods). */
+  connect?: boolean;
 }
 
 export interface Allocation {
@@ -80,7 +84,7 @@ export class TurnClient {
 
   static async open(opts: TurnClientOptions): Promise<TurnClient> {
     const fam = familyOf(opts.server.address);
-    const sock = createSocket({ type: fam === 6 ? 'udp6' : 'udp4', reuseAddr: opts.localPort !== undefined && opts.localPort !== 0 });
+    const sock = createSocket({ type: fam === 6 ? 'udp6' : 'udp4', reuseAddr: opts.localPort !== undefined && opts.localPort !== 0, recvBufferSize: opts.recvBufferSize });
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
       sock.bind({ port: opts.localPort ?? 0, address: opts.localAddress ?? (fam === 6 ? '::' : '0.0.0.0') }, () => {
@@ -88,6 +92,15 @@ export class TurnClient {
         resolve();
       });
     });
+    if (opts.connect) {
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.connect(opts.server.port, opts.server.address, () => {
+          sock.off('error', reject);
+          resolve();
+        });
+      });
+    }
     return new TurnClient(sock, opts);
   }
 
@@ -144,8 +157,14 @@ export class TurnClient {
     });
   }
 
+  /** Datagrams node:dgram has queued but not yet handed to the kernel. */
+  sendQueueCount(): number {
+    return this.sock.getSendQueueCount();
+  }
+
   private rawSend(buf: Uint8Array): void {
-    this.sock.send(buf, this.opts.server.port, this.opts.server.address);
+    if (this.opts.connect) this.sock.send(buf);
+    else this.sock.send(buf, this.opts.server.port, this.opts.server.address);
   }
 
   /** A request with long-term credentials: learns realm/nonce from a 401, renews a stale nonce once. */
