@@ -47,7 +47,7 @@ export function interfaceAddresses(ifname: string, config: Pick<Config, 'listenA
 } {
   const addrs = networkInterfaces()[ifname] ?? [];
   const pick = (family: 'IPv4' | 'IPv6', preferred: (string | undefined)[]) => {
-    const own = addrs.filter((a) => a.family === family && !(family === 'IPv6' && a.address.toLowerCase().startsWith('fe80')));
+    const own = addrs.filter((a) => a.family === family && !(family === 'IPv6' && /^fe[89ab]/i.test(a.address)));
     for (const p of preferred) if (p && own.some((a) => a.address === p)) return p;
     return own[0]?.address;
   };
