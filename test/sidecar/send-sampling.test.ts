@@ -13,7 +13,8 @@ const settle = async (check: () => boolean) => {
 };
 
 test('kernel send errors are sampled, then counted on every send while they last', async () => {
-  const sockets = new UdpSockets({ listenPort: 0, listenAddresses: ['127.0.0.1'], onPacket: () => {} });
+  // Plain dgram sends: batched sends (test/net/mmsg.test.ts) see every error.
+  const sockets = new UdpSockets({ listenPort: 0, listenAddresses: ['127.0.0.1'], onPacket: () => {}, batchedIo: 'off' });
   await sockets.listenAll();
   const peer = createSocket('udp4');
   peer.bind(0, '127.0.0.1');

@@ -1,0 +1,188 @@
+// Batched UDP I/O under the sidecar's sockets: sendmmsg for the datagrams of
+// one turn, recvmmsg to drain a socket after libuv hands over one datagram.
+// Order, addresses (as node:dgram formats them) and per-errno error counts
+// must be what plain node:dgram gives.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
+import { SocketAddress } from 'node:net';
+import fc from 'fast-check';
+import { RecvDrainer, SendBatcher, fdOf, formatIPv6, openRecvDrainer, openSendBatcher, parseIPv6 } from '../../src/net/mmsg.ts';
+import { UdpSockets } from '../../src/sidecar/sockets.ts';
+
+const supported = process.platform === 'linux' && process.arch === 'x64';
+const skip = supported ? false : 'batched UDP I/O is x86_64 Linux only';
+
+const settle = async (check: () => boolean) => {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+};
+
+async function bound(type: 'udp4' | 'udp6', address: string): Promise<Socket> {
+  // A burst of a few hundred datagrams overflows the default receive buffer.
+  const s = createSocket({ type, ipv6Only: type === 'udp6', recvBufferSize: 1 << 20 });
+  s.bind(0, address);
+  await once(s, 'listening');
+  return s;
+}
+
+const words = fc.array(fc.oneof(fc.constant(0), fc.constant(0), fc.constant(0xffff), fc.integer({ min: 0, max: 0xffff })), { minLength: 8, maxLength: 8 });
+
+test('IPv6 addresses are formatted exactly as libuv (node:dgram) formats them, and parse back', () => {
+  fc.assert(
+    fc.property(words, (w) => {
+      const s = formatIPv6(w);
+      assert.equal(s, new SocketAddress({ address: s, family: 'ipv6' }).address);
+      assert.deepEqual(parseIPv6(s), w);
+    }),
+    { numRuns: 2000 },
+  );
+  for (const w of [[0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304], [0, 0, 0, 0, 0, 0, 0x0102, 0x0304], [0, 0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0, 2], [1, 0, 0, 1, 0, 0, 0, 1]]) {
+    const hex = w.map((x) => x.toString(16)).join(':');
+    assert.equal(formatIPv6(w), new SocketAddress({ address: hex, family: 'ipv6' }).address);
+  }
+  assert.equal(parseIPv6('1::2::3'), null);
+  assert.equal(parseIPv6('1:2:3:4:5:6:7:8:9'), null);
+  assert.equal(parseIPv6('g::1'), null);
+});
+
+test('the fd of a bound dgram socket is found without the deprecated _handle, and is -1 once closed', { skip }, async () => {
+  const s = await bound('udp4', '127.0.0.1');
+  assert.ok(fdOf(s) > 2);
+  await new Promise<void>((r) => s.close(() => r()));
+  assert.equal(fdOf(s), -1);
+});
+
+test('datagrams queued in one turn leave in order, per socket, from the right source (IPv4 and IPv6)', { skip }, async () => {
+  const fallbacks: string[] = [];
+  const errors: string[] = [];
+  const b = openSendBatcher((_s, d) => fallbacks.push(Buffer.from(d).toString()), (_s, code) => errors.push(code));
+  assert.ok(b instanceof SendBatcher);
+  const a4 = await bound('udp4', '127.0.0.1');
+  const c4 = await bound('udp4', '127.0.0.1');
+  const a6 = await bound('udp6', '::1');
+  const sink4 = await bound('udp4', '127.0.0.1');
+  const sink6 = await bound('udp6', '::1');
+  const got4: string[] = [];
+  const got6: string[] = [];
+  sink4.on('message', (m, r) => got4.push(`${r.port === a4.address().port ? 'a' : 'c'}:${m}`));
+  sink6.on('message', (m, r) => got6.push(`${r.address}:${r.port === a6.address().port}:${m}`));
+  try {
+    // More than the arena holds in one turn: the early flush keeps order too.
+    for (let i = 0; i < 300; i++) {
+      assert.equal(b.enqueue(i % 3 ? a4 : c4, Buffer.from(`m${i}`), sink4.address().port, '127.0.0.1'), true);
+      if (i % 10 === 0) assert.equal(b.enqueue(a6, Buffer.from(`v${i}`), sink6.address().port, '::1'), true);
+    }
+    // Too big for the arena, or not an IP literal: the caller sends it.
+    assert.equal(b.enqueue(a4, Buffer.alloc(3000), sink4.address().port, '127.0.0.1'), false);
+    assert.equal(b.enqueue(a4, Buffer.from('x'), sink4.address().port, 'localhost'), false);
+    assert.equal(b.enqueue(a4, Buffer.from('x'), 0, '127.0.0.1'), false);
+    await settle(() => got4.length >= 300 && got6.length >= 30);
+    const expect = (src: 'a' | 'c') => [...Array(300).keys()].filter((i) => (i % 3 ? 'a' : 'c') === src).map((i) => `${src}:m${i}`);
+    assert.deepEqual(got4.filter((g) => g.startsWith('a:')), expect('a'));
+    assert.deepEqual(got4.filter((g) => g.startsWith('c:')), expect('c'));
+    assert.deepEqual(got6, [...Array(30).keys()].map((k) => `::1:true:v${k * 10}`));
+    assert.deepEqual(errors, []);
+    assert.deepEqual(fallbacks, []);
+  } finally {
+    b.close();
+    for (const s of [a4, c4, a6, sink4, sink6]) s.close();
+  }
+});
+
+test('a kernel error costs only its datagram and is counted once per datagram, by errno', { skip }, async () => {
+  const sockets = new UdpSockets({ listenPort: 0, listenAddresses: ['127.0.0.1'], onPacket: () => {}, batchedIo: 'auto' });
+  await sockets.listenAll();
+  const peer = await bound('udp4', '127.0.0.1');
+  const got: string[] = [];
+  peer.on('message', (m) => got.push(m.toString()));
+  try {
+    const from = { family: 4 as const, port: sockets.boundAddresses()[0]!.port };
+    const to = { family: 4 as const, address: '127.0.0.1', port: peer.address().port };
+    // Broadcast without SO_BROADCAST: the kernel refuses each one (EACCES), interleaved with good ones.
+    const refused = { family: 4 as const, address: '255.255.255.255', port: 9 };
+    for (let i = 0; i < 20; i++) {
+      sockets.send(from, to, Buffer.from(`m${i}`));
+      if (i % 4 === 0) sockets.send(from, refused, Buffer.from('x'));
+    }
+    await settle(() => got.length >= 20);
+    assert.deepEqual(got, [...Array(20).keys()].map((i) => `m${i}`));
+    assert.equal(sockets.stats().errors['send:EACCES'], 5);
+    assert.equal(sockets.stats().out.listen.packets, 25);
+  } finally {
+    peer.close();
+    await sockets.close();
+  }
+});
+
+test('a drain after one datagram delivers the rest of the queue in order, with node:dgram addresses', { skip }, async () => {
+  const d = openRecvDrainer();
+  assert.ok(d instanceof RecvDrainer);
+  for (const [type, host] of [['udp4', '127.0.0.1'], ['udp6', '::1']] as const) {
+    const rx = await bound(type, host);
+    const tx = await bound(type, host);
+    const got: string[] = [];
+    const seen: string[] = [];
+    rx.on('message', (m, r) => {
+      got.push(m.toString());
+      seen.push(`${r.family}|${r.address}|${r.port}`);
+      d.drain(fdOf(rx), (data, family, address, port) => {
+        got.push(data.toString());
+        seen.push(`${family}|${address}|${port}`);
+      });
+    });
+    try {
+      // Queue them all before the loop turns, so the first wake-up finds many.
+      for (let i = 0; i < 150; i++) tx.send(`d${i}`, rx.address().port, host);
+      await settle(() => got.length >= 150);
+      assert.deepEqual(got, [...Array(150).keys()].map((i) => `d${i}`));
+      assert.deepEqual(new Set(seen), new Set([`${type === 'udp4' ? 'IPv4' : 'IPv6'}|${host}|${tx.address().port}`]));
+    } finally {
+      rx.close();
+      tx.close();
+    }
+  }
+  assert.equal(d.drain(-1, () => assert.fail('nothing to read')), 0);
+  d.close();
+});
+
+test('UdpSockets with batched I/O off or on deliver and send the same', { skip }, async () => {
+  for (const batchedIo of ['off', 'auto'] as const) {
+    const seen: string[] = [];
+    const sockets: UdpSockets = new UdpSockets({
+      listenPort: 0,
+      listenAddresses: ['127.0.0.1', '::1'],
+      batchedIo,
+      onPacket: (local, remote, data) => {
+        seen.push(`${remote.family}|${remote.address}|${data}`);
+        sockets.send(local, remote, data); // echo
+      },
+    });
+    await sockets.listenAll();
+    const [v4, v6] = sockets.boundAddresses();
+    const c4 = await bound('udp4', '127.0.0.1');
+    const c6 = await bound('udp6', '::1');
+    const echoed: string[] = [];
+    c4.on('message', (m) => echoed.push(`4:${m}`));
+    c6.on('message', (m) => echoed.push(`6:${m}`));
+    try {
+      for (let i = 0; i < 50; i++) {
+        c4.send(`a${i}`, v4!.port, '127.0.0.1');
+        c6.send(`b${i}`, v6!.port, '::1');
+      }
+      await settle(() => echoed.length >= 100);
+      assert.deepEqual(seen.filter((s) => s.startsWith('4|')), [...Array(50).keys()].map((i) => `4|127.0.0.1|a${i}`), batchedIo);
+      assert.deepEqual(seen.filter((s) => s.startsWith('6|')), [...Array(50).keys()].map((i) => `6|::1|b${i}`), batchedIo);
+      assert.deepEqual(echoed.filter((s) => s.startsWith('4:')), [...Array(50).keys()].map((i) => `4:a${i}`), batchedIo);
+      assert.deepEqual(echoed.filter((s) => s.startsWith('6:')), [...Array(50).keys()].map((i) => `6:b${i}`), batchedIo);
+      const st = sockets.stats();
+      assert.equal(st.in.listen.packets, 100);
+      assert.equal(st.out.listen.packets, 100);
+      assert.deepEqual(st.errors, {});
+    } finally {
+      c4.close();
+      c6.close();
+      await sockets.close();
+    }
+  }
+});
