@@ -13,7 +13,12 @@ import { RecvDrainer, SendBatcher, fdOf, openRecvDrainer, openSendBatcher, type 
 
 export type SocketKind = 'listen' | 'allocation';
 
-export type PacketHandler = (local: LocalEndpoint, remote: TransportAddress, data: Buffer, kind: SocketKind) => void;
+/**
+ * Returns false when the datagram was dropped because its consumer is
+ * backpressured: the socket then stops draining its queue early and lets the
+ * kernel drop the excess (cheaper than reading it only to drop it here).
+ */
+export type PacketHandler = (local: LocalEndpoint, remote: TransportAddress, data: Buffer, kind: SocketKind) => void | boolean;
 
 export interface UdpSocketsOptions {
   listenPort: number;
@@ -118,11 +123,11 @@ export class UdpSockets {
           const remote = remoteOf({ family, address, port });
           if (list.length > 1) this.replyVia.remember(remote, socket);
           this.count(this.traffic.in.listen, msg.length);
-          this.opts.onPacket(entry.local, remote, msg, 'listen');
+          return this.opts.onPacket(entry.local, remote, msg, 'listen') !== false;
         };
         socket.on('message', (msg, rinfo) => {
-          deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port);
-          this.drain(socket, deliver, { port, address });
+          // A consumer that refuses this datagram (backpressure) would drop a drained batch too: let the kernel drop it instead.
+          if (deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) this.drain(socket, deliver, { port, address });
         });
         socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { port, address }));
         this.opts.logger?.info({ address, port, buffers: this.buffersOf(socket) }, 'listen socket bound');
@@ -159,11 +164,10 @@ export class UdpSockets {
     const local: LocalEndpoint = { family, port };
     const deliver: DrainedHandler = (msg, family, address, port) => {
       this.count(this.traffic.in.allocation, msg.length);
-      this.opts.onPacket(local, remoteOf({ family, address, port }), msg, 'allocation');
+      return this.opts.onPacket(local, remoteOf({ family, address, port }), msg, 'allocation') !== false;
     };
     socket.on('message', (msg, rinfo) => {
-      deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port);
-      this.drain(socket, deliver, { family, port });
+      if (deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) this.drain(socket, deliver, { family, port });
     });
     socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { family, port }));
     this.allocations.set(key, socket);

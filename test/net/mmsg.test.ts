@@ -186,3 +186,27 @@ test('UdpSockets with batched I/O off or on deliver and send the same', { skip }
     }
   }
 });
+
+test('a consumer that refuses datagrams (backpressure) still sees each one libuv reads, in order', { skip }, async () => {
+  const seen: string[] = [];
+  const sockets = new UdpSockets({
+    listenPort: 0,
+    listenAddresses: ['127.0.0.1'],
+    batchedIo: 'auto',
+    onPacket: (_l, _r, data) => {
+      seen.push(data.toString());
+      return false;
+    },
+  });
+  await sockets.listenAll();
+  const c = await bound('udp4', '127.0.0.1');
+  try {
+    for (let i = 0; i < 100; i++) c.send(`r${i}`, sockets.boundAddresses()[0]!.port, '127.0.0.1');
+    await settle(() => seen.length >= 100);
+    assert.deepEqual(seen, [...Array(100).keys()].map((i) => `r${i}`));
+    assert.equal(sockets.stats().in.listen.packets, 100);
+  } finally {
+    c.close();
+    await sockets.close();
+  }
+});

@@ -92,15 +92,19 @@ export class RelayBridge extends EventEmitter<Events> {
     });
   }
 
-  /** Pass to UdpSockets as `onPacket`. */
-  readonly packetIn = (local: LocalEndpoint, remote: TransportAddress, data: Uint8Array): void => {
+  /** Pass to UdpSockets as `onPacket`; false when the datagram was dropped (no relay, or the link is backpressured). */
+  readonly packetIn = (local: LocalEndpoint, remote: TransportAddress, data: Uint8Array): boolean => {
     const conn = this.conn;
     if (!conn) {
       this.s.droppedNoRelay++;
-      return;
+      return false;
     }
-    if (conn.send({ kind: 'packet-in', local, remote, data })) this.s.packetsToRelay++;
-    else this.s.droppedBackpressure++;
+    if (conn.send({ kind: 'packet-in', local, remote, data })) {
+      this.s.packetsToRelay++;
+      return true;
+    }
+    this.s.droppedBackpressure++;
+    return false;
   };
 
   /** Resolves when every queued map operation has finished (tests, shutdown). */
