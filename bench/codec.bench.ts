@@ -5,6 +5,7 @@
 import {
   METHOD, decodeChannelData, decodeMessage, encodeChannelData, encodeMessage, longTermKey, verifyIntegrity,
 } from '../src/relay/stun/index.ts';
+import { medianNsPerOp } from './lib/micro.ts';
 
 const ITER = Number(process.argv[2] ?? 200_000);
 const ROUNDS = 5;
@@ -35,17 +36,7 @@ const cases: Array<[string, () => void]> = [
   }],
 ];
 
-function measure(fn: () => void): number {
-  for (let i = 0; i < Math.min(ITER, 20_000); i++) fn(); // warm-up for the JIT
-  const samples: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < ITER; i++) fn();
-    samples.push(Number(process.hrtime.bigint() - t0) / ITER);
-  }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(ROUNDS / 2)]!;
-}
+const measure = (fn: () => void): number => medianNsPerOp(fn, { iter: ITER, rounds: ROUNDS, warmup: 20_000 });
 
 const results = cases.map(([name, fn]) => [name, measure(fn)] as const);
 const base = results[0]![1];

@@ -13,6 +13,7 @@ import { decodeFrame, encodeFrameInto, frameSize, type Frame } from '../src/link
 import type { LocalEndpoint, TransportAddress } from '../src/relay/server/types.ts';
 import { createPeerPolicy } from '../src/relay/policy/index.ts';
 import { Harness, addr } from '../test/relay/server/harness.ts';
+import { medianNsPerOp } from './lib/micro.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { only: { type: 'string' }, size: { type: 'string', default: '100' } } });
 const ITER = Number(positionals[0] ?? 200_000);
@@ -105,17 +106,7 @@ const decodeCase = (f: Frame) => () => {
 cases.push(['link decode PACKET_IN (v4)', decodeCase(frameIn)]);
 cases.push(['link decode PACKET_OUT (v6)', decodeCase(frameOut)]);
 
-function measure(fn: () => void): number {
-  for (let i = 0; i < Math.min(ITER, 50_000); i++) fn(); // warm-up for the JIT
-  const samples: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < ITER; i++) fn();
-    samples.push(Number(process.hrtime.bigint() - t0) / ITER);
-  }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(ROUNDS / 2)]!;
-}
+const measure = (fn: () => void): number => medianNsPerOp(fn, { iter: ITER, rounds: ROUNDS, warmup: 50_000 });
 
 const selected = cases.filter(([name]) => values.only === undefined || name.includes(values.only));
 const results: Array<[string, number]> = [];
