@@ -418,12 +418,23 @@ export function formatIPv6(w: readonly number[]): string {
   return out;
 }
 
+/** The struct layouts here are LP64 glibc: anything else keeps plain dgram. */
+function platformReason(): BatcherUnavailable | undefined {
+  return process.platform === 'linux' && process.arch === 'x64' ? undefined : { reason: `${process.platform}/${process.arch} is not x86_64 Linux` };
+}
+
+/** koffi and libc, loaded lazily so a machine without koffi's native module still runs plain dgram. */
+function loadLibc() {
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+  return { koffi, libc: koffi.load('libc.so.6') };
+}
+
 /** A RecvDrainer bound to libc's recvmmsg, or the reason there is none. */
 export function openRecvDrainer(): RecvDrainer | BatcherUnavailable {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return { reason: `${process.platform}/${process.arch} is not x86_64 Linux` };
+  const unsupported = platformReason();
+  if (unsupported) return unsupported;
   try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const libc = koffi.load('libc.so.6');
+    const { koffi, libc } = loadLibc();
     const recvmmsg = libc.func('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)') as RecvMmsg;
     const base = koffi.alloc('uint8_t', RECV_ARENA) as bigint;
     const buffer = koffi.view(base, RECV_ARENA);
@@ -442,11 +453,10 @@ export type BatcherUnavailable = { reason: string };
  * plain dgram.send.
  */
 export function openSendBatcher(fallback: FallbackSend, onError: SendErrorSink): SendBatcher | BatcherUnavailable {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return { reason: `${process.platform}/${process.arch} is not x86_64 Linux` };
+  const unsupported = platformReason();
+  if (unsupported) return unsupported;
   try {
-    // Loaded lazily so a machine without koffi's native module still runs plain dgram.
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const libc = koffi.load('libc.so.6');
+    const { koffi, libc } = loadLibc();
     const sendmmsg = libc.func('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)') as SendMmsg;
     const base = koffi.alloc('uint8_t', ARENA) as bigint;
     const buffer = koffi.view(base, ARENA);
