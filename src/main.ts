@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, extname } from 'node:path';
 import { loadConfig, ConfigError } from './config/load.ts';
-import { linkSocketPath, stateDir } from './config/paths.ts';
+import { linkSocketPath, readableBy, stateDir } from './config/paths.ts';
 import { createLogHub } from './telemetry/logger.ts';
 import { ensureCredentials } from './relay/defaults.ts';
 
@@ -47,6 +47,16 @@ function resolveUser(user: string): { uid: number; gid: number } | undefined {
 const relayIdentity = isRoot ? resolveUser(config.relayUser) : undefined;
 if (isRoot && !relayIdentity) {
   log.fatal({ relayUser: config.relayUser }, 'relay user does not exist; set TURNPIKE_RELAY_USER to an unprivileged user');
+  process.exit(2);
+}
+// The relay loads its code as that user: an install it cannot read (e.g. a
+// checkout under a 0700 directory) would only crash-loop, so say why now.
+const relayEntry = join(dirname(fileURLToPath(import.meta.url)), 'relay', `main${extname(fileURLToPath(import.meta.url))}`);
+if (relayIdentity && !readableBy(relayEntry, relayIdentity.uid, relayIdentity.gid)) {
+  log.fatal(
+    { relayUser: config.relayUser, file: relayEntry },
+    'the relay user cannot read the installation; make it readable (directories o+x, files o+r) or set TURNPIKE_RELAY_USER',
+  );
   process.exit(2);
 }
 

@@ -3,6 +3,7 @@
 // capability is a failure, because CI here runs as root and must exercise them.
 import type { TestContext } from 'node:test';
 import { execFileSync } from 'node:child_process';
+import { readableBy } from '../../src/config/paths.ts';
 
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
 
@@ -29,4 +30,15 @@ export function hasCommand(cmd: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The user the pair's launcher should run the relay as in a test: nobody when
+ * nobody can read this checkout (the production shape), else root — a clone
+ * under a 0700 directory (mktemp -d) is unreadable to nobody.
+ */
+export function relayUserForTests(): string {
+  const entry = new URL('../../src/relay/main.ts', import.meta.url).pathname;
+  const tsx = new URL('../../node_modules/tsx/package.json', import.meta.url).pathname;
+  return readableBy(entry, 65534, 65534) && readableBy(tsx, 65534, 65534) ? 'nobody' : 'root';
 }

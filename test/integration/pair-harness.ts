@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { Topology, Role } from '../helpers/netns.ts';
 import { sleep, waitUntil } from '../helpers/wait.ts';
+import { relayUserForTests } from '../helpers/env.ts';
 
 const execFileP = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -114,6 +115,7 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
     TURNPIKE_STATE_DIR: stateDir,
     TURNPIKE_ADMIN: '127.0.0.1:9469',
     TURNPIKE_LOG: 'info',
+    TURNPIKE_RELAY_USER: relayUserForTests(),
     ...(opts.ebpf !== 'off' ? { TURNPIKE_INTERFACE: topo.dev.relay, TURNPIKE_XDP_MODE: opts.xdpMode ?? 'native' } : {}),
     ...(opts.keepPinned ? { TURNPIKE_KEEP_PINNED: 'true' } : {}),
     ...opts.env,
