@@ -84,7 +84,7 @@ const chosen = values.contenders
     return c;
   })
   : ALL;
-const outDir = values.out ?? new URL('./results/', import.meta.url).pathname;
+const outDir = values.out ?? new URL('./results', import.meta.url).pathname;
 
 const progress = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 const kpps = (n: number) => `${(n / 1000).toFixed(1)}k pps`;

@@ -14,8 +14,8 @@
 // min-max.
 //
 // Contenders:
-//   standalone  src/relay/main.ts with its own UDP sockets (TURNPIKE_RELAY_TRANSPORT=standalone)
-//   pair        src/main.ts (sidecar + relay over the link), TURNPIKE_EBPF=off
+//   standalone  src/cmd/relay.ts with its own UDP sockets (TURNPIKE_RELAY_TRANSPORT=standalone)
+//   pair        src/cmd/turnpike.ts (sidecar + relay over the link), TURNPIKE_EBPF=off
 //   coturn      turnserver (Debian package), UDP only, REST secret
 //
 // Run: node --import tsx bench/userspace-path.bench.ts [--contenders standalone,pair,coturn]
@@ -162,7 +162,7 @@ const contenders: Record<string, Contender> = {
     name: 'turnpike standalone',
     async start(port, minPort, maxPort, work) {
       const env = { ...turnpikeEnv(port, minPort, maxPort, work), TURNPIKE_RELAY_TRANSPORT: 'standalone' };
-      const child = spawnLogged(process.execPath, nodeArgs('src/relay/main.ts'), env, join(work, 'relay.log'));
+      const child = spawnLogged(process.execPath, nodeArgs('src/cmd/relay.ts'), env, join(work, 'relay.log'));
       await waitForStun(port, child);
       return { child, roles: () => ({ relay: child.pid! }) };
     },
@@ -171,7 +171,7 @@ const contenders: Record<string, Contender> = {
     name: 'turnpike pair (eBPF off)',
     async start(port, minPort, maxPort, work) {
       const env = { ...turnpikeEnv(port, minPort, maxPort, work), TURNPIKE_EBPF: 'off' };
-      const child = spawnLogged(process.execPath, nodeArgs('src/main.ts'), env, join(work, 'turnpike.log'));
+      const child = spawnLogged(process.execPath, nodeArgs('src/cmd/turnpike.ts'), env, join(work, 'turnpike.log'));
       await waitForStun(port, child);
       // The relay connects after the sidecar answers STUN: wait until it relays (allocations need it).
       await sleep(1500);

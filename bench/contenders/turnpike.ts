@@ -1,5 +1,5 @@
 // turnpike contenders: the standalone relay (its own UDP sockets, no
-// sidecar), and the sidecar + relay pair (`src/main.ts`) with the XDP fast
+// sidecar), and the sidecar + relay pair (`src/cmd/turnpike.ts`) with the XDP fast
 // path in native or skb mode, or with eBPF off (all traffic through the
 // sidecar's sockets and the link to the relay).
 import { existsSync, mkdirSync } from 'node:fs';
@@ -9,7 +9,7 @@ import type { Topology } from '../../test/helpers/netns.ts';
 import { spawnLogged, stopChild, waitForStun } from '../lib/process.ts';
 import { cmdline, withDescendants } from '../lib/procfs.ts';
 
-const root = new URL('../../', import.meta.url).pathname;
+const root = new URL('../..', import.meta.url).pathname;
 
 function baseEnv(topo: Topology, o: ContenderOptions): NodeJS.ProcessEnv {
   const allowed = [topo.addr.subnet4, topo.addr.subnet6].filter(Boolean).join(',');
@@ -46,7 +46,7 @@ export const turnpikeStandalone: Contender = {
     const logFile = join(o.workDir, 'relay.log');
     mkdirSync(join(o.workDir, 'state'), { recursive: true });
     const env = { ...baseEnv(topo, o), TURNPIKE_RELAY_TRANSPORT: 'standalone' };
-    const child = spawnLogged(topo, 'relay', process.execPath, tsxArgs('src/relay/main.ts'), logFile, env);
+    const child = spawnLogged(topo, 'relay', process.execPath, tsxArgs('src/cmd/relay.ts'), logFile, env);
     try {
       await waitForStun(topo, topo.addr.relay4, o.port, child);
     } catch (err) {
@@ -76,8 +76,8 @@ function pairContender(name: string, describe: string, ebpf: 'off' | 'required',
         if (xdpMode === 'native') await topo.enableRelayXdpTx();
       }
       // Prefer the built JavaScript when present (what `npm start` runs).
-      const built = join(root, 'dist/src/main.js');
-      const args = existsSync(built) ? [built] : tsxArgs('src/main.ts');
+      const built = join(root, 'dist/src/cmd/turnpike.js');
+      const args = existsSync(built) ? [built] : tsxArgs('src/cmd/turnpike.ts');
       const child = spawnLogged(topo, 'relay', process.execPath, args, logFile, env);
       try {
         await waitForStun(topo, topo.addr.relay4, o.port, child, 30_000);

@@ -3,7 +3,7 @@
 // operator would type a list or range; the schema parses and checks it.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseCidr } from './cidr.ts';
+import { parseCidr } from '../shared/cidr.ts';
 
 const port = z.coerce.number().int().min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
 const positiveInt = z.coerce.number().int().positive();

@@ -56,7 +56,8 @@
  * frames may be discarded by a sender whose queue is full; every other frame
  * is delivered in order or the link is torn down.
  */
-import type { ChannelBinding, Family, LocalEndpoint, TransportAddress } from '../relay/server/types.ts';
+import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint.ts';
+import type { ChannelBinding } from '../shared/binding.ts';
 
 export const PROTOCOL_VERSION = 1;
 export const MAGIC = 0x54504c4b;

@@ -6,14 +6,8 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { Family, TransportAddress } from '../relay/server/types.ts';
+import type { Family, TransportAddress } from '../shared/endpoint.ts';
 
-export const WILDCARD: Readonly<Record<Family, string>> = { 4: '0.0.0.0', 6: '::' };
-
-export const familyOf = (address: string): Family => (isIP(address) === 6 ? 6 : 4);
-
-/** Map key for an allocation port of one family. */
-export const portKey = (family: Family, port: number): number => family * 65536 + port;
 
 /**
  * node:dgram resolves every destination with dns.lookup, which answers an IP

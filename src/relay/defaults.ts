@@ -9,7 +9,7 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
-import type { Family } from './server/types.ts';
+import { familyOf, isLinkLocalV6, isWildcard, type Family } from '../shared/endpoint.ts';
 
 /** Documentation prefixes (RFC 5737 / RFC 3849): routable by the default route, never answered. */
 const PROBE: Readonly<Record<Family, string>> = { 4: '192.0.2.1', 6: '2001:db8::1' };
@@ -51,7 +51,7 @@ export function firstInterfaceAddress(family: Family, ifaces = networkInterfaces
     for (const a of list ?? []) {
       if (a.internal) continue;
       if (family === 4 && a.family === 'IPv4') return a.address;
-      if (family === 6 && a.family === 'IPv6' && !/^fe[89ab]/i.test(a.address)) return a.address;
+      if (family === 6 && a.family === 'IPv6' && !isLinkLocalV6(a.address)) return a.address;
     }
   }
   return undefined;
@@ -64,7 +64,6 @@ export interface RelayAddressChoice {
   readonly reason?: string;
 }
 
-const WILDCARD = new Set(['0.0.0.0', '::']);
 
 /**
  * The relayed address announced for one family. Precedence: configured public
@@ -81,7 +80,7 @@ export async function chooseRelayAddress(
 ): Promise<RelayAddressChoice> {
   const configured = family === 4 ? config.publicIpv4 : config.publicIpv6;
   if (configured) return { address: configured, source: 'configured' };
-  const specific = config.listenAddresses.find((a) => !WILDCARD.has(a) && (a.includes(':') ? 6 : 4) === family);
+  const specific = config.listenAddresses.find((a) => !isWildcard(a) && familyOf(a) === family);
   if (specific) return { address: specific, source: 'listen-address' };
   const r = await probe(family);
   if (r.ok) return { address: r.address, source: 'default-route' };
@@ -161,7 +160,7 @@ export function ensureCredentials(
 }
 
 function hintHost(config: Partial<Pick<Config, 'listenAddresses'>>): string {
-  const specific = (config.listenAddresses ?? []).find((a) => !WILDCARD.has(a));
+  const specific = (config.listenAddresses ?? []).find((a) => !isWildcard(a));
   return specific ?? '127.0.0.1';
 }
 
@@ -170,8 +169,8 @@ export function credentialHint(secretFile: string, host: string, port: number): 
   return [
     `turnpike: no credentials were configured, so clients need a TURN REST credential`,
     `  signed with the secret in ${secretFile}. Mint one with:`,
-    `    npx tsx src/relay/credential-cli.ts --user alice --ttl 3600`,
-    `  (or node dist/src/relay/credential-cli.js ...), then try the relay with coturn's client:`,
+    `    npx tsx src/cmd/credential.ts --user alice --ttl 3600`,
+    `  (or node dist/src/cmd/credential.js ...), then try the relay with coturn's client:`,
     `    turnutils_peer -p 3480 -L 127.0.0.1 &`,
     `    turnutils_uclient -p ${port} -W "$(cat ${secretFile})" -e 127.0.0.1 -r 3480 ${host}`,
     `  (loopback peers also need TURNPIKE_ALLOWED_PEERS=127.0.0.0/8)`,

@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { applyLogFilterText, formatLogFilter, type LogHub } from '../telemetry/logger.ts';
+import { applyLogFilterText, formatLogFilter, type LogHub } from '../shared/logger.ts';
 
 export interface Readiness {
   ready: boolean;

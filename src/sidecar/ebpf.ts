@@ -10,7 +10,8 @@ import type { Config } from '../config/schema.ts';
 import { pinDir } from '../config/paths.ts';
 import { XdpRouter, type ChannelBinding as KernelBinding } from './bpf/router.ts';
 import type { ChannelMap } from './sockets/relay-bridge.ts';
-import type { ChannelBinding } from '../relay/server/types.ts';
+import type { ChannelBinding } from '../shared/binding.ts';
+import { isLinkLocalV6, isWildcard } from '../shared/endpoint.ts';
 
 
 export interface EbpfState {
@@ -47,11 +48,11 @@ export function interfaceAddresses(ifname: string, config: Pick<Config, 'listenA
 } {
   const addrs = networkInterfaces()[ifname] ?? [];
   const pick = (family: 'IPv4' | 'IPv6', preferred: (string | undefined)[]) => {
-    const own = addrs.filter((a) => a.family === family && !(family === 'IPv6' && /^fe[89ab]/i.test(a.address)));
+    const own = addrs.filter((a) => a.family === family && !(family === 'IPv6' && isLinkLocalV6(a.address)));
     for (const p of preferred) if (p && own.some((a) => a.address === p)) return p;
     return own[0]?.address;
   };
-  const specific = config.listenAddresses.filter((a) => a !== '0.0.0.0' && a !== '::');
+  const specific = config.listenAddresses.filter((a) => !isWildcard(a));
   return {
     v4: pick('IPv4', [...specific, config.publicIpv4]),
     v6: pick('IPv6', [...specific, config.publicIpv6]),

@@ -6,9 +6,10 @@
 import type { Socket } from 'node:dgram';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
-import type { Family, LocalEndpoint, TransportAddress } from '../relay/server/types.ts';
+import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint.ts';
 import { ErrorCounter } from '../net/error-log.ts';
-import { ReplyRoutes, WILDCARD, bindUdp, closeQuietly, familyOf, portKey, remoteOf } from '../net/udp.ts';
+import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../net/udp.ts';
+import { WILDCARD, familyOf, portKey } from '../shared/endpoint.ts';
 import { RecvDrainer, SendBatcher, fdOf, openRecvDrainer, openSendBatcher, type DrainedHandler } from '../net/mmsg.ts';
 
 export type SocketKind = 'listen' | 'allocation';

@@ -1,7 +1,7 @@
 // Pure helpers turning cumulative counter snapshots (kernel per-CPU sums, the
 // relay's ServerStats, link stats) into monotonic totals and low-cardinality
 // metric attributes. No OTel here, so the arithmetic is testable on its own.
-import { DIAG_KIND_NAMES, PATH_NAMES, REASON_NAMES } from '../sidecar/bpf/abi.ts';
+import { DIAG_KIND_NAMES, PATH_NAMES, REASON_NAMES } from '../shared/reasons.ts';
 
 /**
  * Turns a stream of cumulative snapshots per series into a monotonic total.

@@ -9,7 +9,7 @@ import { loadIdentity, type Identity } from './identity.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createFlags, type Flags, type FlagState } from './flags.ts';
 import { startSentry, type SentryHandle, type SentryOptions } from './sentry.ts';
-import { parseLogFilter, type LogHub } from './logger.ts';
+import { parseLogFilter, type LogHub } from '../shared/logger.ts';
 import { parseRelayLine } from './relay-log.ts';
 import type { StreamGateOptions } from './stream-gate.ts';
 

@@ -16,7 +16,7 @@ import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
-import type { ServerStats } from '../relay/server/types.ts';
+import type { ServerStats } from '../shared/stats.ts';
 import {
   CumulativeAccumulator,
   KERNEL_DIAG_KIND_NAMES,

@@ -2,7 +2,7 @@
 // parses one into the parts the sidecar forwards (level, module, message,
 // fields), never throwing: the relay is less trusted than the sidecar, so a
 // line that is not a JSON object becomes a warn-level line with the text.
-import { levelLabel } from './logger.ts';
+import { levelLabel } from '../shared/logger.ts';
 import type { Level } from 'pino';
 
 export interface RelayLogEntry {

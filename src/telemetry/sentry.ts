@@ -10,7 +10,7 @@ import * as Sentry from '@sentry/node';
 import type { Logger } from 'pino';
 import type { RelayLogEntry } from './relay-log.ts';
 import { StreamGate, type StreamGateOptions } from './stream-gate.ts';
-import type { LogFilter } from './logger.ts';
+import type { LogFilter } from '../shared/logger.ts';
 
 export interface SentryOptions {
   dsn: string;

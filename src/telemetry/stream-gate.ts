@@ -3,7 +3,7 @@
 // token bucket that bounds the rate handed to the SDK, so a log storm while
 // Sentry is slow or down cannot build an unbounded backlog. Pure apart from
 // the injected clock.
-import { filterAllows, parseLogFilter, type LogFilter } from './logger.ts';
+import { filterAllows, parseLogFilter, type LogFilter } from '../shared/logger.ts';
 
 export interface StreamGateOptions {
   /** Sustained lines per second handed to the SDK. */

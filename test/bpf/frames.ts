@@ -3,7 +3,7 @@
 // computed from scratch as big-endian 16-bit word sums (RFC 1071), while the
 // program works incrementally on little-endian loads.
 import { isIP } from 'node:net';
-import { addressBytes } from '../../src/config/cidr.ts';
+import { addressBytes } from '../../src/shared/cidr.ts';
 
 export interface Endpoint {
   address: string;

@@ -38,7 +38,7 @@ export function hasCommand(cmd: string): boolean {
  * under a 0700 directory (mktemp -d) is unreadable to nobody.
  */
 export function relayUserForTests(): string {
-  const entry = new URL('../../src/relay/main.ts', import.meta.url).pathname;
+  const entry = new URL('../../src/cmd/relay.ts', import.meta.url).pathname;
   const tsx = new URL('../../node_modules/tsx/package.json', import.meta.url).pathname;
   return readableBy(entry, 65534, 65534) && readableBy(tsx, 65534, 65534) ? 'nobody' : 'root';
 }

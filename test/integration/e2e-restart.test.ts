@@ -1,4 +1,4 @@
-// Restarts under traffic, with the pair run by its launcher (src/main.ts) in
+// Restarts under traffic, with the pair run by its launcher (src/cmd/turnpike.ts) in
 // the relay namespace and the XDP program in native mode:
 // - relay killed (SIGKILL): the sidecar clears the binding maps and closes the
 //   relay's ports, so the kernel stops relaying for bindings the relay no

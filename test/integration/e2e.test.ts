@@ -1,4 +1,4 @@
-// The pair end to end, as an operator runs it: `src/main.ts` (sidecar + relay,
+// The pair end to end, as an operator runs it: `src/cmd/turnpike.ts` (sidecar + relay,
 // the relay dropped to `nobody`) in the relay namespace of a client / relay /
 // peer topology joined by a bridge. coturn's turnutils_uclient (client ns)
 // talks to turnutils_peer (peer ns) through turnpike with 0 lost messages,

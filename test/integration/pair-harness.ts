@@ -1,4 +1,4 @@
-// Runs the turnpike pair (`src/main.ts`: the launcher, which starts the
+// Runs the turnpike pair (`src/cmd/turnpike.ts`: the launcher, which starts the
 // sidecar and the relay) inside the relay namespace of a test topology, the
 // way an operator runs `npm start` on a host. The launcher is started with
 // nsenter, not `ip netns exec`: the latter remounts /sys, and pins made in
@@ -120,7 +120,7 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
     ...(opts.keepPinned ? { TURNPIKE_KEEP_PINNED: 'true' } : {}),
     ...opts.env,
   };
-  const proc: ChildProcess = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/main.ts'], {
+  const proc: ChildProcess = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/cmd/turnpike.ts'], {
     cwd: repoRoot,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -292,9 +292,9 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
   };
 }
 
-/** Starts `src/sidecar/main.ts` alone (no launcher, no relay) in the relay namespace. */
+/** Starts `src/cmd/sidecar.ts` alone (no launcher, no relay) in the relay namespace. */
 export function startLoneSidecar(topo: Topology, env: Record<string, string>): { output(): string; proc: ChildProcess; stop(): Promise<void> } {
-  const proc = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/sidecar/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/cmd/sidecar.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));

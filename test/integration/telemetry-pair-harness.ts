@@ -114,7 +114,7 @@ export async function startLoopbackPair(opts: PairOptions = {}): Promise<Loopbac
   const run = (file: string, env: Record<string, string>) =>
     spawn(process.execPath, ['--import', 'tsx', file], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
 
-  const sidecarProc = run('src/sidecar/main.ts', { ...base, ...opts.sidecarEnv });
+  const sidecarProc = run('src/cmd/sidecar.ts', { ...base, ...opts.sidecarEnv });
   const sidecar = collect(sidecarProc);
   let relayProc: ChildProcess | undefined;
   const cleanup = async () => {
@@ -127,7 +127,7 @@ export async function startLoopbackPair(opts: PairOptions = {}): Promise<Loopbac
       if (sidecarProc.exitCode !== null) throw new Error(`sidecar exited ${sidecarProc.exitCode}:\n${sidecar.text()}`);
       return sidecar.lines().some((l) => l.msg === 'sidecar ready');
     }, 20_000);
-    relayProc = run('src/relay/main.ts', { ...base, TURNPIKE_RELAY_TRANSPORT: 'sidecar', ...opts.relayEnv });
+    relayProc = run('src/cmd/relay.ts', { ...base, TURNPIKE_RELAY_TRANSPORT: 'sidecar', ...opts.relayEnv });
     const relay = collect(relayProc);
     const rp = relayProc;
     await waitUntil('relay connected and resynced', () => {

@@ -150,7 +150,7 @@ export async function startTurnpike(opts: RelayOptions = {}): Promise<Relay> {
     ...(opts.allowLoopback ? { TURNPIKE_ALLOWED_PEERS: '127.0.0.0/8,::1/128' } : {}),
     ...opts.env,
   };
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/relay/main.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cmd/relay.ts'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = collect(proc);
   try {
     await waitFor('turnpike relay', proc, output, (o) => o.includes('"msg":"relay ready"'));

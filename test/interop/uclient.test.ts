@@ -39,7 +39,7 @@ function mintWithCli(stateDir: string, user: string): Promise<{ username: string
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/relay/credential-cli.ts', '--user', user, '--ttl', '600', '--json'],
+      ['--import', 'tsx', 'src/cmd/credential.ts', '--user', user, '--ttl', '600', '--json'],
       { cwd: repoRoot, env: { PATH: process.env.PATH, TURNPIKE_STATE_DIR: stateDir } },
       (err, stdout, stderr) => (err ? reject(new Error(`credential-cli: ${stderr}`)) : resolve(JSON.parse(stdout))),
     );

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { createLogHub, type LogHub } from '../../src/telemetry/logger.ts';
+import { createLogHub, type LogHub } from '../../src/shared/logger.ts';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.ts';
 import { startAdmin, type Admin, type Readiness } from '../../src/sidecar/admin.ts';
 import { sink, type Sink } from './sink.ts';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogHub } from '../../src/telemetry/logger.ts';
+import { createLogHub } from '../../src/shared/logger.ts';
 import { createFlags, type FlagsOptions } from '../../src/telemetry/flags.ts';
 import { loadIdentity } from '../../src/telemetry/identity.ts';
 import { startFakePostHog } from '../helpers/fake-posthog.ts';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyLogFilterText, createLogHub, filterAllows, formatLogFilter, parseLogFilter } from '../../src/telemetry/logger.ts';
+import { applyLogFilterText, createLogHub, filterAllows, formatLogFilter, parseLogFilter } from '../../src/shared/logger.ts';
 import { StreamGate } from '../../src/telemetry/stream-gate.ts';
 import { parseRelayLine } from '../../src/telemetry/relay-log.ts';
 import { sink } from './sink.ts';

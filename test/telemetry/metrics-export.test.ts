@@ -2,7 +2,7 @@
 // both over OTLP/gRPC to an in-test collector and on GET /metrics.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogHub } from '../../src/telemetry/logger.ts';
+import { createLogHub } from '../../src/shared/logger.ts';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 import { startAdmin } from '../../src/sidecar/admin.ts';
 import { startOtlpCollector, pointValue, type DecodedExport } from '../helpers/otlp-collector.ts';

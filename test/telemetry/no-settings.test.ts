@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogHub } from '../../src/telemetry/logger.ts';
+import { createLogHub } from '../../src/shared/logger.ts';
 import { startTelemetry, type TelemetryConfig } from '../../src/telemetry/index.ts';
 import { otlpEndpointFrom } from '../../src/telemetry/metrics.ts';
 import { startOtlpCollector, pointValue } from '../helpers/otlp-collector.ts';

@@ -10,7 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Sentry from '@sentry/node';
-import { createLogHub } from '../../src/telemetry/logger.ts';
+import { createLogHub } from '../../src/shared/logger.ts';
 import { startTelemetry } from '../../src/telemetry/index.ts';
 import { startAdmin } from '../../src/sidecar/admin.ts';
 import { sink } from './sink.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogHub, type LogHub } from '../../src/telemetry/logger.ts';
+import { createLogHub, type LogHub } from '../../src/shared/logger.ts';
 import { startTelemetry, type Telemetry } from '../../src/telemetry/index.ts';
 import { startFakePostHog, type FakePostHog } from '../helpers/fake-posthog.ts';
 import { startFakeSentry, type FakeSentry } from '../helpers/fake-sentry.ts';

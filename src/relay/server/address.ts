@@ -3,7 +3,7 @@
 // so permission and channel lookups keyed by text match whichever side the
 // address came from.
 import { isIP } from 'node:net';
-import { addressToBytes, formatAddress } from '../../net/ip.ts';
+import { addressToBytes, formatAddress } from '../../shared/ip.ts';
 import type { TransportAddress } from './types.ts';
 
 /** The address with canonical text, or undefined when it is not a valid IP transport address of its family. */

@@ -21,6 +21,8 @@
 //   binds them again. The kernel never relays what userspace would refuse.
 import type { ChannelBinding, DataPlaneEvent, Family, LocalEndpoint, Output, TransportAddress } from './types.ts';
 import { TimerHeap, type Timer } from './timer-heap.ts';
+import { portKey } from '../../shared/endpoint.ts';
+export { portKey };
 import { PortPool, type PortRange } from './port-pool.ts';
 
 export const PERMISSION_LIFETIME_MS = 300_000;
@@ -91,10 +93,6 @@ export interface Reservation {
 
 export function fiveTupleKey(local: LocalEndpoint, client: TransportAddress): string {
   return `${local.family}/${local.port}|${client.address}|${client.port}`;
-}
-
-export function portKey(family: Family, port: number): number {
-  return family * 65536 + port;
 }
 
 export function peerKey(peer: TransportAddress): string {

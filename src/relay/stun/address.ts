@@ -5,7 +5,7 @@
 import { FAMILY_CODE, MAGIC_COOKIE } from './constants.ts';
 import type { Family, StunAddress } from './types.ts';
 import { copyBytes } from './bytes.ts';
-import { addressToBytes, formatAddress, formatV4, isV4Mapped, toBytes16 } from '../../net/ip.ts';
+import { addressToBytes, formatAddress, formatV4, isV4Mapped, toBytes16 } from '../../shared/ip.ts';
 
 // Re-exported so the codec's index keeps offering the text <-> bytes pair.
 export { addressToBytes, formatAddress };

@@ -5,8 +5,8 @@
 //   - the sidecar's log filter comes back as LOG_FILTER frames and is applied
 //     to the relay's module loggers at once, so POST /log on the sidecar's
 //     admin port governs the relay's modules (`server`, `transport`, ...) too.
-import type { ServerStats } from '../server/types.ts';
-import { formatLogFilter, parseLogFilter, type LogHub } from '../../telemetry/logger.ts';
+import type { ServerStats } from '../../shared/stats.ts';
+import { formatLogFilter, parseLogFilter, type LogHub } from '../../shared/logger.ts';
 import { LinkLogDestination, type LogLink } from './link-log.ts';
 import { startCountersSender, type CountersLink } from './counters.ts';
 
@@ -14,7 +14,7 @@ export { LinkLogDestination, lineMeta, type LinkLogStats, type LogLink } from '.
 export { startCountersSender, type CountersSender, type CountersLink } from './counters.ts';
 
 /** The relay's stdout as createLogHub opens it (pretty on a terminal): LinkLogDestination's fallback. */
-export { stdoutDestination } from '../../telemetry/logger.ts';
+export { stdoutDestination } from '../../shared/logger.ts';
 
 /** The link as the relay's telemetry needs it (SidecarTransport implements it). */
 export interface TelemetryLink extends LogLink, CountersLink {
@@ -26,7 +26,7 @@ export interface RelayTelemetryOptions {
   link: TelemetryLink;
   server: { stats(): ServerStats };
   logs: LogHub;
-  /** The hub's destination when it is a LinkLogDestination (relay/main.ts makes one for the sidecar transport). */
+  /** The hub's destination when it is a LinkLogDestination (cmd/relay.ts makes one for the sidecar transport). */
   destination?: LinkLogDestination | undefined;
   /** More counters to send alongside the server's (e.g. the transport's stats). */
   extra?: () => Record<string, unknown>;

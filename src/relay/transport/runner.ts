@@ -1,8 +1,8 @@
-// What relay/main.ts hands a transport and gets back. Each transport module
+// What cmd/relay.ts hands a transport and gets back. Each transport module
 // exports one start function of type StartTransport:
 //   standalone.ts -> startStandaloneTransport (the relay's own UDP sockets)
 //   sidecar.ts    -> startSidecarTransport    (datagrams over the link socket)
-import type { LogHub } from '../../telemetry/logger.ts';
+import type { LogHub } from '../../shared/logger.ts';
 import type { Config } from '../../config/schema.ts';
 import type { TurnServer } from '../server/server.ts';
 import type { LinkLogDestination } from '../telemetry/link-log.ts';

@@ -20,6 +20,7 @@
 //   optional accelerator: a binding missing from the kernel map only means
 //   the client's ChannelData is passed up and relayed here in userspace, while
 //   failing the ChannelBind would break the client for a sidecar hiccup.
+import { portKey } from '../../shared/endpoint.ts';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { LinkClient, type BackoffOptions } from '../../link/client.ts';
@@ -257,7 +258,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
       case 'port-opened': {
         if (!this.pendingOpens.delete(f.token)) return; // answered already (e.g. link flapped)
         if (!f.ok) this.log.debug({ family: f.family, port: f.port, error: f.error }, 'sidecar could not open allocation port');
-        else this.openedDuringResync?.add(f.family * 65536 + f.port);
+        else this.openedDuringResync?.add(portKey(f.family, f.port));
         this.driver?.portOpened(f.token, f.ok);
         return;
       }
@@ -291,7 +292,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     const openedSince = this.openedDuringResync;
     this.openedDuringResync = undefined;
     for (const p of failed) {
-      if (openedSince?.has(p.family * 65536 + p.port)) continue; // reopened since, for a newer allocation
+      if (openedSince?.has(portKey(p.family, p.port))) continue; // reopened since, for a newer allocation
       this.log.warn({ family: p.family, port: p.port, error: p.error }, 'allocation port not reopened after resync; deleting its allocation');
       this.driver?.portLost(p.family, p.port);
     }
@@ -374,7 +375,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
 
 // ---- runner adapter (added by the integration helper; see runner.ts) --------
 
-/** Runs a TurnServer behind the sidecar link (relay/main.ts picks it with --transport sidecar). */
+/** Runs a TurnServer behind the sidecar link (cmd/relay.ts picks it with --transport sidecar). */
 export const startSidecarTransport: StartTransport = async ({ config, server, logs, logDestination }) => {
   const log = logs.get('transport');
   const path = linkSocketPath(config);

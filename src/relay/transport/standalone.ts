@@ -8,7 +8,8 @@ import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '..
 import { Driver, type DatapathPort } from './driver.ts';
 import type { StartTransport } from './runner.ts';
 import { ErrorCounter } from '../../net/error-log.ts';
-import { ReplyRoutes, WILDCARD, bindUdp, closeQuietly, familyOf, portKey, remoteOf } from '../../net/udp.ts';
+import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../../net/udp.ts';
+import { WILDCARD, familyOf, portKey } from '../../shared/endpoint.ts';
 
 export interface StandaloneOptions {
   readonly listenPort: number;

@@ -7,8 +7,8 @@
 // (big-endian), counts and flags in host order (little-endian here; BPF
 // targets share the host's order).
 import { isIP } from 'node:net';
-import { addressBytes } from '../../config/cidr.ts';
-import { formatAddress, formatV4, isV4Mapped } from '../../net/ip.ts';
+import { addressBytes } from '../../shared/cidr.ts';
+import { formatAddress, formatV4, isV4Mapped } from '../../shared/ip.ts';
 
 export interface FieldLayout {
   readonly offset: number;
@@ -80,56 +80,10 @@ export const STRUCTS = {
 export const TP_CFG_HAVE_V4 = 1 << 0;
 export const TP_CFG_HAVE_V6 = 1 << 1;
 
-/** Stable names in enum tp_path order (index = value). */
-export const PATH_NAMES = [
-  'chan_to_udp_44',
-  'chan_to_udp_46',
-  'chan_to_udp_64',
-  'chan_to_udp_66',
-  'udp_to_chan_44',
-  'udp_to_chan_46',
-  'udp_to_chan_64',
-  'udp_to_chan_66',
-  'chan_to_chan_44',
-  'chan_to_chan_46',
-  'chan_to_chan_64',
-  'chan_to_chan_66',
-] as const;
-export type PathName = (typeof PATH_NAMES)[number];
+import { DIAG_KIND_NAMES, PATH_NAMES, REASON_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG } from '../../shared/reasons.ts';
+export { PATH_NAMES, REASON_NAMES, DIAG_KIND_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG, type PathName, type ReasonName } from '../../shared/reasons.ts';
 export const TP_PATH_MAX = PATH_NAMES.length;
-
-/** Stable names in enum tp_reason order (index = value). */
-export const REASON_NAMES = [
-  'pass_not_configured',
-  'pass_not_ip',
-  'pass_vlan',
-  'pass_not_udp',
-  'pass_ip_options',
-  'pass_fragment',
-  'pass_ipv6_ext',
-  'pass_not_relay_addr',
-  'pass_not_relay_port',
-  'pass_stun',
-  'pass_bad_channel_data',
-  'pass_no_binding',
-  'pass_family_unavailable',
-  'pass_too_big',
-  'pass_truncated',
-  'drop_adjust_head',
-  'drop_adjust_tail',
-  'drop_bounds',
-  // appended after the first layout, so earlier numbers stay
-  'pass_bad_checksum',
-  'pass_no_headroom',
-  'pass_no_neigh',
-  'pass_not_learned',
-] as const;
-export type ReasonName = (typeof REASON_NAMES)[number];
 export const TP_REASON_MAX = REASON_NAMES.length;
-
-export const TP_DIAG_DROP = 1;
-export const TP_DIAG_MISCONFIG = 2;
-export const DIAG_KIND_NAMES: Readonly<Record<number, string>> = { 1: 'drop', 2: 'misconfig' };
 
 /** C enums as the header spells them, for the BTF comparison. */
 export const ENUMS: Readonly<Record<string, Readonly<Record<string, number>>>> = {

@@ -14,7 +14,8 @@ import type { Logger } from 'pino';
 import type { LinkConnection } from '../../link/connection.ts';
 import type { LinkServer } from '../../link/server.ts';
 import type { Frame, PortFailure } from '../../link/protocol.ts';
-import type { ChannelBinding, Family, LocalEndpoint, TransportAddress } from '../../relay/server/types.ts';
+import { portKey, type Family, type LocalEndpoint, type TransportAddress } from '../../shared/endpoint.ts';
+import type { ChannelBinding } from '../../shared/binding.ts';
 import type { UdpSockets } from '../sockets.ts';
 
 /** The kernel channel map as the bridge needs it; the eBPF map writer implements it (userspace mode: omit it). */
@@ -56,7 +57,6 @@ type Events = {
   resynced: [generation: number, ports: number, channels: number, failed: number];
 };
 
-const portKey = (family: Family, port: number) => family * 65536 + port;
 const bindingKey = (b: ChannelBinding) => `${b.client.address}|${b.client.port}|${b.channel}`;
 
 interface Snapshot {

@@ -10,7 +10,7 @@ import { LinkServer } from '../../../src/link/server.ts';
 import type { LinkConnection } from '../../../src/link/connection.ts';
 import type { Frame } from '../../../src/link/protocol.ts';
 import { SidecarTransport } from '../../../src/relay/transport/sidecar.ts';
-import { createLogHub } from '../../../src/telemetry/logger.ts';
+import { createLogHub } from '../../../src/shared/logger.ts';
 import { LinkLogDestination, lineMeta, startRelayTelemetry } from '../../../src/relay/telemetry/index.ts';
 import type { ServerStats } from '../../../src/relay/server/types.ts';
 import { captureLogger, tempSocketPath, until } from '../../link/helpers.ts';

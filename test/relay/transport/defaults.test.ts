@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { configSchema } from '../../../src/config/schema.ts';
 import { chooseRelayAddress, ensureCredentials, probeDefaultRoute, SECRET_FILE } from '../../../src/relay/defaults.ts';
 import { buildCredentials } from '../../../src/relay/build.ts';
-import { mintFromConfig, parseCliArgs } from '../../../src/relay/credential-cli.ts';
-import { pickTransport } from '../../../src/relay/main.ts';
+import { mintFromConfig, parseCliArgs } from '../../../src/cmd/credential.ts';
+import { pickTransport } from '../../../src/cmd/relay.ts';
 
 const withDir = (fn: (dir: string) => void) => {
   const dir = mkdtempSync(join(tmpdir(), 'tprelay-'));
@@ -32,7 +32,7 @@ test('with no credentials configured, a REST secret is created 0600 in the state
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(readFileSync(file, 'utf8').trim(), first.generatedSecret);
     assert.match(hints[0]!, /turnutils_uclient/);
-    assert.match(hints[0]!, /credential-cli/);
+    assert.match(hints[0]!, /cmd\/credential/);
 
     const second = ensureCredentials(config, join(dir, 'state'), undefined, () => {});
     assert.equal(second.created, false);

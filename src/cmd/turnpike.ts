@@ -8,10 +8,10 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, extname } from 'node:path';
-import { loadConfig, ConfigError } from './config/load.ts';
-import { linkSocketPath, readableBy, stateDir } from './config/paths.ts';
-import { createLogHub } from './telemetry/logger.ts';
-import { ensureCredentials } from './relay/defaults.ts';
+import { loadConfig, ConfigError } from '../config/load.ts';
+import { linkSocketPath, readableBy, stateDir } from '../config/paths.ts';
+import { createLogHub } from '../shared/logger.ts';
+import { ensureCredentials } from '../relay/defaults.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = extname(fileURLToPath(import.meta.url)); // .ts under tsx, .js when built

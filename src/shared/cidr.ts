@@ -1,7 +1,7 @@
 // CIDR parsing and matching for both families, on 16-byte addresses
 // (IPv4 as IPv4-mapped IPv6), so one code path serves both.
 import { isIP } from 'node:net';
-import { addressToBytes16 } from '../net/ip.ts';
+import { addressToBytes16 } from './ip.ts';
 
 export interface Cidr {
   readonly text: string;

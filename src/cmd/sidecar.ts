@@ -5,16 +5,16 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import { linkSocketPath, stateDir } from '../config/paths.ts';
-import { createLogHub, formatLogFilter } from '../telemetry/logger.ts';
+import { createLogHub, formatLogFilter } from '../shared/logger.ts';
 import { startTelemetry } from '../telemetry/index.ts';
 import { LinkServer, LinkServerError } from '../link/index.ts';
-import { UdpSockets } from './sockets.ts';
-import { RelayBridge } from './sockets/relay-bridge.ts';
-import { startAdmin } from './admin.ts';
-import { startEbpf, kernelChannelMap, EbpfStartError } from './ebpf.ts';
-import { openDiagnostics, type DiagnosticsReader } from './bpf/perf.ts';
-import { BINDING_MAPS } from './bpf/router.ts';
-import { REASON_NAMES, PATH_NAMES } from './bpf/abi.ts';
+import { UdpSockets } from '../sidecar/sockets.ts';
+import { RelayBridge } from '../sidecar/sockets/relay-bridge.ts';
+import { startAdmin } from '../sidecar/admin.ts';
+import { startEbpf, kernelChannelMap, EbpfStartError } from '../sidecar/ebpf.ts';
+import { openDiagnostics, type DiagnosticsReader } from '../sidecar/bpf/perf.ts';
+import { BINDING_MAPS } from '../sidecar/bpf/router.ts';
+import { REASON_NAMES, PATH_NAMES } from '../sidecar/bpf/abi.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url).pathname.replace('/dist/package.json', '/package.json'), 'utf8')) as { version: string }).version;
 

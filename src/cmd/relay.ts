@@ -11,13 +11,13 @@ import { realpathSync } from 'node:fs';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import { stateDir } from '../config/paths.ts';
 import type { Config } from '../config/schema.ts';
-import { createLogHub } from '../telemetry/logger.ts';
-import { LinkLogDestination, stdoutDestination } from './telemetry/index.ts';
-import { authSources, buildServerOptions } from './build.ts';
-import { chooseRelayAddresses, ensureCredentials } from './defaults.ts';
-import { TurnServer } from './server/server.ts';
-import { startStandaloneTransport } from './transport/standalone.ts';
-import type { RunningTransport, StartTransport } from './transport/runner.ts';
+import { createLogHub } from '../shared/logger.ts';
+import { LinkLogDestination, stdoutDestination } from '../relay/telemetry/index.ts';
+import { authSources, buildServerOptions } from '../relay/build.ts';
+import { chooseRelayAddresses, ensureCredentials } from '../relay/defaults.ts';
+import { TurnServer } from '../relay/server/server.ts';
+import { startStandaloneTransport } from '../relay/transport/standalone.ts';
+import type { RunningTransport, StartTransport } from '../relay/transport/runner.ts';
 
 export type TransportKind = 'standalone' | 'sidecar';
 

@@ -1,7 +1,7 @@
 // turnpike-credential: mints a time-limited TURN credential from the relay's
 // configured secret (same config loading as the relay: file, environment,
 // flags), so an operator can hand it to a client or try the relay at once.
-//   npx tsx src/relay/credential-cli.ts --user alice --ttl 3600 [--json] [config flags]
+//   npx tsx src/cmd/credential.ts --user alice --ttl 3600 [--json] [config flags]
 // Secret precedence: TURNPIKE_REST_SECRET, then TURNPIKE_FIREZONE_SECRET, then
 // the generated secret in the state directory (the relay's default).
 import { realpathSync } from 'node:fs';
@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { stateDir } from '../config/paths.ts';
 import type { Config } from '../config/schema.ts';
-import { mintFirezoneCredential, mintRestCredential } from './auth/index.ts';
-import { ensureCredentials } from './defaults.ts';
+import { mintFirezoneCredential, mintRestCredential } from '../relay/auth/index.ts';
+import { ensureCredentials } from '../relay/defaults.ts';
 import { randomBytes } from 'node:crypto';
 
 export interface MintRequest {

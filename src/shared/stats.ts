@@ -1,0 +1,27 @@
+// Counter snapshots that cross process boundaries: the relay's own counters
+// (sent to the sidecar over the link) and the link's queue statistics.
+
+/** Counters the relay keeps; low cardinality by construction (no per-user keys). */
+export interface ServerStats {
+  allocations: number;
+  permissions: number;
+  channels: number;
+  /** Relayed application data through this process (the userspace datapath). */
+  relayed: {
+    toPeer: { packets: number; bytes: number };
+    toClient: { packets: number; bytes: number };
+  };
+  /**
+   * `relayed` split by the family of the datagram sent (to the peer: the
+   * peer's family; to the client: the client's). Optional in the type only so
+   * older counter snapshots still parse; TurnServer always fills it.
+   */
+  relayedByFamily?: {
+    ipv4: { toPeer: { packets: number; bytes: number }; toClient: { packets: number; bytes: number } };
+    ipv6: { toPeer: { packets: number; bytes: number }; toClient: { packets: number; bytes: number } };
+  };
+  /** Responses by method and code ("allocate:success", "allocate:401", ...). */
+  responses: Record<string, number>;
+  /** Datagrams dropped, by reason ("malformed", "bad-integrity", "no-channel", ...). */
+  dropped: Record<string, number>;
+}
