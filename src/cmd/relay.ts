@@ -6,7 +6,6 @@
 // The choice is `--transport standalone|sidecar` or TURNPIKE_RELAY_TRANSPORT
 // (the launcher sets sidecar); it is not part of the shared config schema.
 import { fileURLToPath } from 'node:url';
-import { extname } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import { stateDir } from '../config/paths.ts';
@@ -17,6 +16,7 @@ import { authSources, buildServerOptions } from '../relay/build.ts';
 import { chooseRelayAddresses, ensureCredentials } from '../relay/defaults.ts';
 import { TurnServer } from '../relay/server/server.ts';
 import { startStandaloneTransport } from '../relay/transport/standalone.ts';
+import { startSidecarTransport } from '../relay/transport/sidecar.ts';
 import type { RunningTransport, StartTransport } from '../relay/transport/runner.ts';
 
 export type TransportKind = 'standalone' | 'sidecar';
@@ -38,13 +38,8 @@ export function pickTransport(argv: readonly string[], env: NodeJS.ProcessEnv): 
   return { transport: chosen, argv: rest };
 }
 
-async function transportStarter(kind: TransportKind): Promise<StartTransport> {
-  if (kind === 'standalone') return startStandaloneTransport;
-  // Loaded by path so this file does not depend on the sidecar transport's presence at build time.
-  const ext = extname(fileURLToPath(import.meta.url));
-  const mod = (await import(new URL(`./transport/sidecar${ext}`, import.meta.url).href)) as { startSidecarTransport?: StartTransport };
-  if (!mod.startSidecarTransport) throw new Error('src/relay/transport/sidecar does not export startSidecarTransport');
-  return mod.startSidecarTransport;
+function transportStarter(kind: TransportKind): StartTransport {
+  return kind === 'standalone' ? startStandaloneTransport : startSidecarTransport;
 }
 
 const fmt = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);

@@ -46,6 +46,12 @@ export const ENV_NAMES: Readonly<Record<keyof Config, string>> = {
   environment: 'TURNPIKE_ENVIRONMENT',
   otlpEndpoint: 'OTEL_EXPORTER_OTLP_ENDPOINT',
   metricsInterval: 'TURNPIKE_METRICS_INTERVAL',
+  // internal (README: internal and development variables)
+  relayTransport: 'TURNPIKE_RELAY_TRANSPORT',
+  resyncGraceMs: 'TURNPIKE_RESYNC_GRACE_MS',
+  relayGid: 'TURNPIKE_RELAY_GID',
+  bpfObject: 'TURNPIKE_BPF_OBJECT',
+  batchedIo: 'TURNPIKE_BATCHED_IO',
 };
 
 /** camelCase field -> --kebab-case flag */

@@ -106,6 +106,18 @@ export const configSchema = z
     environment: z.string().default('production'),
     otlpEndpoint: z.string().min(1).optional(),
     metricsInterval: positiveInt.default(15),
+
+    // ---- internal: set by the launcher, tests and development, not by operators
+    /** The relay's transport: standalone (own sockets) or sidecar (over the link). */
+    relayTransport: z.enum(['standalone', 'sidecar']).default('standalone'),
+    /** How long pinned bindings from an earlier sidecar wait for the relay's re-announce. */
+    resyncGraceMs: positiveInt.default(15_000),
+    /** Group that may connect to the link socket (the launcher's relay group). */
+    relayGid: z.coerce.number().int().min(0).optional(),
+    /** A different XDP object (a debug build of bpf/turn_router.o). */
+    bpfObject: z.string().min(1).optional(),
+    /** sendmmsg/recvmmsg batching in the sidecar: auto (where koffi and the platform allow) or off. */
+    batchedIo: z.enum(['auto', 'off']).default('auto'),
   })
   .strict()
   .refine((c) => c.defaultLifetime <= c.maxLifetime, {
