@@ -23,13 +23,21 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     say "installing Debian packages: ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Packages such as coturn start a daemon on install; the tests only need
+    # their binaries, and set-up must not leave a service running (or stop one
+    # it did not start). A policy-rc.d that answers 101 ("action forbidden")
+    # keeps invoke-rc.d and deb-systemd-invoke from starting anything; it is
+    # removed again, and an operator's own policy-rc.d is left alone.
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod 755 /usr/sbin/policy-rc.d
+      own_policy=1
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-    # The coturn package may start its own turnserver on 3478; turnpike owns that port.
-    if have coturn; then
-      (systemctl disable --now coturn 2>/dev/null || service coturn stop 2>/dev/null || true) >/dev/null 2>&1
-      pkill -x turnserver 2>/dev/null || true
-    fi
+    if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   else
     say "missing packages (${need_pkgs[*]}); install them as root. Continuing without them."
   fi
