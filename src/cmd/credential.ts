@@ -6,6 +6,8 @@
 // the generated secret in the state directory (the relay's default).
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { parseCommandLine, type EntryFlags } from '../config/args.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { stateDir } from '../config/paths.ts';
 import type { Config } from '../config/schema.ts';
@@ -66,21 +68,19 @@ interface CliArgs {
   rest: string[];
 }
 
+const ttlReason = 'must be a positive number of seconds';
+
+/** The credential tool's own flags, beside the configuration's. */
+const CREDENTIAL_FLAGS = {
+  user: { type: 'string' },
+  ttl: { type: 'string', schema: z.coerce.number({ error: ttlReason }).int({ error: ttlReason }).positive({ error: ttlReason }).default(3600) },
+  json: { type: 'boolean' },
+} as const satisfies EntryFlags;
+
+/** Its own flags, and the configuration flags (`rest`) for loadConfig. */
 export function parseCliArgs(argv: readonly string[]): CliArgs {
-  const out: CliArgs = { ttl: 3600, json: false, rest: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = () => inline ?? argv[++i];
-    if (flag === '--user') out.user = value();
-    else if (flag === '--ttl') {
-      const v = Number(value());
-      if (!Number.isInteger(v) || v <= 0) throw new CredentialError('--ttl must be a positive number of seconds');
-      out.ttl = v;
-    } else if (a === '--json') out.json = true;
-    else out.rest.push(a);
-  }
-  return out;
+  const { own, configArgv } = parseCommandLine(argv, CREDENTIAL_FLAGS);
+  return { ...(own.user !== undefined ? { user: own.user } : {}), ttl: own.ttl, json: own.json ?? false, rest: configArgv };
 }
 
 function main(): void {

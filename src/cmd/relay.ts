@@ -3,11 +3,12 @@
 // runs it behind one transport, chosen here and only here:
 //   standalone  the relay's own UDP sockets (development, no sidecar)
 //   sidecar     datagrams over the link socket from turnpike-sidecar
-// The choice is `--transport standalone|sidecar` or TURNPIKE_RELAY_TRANSPORT
-// (the launcher sets sidecar); it is not part of the shared config schema.
+// The choice is the relayTransport setting: TURNPIKE_RELAY_TRANSPORT (the
+// launcher sets sidecar), --relay-transport or its short name --transport.
 import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
-import { loadConfig, ConfigError } from '../config/load.ts';
+import type { EntryFlags } from '../config/args.ts';
+import { loadConfig, ConfigError, type Loaded } from '../config/load.ts';
 import { stateDir } from '../config/paths.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogHub } from '../shared/logger.ts';
@@ -19,23 +20,19 @@ import { startStandaloneTransport } from '../relay/transport/standalone.ts';
 import { startSidecarTransport } from '../relay/transport/sidecar.ts';
 import type { RunningTransport, StartTransport } from '../relay/transport/runner.ts';
 
-export type TransportKind = 'standalone' | 'sidecar';
+export type TransportKind = Config['relayTransport'];
 
-/** Takes `--transport X` / `--transport=X` out of argv (the config loader rejects unknown flags). */
+/** The relay's own flags, beside the configuration's. */
+const RELAY_FLAGS = { transport: { type: 'string', field: 'relayTransport' } } as const satisfies EntryFlags;
+
+function loadRelayConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loaded<typeof RELAY_FLAGS> {
+  return loadConfig({ argv, env, flags: RELAY_FLAGS });
+}
+
+/** The transport the command line and environment choose, and the arguments that are configuration flags. */
 export function pickTransport(argv: readonly string[], env: NodeJS.ProcessEnv): { transport: TransportKind; argv: string[] } {
-  const rest: string[] = [];
-  let chosen = env.TURNPIKE_RELAY_TRANSPORT || undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--transport') chosen = argv[++i];
-    else if (a.startsWith('--transport=')) chosen = a.slice('--transport='.length);
-    else rest.push(a);
-  }
-  chosen ??= 'standalone';
-  if (chosen !== 'standalone' && chosen !== 'sidecar') {
-    throw new ConfigError(`transport: expected standalone or sidecar, got "${chosen}" (--transport or TURNPIKE_RELAY_TRANSPORT)`);
-  }
-  return { transport: chosen, argv: rest };
+  const loaded = loadRelayConfig(argv, env);
+  return { transport: loaded.config.relayTransport, argv: loaded.configArgv };
 }
 
 function transportStarter(kind: TransportKind): StartTransport {
@@ -45,12 +42,9 @@ function transportStarter(kind: TransportKind): StartTransport {
 const fmt = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
 
 async function main(): Promise<void> {
-  let transportKind: TransportKind;
   let config: Config;
   try {
-    const picked = pickTransport(process.argv.slice(2), process.env);
-    transportKind = picked.transport;
-    config = loadConfig({ argv: picked.argv }).config;
+    config = loadRelayConfig(process.argv.slice(2), process.env).config;
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`turnpike-relay: ${e.message}\n`);
@@ -58,6 +52,7 @@ async function main(): Promise<void> {
     }
     throw e;
   }
+  const transportKind = config.relayTransport;
   // Behind the sidecar, log lines travel over the link (stdout only while it is down).
   const logDestination = transportKind === 'sidecar' ? new LinkLogDestination(stdoutDestination()) : undefined;
   const logs = createLogHub({ filter: config.log, name: 'turnpike', base: { process: 'relay' }, ...(logDestination ? { destination: logDestination } : {}) });

@@ -51,7 +51,7 @@ if (isRoot && !relayIdentity) {
 }
 // The relay loads its code as that user: an install it cannot read (e.g. a
 // checkout under a 0700 directory) would only crash-loop, so say why now.
-const relayEntry = join(dirname(fileURLToPath(import.meta.url)), 'relay', `main${extname(fileURLToPath(import.meta.url))}`);
+const relayEntry = join(here, `relay${ext}`);
 if (relayIdentity && !readableBy(relayEntry, relayIdentity.uid, relayIdentity.gid)) {
   log.fatal(
     { relayUser: config.relayUser, file: relayEntry },
@@ -93,8 +93,8 @@ interface Child {
 }
 
 const children: Child[] = [
-  { name: 'sidecar', file: join(here, 'sidecar', `main${ext}`), env: sidecarEnv, restarts: 0, startedAt: 0 },
-  { name: 'relay', file: join(here, 'relay', `main${ext}`), env: relayEnv, identity: relayIdentity, restarts: 0, startedAt: 0 },
+  { name: 'sidecar', file: join(here, `sidecar${ext}`), env: sidecarEnv, restarts: 0, startedAt: 0 },
+  { name: 'relay', file: relayEntry, env: relayEnv, identity: relayIdentity, restarts: 0, startedAt: 0 },
 ];
 let stopping = false;
 

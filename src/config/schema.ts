@@ -61,6 +61,15 @@ const hostPort = z.string().trim().transform((s, ctx) => {
   return { host: m[1], port: p };
 });
 
+/** A collector URL; a bare HOST:PORT gets http:// (the exporter wants a URL). */
+const otlpUrl = z
+  .string()
+  .min(1)
+  .transform((s) => (/^[a-z]+:\/\//i.test(s) ? s : `http://${s}`));
+
+/** A key of flagOverrides: a flag's name in capitals, `-` as `_` (STREAM_LOGS). */
+export const FLAG_OVERRIDE_KEY = /^[A-Z0-9_]+$/;
+
 const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
 
 export const configSchema = z
@@ -102,14 +111,22 @@ export const configSchema = z
     posthogHost: z.url().optional(),
     posthogSecretKey: z.string().min(1).optional(),
     flagsInterval: positiveInt.default(60),
+    /**
+     * Feature flags forced on or off, whatever PostHog says: TURNPIKE_FLAG_<NAME>
+     * and TURNPIKE_FLAG_<NAME>_PAYLOAD, keyed by what follows the prefix
+     * (STREAM_LOGS, STREAM_LOGS_PAYLOAD). Values stay text: telemetry/flags.ts
+     * reads them, and warns about and ignores one that is not a boolean (a bad
+     * override must not stop the pair).
+     */
+    flagOverrides: z.record(z.string().regex(FLAG_OVERRIDE_KEY, 'expected NAME in capitals, as in TURNPIKE_FLAG_NAME'), z.string()).optional(),
     sentryDsn: z.url().optional(),
     environment: z.string().default('production'),
-    otlpEndpoint: z.string().min(1).optional(),
+    otlpEndpoint: otlpUrl.optional(),
     metricsInterval: positiveInt.default(15),
 
     // ---- internal: set by the launcher, tests and development, not by operators
     /** The relay's transport: standalone (own sockets) or sidecar (over the link). */
-    relayTransport: z.enum(['standalone', 'sidecar']).default('standalone'),
+    relayTransport: z.enum(['standalone', 'sidecar'], { error: 'expected standalone or sidecar' }).default('standalone'),
     /** How long pinned bindings from an earlier sidecar wait for the relay's re-announce. */
     resyncGraceMs: positiveInt.default(15_000),
     /** Group that may connect to the link socket (the launcher's relay group). */
@@ -118,6 +135,8 @@ export const configSchema = z
     bpfObject: z.string().min(1).optional(),
     /** sendmmsg/recvmmsg batching in the sidecar: auto (where koffi and the platform allow) or off. */
     batchedIo: z.enum(['auto', 'off']).default('auto'),
+    /** Idle flush of log lines buffered for Sentry, in ms; unset: the SDK's (5000). */
+    sentryFlushMs: positiveInt.optional(),
   })
   .strict()
   .refine((c) => c.defaultLifetime <= c.maxLifetime, {
@@ -131,3 +150,9 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 export type RawConfig = Record<string, unknown>;
+
+/** One layer of raw values (file, environment, command line) and, per field, where its value came from. */
+export interface ConfigLayer {
+  raw: RawConfig;
+  sources: Record<string, string>;
+}

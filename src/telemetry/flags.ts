@@ -13,6 +13,8 @@
 import { PostHog } from 'posthog-node';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { FLAG_ENV_PREFIX, flagOverrideKey } from '../config/env.ts';
+import type { Config } from '../config/schema.ts';
 
 export type FlagSource = 'default' | 'posthog' | 'env';
 
@@ -35,7 +37,8 @@ export interface FlagsOptions {
   requestTimeoutMs?: number;
   distinctId: string;
   version: string;
-  env?: NodeJS.ProcessEnv;
+  /** The configuration's flagOverrides (TURNPIKE_FLAG_<NAME>, ..._PAYLOAD). */
+  overrides?: Config['flagOverrides'];
   log: Logger;
 }
 
@@ -54,18 +57,17 @@ export interface Flags {
 const OFF: FlagState = { on: false, payload: undefined, source: 'default' };
 const DEFAULT_HOST = 'https://us.i.posthog.com';
 
-export const flagEnvName = (name: string): string => 'TURNPIKE_FLAG_' + name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
-
-/** `TURNPIKE_FLAG_<NAME>` (and `..._PAYLOAD`) -> state, undefined when unset; throws on a value that is not a boolean. */
-export function envOverride(name: string, env: NodeJS.ProcessEnv): FlagState | undefined {
-  const raw = env[flagEnvName(name)]?.trim().toLowerCase();
+/** A flag's override (`<NAME>` and `<NAME>_PAYLOAD` in flagOverrides) -> state, undefined when unset; throws on a value that is not a boolean. */
+export function flagOverride(name: string, overrides: NonNullable<Config['flagOverrides']>): FlagState | undefined {
+  const key = flagOverrideKey(name);
+  const raw = overrides[key]?.trim().toLowerCase();
   if (raw === undefined || raw === '') return undefined;
   if (['true', '1', 'on', 'yes'].includes(raw)) {
-    const payload = env[flagEnvName(name) + '_PAYLOAD'];
+    const payload = overrides[key + '_PAYLOAD'];
     return { on: true, payload: payload === '' ? undefined : payload, source: 'env' };
   }
   if (['false', '0', 'off', 'no'].includes(raw)) return { on: false, payload: undefined, source: 'env' };
-  throw new Error(`${flagEnvName(name)}: expected true or false, got "${raw}"`);
+  throw new Error(`${FLAG_ENV_PREFIX}${key}: expected true or false, got "${raw}"`);
 }
 
 function sameState(a: FlagState, b: FlagState): boolean {
@@ -73,7 +75,6 @@ function sameState(a: FlagState, b: FlagState): boolean {
 }
 
 export function createFlags(opts: FlagsOptions): Flags {
-  const env = opts.env ?? process.env;
   const log = opts.log;
   const timeoutMs = opts.requestTimeoutMs ?? 3000;
   const states = new Map<string, FlagState>();
@@ -97,7 +98,7 @@ export function createFlags(opts: FlagsOptions): Flags {
 
   for (const name of opts.names) {
     try {
-      const o = envOverride(name, env);
+      const o = flagOverride(name, opts.overrides ?? {});
       if (o) overrides.set(name, o);
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'ignoring flag override');

@@ -19,7 +19,16 @@ export const STREAM_LOGS = 'stream-logs';
 
 export type TelemetryConfig = Pick<
   Config,
-  'posthogKey' | 'posthogHost' | 'posthogSecretKey' | 'flagsInterval' | 'sentryDsn' | 'environment' | 'otlpEndpoint' | 'metricsInterval'
+  | 'posthogKey'
+  | 'posthogHost'
+  | 'posthogSecretKey'
+  | 'flagsInterval'
+  | 'flagOverrides'
+  | 'sentryDsn'
+  | 'sentryFlushMs'
+  | 'environment'
+  | 'otlpEndpoint'
+  | 'metricsInterval'
 >;
 
 export interface TelemetryOptions {
@@ -27,7 +36,6 @@ export interface TelemetryOptions {
   version: string;
   stateDir: string;
   logHub: LogHub;
-  env?: NodeJS.ProcessEnv;
   /** Overrides for tests and tuning; production uses the config's seconds. */
   tuning?: {
     flagsIntervalMs?: number;
@@ -51,15 +59,8 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
-/** A positive number of milliseconds from an environment variable, else undefined (the default applies). */
-function positiveMs(raw: string | undefined): number | undefined {
-  const n = raw === undefined || raw.trim() === '' ? NaN : Number(raw);
-  return Number.isFinite(n) && n > 0 ? n : undefined;
-}
-
 export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry> {
   const { config, logHub } = opts;
-  const env = opts.env ?? process.env;
   const log = logHub.get('telemetry');
   const relayFallbackLog = logHub.get('relay');
   const identity = loadIdentity(opts.stateDir);
@@ -70,7 +71,6 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     instanceId: identity.id,
     otlpEndpoint: config.otlpEndpoint,
     exportIntervalMs: opts.tuning?.exportIntervalMs ?? config.metricsInterval * 1000,
-    env,
     log: logHub.get('metrics'),
     bpfLog: logHub.get('bpf'),
   });
@@ -85,7 +85,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
         gate: opts.tuning?.streamGate,
         onDropped: (n) => metrics.onStreamDropped(n),
         transport: opts.tuning?.sentryTransport,
-        flushIntervalMs: opts.tuning?.sentryFlushMs ?? positiveMs(env.TURNPIKE_SENTRY_FLUSH_MS),
+        flushIntervalMs: opts.tuning?.sentryFlushMs ?? config.sentryFlushMs,
       })
     : undefined;
 
@@ -98,7 +98,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     requestTimeoutMs: opts.tuning?.flagRequestTimeoutMs,
     distinctId: identity.id,
     version: opts.version,
-    env,
+    overrides: config.flagOverrides,
     log: logHub.get('flags'),
   });
 

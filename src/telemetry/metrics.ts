@@ -61,10 +61,9 @@ export interface DiagEvent {
 export interface MetricsOptions {
   version: string;
   instanceId: string;
-  /** OTLP gRPC collector (`http://host:4317`); undefined: the OTEL_EXPORTER_OTLP_* variables decide. */
+  /** OTLP gRPC collector URL (`http://host:4317`); undefined: no export. */
   otlpEndpoint?: string;
   exportIntervalMs?: number;
-  env?: NodeJS.ProcessEnv;
   /** Module logger for metric and export problems ('metrics'). */
   log: Logger;
   /** Module logger for kernel diagnostics ('bpf'). */
@@ -96,17 +95,9 @@ export interface Metrics {
   shutdown(): Promise<void>;
 }
 
-/** The collector endpoint to use, or undefined for none. */
-export function otlpEndpointFrom(configured: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
-  const raw = configured ?? env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  if (!raw) return undefined;
-  return /^[a-z]+:\/\//i.test(raw) ? raw : `http://${raw}`;
-}
-
 const LOST_WARN_WINDOW_MS = 1000;
 
 export function createMetrics(opts: MetricsOptions): Metrics {
-  const env = opts.env ?? process.env;
   const log = opts.log;
   const bpfLog = opts.bpfLog ?? log;
   // OTel reports export failures only through its diag channel.
@@ -123,7 +114,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
 
   const prom = new PrometheusExporter({ preventServerStart: true });
   const readers: MetricReader[] = [prom];
-  const endpoint = otlpEndpointFrom(opts.otlpEndpoint, env);
+  const endpoint = opts.otlpEndpoint;
   if (endpoint) {
     readers.push(
       new PeriodicExportingMetricReader({

@@ -18,7 +18,7 @@ let base: string;
 before(async () => {
   out = sink();
   hub = createLogHub({ destination: out.stream as never, filter: 'info' });
-  metrics = createMetrics({ version: '1', instanceId: 'i', env: {}, log: hub.get('metrics') });
+  metrics = createMetrics({ version: '1', instanceId: 'i', log: hub.get('metrics') });
   admin = await startAdmin({
     host: '127.0.0.1',
     port: 0,

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadConfig } from '../../src/config/load.ts';
 import { createLogHub } from '../../src/shared/logger.ts';
 import { createFlags, type FlagsOptions } from '../../src/telemetry/flags.ts';
 import { loadIdentity } from '../../src/telemetry/identity.ts';
@@ -12,6 +13,8 @@ import { startFakePostHog } from '../helpers/fake-posthog.ts';
 import { sink } from './sink.ts';
 
 const ID = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';
+/** The overrides the configuration loader reads from these variables. */
+const fromEnv = (env: NodeJS.ProcessEnv) => loadConfig({ argv: [], env }).config.flagOverrides;
 
 function setup(over: Partial<FlagsOptions>) {
   const out = sink();
@@ -22,7 +25,6 @@ function setup(over: Partial<FlagsOptions>) {
     requestTimeoutMs: 300,
     distinctId: ID,
     version: '1.2.3',
-    env: {},
     log: hub.get('flags'),
     ...over,
   });
@@ -110,7 +112,7 @@ test('no PostHog settings: no client and zero requests', async (t) => {
   const ph = await startFakePostHog();
   t.after(() => ph.close());
   // The server exists, but nothing names it: a request would show up in its count.
-  const { flags } = setup({ env: { POSTHOG_HOST: ph.host } });
+  const { flags } = setup({ overrides: fromEnv({ POSTHOG_HOST: ph.host }) });
   await flags.refresh();
   await new Promise((r) => setTimeout(r, 100));
   await flags.close();
@@ -123,19 +125,19 @@ test('environment override wins over PostHog, both ways', async (t) => {
   const ph = await startFakePostHog();
   t.after(() => ph.close());
   ph.setFlag('stream-logs', { enabled: true });
-  const off = setup({ posthogKey: 'phc_test', posthogHost: ph.host, env: { TURNPIKE_FLAG_STREAM_LOGS: 'false' } });
+  const off = setup({ posthogKey: 'phc_test', posthogHost: ph.host, overrides: fromEnv({ TURNPIKE_FLAG_STREAM_LOGS: 'false' }) });
   await off.flags.refresh();
   assert.deepEqual(off.flags.get('stream-logs'), { on: false, payload: undefined, source: 'env' });
   assert.equal(ph.requests.total, 0, 'the only flag is overridden: nothing to ask PostHog');
   await off.flags.close();
 
   ph.setFlag('stream-logs', { enabled: false });
-  const on = setup({ env: { TURNPIKE_FLAG_STREAM_LOGS: 'true', TURNPIKE_FLAG_STREAM_LOGS_PAYLOAD: 'debug' } });
+  const on = setup({ overrides: fromEnv({ TURNPIKE_FLAG_STREAM_LOGS: 'true', TURNPIKE_FLAG_STREAM_LOGS_PAYLOAD: 'debug' }) });
   assert.deepEqual(on.flags.get('stream-logs'), { on: true, payload: 'debug', source: 'env' });
   assert.ok(on.out.find((l) => l.msg === 'feature flag changed' && l.source === 'env' && l.to === true));
   await on.flags.close();
 
-  const bad = setup({ env: { TURNPIKE_FLAG_STREAM_LOGS: 'maybe' } });
+  const bad = setup({ overrides: fromEnv({ TURNPIKE_FLAG_STREAM_LOGS: 'maybe' }) });
   assert.equal(bad.flags.isEnabled('stream-logs'), false);
   assert.ok(bad.out.find((l) => l.msg === 'ignoring flag override'));
   await bad.flags.close();

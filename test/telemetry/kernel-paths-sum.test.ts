@@ -9,7 +9,7 @@ import pino from 'pino';
 import { createMetrics } from '../../src/telemetry/metrics.ts';
 
 test('xdp series sum the kernel paths that map to the same direction and family', async () => {
-  const m = createMetrics({ version: '0', instanceId: 'test', env: {}, log: pino({ level: 'silent' }) });
+  const m = createMetrics({ version: '0', instanceId: 'test', log: pino({ level: 'silent' }) });
   const srv = createServer((req, res) => m.prometheus(req, res));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   try {

@@ -42,7 +42,7 @@ test('OTLP export and /metrics report the counters fed in, per datapath, exactly
     instanceId: '11111111-2222-4333-8444-555555555555',
     otlpEndpoint: collector.url,
     exportIntervalMs: 200,
-    env: {},
+   
     log: hub.get('metrics'),
   });
   const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });
@@ -111,7 +111,7 @@ test('OTLP export and /metrics report the counters fed in, per datapath, exactly
 test('relayDisconnected: gauges drop to 0 and the next relay counts from zero', async () => {
   const out = sink();
   const hub = createLogHub({ destination: out.stream as never });
-  const metrics = createMetrics({ version: '1', instanceId: 'i', env: {}, log: hub.get('metrics') });
+  const metrics = createMetrics({ version: '1', instanceId: 'i', log: hub.get('metrics') });
   const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });
   after(async () => {
     await admin.close();
@@ -129,7 +129,7 @@ test('relayDisconnected: gauges drop to 0 and the next relay counts from zero', 
 test('lost perf events are counted and warned; a kernel drop diagnostic warns with its reason', async () => {
   const out = sink();
   const hub = createLogHub({ destination: out.stream as never });
-  const metrics = createMetrics({ version: '1', instanceId: 'i', env: {}, log: hub.get('metrics'), bpfLog: hub.get('bpf') });
+  const metrics = createMetrics({ version: '1', instanceId: 'i', log: hub.get('metrics'), bpfLog: hub.get('bpf') });
   const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });
   after(async () => {
     await admin.close();
@@ -156,7 +156,7 @@ test('lost perf events are counted and warned; a kernel drop diagnostic warns wi
 test('the kernel poll reads on its interval and survives a failing reader', async () => {
   const out = sink();
   const hub = createLogHub({ destination: out.stream as never });
-  const metrics = createMetrics({ version: '1', instanceId: 'i', env: {}, log: hub.get('metrics'), bpfLog: hub.get('bpf') });
+  const metrics = createMetrics({ version: '1', instanceId: 'i', log: hub.get('metrics'), bpfLog: hub.get('bpf') });
   after(() => metrics.shutdown());
   let n = 0;
   const poll = metrics.setKernelReader(async () => {

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadConfig } from '../../src/config/load.ts';
 import { createLogHub } from '../../src/shared/logger.ts';
 import { startTelemetry, type TelemetryConfig } from '../../src/telemetry/index.ts';
-import { otlpEndpointFrom } from '../../src/telemetry/metrics.ts';
 import { startOtlpCollector, pointValue } from '../helpers/otlp-collector.ts';
 import { sink } from './sink.ts';
 
@@ -22,12 +22,15 @@ const bare: TelemetryConfig = {
   otlpEndpoint: undefined,
   metricsInterval: 15,
 };
+/** The collector the configuration loader settles on, from a flag (or none) and these variables. */
+const otlpEndpointFrom = (flag: string | undefined, env: NodeJS.ProcessEnv) =>
+  loadConfig({ argv: flag === undefined ? [] : ['--otlp-endpoint', flag], env }).config.otlpEndpoint;
 const stateDir = () => join(mkdtempSync(join(tmpdir(), 'tptel-')), 'state');
 
 test('no settings: no PostHog client, no Sentry, no OTLP; relay lines still reach stdout', async () => {
   const out = sink();
   const hub = createLogHub({ destination: out.stream as never });
-  const tel = await startTelemetry({ config: bare, version: '0.1.0', stateDir: stateDir(), logHub: hub, env: {} });
+  const tel = await startTelemetry({ config: bare, version: '0.1.0', stateDir: stateDir(), logHub: hub });
   assert.equal(tel.flags.posthog, false);
   assert.equal(tel.sentry, undefined);
   assert.equal(tel.metrics.otlpEnabled, false);
@@ -53,11 +56,10 @@ test('OTEL_EXPORTER_OTLP_ENDPOINT alone turns the OTLP export on', async () => {
   const out = sink();
   const hub = createLogHub({ destination: out.stream as never });
   const tel = await startTelemetry({
-    config: bare,
+    config: { ...bare, otlpEndpoint: otlpEndpointFrom(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: collector.url }) },
     version: '0.1.0',
     stateDir: stateDir(),
     logHub: hub,
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.url },
     tuning: { exportIntervalMs: 200 },
   });
   try {

@@ -69,11 +69,11 @@ test('Sentry down: 10,000 sidecar and 10,000 relay lines stay bounded', async ()
       environment: 'test',
       otlpEndpoint: undefined,
       metricsInterval: 15,
+      flagOverrides: { STREAM_LOGS: 'true' }, // TURNPIKE_FLAG_STREAM_LOGS=true
     },
     version: '0.1.0',
     stateDir: join(mkdtempSync(join(tmpdir(), 'tptel-')), 'state'),
     logHub: hub,
-    env: { TURNPIKE_FLAG_STREAM_LOGS: 'true' },
     tuning: { streamGate: { ratePerSecond: rate, burst }, sentryTransport: transport },
   });
   const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics: tel.metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });

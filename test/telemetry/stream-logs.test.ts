@@ -61,7 +61,7 @@ before(async () => {
     version: '0.1.0',
     stateDir: join(mkdtempSync(join(tmpdir(), 'tptel-')), 'state'),
     logHub: hub,
-    env: {},
+   
     tuning: { flagsIntervalMs: 300, flagRequestTimeoutMs: 1000, sentryFlushMs: 100 },
   });
 });
