@@ -76,3 +76,50 @@ export const TP_DIAG_DROP = 1;
 export const TP_DIAG_MISCONFIG = 2;
 export const DIAG_KIND_NAMES: Readonly<Record<number, string>> = { 1: 'drop', 2: 'misconfig' };
 
+// ---- the relay's drop reasons ----------------------------------------------
+// Keys of ServerStats.dropped and the `reason` attribute of
+// turnpike.relay.dropped: stable short labels, changed only as an API.
+
+/** Why the STUN codec drops a datagram without an answer (src/relay/stun/decode.ts). */
+export const STUN_DROP_REASONS = {
+  'not-stun': 'first two bits not 00, or shorter than a header',
+  truncated: 'header length larger than the datagram',
+  'trailing-bytes': "bytes after the message's declared length",
+  'bad-length': 'length not a multiple of 4',
+  'bad-cookie': 'magic cookie is not 0x2112A442',
+  'bad-attribute-length': 'an attribute runs past the message end',
+  'bad-fingerprint': 'FINGERPRINT present and wrong (or malformed)',
+  'fingerprint-not-last': 'attributes follow FINGERPRINT',
+  'unknown-attribute': 'an unknown comprehension-required attribute in an indication or response (a request gets 420)',
+  'malformed-attribute': 'a malformed known attribute in an indication or response (a request gets 400)',
+} as const;
+export type StunDropReason = keyof typeof STUN_DROP_REASONS;
+
+/** Why the ChannelData codec rejects a datagram (src/relay/stun/channel-data.ts); the server counts `channel-data-<reason>`. */
+export const CHANNEL_DATA_DROP_REASONS = {
+  'too-short': 'shorter than the 4-byte header',
+  'not-channel-data': 'first two bits not 01',
+  'bad-channel': 'channel number above the highest one allowed',
+  truncated: 'length field larger than the datagram',
+  'trailing-bytes': 'more than 3 bytes of padding after the payload',
+} as const;
+export type ChannelDataDropReason = keyof typeof CHANNEL_DATA_DROP_REASONS;
+
+/** Why the TURN server drops a datagram (src/relay/server). */
+export const SERVER_DROP_REASONS = {
+  oversize: 'the datagram, or the one relaying it would send, exceeds the largest UDP payload',
+  'bad-source': "source is not an IP address and port of the socket's family",
+  'no-allocation': 'no allocation for this client 5-tuple, or none on this relayed port',
+  'not-turn': 'neither STUN nor ChannelData',
+  'unexpected-indication': 'an indication from a client other than Send or Binding',
+  'unexpected-response': 'a STUN response from a client',
+  'allocate-in-progress': 'an Allocate retransmitted while its relayed port is still being opened',
+  'malformed-send': 'a Send indication without XOR-PEER-ADDRESS or DATA',
+  'no-channel': 'ChannelData on a channel number the allocation has not bound',
+  'peer-family': "the peer's family has no relayed address in the allocation, or differs from the port's",
+  'no-permission': "no permission for the peer's address",
+  'rate-limited': "a request failing authentication, over its source address's budget of error answers",
+  'internal-error': 'the server threw while handling the datagram',
+} as const;
+
+export type RelayDropReason = StunDropReason | `channel-data-${ChannelDataDropReason}` | keyof typeof SERVER_DROP_REASONS;

@@ -13,8 +13,9 @@ export class CumulativeAccumulator {
   private readonly last = new Map<string, number>();
   private readonly total = new Map<string, number>();
 
-  /** Records a snapshot value for `key`; returns the delta added. */
-  observe(key: string, value: number): number {
+  /** Records a snapshot value for `key`; returns the delta added. No value (an absent optional counter) records nothing. */
+  observe(key: string, value: number | undefined): number {
+    if (value === undefined) return 0;
     if (!Number.isFinite(value) || value < 0) return 0;
     const prev = this.last.get(key);
     const delta = prev === undefined || value < prev ? value : value - prev;
