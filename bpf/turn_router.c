@@ -389,7 +389,7 @@ static __always_inline int finish(int r)
 	if (r == TP_RELAYED)
 		return XDP_TX;
 	count_reason(r);
-	if (r >= TP_DROP_ADJUST_HEAD && r <= TP_DROP_BOUNDS)
+	if ((__u32)r < TP_REASON_MAX && (TP_DROP_REASONS_MASK >> r) & 1)
 		return XDP_DROP;
 	return XDP_PASS;
 }

@@ -107,7 +107,9 @@ struct tp_path_stats {
 };
 
 /* Why a frame was passed to userspace or dropped; index into "tp_reasons"
- * (per-CPU __u64 counts, host order). The sidecar uses these names. */
+ * (per-CPU __u64 counts, host order). The sidecar uses these names. Each
+ * reason's verdict is declared once, in TP_DROP_REASONS_MASK below: append a
+ * reason here, and a drop reason there too. */
 enum tp_reason {
 	TP_PASS_NOT_CONFIGURED = 0, /* config slot not written (flags == 0) */
 	TP_PASS_NOT_IP,             /* not IPv4/IPv6 (ARP, ...) */
@@ -134,6 +136,17 @@ enum tp_reason {
 	TP_PASS_NOT_LEARNED,        /* the FIB cannot answer (e.g. forwarding off) and tp_neigh has no MAC for the output's destination yet */
 	TP_REASON_MAX
 };
+
+/* The verdict of each reason: a set bit (1 << reason) drops the frame
+ * (XDP_DROP), a clear bit passes it to the stack (XDP_PASS). The program's
+ * verdict and the sidecar's pass/drop metrics both come from this mask
+ * (src/shared/reasons.ts mirrors it; test/bpf/abi.test.ts compares). */
+enum tp_reason_verdict {
+	TP_DROP_REASONS_MASK = (1u << TP_DROP_ADJUST_HEAD) |
+			       (1u << TP_DROP_ADJUST_TAIL) |
+			       (1u << TP_DROP_BOUNDS),
+};
+_Static_assert(TP_REASON_MAX <= 31, "TP_DROP_REASONS_MASK has one bit per reason in an int");
 
 /* ---- diagnostics: perf event array "tp_diag" ---------------------------- */
 

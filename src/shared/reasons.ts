@@ -1,7 +1,8 @@
 // The kernel program's counter and diagnostic names, mirrored from
-// bpf/turn_router_shared.h (enum tp_path, tp_reason, tp_diag_kind; index =
-// value). Telemetry labels metrics with them; the sidecar's ABI module checks
-// them against the object's BTF.
+// bpf/turn_router_shared.h (enum tp_path, tp_reason with its verdict mask,
+// tp_diag_kind; index = value), and the relay's drop reasons. Telemetry labels
+// metrics with them; the sidecar's ABI module checks the kernel's against the
+// compiled header's BTF.
 
 /** Stable names in enum tp_path order (index = value). */
 export const PATH_NAMES = [
@@ -20,35 +21,105 @@ export const PATH_NAMES = [
 ] as const;
 export type PathName = (typeof PATH_NAMES)[number];
 
-/** Stable names in enum tp_reason order (index = value). */
-export const REASON_NAMES = [
-  'pass_not_configured',
-  'pass_not_ip',
-  'pass_vlan',
-  'pass_not_udp',
-  'pass_ip_options',
-  'pass_fragment',
-  'pass_ipv6_ext',
-  'pass_not_relay_addr',
-  'pass_not_relay_port',
-  'pass_stun',
-  'pass_bad_channel_data',
-  'pass_no_binding',
-  'pass_family_unavailable',
-  'pass_too_big',
-  'pass_truncated',
-  'drop_adjust_head',
-  'drop_adjust_tail',
-  'drop_bounds',
+export type Verdict = 'pass' | 'drop';
+
+export interface KernelReason {
+  /** What the frame's fate is: passed to the stack, or dropped. */
+  readonly verdict: Verdict;
+  /** The `reason` attribute of turnpike.xdp.passed/dropped. */
+  readonly reason: string;
+  readonly description?: string;
+}
+
+/**
+ * enum tp_reason, in order (index = value), with each reason's verdict: the
+ * one policy. The C program drops exactly the reasons set in
+ * TP_DROP_REASONS_MASK, which the ABI test compares with these verdicts; the
+ * C name is TP_<VERDICT>_<REASON>.
+ */
+export const KERNEL_REASONS = [
+  { verdict: 'pass', reason: 'not_configured', description: 'config slot not written (flags == 0)' },
+  { verdict: 'pass', reason: 'not_ip', description: 'not IPv4/IPv6 (ARP, ...)' },
+  { verdict: 'pass', reason: 'vlan', description: '802.1Q/802.1ad tagged' },
+  { verdict: 'pass', reason: 'not_udp' },
+  { verdict: 'pass', reason: 'ip_options', description: 'IPv4 IHL > 5' },
+  { verdict: 'pass', reason: 'fragment', description: 'IPv4 MF or offset, IPv6 fragment header' },
+  { verdict: 'pass', reason: 'ipv6_ext', description: 'IPv6 extension header' },
+  { verdict: 'pass', reason: 'not_relay_addr', description: "destination is not this relay's address" },
+  { verdict: 'pass', reason: 'not_relay_port', description: 'destination port is neither listen nor allocation port' },
+  { verdict: 'pass', reason: 'stun', description: 'STUN message (first two bits 00) or too short for ChannelData' },
+  { verdict: 'pass', reason: 'bad_channel_data', description: 'ChannelData whose length does not match the datagram' },
+  { verdict: 'pass', reason: 'no_binding', description: 'no installed binding: the relay decides' },
+  { verdict: 'pass', reason: 'family_unavailable', description: 'output family has no configured relay address' },
+  { verdict: 'pass', reason: 'too_big', description: 'the output would exceed the MTU' },
+  { verdict: 'pass', reason: 'truncated', description: 'headers shorter than their lengths say' },
+  { verdict: 'drop', reason: 'adjust_head', description: 'bpf_xdp_adjust_head failed after the rewrite began' },
+  { verdict: 'drop', reason: 'adjust_tail', description: 'bpf_xdp_adjust_tail failed after the rewrite began' },
+  { verdict: 'drop', reason: 'bounds', description: 'bounds check failed after the rewrite began' },
   // appended after the first layout, so earlier numbers stay
-  'pass_bad_checksum',
-  'pass_no_headroom',
-  'pass_no_neigh',
-  'pass_not_learned',
-] as const;
-export type ReasonName = (typeof REASON_NAMES)[number];
+  { verdict: 'pass', reason: 'bad_checksum', description: 'IPv4 header checksum wrong, or IPv6 UDP checksum 0: the stack drops it' },
+  { verdict: 'pass', reason: 'no_headroom', description: 'bpf_xdp_adjust_head refused before anything changed (driver headroom)' },
+  { verdict: 'pass', reason: 'no_neigh', description: 'next hop on this interface has no neighbour entry yet: the stack resolves it' },
+  { verdict: 'pass', reason: 'not_learned', description: "the FIB cannot answer (e.g. forwarding off) and tp_neigh has no MAC for the output's destination yet" },
+] as const satisfies readonly KernelReason[];
+
+type NameOf<R> = R extends { readonly verdict: infer V extends string; readonly reason: infer N extends string } ? `${V}_${N}` : never;
+/** A kernel counter name: `pass_stun`, `drop_adjust_head`. */
+export type ReasonName = NameOf<(typeof KERNEL_REASONS)[number]>;
+
+export const reasonName = <R extends KernelReason>(r: R): NameOf<R> => `${r.verdict}_${r.reason}` as NameOf<R>;
+
+/** Stable counter names in enum tp_reason order (index = value). */
+export const REASON_NAMES: readonly ReasonName[] = KERNEL_REASONS.map(reasonName);
 
 export const TP_DIAG_DROP = 1;
 export const TP_DIAG_MISCONFIG = 2;
 export const DIAG_KIND_NAMES: Readonly<Record<number, string>> = { 1: 'drop', 2: 'misconfig' };
 
+// ---- the relay's drop reasons ----------------------------------------------
+// Keys of ServerStats.dropped and the `reason` attribute of
+// turnpike.relay.dropped: stable short labels, changed only as an API.
+
+/** Why the STUN codec drops a datagram without an answer (src/relay/stun/decode.ts). */
+export const STUN_DROP_REASONS = {
+  'not-stun': 'first two bits not 00, or shorter than a header',
+  truncated: 'header length larger than the datagram',
+  'trailing-bytes': "bytes after the message's declared length",
+  'bad-length': 'length not a multiple of 4',
+  'bad-cookie': 'magic cookie is not 0x2112A442',
+  'bad-attribute-length': 'an attribute runs past the message end',
+  'bad-fingerprint': 'FINGERPRINT present and wrong (or malformed)',
+  'fingerprint-not-last': 'attributes follow FINGERPRINT',
+  'unknown-attribute': 'an unknown comprehension-required attribute in an indication or response (a request gets 420)',
+  'malformed-attribute': 'a malformed known attribute in an indication or response (a request gets 400)',
+} as const;
+export type StunDropReason = keyof typeof STUN_DROP_REASONS;
+
+/** Why the ChannelData codec rejects a datagram (src/relay/stun/channel-data.ts); the server counts `channel-data-<reason>`. */
+export const CHANNEL_DATA_DROP_REASONS = {
+  'too-short': 'shorter than the 4-byte header',
+  'not-channel-data': 'first two bits not 01',
+  'bad-channel': 'channel number above the highest one allowed',
+  truncated: 'length field larger than the datagram',
+  'trailing-bytes': 'more than 3 bytes of padding after the payload',
+} as const;
+export type ChannelDataDropReason = keyof typeof CHANNEL_DATA_DROP_REASONS;
+
+/** Why the TURN server drops a datagram (src/relay/server). */
+export const SERVER_DROP_REASONS = {
+  oversize: 'the datagram, or the one relaying it would send, exceeds the largest UDP payload',
+  'bad-source': "source is not an IP address and port of the socket's family",
+  'no-allocation': 'no allocation for this client 5-tuple, or none on this relayed port',
+  'not-turn': 'neither STUN nor ChannelData',
+  'unexpected-indication': 'an indication from a client other than Send or Binding',
+  'unexpected-response': 'a STUN response from a client',
+  'allocate-in-progress': 'an Allocate retransmitted while its relayed port is still being opened',
+  'malformed-send': 'a Send indication without XOR-PEER-ADDRESS or DATA',
+  'no-channel': 'ChannelData on a channel number the allocation has not bound',
+  'peer-family': "the peer's family has no relayed address in the allocation, or differs from the port's",
+  'no-permission': "no permission for the peer's address",
+  'rate-limited': "a request failing authentication, over its source address's budget of error answers",
+  'internal-error': 'the server threw while handling the datagram',
+} as const;
+
+export type RelayDropReason = StunDropReason | `channel-data-${ChannelDataDropReason}` | keyof typeof SERVER_DROP_REASONS;

@@ -1,5 +1,9 @@
 // Counter snapshots that cross process boundaries: the relay's own counters
 // (sent to the sidecar over the link) and the link's queue statistics.
+import type { RelayDropReason } from './reasons.ts';
+
+/** A response counter: `<method>:success` or `<method>:<error code>` ("allocate:401"). */
+export type ResponseKey = `${string}:${'success' | number}`;
 
 /** Counters the relay keeps; low cardinality by construction (no per-user keys). */
 export interface ServerStats {
@@ -21,7 +25,7 @@ export interface ServerStats {
     ipv6: { toPeer: { packets: number; bytes: number }; toClient: { packets: number; bytes: number } };
   };
   /** Responses by method and code ("allocate:success", "allocate:401", ...). */
-  responses: Record<string, number>;
-  /** Datagrams dropped, by reason ("malformed", "bad-integrity", "no-channel", ...). */
-  dropped: Record<string, number>;
+  responses: Partial<Record<ResponseKey, number>>;
+  /** Datagrams dropped, by reason ("not-stun", "no-permission", "no-channel", ...). */
+  dropped: Partial<Record<RelayDropReason, number>>;
 }

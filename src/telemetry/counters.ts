@@ -1,7 +1,7 @@
 // Pure helpers turning cumulative counter snapshots (kernel per-CPU sums, the
 // relay's ServerStats, link stats) into monotonic totals and low-cardinality
 // metric attributes. No OTel here, so the arithmetic is testable on its own.
-import { DIAG_KIND_NAMES, PATH_NAMES, REASON_NAMES } from '../shared/reasons.ts';
+import { DIAG_KIND_NAMES, KERNEL_REASONS, PATH_NAMES, REASON_NAMES, reasonName, type KernelReason, type Verdict } from '../shared/reasons.ts';
 
 /**
  * Turns a stream of cumulative snapshots per series into a monotonic total.
@@ -13,8 +13,9 @@ export class CumulativeAccumulator {
   private readonly last = new Map<string, number>();
   private readonly total = new Map<string, number>();
 
-  /** Records a snapshot value for `key`; returns the delta added. */
-  observe(key: string, value: number): number {
+  /** Records a snapshot value for `key`; returns the delta added. No value (an absent optional counter) records nothing. */
+  observe(key: string, value: number | undefined): number {
+    if (value === undefined) return 0;
     if (!Number.isFinite(value) || value < 0) return 0;
     const prev = this.last.get(key);
     const delta = prev === undefined || value < prev ? value : value - prev;
@@ -58,10 +59,16 @@ export function pathAttributes(name: string): PathAttributes | undefined {
   return { direction, family: m[3] === '4' ? 'ipv4' : 'ipv6' };
 }
 
-/** `pass_stun` -> { verdict: 'pass', reason: 'stun' }; `drop_adjust_head` -> drop. */
-export function reasonAttributes(name: string): { verdict: 'pass' | 'drop'; reason: string } | undefined {
-  const m = /^(pass|drop)_([a-z0-9_]+)$/.exec(name);
-  return m ? { verdict: m[1] as 'pass' | 'drop', reason: m[2]! } : undefined;
+const KERNEL_REASON_BY_NAME: ReadonlyMap<string, KernelReason> = new Map(KERNEL_REASONS.map((r) => [reasonName(r), r]));
+
+/**
+ * A kernel reason's verdict and `reason` attribute, from the reasons table
+ * (the verdict the program applies): `pass_stun` -> { verdict: 'pass',
+ * reason: 'stun' }. Undefined for names the table does not have.
+ */
+export function reasonAttributes(name: string): { verdict: Verdict; reason: string } | undefined {
+  const r = KERNEL_REASON_BY_NAME.get(name);
+  return r && { verdict: r.verdict, reason: r.reason };
 }
 
 /** Index -> name tables of enum tp_path / tp_reason / tp_diag_kind, for readers that hand over indices (the one mirror lives in abi.ts). */

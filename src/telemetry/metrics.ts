@@ -1,6 +1,6 @@
 // The sidecar's metrics: one MeterProvider with a Prometheus reader (served
 // on the admin port, always) and, when a collector is configured, an OTLP
-// gRPC exporter. Every instrument is defined here once.
+// gRPC exporter. Every instrument is declared once, in instruments.ts.
 //
 // Kernel, relay and link counters arrive as cumulative snapshots; they are
 // folded through CumulativeAccumulator (a restart of the source counts from
@@ -9,7 +9,7 @@
 // family, reason, method/code, map and flag names; never users or addresses.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
-import { diag, DiagLogLevel, ValueType, type Attributes } from '@opentelemetry/api';
+import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
@@ -28,6 +28,7 @@ import {
   responseAttributes,
   toNumber,
 } from './counters.ts';
+import { createInstruments, observeAll, type AttributesOf } from './instruments.ts';
 import { startKernelCounterPoll, type KernelCounters, type KernelPoll, type KernelReader } from './kernel-poll.ts';
 
 type Flow = { packets: number; bytes: number };
@@ -134,7 +135,6 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     readers,
   });
   const meter = provider.getMeter('turnpike-sidecar', opts.version);
-  const INT = { valueType: ValueType.INT };
 
   const acc = new CumulativeAccumulator();
   const reasonCap = new LabelCap(64);
@@ -148,116 +148,51 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   let maps: MapStats = {};
   const flags = new Map<string, boolean>();
 
-  // --- instruments ---------------------------------------------------------
-  const bytes = meter.createObservableCounter('turnpike.relayed.bytes', {
-    description: 'Application payload relayed, by datapath, direction and output family',
-    unit: 'By',
-    ...INT,
-  });
-  const packets = meter.createObservableCounter('turnpike.relayed.packets', {
-    description: 'Packets relayed, by datapath, direction and output family',
-    unit: '{packet}',
-    ...INT,
-  });
-  const xdpPass = meter.createObservableCounter('turnpike.xdp.passed', {
-    description: 'Frames the XDP program passed to the network stack, by reason',
-    unit: '{frame}',
-    ...INT,
-  });
-  const xdpDrop = meter.createObservableCounter('turnpike.xdp.dropped', {
-    description: 'Frames the XDP program dropped, by reason',
-    unit: '{frame}',
-    ...INT,
-  });
-  const perfLost = meter.createCounter('turnpike.perf.events_lost', {
-    description: 'Kernel diagnostic events lost before the sidecar read them',
-    unit: '{event}',
-    ...INT,
-  });
-  const diagEvents = meter.createCounter('turnpike.xdp.diagnostics', {
-    description: 'Kernel diagnostic events, by kind and reason',
-    unit: '{event}',
-    ...INT,
-  });
-  const allocations = meter.createObservableGauge('turnpike.allocations.active', { description: 'Allocations the relay holds', unit: '{allocation}', ...INT });
-  const permissions = meter.createObservableGauge('turnpike.permissions.active', { description: 'Permissions the relay holds', unit: '{permission}', ...INT });
-  const channels = meter.createObservableGauge('turnpike.channels.active', { description: 'Channel bindings the relay holds', unit: '{channel}', ...INT });
-  const responses = meter.createObservableCounter('turnpike.responses', {
-    description: 'TURN/STUN responses sent by the relay, by method and code',
-    unit: '{response}',
-    ...INT,
-  });
-  const relayDropped = meter.createObservableCounter('turnpike.relay.dropped', {
-    description: 'Datagrams the relay dropped, by reason',
-    unit: '{datagram}',
-    ...INT,
-  });
-  const mapEntries = meter.createObservableGauge('turnpike.map.entries', { description: 'Entries in a kernel map', unit: '{entry}', ...INT });
-  const mapCapacity = meter.createObservableGauge('turnpike.map.capacity', { description: 'Capacity (max_entries) of a kernel map', unit: '{entry}', ...INT });
-  const linkQueue = meter.createObservableGauge('turnpike.link.queue_depth', { description: 'Frames queued for the relay link', unit: '{frame}', ...INT });
-  const linkDropped = meter.createObservableCounter('turnpike.link.dropped_frames', {
-    description: 'Frames dropped because the relay link queue was full',
-    unit: '{frame}',
-    ...INT,
-  });
-  const flagState = meter.createObservableGauge('turnpike.flag.state', {
-    description: 'Feature flag state (1 on, 0 off)',
-    unit: '1',
-    ...INT,
-  });
-  const streamDropped = meter.createCounter('turnpike.log_stream.dropped', {
-    description: 'Log lines not streamed to Sentry because the streaming bound was reached',
-    unit: '{line}',
-    ...INT,
-  });
-
   // Accumulator keys: k/ kernel, r/ relay, l/ link. `|` separates parts.
-  meter.addBatchObservableCallback(
-    (obs) => {
-      // Several kernel paths share one attribute set (chan_to_udp_44 and
-      // chan_to_udp_64 are both to_peer/ipv4): sum them, since a second
-      // observe() of the same attributes replaces the first.
-      const xdp = new Map<string, { what: string; attrs: Attributes; total: number }>();
-      for (const [key, total] of acc.entries('k/path|')) {
-        const [, name, what] = key.split('|') as [string, string, string];
-        const a = pathAttributes(name);
-        if (!a) continue;
-        const id = `${what}|${a.direction}|${a.family}`;
-        const cur = xdp.get(id);
-        if (cur) cur.total += total;
-        else xdp.set(id, { what, attrs: { datapath: 'xdp', ...a }, total });
-      }
-      for (const { what, attrs, total } of xdp.values()) obs.observe(what === 'bytes' ? bytes : packets, total, attrs);
-      for (const [key, total] of acc.entries('r/relayed|')) {
-        const [, family, direction, what] = key.split('|') as [string, string, string, string];
-        const attrs: Attributes = { datapath: 'userspace', direction };
-        if (family !== 'any') attrs.family = family;
-        obs.observe(what === 'bytes' ? bytes : packets, total, attrs);
-      }
-      for (const [key, total] of acc.entries('k/reason|')) {
-        const r = reasonAttributes(key.slice('k/reason|'.length));
-        if (r) obs.observe(r.verdict === 'pass' ? xdpPass : xdpDrop, total, { reason: reasonCap.label(r.reason) });
-      }
-      for (const [key, total] of acc.entries('r/responses|')) {
-        const { method, code } = responseAttributes(key.slice('r/responses|'.length));
-        obs.observe(responses, total, { method, code });
-      }
-      for (const [key, total] of acc.entries('r/dropped|')) {
-        obs.observe(relayDropped, total, { reason: key.slice('r/dropped|'.length) });
-      }
-      obs.observe(allocations, relay?.allocations ?? 0);
-      obs.observe(permissions, relay?.permissions ?? 0);
-      obs.observe(channels, relay?.channels ?? 0);
-      obs.observe(linkQueue, link.queueDepth);
-      obs.observe(linkDropped, acc.get('l/dropped'));
-      for (const [map, s] of Object.entries(maps)) {
-        obs.observe(mapEntries, s.entries, { map });
-        obs.observe(mapCapacity, s.capacity, { map });
-      }
-      for (const [flag, on] of flags) obs.observe(flagState, on ? 1 : 0, { flag });
-    },
-    [bytes, packets, xdpPass, xdpDrop, allocations, permissions, channels, responses, relayDropped, mapEntries, mapCapacity, linkQueue, linkDropped, flagState],
-  );
+  const inst = createInstruments(meter);
+  observeAll(meter, inst, (observe) => {
+    // Several kernel paths share one attribute set (chan_to_udp_44 and
+    // chan_to_udp_64 are both to_peer/ipv4): sum them, since a second
+    // observe() of the same attributes replaces the first.
+    const xdp = new Map<string, { what: string; attrs: AttributesOf<'bytes'>; total: number }>();
+    for (const [key, total] of acc.entries('k/path|')) {
+      const [, name, what] = key.split('|') as [string, string, string];
+      const a = pathAttributes(name);
+      if (!a) continue;
+      const id = `${what}|${a.direction}|${a.family}`;
+      const cur = xdp.get(id);
+      if (cur) cur.total += total;
+      else xdp.set(id, { what, attrs: { datapath: 'xdp', ...a }, total });
+    }
+    for (const { what, attrs, total } of xdp.values()) observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
+    for (const [key, total] of acc.entries('r/relayed|')) {
+      const [, family, direction, what] = key.split('|') as [string, string, string, string];
+      const attrs: AttributesOf<'bytes'> = { datapath: 'userspace', direction };
+      if (family !== 'any') attrs.family = family;
+      observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
+    }
+    for (const [key, total] of acc.entries('k/reason|')) {
+      const r = reasonAttributes(key.slice('k/reason|'.length));
+      if (r) observe(r.verdict === 'pass' ? 'xdpPass' : 'xdpDrop', total, { reason: reasonCap.label(r.reason) });
+    }
+    for (const [key, total] of acc.entries('r/responses|')) {
+      const { method, code } = responseAttributes(key.slice('r/responses|'.length));
+      observe('responses', total, { method, code });
+    }
+    for (const [key, total] of acc.entries('r/dropped|')) {
+      observe('relayDropped', total, { reason: key.slice('r/dropped|'.length) });
+    }
+    observe('allocations', relay?.allocations ?? 0);
+    observe('permissions', relay?.permissions ?? 0);
+    observe('channels', relay?.channels ?? 0);
+    observe('linkQueue', link.queueDepth);
+    observe('linkDropped', acc.get('l/dropped'));
+    for (const [map, s] of Object.entries(maps)) {
+      observe('mapEntries', s.entries, { map });
+      observe('mapCapacity', s.capacity, { map });
+    }
+    for (const [flag, on] of flags) observe('flagState', on ? 1 : 0, { flag });
+  });
 
   // --- perf lost: counted at once, warned at most once per window ----------
   let lostPending = 0;
@@ -324,7 +259,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     onPerfLost(n, cpu) {
       const count = toNumber(n);
       if (!(count > 0)) return;
-      perfLost.add(count);
+      inst.perfLost.add(count);
       if (lostTimer === undefined) {
         bpfLog.warn({ lost: count, cpu }, 'kernel diagnostic events lost (perf buffer full)');
         lostTimer = setTimeout(warnLost, LOST_WARN_WINDOW_MS);
@@ -337,14 +272,14 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       const kind = typeof e.kind === 'number' ? KERNEL_DIAG_KIND_NAMES[e.kind] ?? `kind_${e.kind}` : e.kind;
       const reason = typeof e.reason === 'number' ? KERNEL_REASON_NAMES[e.reason] ?? `reason_${e.reason}` : e.reason;
       const path = typeof e.path === 'number' ? KERNEL_PATH_NAMES[e.path] : e.path;
-      diagEvents.add(1, { kind: reasonCap.label(kind), reason: reasonCap.label(reasonAttributes(reason)?.reason ?? reason) });
+      inst.diagEvents.add(1, { kind: reasonCap.label(kind), reason: reasonCap.label(reasonAttributes(reason)?.reason ?? reason) });
       bpfLog.warn({ kind, reason, ret: e.ret, path, cpu: e.cpu }, kind === 'drop' ? `xdp dropped a frame: ${reason}` : `xdp diagnostic: ${kind} ${reason}`);
     },
     setFlag(name, on) {
       flags.set(flagCap.label(name), on);
     },
     onStreamDropped(n) {
-      if (n > 0) streamDropped.add(n);
+      if (n > 0) inst.streamDropped.add(n);
     },
     prometheus(req, res) {
       prom.getMetricsRequestHandler(req, res);

@@ -1,13 +1,15 @@
 // Proves src/sidecar/bpf/abi.ts agrees with bpf/turn_router_shared.h as the
-// compiler lays it out: sizes and field offsets/sizes of every struct and the
-// value of every enum constant, read from BTF (bpftool's JSON dump). Two
-// objects are checked: a probe that names every type of the header, and the
-// real bpf/turn_router.o (whatever types it carries).
+// compiler lays it out: sizes and field offsets/sizes of every struct, the
+// value of every enum constant and the verdict of every reason (the drop
+// mask), read from BTF (bpftool's JSON dump). Two objects are checked: a probe
+// that names every type of the header, and the real bpf/turn_router.o
+// (whatever types it carries; clang keeps only the types its maps use).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ENUMS, STRUCTS, PATH_NAMES, REASON_NAMES, encodeConfig, decodeConfig, encodeChanKey, decodeChanKey, addressText } from '../../src/sidecar/bpf/abi.ts';
+import { KERNEL_REASONS, reasonName } from '../../src/shared/reasons.ts';
 import { requireCapability, hasCommand } from '../helpers/env.ts';
 import { buildSource, canBuildBpf, repoRoot, routerObject } from './fixtures/build.ts';
 
@@ -79,6 +81,13 @@ function checkEnums(btf: Map<number, BtfType>, requireAll: boolean): string[] {
   return seen;
 }
 
+/** Reason names whose bit is set in the header's TP_DROP_REASONS_MASK, as BTF has it. */
+function droppedByMask(btf: Map<number, BtfType>): string[] | undefined {
+  const t = [...btf.values()].find((x) => x.kind === 'ENUM' && x.name === 'tp_reason_verdict');
+  const mask = t?.values!.find((v) => v.name === 'TP_DROP_REASONS_MASK')?.val;
+  return mask === undefined ? undefined : REASON_NAMES.filter((_, i) => (Number(mask) >> i) & 1);
+}
+
 const tools = () => canBuildBpf() && hasCommand('bpftool');
 
 test('the shared header, compiled, has exactly the layouts and enum values of abi.ts', (t) => {
@@ -92,6 +101,8 @@ test('the shared header, compiled, has exactly the layouts and enum values of ab
   );
   const btf = readBtf(probe);
   assert.equal(checkStructs(btf, true).length, Object.keys(STRUCTS).length);
+  const drops = KERNEL_REASONS.filter((r) => r.verdict === 'drop').map(reasonName);
+  assert.deepEqual(droppedByMask(btf), drops, 'the reasons TP_DROP_REASONS_MASK drops are the drop verdicts of KERNEL_REASONS');
   assert.equal(checkEnums(btf, true).length, Object.keys(ENUMS).length);
 });
 

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { CumulativeAccumulator, LabelCap, pathAttributes, reasonAttributes, responseAttributes, KERNEL_PATH_NAMES } from '../../src/telemetry/counters.ts';
+import { KERNEL_REASONS, REASON_NAMES } from '../../src/shared/reasons.ts';
 
 test('accumulator adds deltas of cumulative snapshots', () => {
   const a = new CumulativeAccumulator();
@@ -66,6 +67,9 @@ test('reason names split into verdict and reason; responses into method and code
   assert.deepEqual(reasonAttributes('pass_stun'), { verdict: 'pass', reason: 'stun' });
   assert.deepEqual(reasonAttributes('drop_adjust_head'), { verdict: 'drop', reason: 'adjust_head' });
   assert.equal(reasonAttributes('stun'), undefined);
+  // The verdict is the table's (the one the program applies), not a guess from the name.
+  assert.equal(reasonAttributes('drop_not_a_reason'), undefined);
+  KERNEL_REASONS.forEach((r, i) => assert.deepEqual(reasonAttributes(REASON_NAMES[i]!), { verdict: r.verdict, reason: r.reason }));
   assert.deepEqual(responseAttributes('allocate:401'), { method: 'allocate', code: '401' });
   assert.deepEqual(responseAttributes('refresh'), { method: 'refresh', code: 'unknown' });
 });

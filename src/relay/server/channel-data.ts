@@ -3,7 +3,7 @@
 // clients written to it (coturn's turnutils_uclient picks channels at random
 // up to 0x7FFF) still send those. The codec implements RFC 8656 strictly; this
 // wrapper widens the range when the operator asks for RFC 5766 compatibility.
-import { CHANNEL_MAX, CHANNEL_MIN, allocTransient, decodeChannelData, encodeChannelData, type ChannelDataResult } from '../stun/index.ts';
+import { CHANNEL_MAX, CHANNEL_MIN, allocTransient, decodeChannelData, encodeChannelData, type ChannelDataDropReason, type ChannelDataResult } from '../stun/index.ts';
 
 /** Highest channel number RFC 5766 allowed. */
 export const LEGACY_CHANNEL_MAX = 0x7fff;
@@ -33,8 +33,8 @@ export function encodeChannelDataAny(channel: number, data: Uint8Array): Uint8Ar
 }
 
 /** Drop reasons of channelDataHeader, indexed by minus its negative result (counter names). */
-export const CHANNEL_DATA_DROP: readonly string[] = [
-  '',
+export const CHANNEL_DATA_DROP: readonly (`channel-data-${ChannelDataDropReason}` | undefined)[] = [
+  undefined,
   'channel-data-too-short',
   'channel-data-not-channel-data',
   'channel-data-bad-channel',

@@ -45,6 +45,8 @@ import type { TurnServerOptions } from './options.ts';
 import { TimerHeap, type Timer } from './timer-heap.ts';
 import { RelayState, fiveTupleKey, portKey, type Allocation } from './state.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
+import type { RelayDropReason } from '../../shared/reasons.ts';
+import type { ResponseKey } from '../../shared/stats.ts';
 
 /** Largest UDP payload we will emit or accept (IPv4 limit). */
 export const MAX_DATAGRAM = 65507;
@@ -108,8 +110,8 @@ export class TurnServer {
     ipv4: { toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } },
     ipv6: { toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } },
   };
-  readonly #responses: Record<string, number> = {};
-  readonly #dropped: Record<string, number> = {};
+  readonly #responses: Partial<Record<ResponseKey, number>> = {};
+  readonly #dropped: Partial<Record<RelayDropReason, number>> = {};
 
   constructor(opts: TurnServerOptions) {
     const { min, max } = opts.portRange;
@@ -698,7 +700,7 @@ export class TurnServer {
   }
 
   /** Send an already-built unauthenticated message (codec 400/420). */
-  #send(local: LocalEndpoint, client: TransportAddress, msg: StunMessageInit, counter: string): void {
+  #send(local: LocalEndpoint, client: TransportAddress, msg: StunMessageInit, counter: ResponseKey): void {
     const attributes: StunAttributes = { ...msg.attributes };
     if (this.#opts.software !== undefined) attributes.software = this.#opts.software;
     const data = encodeMessage({ ...msg, attributes }, { fingerprint: true });
@@ -717,11 +719,11 @@ export class TurnServer {
     this.#out.push(o);
   }
 
-  #count(key: string): void {
+  #count(key: ResponseKey): void {
     this.#responses[key] = (this.#responses[key] ?? 0) + 1;
   }
 
-  #drop(reason: string): void {
+  #drop(reason: RelayDropReason): void {
     this.#dropped[reason] = (this.#dropped[reason] ?? 0) + 1;
   }
 

@@ -1,6 +1,10 @@
 // Decoded and to-be-encoded STUN/TURN messages. Attributes are typed fields,
 // not a list: the server reads `attributes.lifetime`, never walks TLVs.
 import type { StunClass } from './constants.ts';
+// Drop reasons are metric labels: declared, with their meanings, beside the others.
+import type { ChannelDataDropReason, StunDropReason } from '../../shared/reasons.ts';
+
+export type { ChannelDataDropReason, StunDropReason };
 
 export type Family = 4 | 6;
 
@@ -107,30 +111,6 @@ export interface StunMessage extends StunMessageInit {
   readonly hasFingerprint: boolean;
 }
 
-/**
- * Stable short labels for why a datagram was dropped (safe as metric labels).
- * - not-stun: first two bits not 00, or shorter than a header
- * - truncated: header length larger than the datagram
- * - trailing-bytes: bytes after the message's declared length
- * - bad-length: length not a multiple of 4
- * - bad-cookie: magic cookie is not 0x2112A442
- * - bad-attribute-length: an attribute runs past the message end
- * - bad-fingerprint: FINGERPRINT present and wrong (or malformed)
- * - fingerprint-not-last: attributes follow FINGERPRINT
- * - unknown-attribute / malformed-attribute: would be 420/400 but the message is not a request
- */
-export type StunDropReason =
-  | 'not-stun'
-  | 'truncated'
-  | 'trailing-bytes'
-  | 'bad-length'
-  | 'bad-cookie'
-  | 'bad-attribute-length'
-  | 'bad-fingerprint'
-  | 'fingerprint-not-last'
-  | 'unknown-attribute'
-  | 'malformed-attribute';
-
 export type DecodeResult =
   | { readonly kind: 'message'; readonly message: StunMessage }
   /**
@@ -163,8 +143,6 @@ export interface EncodeOptions {
   /** Byte value used to pad attributes to 4 bytes (default 0; RFC 5769 vectors use 0x20). */
   readonly padding?: number;
 }
-
-export type ChannelDataDropReason = 'too-short' | 'not-channel-data' | 'bad-channel' | 'truncated' | 'trailing-bytes';
 
 export type ChannelDataResult =
   /** `data` is a view into the datagram (no copy). */

@@ -80,10 +80,12 @@ export const STRUCTS = {
 export const TP_CFG_HAVE_V4 = 1 << 0;
 export const TP_CFG_HAVE_V6 = 1 << 1;
 
-import { DIAG_KIND_NAMES, PATH_NAMES, REASON_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG } from '../../shared/reasons.ts';
+import { DIAG_KIND_NAMES, KERNEL_REASONS, PATH_NAMES, REASON_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG } from '../../shared/reasons.ts';
 export { PATH_NAMES, REASON_NAMES, DIAG_KIND_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG, type PathName, type ReasonName } from '../../shared/reasons.ts';
 export const TP_PATH_MAX = PATH_NAMES.length;
 export const TP_REASON_MAX = REASON_NAMES.length;
+/** Bit (1 << reason) set for every reason whose verdict is drop (the header's enum tp_reason_verdict). */
+export const TP_DROP_REASONS_MASK = KERNEL_REASONS.reduce((mask, r, i) => (r.verdict === 'drop' ? mask | (1 << i) : mask), 0);
 
 /** C enums as the header spells them, for the BTF comparison. */
 export const ENUMS: Readonly<Record<string, Readonly<Record<string, number>>>> = {
@@ -95,6 +97,7 @@ export const ENUMS: Readonly<Record<string, Readonly<Record<string, number>>>> =
     ...Object.fromEntries(REASON_NAMES.map((n, i) => [`TP_${n.toUpperCase()}`, i])),
     TP_REASON_MAX,
   },
+  tp_reason_verdict: { TP_DROP_REASONS_MASK },
   tp_diag_kind: { TP_DIAG_DROP, TP_DIAG_MISCONFIG },
 };
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { METHOD, encodeChannelData, encodeMessage } from '../../../src/relay/stun/index.ts';
 import { Harness, LISTEN4, TurnClient, addr, expectOutputs, response, type Matcher } from './harness.ts';
 import type { LocalEndpoint, TransportAddress } from '../../../src/relay/server/types.ts';
+import type { RelayDropReason } from '../../../src/shared/reasons.ts';
 
 const c1 = addr('198.51.100.1', 40001);
 const other = addr('198.51.100.66', 666);
@@ -18,7 +19,7 @@ function setup() {
 }
 
 /** Feed `data`; expect `matchers`; the allocation state (snapshot, counts, deadline, relayed) must not move. */
-function noStateChange(h: Harness, data: Uint8Array, local: LocalEndpoint, remote: TransportAddress, matchers: Matcher[], dropReason?: string): void {
+function noStateChange(h: Harness, data: Uint8Array, local: LocalEndpoint, remote: TransportAddress, matchers: Matcher[], dropReason?: RelayDropReason): void {
   const before = h.observe();
   expectOutputs(h.input(data, local, remote), matchers);
   const after = h.observe();

@@ -1,0 +1,87 @@
+// Every metric the sidecar exports, declared once: name, kind, unit,
+// description and the attributes it may carry. createInstruments builds them
+// all on one meter; metrics.ts records into them. The names, units and
+// attributes are what dashboards and alerts query: change them as an API.
+import { ValueType, type BatchObservableResult, type Counter, type Meter, type Observable } from '@opentelemetry/api';
+
+/**
+ * counter: added to as events happen (synchronous). observable-counter
+ * (monotonic sum) and observable-gauge: observed from the latest snapshots
+ * when a reader collects.
+ */
+type Kind = 'counter' | 'observable-counter' | 'observable-gauge';
+
+interface InstrumentSpec {
+  readonly name: string;
+  readonly kind: Kind;
+  readonly unit: string;
+  readonly description: string;
+  /** Attribute keys a point may carry; low-cardinality values only. */
+  readonly attributes: readonly string[];
+}
+
+export const INSTRUMENTS = {
+  bytes: { name: 'turnpike.relayed.bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed, by datapath, direction and output family', attributes: ['datapath', 'direction', 'family'] },
+  packets: { name: 'turnpike.relayed.packets', kind: 'observable-counter', unit: '{packet}', description: 'Packets relayed, by datapath, direction and output family', attributes: ['datapath', 'direction', 'family'] },
+  xdpPass: { name: 'turnpike.xdp.passed', kind: 'observable-counter', unit: '{frame}', description: 'Frames the XDP program passed to the network stack, by reason', attributes: ['reason'] },
+  xdpDrop: { name: 'turnpike.xdp.dropped', kind: 'observable-counter', unit: '{frame}', description: 'Frames the XDP program dropped, by reason', attributes: ['reason'] },
+  perfLost: { name: 'turnpike.perf.events_lost', kind: 'counter', unit: '{event}', description: 'Kernel diagnostic events lost before the sidecar read them', attributes: [] },
+  diagEvents: { name: 'turnpike.xdp.diagnostics', kind: 'counter', unit: '{event}', description: 'Kernel diagnostic events, by kind and reason', attributes: ['kind', 'reason'] },
+  allocations: { name: 'turnpike.allocations.active', kind: 'observable-gauge', unit: '{allocation}', description: 'Allocations the relay holds', attributes: [] },
+  permissions: { name: 'turnpike.permissions.active', kind: 'observable-gauge', unit: '{permission}', description: 'Permissions the relay holds', attributes: [] },
+  channels: { name: 'turnpike.channels.active', kind: 'observable-gauge', unit: '{channel}', description: 'Channel bindings the relay holds', attributes: [] },
+  responses: { name: 'turnpike.responses', kind: 'observable-counter', unit: '{response}', description: 'TURN/STUN responses sent by the relay, by method and code', attributes: ['method', 'code'] },
+  relayDropped: { name: 'turnpike.relay.dropped', kind: 'observable-counter', unit: '{datagram}', description: 'Datagrams the relay dropped, by reason', attributes: ['reason'] },
+  mapEntries: { name: 'turnpike.map.entries', kind: 'observable-gauge', unit: '{entry}', description: 'Entries in a kernel map', attributes: ['map'] },
+  mapCapacity: { name: 'turnpike.map.capacity', kind: 'observable-gauge', unit: '{entry}', description: 'Capacity (max_entries) of a kernel map', attributes: ['map'] },
+  linkQueue: { name: 'turnpike.link.queue_depth', kind: 'observable-gauge', unit: '{frame}', description: 'Frames queued for the relay link', attributes: [] },
+  linkDropped: { name: 'turnpike.link.dropped_frames', kind: 'observable-counter', unit: '{frame}', description: 'Frames dropped because the relay link queue was full', attributes: [] },
+  flagState: { name: 'turnpike.flag.state', kind: 'observable-gauge', unit: '1', description: 'Feature flag state (1 on, 0 off)', attributes: ['flag'] },
+  streamDropped: { name: 'turnpike.log_stream.dropped', kind: 'counter', unit: '{line}', description: 'Log lines not streamed to Sentry because the streaming bound was reached', attributes: [] },
+} as const satisfies Record<string, InstrumentSpec>;
+
+type Specs = typeof INSTRUMENTS;
+export type InstrumentKey = keyof Specs;
+/** The observed (read at collection) instruments. */
+export type ObservableKey = { [K in InstrumentKey]: Specs[K]['kind'] extends 'counter' ? never : K }[InstrumentKey];
+/** The attributes `k` is declared with, each optional. */
+export type AttributesOf<K extends InstrumentKey> = { [A in Specs[K]['attributes'][number]]?: string };
+
+export type Instruments = {
+  readonly [K in InstrumentKey]: Specs[K]['kind'] extends 'counter' ? Counter<AttributesOf<K>> : Observable<AttributesOf<K>>;
+};
+
+/** Records one observation of `k` during a batch collection. */
+export type Observe = <K extends ObservableKey>(k: K, value: number, attributes?: NoInfer<AttributesOf<K>>) => void;
+
+/** Creates every instrument of INSTRUMENTS on `meter`; all record integers. */
+export function createInstruments(meter: Meter): Instruments {
+  const out: Partial<Record<InstrumentKey, Counter | Observable>> = {};
+  for (const [key, spec] of Object.entries(INSTRUMENTS) as [InstrumentKey, InstrumentSpec][]) {
+    const options = { description: spec.description, unit: spec.unit, valueType: ValueType.INT };
+    switch (spec.kind) {
+      case 'counter':
+        out[key] = meter.createCounter(spec.name, options);
+        break;
+      case 'observable-counter':
+        out[key] = meter.createObservableCounter(spec.name, options);
+        break;
+      case 'observable-gauge':
+        out[key] = meter.createObservableGauge(spec.name, options);
+        break;
+    }
+  }
+  return out as Instruments;
+}
+
+/**
+ * Registers one callback that observes every observable instrument at each
+ * collection (one pass over the snapshots serves them all).
+ */
+export function observeAll(meter: Meter, instruments: Instruments, callback: (observe: Observe) => void): void {
+  const keys = (Object.keys(INSTRUMENTS) as InstrumentKey[]).filter((k): k is ObservableKey => INSTRUMENTS[k].kind !== 'counter');
+  meter.addBatchObservableCallback(
+    (result: BatchObservableResult) => callback((k, value, attributes) => result.observe(instruments[k] as Observable, value, attributes)),
+    keys.map((k) => instruments[k] as Observable),
+  );
+}
