@@ -23,7 +23,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import koffi from 'koffi';
+import { BPF_STATS_RUN_TIME, libbpf } from '../src/sidecar/bpf/libbpf.ts';
 import { holdRouterChild } from '../test/bpf/fixtures/netns.ts';
 
 const SECONDS = Number(process.argv[2] ?? 3);
@@ -183,9 +183,7 @@ const range = (xs: number[], d = 1) => `${median(xs).toFixed(d)} [${Math.min(...
 sh('make', ['-s', '-C', join(root, 'bpf')]);
 // Run-time stats while this fd is open (closed with the process: nothing
 // global is left switched on, unlike the kernel.bpf_stats_enabled sysctl).
-const libbpf = koffi.load('libbpf.so.1');
-const enableStats = libbpf.func('int bpf_enable_stats(int type)');
-const statsFd = enableStats(0) as number; // BPF_STATS_RUN_TIME
+const statsFd = libbpf().enableStats(BPF_STATS_RUN_TIME);
 if (statsFd < 0) throw new Error(`bpf_enable_stats failed: ${statsFd}`);
 
 const bin = floodBinary();

@@ -25,6 +25,7 @@
 // TP_BENCH_OBJECT=path times another build (e.g. -DTP_FIB_LOOKUP=0).
 import pino from 'pino';
 import { XdpRouter } from '../src/sidecar/bpf/router.ts';
+import { testRun } from '../test/helpers/bpf-test-run.ts';
 import { channelData, payloadOf } from '../test/bpf/frames.ts';
 import {
   BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, SCENE_ENDPOINTS, alloc, inFrame, learnFrame, toListen,
@@ -58,27 +59,27 @@ const cases: Array<{ name: string; frame: Uint8Array; expect: string; repeatable
 
 function perCall(r: XdpRouter, frame: Uint8Array, n: number): number {
   let total = 0;
-  for (let i = 0; i < n; i++) total += r.testRun(frame).durationNs;
+  for (let i = 0; i < n; i++) total += testRun(r, frame).durationNs;
   return total / n;
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const router = XdpRouter.load({ objectPath: process.env.TP_BENCH_OBJECT ?? OBJECT, mapCapacity: 65536, log });
-const empty = XdpRouter.testRunObject(EMPTY_OBJECT, log);
+const empty = XdpRouter.load({ objectPath: EMPTY_OBJECT, log });
 try {
   router.writeConfig(BASE_CONFIG);
   for (const b of BINDINGS) router.putChannel(b);
   // Test runs have no usable FIB: outputs go to MACs learned from each
   // destination's own frames, so every destination sends one frame first.
-  for (const e of SCENE_ENDPOINTS) router.testRun(learnFrame(e));
+  for (const e of SCENE_ENDPOINTS) testRun(router, learnFrame(e));
   for (const c of cases) {
-    const got = router.testRun(c.frame).actionName;
+    const got = testRun(router, c.frame).actionName;
     if (got !== c.expect) throw new Error(`${c.name}: expected ${c.expect}, got ${got}`);
   }
 
   // Show why repeat > 1 does not time a relay path.
   const before = router.readPathStats().find((p) => p.path === 'chan_to_udp_44')!.packets;
-  router.testRun(cases[0]!.frame, { repeat: 1000 });
+  testRun(router, cases[0]!.frame, { repeat: 1000 });
   const after = router.readPathStats().find((p) => p.path === 'chan_to_udp_44')!.packets;
   console.log(`one test run with repeat=1000 on a chan_to_udp_44 frame relayed ${after - before} packet(s); the rest saw the rewritten frame`);
 
@@ -89,14 +90,14 @@ try {
     cases.forEach((c, i) => samples[i]!.push(perCall(router, c.frame, CALLS)));
   }
   const emptyNs = median(emptySamples);
-  const emptyRepeat = empty.testRun(cases[0]!.frame, { repeat: REPEAT }).durationNs;
+  const emptyRepeat = testRun(empty, cases[0]!.frame, { repeat: REPEAT }).durationNs;
 
   // Per-run harness cost: what the empty program's single run takes beyond
   // its per-run time in a repeat loop (which still includes bh on/off).
   const overhead = emptyNs - emptyRepeat;
   const rows = cases.map((c, i) => {
     const ns = median(samples[i]!);
-    const rep = c.repeatable ? router.testRun(c.frame, { repeat: REPEAT }).durationNs : undefined;
+    const rep = c.repeatable ? testRun(router, c.frame, { repeat: REPEAT }).durationNs : undefined;
     const ratio = ns / emptyNs;
     return {
       path: c.name,

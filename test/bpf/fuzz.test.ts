@@ -19,6 +19,7 @@ import { existsSync } from 'node:fs';
 import pino from 'pino';
 import { XdpRouter, type ChannelBinding } from '../../src/sidecar/bpf/router.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
+import { testRun } from '../helpers/bpf-test-run.ts';
 import { canonical, channelData, decodeFrame, fixChecksums, hex, payloadOf, rawAddress, type Endpoint } from './frames.ts';
 import { BASE_CONFIG, BINDINGS, LISTEN, OBJECT, RELAY4, RELAY6, alloc, inFrame, relayOf, toListen } from './golden-scene.ts';
 
@@ -195,7 +196,7 @@ test(`fuzz: ${N} mutated frames keep the router's invariants (seed 0x${SEED.toSt
         if (!seen.has(src)) seen.set(src, new Set());
         seen.get(src)!.add(hex(input.subarray(6, 12)));
       }
-      const res = router.testRun(input);
+      const res = testRun(router, input);
       verdicts[res.actionName] = (verdicts[res.actionName] ?? 0) + 1;
       let why: string | undefined;
       if (res.actionName === 'XDP_PASS') why = hex(res.data) === hex(input) ? undefined : 'passed frame was modified';

@@ -27,7 +27,7 @@
 //   adjustments succeeded; it exists for the verifier.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -35,6 +35,8 @@ import { XdpRouter, type ChannelBinding, type RouterConfig } from '../../src/sid
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
 import { encodeConfig, PATH_NAMES, REASON_NAMES, type PathName, type ReasonName, type TpDiagEvent } from '../../src/sidecar/bpf/abi.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
+import { testRun } from '../helpers/bpf-test-run.ts';
+import { bpffsFor } from '../helpers/bpffs.ts';
 import { MAC_A, MAC_B, canonical, channelData, decodeFrame, hex, internetChecksum, payloadOf, rawAddress, type Endpoint, type FrameSpec } from './frames.ts';
 import {
   BASE_CONFIG,
@@ -469,7 +471,6 @@ fixtures.push(
 // ---- runner -------------------------------------------------------------------------
 
 let router: XdpRouter | undefined;
-let pinDir: string | undefined;
 
 const ready = (t: import('node:test').TestContext) =>
   requireRoot(t) && requireCapability(t, existsSync(OBJECT), `needs ${OBJECT} (make -C bpf)`);
@@ -480,7 +481,6 @@ before(() => {
 });
 after(() => {
   router?.close();
-  if (pinDir) rmSync(pinDir, { recursive: true, force: true });
 });
 
 function delta<K extends string>(names: readonly K[], a: Record<K, bigint>, b: Record<K, bigint>): Partial<Record<K, bigint>> {
@@ -508,12 +508,12 @@ for (const fx of fixtures) {
       r.clearBindings();
       for (const b of fx.bindings ?? BINDINGS) r.putChannel(b);
       r.clearNeighbours();
-      for (const e of fx.neighbours ?? SCENE_ENDPOINTS) r.testRun(learnFrame(e));
-      for (const [i, b] of (fx.before ?? []).entries()) assert.equal(r.testRun(b.frame).actionName, b.action, `verdict of frame ${i} before the input`);
+      for (const e of fx.neighbours ?? SCENE_ENDPOINTS) testRun(r, learnFrame(e));
+      for (const [i, b] of (fx.before ?? []).entries()) assert.equal(testRun(r, b.frame).actionName, b.action, `verdict of frame ${i} before the input`);
       const reasons0 = r.readReasons();
       const paths0 = pathTotals(r);
 
-      const res = r.testRun(fx.input);
+      const res = testRun(r, fx.input);
 
       assert.equal(res.actionName, fx.action, 'verdict');
       if (fx.output) assert.equal(hex(res.data), hex(fx.output), 'output bytes');
@@ -537,8 +537,8 @@ test('golden: the program learns exactly the scene endpoints, on lo, with their 
   const r = router!;
   r.writeConfig(BASE_CONFIG);
   r.clearNeighbours();
-  for (const e of SCENE_ENDPOINTS) r.testRun(learnFrame(e));
-  r.testRun(learnFrame(C4)); // again: still one entry
+  for (const e of SCENE_ENDPOINTS) testRun(r, learnFrame(e));
+  testRun(r, learnFrame(C4)); // again: still one entry
   const mac = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
   const got = r.neighbours().map((n) => ({ address: n.address, ifindex: n.ifindex, mac: n.mac, timed: n.seenNs > 0n }));
   const want = SCENE_ENDPOINTS.map((e) => ({ address: canonical(e.address), ifindex: 1, mac: mac(macOf(e.address)), timed: true }));
@@ -556,8 +556,7 @@ test('golden: the decoder under test agrees with the fixtures (addresses)', () =
 
 test('golden: port_min > port_max passes peer traffic and sends one misconfig diagnostic', async (t) => {
   if (!ready(t)) return;
-  pinDir = mkdtempSync('/sys/fs/bpf/tpbpf-');
-  rmSync(pinDir, { recursive: true });
+  const pinDir = join(bpffsFor(t), 'pins');
   const r = XdpRouter.load({ objectPath: OBJECT, mapCapacity: 64, pinDir, log });
   const events: TpDiagEvent[] = [];
   const diag = openDiagnostics(r, { onEvent: (ev) => events.push(ev), pollMs: 20 });
@@ -569,12 +568,12 @@ test('golden: port_min > port_max passes peer traffic and sends one misconfig di
     r.putChannel(BINDINGS[0]!);
     const before0 = r.readReasons();
     const input = inFrame(P4, alloc(P4, 55000), data);
-    for (let i = 0; i < 3; i++) assert.equal(r.testRun(input).actionName, 'XDP_PASS');
+    for (let i = 0; i < 3; i++) assert.equal(testRun(r, input).actionName, 'XDP_PASS');
     const d = delta(REASON_NAMES, before0, r.readReasons());
     assert.deepEqual(d, { pass_not_relay_port: 3n });
     // the listen port still works (once the peer's MAC is learned)
-    r.testRun(learnFrame(P4));
-    assert.equal(r.testRun(inFrame(C4, toListen(C4), channelData(0x4001, data))).actionName, 'XDP_TX');
+    testRun(r, learnFrame(P4));
+    assert.equal(testRun(r, inFrame(C4, toListen(C4), channelData(0x4001, data))).actionName, 'XDP_TX');
     for (let i = 0; i < 50 && events.length === 0; i++) await new Promise((res) => setTimeout(res, 20));
     assert.equal(events.length, 1, 'diag_per_sec = 1 lets one event through per second per CPU');
     assert.equal(events[0]!.kind, 2);

@@ -6,13 +6,16 @@
 // a counting program) so they do not depend on the real program's logic.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { XdpRouter, type ChannelBinding } from '../../src/sidecar/bpf/router.ts';
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
 import { BpfError } from '../../src/sidecar/bpf/errors.ts';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
+import { testRun } from '../helpers/bpf-test-run.ts';
+import { bpffsFor } from '../helpers/bpffs.ts';
 import { buildFixture, canBuildBpf, passObject, routerObject } from './fixtures/build.ts';
 import { Netns, runRouterChild, sh, uniq } from './fixtures/netns.ts';
 
@@ -37,11 +40,9 @@ const binding = (i: number, v6 = false): ChannelBinding => ({
   allocationPort: 49152 + (i % 16000),
 });
 
-const pinDirs: string[] = [];
 const spaces = new Netns();
 after(() => {
   spaces.cleanup();
-  for (const d of pinDirs) rmSync(d, { recursive: true, force: true });
 });
 
 test('load sets the binding maps capacity; config, bindings and counters work', (t) => {
@@ -57,10 +58,10 @@ test('load sets the binding maps capacity; config, bindings and counters work', 
 
     // config: unconfigured frames count as pass_not_configured, configured ones as pass_stun (fixture logic)
     const frame = new Uint8Array(60);
-    assert.equal(r.testRun(frame).actionName, 'XDP_PASS');
+    assert.equal(testRun(r, frame).actionName, 'XDP_PASS');
     r.writeConfig({ listenPort: 3478, portMin: 49152, portMax: 65535, relayV4: '192.0.2.1', relayV6: '2001:db8::1', mtu: 1500, diagPerSec: 0 });
     assert.deepEqual(r.readConfig(), { flags: 3, mtu: 1500, listenPort: 3478, portMin: 49152, portMax: 65535, diagPerSec: 0, relayV4: '192.0.2.1', relayV6: '2001:db8::1' });
-    const run = r.testRun(frame, { repeat: 5 });
+    const run = testRun(r, frame, { repeat: 5 });
     assert.equal(run.action, 2);
     assert.equal(run.data.length, 60);
     assert.ok(run.durationNs >= 0);
@@ -112,7 +113,7 @@ test('perf diagnostics arrive through the perf buffer polled off the event loop'
   });
   try {
     r.writeConfig({ listenPort: 3478, portMin: 50000, portMax: 50100, relayV4: '192.0.2.1', mtu: 1500, diagPerSec: 10 });
-    r.testRun(new Uint8Array(60), { repeat: 3 });
+    testRun(r, new Uint8Array(60), { repeat: 3 });
     // The await only works because polling runs on a koffi worker: a poll on
     // this thread would block the loop and the callbacks queued to it.
     await Promise.race([got, new Promise((_, rej) => setTimeout(() => rej(new Error('no perf events within 5 s')), 5000))]);
@@ -127,8 +128,7 @@ test('perf diagnostics arrive through the perf buffer polled off the event loop'
 
 test('a reload with pinDir reuses pinned maps; a capacity change is reported', (t) => {
   if (!ready(t)) return;
-  const pinDir = `/sys/fs/bpf/${uniq('tpbpf')}`;
-  pinDirs.push(pinDir);
+  const pinDir = join(bpffsFor(t), 'pins');
   const obj = buildFixture('mini_router');
   const b = binding(7);
   const first = XdpRouter.load({ objectPath: obj, mapCapacity: 2048, pinDir, log: captureLog().log });
@@ -211,8 +211,7 @@ test('attach and detach on a veth in a namespace, native and skb; a restart upda
   assert.doesNotMatch(xdpOf(), /prog\/xdp/);
 
   // keepPinned: the program survives the process; the next run updates the link in place.
-  const pinDir = `/sys/fs/bpf/${uniq('tpbpf')}`;
-  pinDirs.push(pinDir);
+  const pinDir = join(bpffsFor(t), 'pins');
   const b = binding(3);
   const run1 = runRouterChild(ns, { object, pinDir, steps: [{ op: 'attach', ifname: 'va', mode: 'native', keepPinned: true }, { op: 'put', binding: b }] });
   assert.equal(run1.results[1]!.error, undefined, JSON.stringify(run1.results));

@@ -4,18 +4,14 @@
 // from pointer functions; callers turn both into BpfError.
 //
 // Pointers are untyped BigInts in koffi 3: passing the wrong one crashes the
-// process instead of throwing, so only router.ts/perf.ts touch these.
+// process instead of throwing, so only the modules of this folder touch these.
+// Option and info structs are the koffi types of structs.ts.
 import koffi, { type TypeObject } from 'koffi';
 import { BpfError } from './errors.ts';
+import './structs.ts'; // registers the struct type names the prototypes below use
+import type { LinkCreateOpts, LinkInfo, MapInfo, TestRunOpts, XdpQueryOpts } from './structs.ts';
 
 export type Ptr = bigint;
-
-// Byte layouts of the libbpf option structs (x86_64/aarch64 LP64).
-export const TEST_RUN_OPTS_SIZE = 80;
-export const LINK_CREATE_OPTS_SIZE = 64;
-export const XDP_QUERY_OPTS_SIZE = 32;
-export const MAP_INFO_SIZE = 88; // struct bpf_map_info up to map_extra
-export const LINK_INFO_SIZE = 48; // struct bpf_link_info up to the xdp union member
 
 export const BPF_XDP = 37; // enum bpf_attach_type
 export const BPF_LINK_TYPE_XDP = 6;
@@ -25,6 +21,7 @@ export const XDP_FLAGS_DRV_MODE = 1 << 2;
 export const XDP_ATTACHED_DRV = 1;
 export const XDP_ATTACHED_SKB = 2;
 export const BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4;
+export const BPF_STATS_RUN_TIME = 0; // enum bpf_stats_type
 
 export interface LibBpf {
   majorVersion(): number;
@@ -63,15 +60,21 @@ export interface LibBpf {
 
   objGet(path: string): number;
   objPin(fd: number, path: string): number;
-  objGetInfoByFd(fd: number, info: Uint8Array, len: number[]): number;
+  /** bpf_obj_get_info_by_fd on a map fd; info is filled in. */
+  mapInfoByFd(fd: number, info: MapInfo, len: number[]): number;
+  /** bpf_obj_get_info_by_fd on a link fd; info is filled in. */
+  linkInfoByFd(fd: number, info: LinkInfo, len: number[]): number;
 
-  linkCreate(progFd: number, targetFd: number, attachType: number, opts: Uint8Array): number;
+  linkCreate(progFd: number, targetFd: number, attachType: number, opts: LinkCreateOpts): number;
   linkUpdate(linkFd: number, newProgFd: number, opts: null): number;
   linkDetach(linkFd: number): number;
   xdpDetach(ifindex: number, flags: number, opts: null): number;
-  xdpQuery(ifindex: number, flags: number, opts: Uint8Array): number;
+  xdpQuery(ifindex: number, flags: number, opts: XdpQueryOpts): number;
 
-  progTestRunOpts(progFd: number, opts: Ptr): number;
+  /** BPF_PROG_TEST_RUN (tests and benchmarks); opts is filled in. */
+  progTestRunOpts(progFd: number, opts: TestRunOpts): number;
+  /** Run-time stats of every program while the returned fd is open (benchmarks). */
+  enableStats(type: number): number;
 
   perfBufferNew(mapFd: number, pages: number, sample: Ptr, lost: Ptr, ctx: null, opts: null): Ptr | null;
   perfBufferPoll: ((pb: Ptr, timeoutMs: number) => number) & {
@@ -158,15 +161,17 @@ function bind(): LibBpf {
 
     objGet: f('int bpf_obj_get(const char *pathname)'),
     objPin: f('int bpf_obj_pin(int fd, const char *pathname)'),
-    objGetInfoByFd: f('int bpf_obj_get_info_by_fd(int bpf_fd, _Inout_ void *info, _Inout_ uint32_t *info_len)'),
+    mapInfoByFd: f('int bpf_obj_get_info_by_fd(int bpf_fd, _Inout_ bpf_map_info *info, _Inout_ uint32_t *info_len)'),
+    linkInfoByFd: f('int bpf_obj_get_info_by_fd(int bpf_fd, _Inout_ bpf_link_info *info, _Inout_ uint32_t *info_len)'),
 
-    linkCreate: f('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
+    linkCreate: f('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const bpf_link_create_opts *opts)'),
     linkUpdate: f('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
     linkDetach: f('int bpf_link_detach(int link_fd)'),
     xdpDetach: f('int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)'),
-    xdpQuery: f('int bpf_xdp_query(int ifindex, int flags, _Inout_ void *opts)'),
+    xdpQuery: f('int bpf_xdp_query(int ifindex, int flags, _Inout_ bpf_xdp_query_opts *opts)'),
 
-    progTestRunOpts: f('int bpf_prog_test_run_opts(int prog_fd, void *opts)'),
+    progTestRunOpts: f('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
+    enableStats: f('int bpf_enable_stats(int type)'),
 
     perfBufferNew: f(
       'perf_buffer *perf_buffer__new(int map_fd, size_t page_cnt, tp_perf_sample_fn *sample_cb, tp_perf_lost_fn *lost_cb, void *ctx, const void *opts)',

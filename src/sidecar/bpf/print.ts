@@ -6,6 +6,7 @@
 import koffi from 'koffi';
 import type { Logger } from 'pino';
 import { libbpf } from './libbpf.ts';
+import { VaListTag } from './structs.ts';
 
 const LEVELS = ['warn', 'info', 'debug'] as const; // LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG
 
@@ -14,7 +15,7 @@ let installed = false;
 const buf = Buffer.alloc(4096);
 // Long messages (the verifier log) end with the reason: keep head and tail.
 const MAX_MESSAGE = 64 * 1024;
-const VA_LIST_SIZE = 24; // x86_64 SysV: struct __va_list_tag[1], copyable like va_copy
+const VA_LIST_SIZE = koffi.sizeof(VaListTag); // va_list is VaListTag[1], copyable like va_copy
 let apCopy: bigint | undefined;
 
 export function routeLibbpfLogs(log: Logger): void {

@@ -1,0 +1,135 @@
+// The maps of a loaded object by name, and the raw operations the typed
+// readers and writers (bindings.ts, config-map.ts, counters.ts,
+// neighbours.ts) build on: lookup, update, key walks, per-CPU values and the
+// kernel memory each map is charged.
+import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { perCpuStride } from './abi.ts';
+import { BpfError } from './errors.ts';
+import type { LibBpf, Ptr } from './libbpf.ts';
+
+const { ENOENT } = constants.errno;
+
+export interface MapHandle {
+  name: string;
+  ptr: Ptr;
+  fd: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
+export interface MapMemory {
+  name: string;
+  type: number;
+  maxEntries: number;
+  memlockBytes: number;
+}
+
+/** The 4-byte little-endian key of an array map slot. */
+export const slotKey = (n: number): Uint8Array => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n, true);
+  return b;
+};
+
+export class ObjectMaps {
+  private readonly ncpus: number;
+
+  /** isOpen: false once the object is closed, after which every map access throws. */
+  constructor(
+    readonly lib: LibBpf,
+    private readonly handles: ReadonlyMap<string, MapHandle>,
+    private readonly objectName: string,
+    private readonly isOpen: () => boolean,
+  ) {
+    this.ncpus = lib.numPossibleCpus();
+  }
+
+  get(name: string): MapHandle {
+    const m = this.handles.get(name);
+    if (!m) throw new BpfError(`map ${name} is not in ${this.objectName}`, 'NO_MAP');
+    if (!this.isOpen()) throw new BpfError(`${this.objectName} is closed`, 'CLOSED');
+    return m;
+  }
+
+  /** The map when the object has it (kernel-internal maps may be absent from stand-ins). */
+  find(name: string): MapHandle | undefined {
+    return this.handles.has(name) ? this.get(name) : undefined;
+  }
+
+  all(): MapHandle[] {
+    return [...this.handles.values()];
+  }
+
+  /** The value under key; undefined when there is none. */
+  lookup(m: MapHandle, key: Uint8Array, what: string): Uint8Array | undefined {
+    const value = new Uint8Array(m.valueSize);
+    const err = this.lib.mapLookupElem(m.fd, key, value);
+    if (err === -ENOENT) return undefined;
+    if (err < 0) throw BpfError.fromErrno(what, -err);
+    return value;
+  }
+
+  /** Every key, walked before anything is deleted: deleting while walking restarts a hash walk. */
+  keys(m: MapHandle): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let prev: Uint8Array | null = null;
+    for (;;) {
+      const next = new Uint8Array(m.keySize);
+      const err = this.lib.mapGetNextKey(m.fd, prev, next);
+      if (err === -ENOENT) return out;
+      if (err < 0) throw BpfError.fromErrno(`iterate ${m.name}`, -err);
+      out.push(next);
+      prev = next;
+    }
+  }
+
+  /** Every entry; one removed between the key walk and its lookup is skipped. */
+  entries(m: MapHandle): [key: Uint8Array, value: Uint8Array][] {
+    const out: [Uint8Array, Uint8Array][] = [];
+    for (const key of this.keys(m)) {
+      const value = new Uint8Array(m.valueSize);
+      if (this.lib.mapLookupElem(m.fd, key, value) === 0) out.push([key, value]);
+    }
+    return out;
+  }
+
+  /** Deletes every key; returns how many deletes succeeded. */
+  deleteAll(m: MapHandle): number {
+    let removed = 0;
+    for (const key of this.keys(m)) if (this.lib.mapDeleteElem(m.fd, key) === 0) removed++;
+    return removed;
+  }
+
+  /** Each CPU's value of a per-CPU array slot. */
+  readPerCpu(name: string, slot: number): Uint8Array[] {
+    const m = this.get(name);
+    const stride = perCpuStride(m.valueSize);
+    const buf = new Uint8Array(stride * this.ncpus);
+    const err = this.lib.mapLookupElem(m.fd, slotKey(slot), buf);
+    if (err < 0) throw BpfError.fromErrno(`read ${name}[${slot}]`, -err);
+    const out: Uint8Array[] = [];
+    for (let cpu = 0; cpu < this.ncpus; cpu++) out.push(buf.subarray(cpu * stride, cpu * stride + m.valueSize));
+    return out;
+  }
+
+  /** Zeroes every slot of a per-CPU array on every CPU. */
+  zeroPerCpu(m: MapHandle): void {
+    const zeros = new Uint8Array(perCpuStride(m.valueSize) * this.ncpus);
+    for (let slot = 0; slot < m.maxEntries; slot++) {
+      const err = this.lib.mapUpdateElem(m.fd, slotKey(slot), zeros, 0n);
+      if (err < 0) throw BpfError.fromErrno(`clear ${m.name}[${slot}]`, -err);
+    }
+  }
+
+  /** Kernel memory charged to each map (bytes_memlock from /proc/self/fdinfo). */
+  memory(): MapMemory[] {
+    return this.all().map((m) => {
+      const text = readFileSync(`/proc/self/fdinfo/${m.fd}`, 'utf8');
+      const field = (k: string) => Number(new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+      return { name: m.name, type: field('map_type'), maxEntries: field('max_entries'), memlockBytes: field('memlock') };
+    });
+  }
+}

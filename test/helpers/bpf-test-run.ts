@@ -1,0 +1,42 @@
+// Runs a loaded XDP program on one frame with BPF_PROG_TEST_RUN
+// (bpf_prog_test_run_opts): the harness of the BPF tests and the XDP
+// micro-benchmark. The kernel writes the output frame into a buffer of our
+// own, with room for the program to grow the frame at head or tail.
+import koffi from 'koffi';
+import { XDP_ACTION_NAMES } from '../../src/sidecar/bpf/abi.ts';
+import { BpfError } from '../../src/sidecar/bpf/errors.ts';
+import { libbpf } from '../../src/sidecar/bpf/libbpf.ts';
+import type { XdpRouter } from '../../src/sidecar/bpf/router.ts';
+import { BpfTestRunOpts, sizedOpts, type TestRunOpts } from '../../src/sidecar/bpf/structs.ts';
+
+/** Bytes beyond the input the program may add (encapsulation, trailers). */
+const GROWTH = 4096;
+
+export interface TestRunResult {
+  action: number;
+  actionName: string;
+  data: Uint8Array;
+  /** Average ns per run, as the kernel reports it. */
+  durationNs: number;
+}
+
+/** Runs router's program `repeat` times (default 1) on frame; durationNs is the kernel's average. */
+export function testRun(router: XdpRouter, frame: Uint8Array, { repeat = 1 }: { repeat?: number } = {}): TestRunResult {
+  const progFd = router.programFd();
+  const outCap = frame.length + GROWTH;
+  // Stable memory: koffi copies typed arrays given as struct members, so the kernel's output would be lost.
+  const inPtr = koffi.alloc('uint8_t', Math.max(frame.length, 1)) as bigint;
+  const outPtr = koffi.alloc('uint8_t', outCap) as bigint;
+  try {
+    new Uint8Array(koffi.view(inPtr, frame.length)).set(frame);
+    const run = sizedOpts<TestRunOpts>(BpfTestRunOpts, { data_in: inPtr, data_out: outPtr, data_size_in: frame.length, data_size_out: outCap, repeat });
+    const err = libbpf().progTestRunOpts(progFd, run);
+    if (err < 0) throw BpfError.fromErrno(`test run of ${router.programName} on a ${frame.length}-byte frame`, -err);
+    const action = run.retval!;
+    const data = new Uint8Array(koffi.view(outPtr, run.data_size_out)).slice();
+    return { action, actionName: XDP_ACTION_NAMES[action] ?? `action_${action}`, data, durationNs: run.duration! };
+  } finally {
+    koffi.free(inPtr);
+    koffi.free(outPtr);
+  }
+}
