@@ -6,6 +6,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { applyLogFilterText, formatLogFilter, type LogHub } from '../shared/logger.ts';
+import type { LinkStats } from '../link/index.ts';
+import type { MapStats } from '../telemetry/index.ts';
+import type { EbpfState } from './ebpf.ts';
+import type { SocketStats } from './sockets.ts';
+import type { RelayBridgeStats } from './sockets/relay-bridge.ts';
 
 export interface Readiness {
   ready: boolean;
@@ -20,6 +25,7 @@ export interface AdminOptions {
   /** Serves GET /metrics (Prometheus text); 404 when absent. */
   metrics?: { prometheus(req: IncomingMessage, res: ServerResponse): void };
   ready: () => Readiness | Promise<Readiness>;
+  /** The GET /status document, built at each request (the sidecar's: statusDocument). */
   status: () => unknown;
   /** Largest accepted request body (default 4 KiB). */
   maxBodyBytes?: number;
@@ -31,6 +37,45 @@ export interface Admin {
   readonly host: string;
   readonly port: number;
   close(): Promise<void>;
+}
+
+/** The sidecar's state at one moment, as its parts report it. */
+export interface SidecarStatus {
+  version: string;
+  instanceId: string;
+  ebpf: EbpfState;
+  /** Binding maps by name (userspace: none). */
+  maps: MapStats;
+  /** The XDP program's per-CPU counters, summed; null in userspace. */
+  kernel: { paths: readonly { path: string; packets: bigint; bytes: bigint }[]; reasons: Record<string, bigint> } | null;
+  sockets: SocketStats;
+  relay: RelayBridgeStats;
+  /** The relay's own counters as it last reported them; null while no relay is connected. */
+  relayCounters: unknown;
+  /** The connected relay's link, else null. */
+  link: LinkStats | null;
+  flags: Record<string, boolean>;
+}
+
+/**
+ * The GET /status document. Its field names are read by operators and the
+ * integration tests: add fields, never rename them.
+ */
+export function statusDocument(s: SidecarStatus) {
+  return {
+    version: s.version,
+    instanceId: s.instanceId,
+    mode: s.ebpf.datapath,
+    ebpf: s.ebpf,
+    interface: s.ebpf.interface ?? null,
+    maps: s.maps,
+    kernel: s.kernel,
+    sockets: s.sockets,
+    relay: s.relay,
+    relayCounters: s.relayCounters,
+    link: s.link,
+    flags: s.flags,
+  };
 }
 
 class HttpError extends Error {

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import { pinDir } from '../config/paths.ts';
-import { XdpRouter, type ChannelBinding as KernelBinding } from './bpf/router.ts';
+import { BINDING_MAPS, XdpRouter, type ChannelBinding as KernelBinding } from './bpf/router.ts';
+import type { MapStats } from '../telemetry/index.ts';
 import type { ChannelMap } from './sockets/relay-bridge.ts';
 import type { ChannelBinding } from '../shared/binding.ts';
 import { isLinkLocalV6, isWildcard } from '../shared/endpoint.ts';
@@ -31,9 +32,9 @@ export class EbpfStartError extends Error {
 }
 
 /** The object next to the sources, whether we run from src/ (tsx) or dist/src/. */
-function objectPath(): string {
+function objectPath(config: Pick<Config, 'bpfObject'>): string {
   // Development override (a debug build of the program); not part of the config contract.
-  if (process.env.TURNPIKE_BPF_OBJECT) return process.env.TURNPIKE_BPF_OBJECT;
+  if (config.bpfObject) return config.bpfObject;
   const candidates = [
     new URL('../../bpf/turn_router.o', import.meta.url),
     new URL('../../../bpf/turn_router.o', import.meta.url),
@@ -93,7 +94,7 @@ export function startEbpf(config: Config, log: Logger): { router: XdpRouter | un
   const ifname = config.interface;
   const addrs = interfaceAddresses(ifname, config);
   if (!addrs.v4 && !addrs.v6) return fallback(`interface ${ifname} does not exist or has no address`);
-  const path = objectPath();
+  const path = objectPath(config);
   if (!existsSync(path)) return fallback(`the XDP object ${path} is not built (make -C bpf)`);
 
   let router: XdpRouter | undefined;
@@ -156,4 +157,11 @@ export function kernelChannelMap(router: XdpRouter): ChannelMap {
       router.clearBindings();
     },
   };
+}
+
+/** Fill of the binding maps (both directions hold every binding once); empty in userspace. */
+export function bindingMapStats(router: XdpRouter | undefined): MapStats {
+  if (!router) return {};
+  const n = router.bindingCount();
+  return Object.fromEntries(BINDING_MAPS.map((m) => [m, { entries: n, capacity: router.maxEntries(m) }]));
 }

@@ -34,7 +34,7 @@ export interface UdpSocketsOptions {
   /** Minimum ms between two log lines of one error kind. */
   errorLogIntervalMs?: number;
   /**
-   * 'auto' (default; env TURNPIKE_BATCHED_IO): datagrams sent in one event
+   * 'auto' (default; the sidecar passes config.batchedIo): datagrams sent in one event
    * loop turn leave with one sendmmsg(2) per socket where that is available
    * (x86_64 Linux, koffi); 'off': one dgram.send each.
    */
@@ -96,7 +96,7 @@ export class UdpSockets {
   constructor(private readonly opts: UdpSocketsOptions) {
     this.bufferBytes = opts.bufferBytes ?? 4 << 20;
     this.errors = new ErrorCounter(opts.logger, opts.errorLogIntervalMs);
-    const mode = opts.batchedIo ?? (process.env.TURNPIKE_BATCHED_IO === 'off' ? 'off' : 'auto');
+    const mode = opts.batchedIo ?? 'auto';
     if (mode === 'auto') {
       const b = openSendBatcher(
         (socket, data, port, address) => this.plainSend(socket, data, port, address),

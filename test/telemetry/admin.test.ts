@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { createLogHub, type LogHub } from '../../src/shared/logger.ts';
 import { createMetrics, type Metrics } from '../../src/telemetry/metrics.ts';
-import { startAdmin, type Admin, type Readiness } from '../../src/sidecar/admin.ts';
+import { startAdmin, statusDocument, type Admin, type Readiness, type SidecarStatus } from '../../src/sidecar/admin.ts';
 import { sink, type Sink } from './sink.ts';
 
 let out: Sink;
@@ -126,6 +126,34 @@ test('a throwing status is a 500 and a throwing readiness check a 503, not a cra
     assert.match(((await r.json()) as Readiness).reasons[0]!, /ready broke/);
     assert.equal((await fetch(`http://127.0.0.1:${a2.port}/metrics`)).status, 404);
     assert.equal((await fetch(`http://127.0.0.1:${a2.port}/healthz`)).status, 200);
+  } finally {
+    await a2.close();
+  }
+});
+
+test('the /status document: its fields in order, mode and interface from the eBPF state, bigints as text', async () => {
+  const source: SidecarStatus = {
+    version: '1.2.3',
+    instanceId: 'id-1',
+    ebpf: { requested: 'auto', datapath: 'xdp', interface: 'veth0', attachMode: 'native', reason: undefined, relayV4: '10.0.0.1', relayV6: undefined },
+    maps: { tp_chan_to_peer: { entries: 1, capacity: 8 }, tp_peer_to_chan: { entries: 1, capacity: 8 } },
+    kernel: { paths: [{ path: 'chan_to_udp_44', packets: 3n, bytes: 300n }], reasons: { pass_stun: 2n } },
+    sockets: { in: { listen: { packets: 1, bytes: 20 }, allocation: { packets: 0, bytes: 0 } }, out: { listen: { packets: 1, bytes: 32 }, allocation: { packets: 0, bytes: 0 } }, errors: {}, allocationPorts: 0, buffers: { recv: 1, send: 1 } },
+    relay: { relayConnected: true, packetsToRelay: 1, packetsFromRelay: 1, droppedNoRelay: 0, droppedBackpressure: 0, portsOpened: 0, portOpenFailures: 0, mapWrites: 0, mapWriteFailures: 0, resyncs: 1, disconnectCleanups: 0 },
+    relayCounters: { channels: 1 },
+    link: null,
+    flags: { 'stream-logs': false },
+  };
+  const a2 = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, ready: () => readiness, status: () => statusDocument(source) });
+  try {
+    const doc = (await (await fetch(`http://127.0.0.1:${a2.port}/status`)).json()) as any;
+    assert.deepEqual(Object.keys(doc), ['version', 'instanceId', 'mode', 'ebpf', 'interface', 'maps', 'kernel', 'sockets', 'relay', 'relayCounters', 'link', 'flags']);
+    assert.equal(doc.mode, 'xdp');
+    assert.equal(doc.interface, 'veth0');
+    assert.deepEqual(doc.kernel, { paths: [{ path: 'chan_to_udp_44', packets: '3', bytes: '300' }], reasons: { pass_stun: '2' } });
+    assert.equal(doc.relay.resyncs, 1);
+    assert.deepEqual(doc.relayCounters, { channels: 1 });
+    assert.equal(statusDocument({ ...source, ebpf: { ...source.ebpf, datapath: 'userspace', interface: undefined } }).interface, null);
   } finally {
     await a2.close();
   }

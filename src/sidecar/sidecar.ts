@@ -1,0 +1,273 @@
+// The sidecar as one object: start() brings up the XDP program, the UDP
+// sockets, the link to the relay and the admin server, in that order, and
+// wires them to the telemetry agent; stop() takes them down in the order that
+// never leaves the kernel relaying for a binding nobody owns. The entry point
+// (src/cmd/sidecar.ts) only loads config, builds the log hub and telemetry,
+// and maps the outcome to signals and exit codes.
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+import { linkSocketPath } from '../config/paths.ts';
+import { formatLogFilter, type LogHub } from '../shared/logger.ts';
+import type { Telemetry } from '../telemetry/index.ts';
+import { LinkServer, LinkServerError } from '../link/index.ts';
+import { UdpSockets } from './sockets.ts';
+import { RelayBridge } from './sockets/relay-bridge.ts';
+import { startAdmin, statusDocument, type Admin, type Readiness, type SidecarStatus } from './admin.ts';
+import { startEbpf, kernelChannelMap, bindingMapStats, EbpfStartError, type EbpfState } from './ebpf.ts';
+import { startResyncGrace, type ResyncGrace } from './resync-grace.ts';
+import { openDiagnostics, type DiagnosticsReader } from './bpf/perf.ts';
+import type { XdpRouter } from './bpf/router.ts';
+import { REASON_NAMES, PATH_NAMES } from './bpf/abi.ts';
+
+export interface SidecarDeps {
+  version: string;
+  logHub: LogHub;
+  /** Started by the caller, which also shuts it down after stop() (it outlives a failed start). */
+  telemetry: Telemetry;
+}
+
+/**
+ * Start-up failed for a reason the operator must fix (eBPF required but not
+ * loadable, listen port taken, link socket unusable). The fatal line is
+ * already logged and what start() had opened is closed.
+ */
+export class SidecarStartError extends Error {
+  readonly code = 'TURNPIKE_SIDECAR_START';
+}
+
+/** The flags /status reports. */
+const STATUS_FLAGS = ['stream-logs'];
+
+/** What a started sidecar holds, closed by stop(). */
+interface Parts {
+  router: XdpRouter | undefined;
+  sockets: UdpSockets;
+  link: LinkServer;
+  bridge: RelayBridge;
+  grace: ResyncGrace | undefined;
+  diagnostics: DiagnosticsReader | undefined;
+  statsTimer: NodeJS.Timeout;
+  stopFollowingLogFilter: () => void;
+  admin: Admin;
+}
+
+export class Sidecar {
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly parts: Parts,
+  ) {}
+
+  static async start(config: Config, deps: SidecarDeps): Promise<Sidecar> {
+    const { logHub: hub, telemetry, version } = deps;
+    const log = hub.get('sidecar');
+    const socketPath = linkSocketPath(config);
+
+    let ebpf;
+    try {
+      ebpf = startEbpf(config, hub.get('bpf'));
+    } catch (e) {
+      if (e instanceof EbpfStartError) {
+        log.fatal({ ebpf: config.ebpf, interface: config.interface, reason: e.message }, 'cannot start');
+        throw new SidecarStartError(e.message);
+      }
+      throw e;
+    }
+    const { router, state } = ebpf;
+
+    let bridge: RelayBridge | undefined;
+    const sockets = new UdpSockets({
+      listenPort: config.listenPort,
+      listenAddresses: config.listenAddresses,
+      logger: hub.get('sockets'),
+      onPacket: (local, remote, data) => bridge?.packetIn(local, remote, data),
+      batchedIo: config.batchedIo,
+    });
+    try {
+      await sockets.listenAll();
+    } catch (e) {
+      log.fatal({ port: config.listenPort, addresses: config.listenAddresses, reason: (e as Error).message }, 'cannot bind the listen port');
+      router?.close({ unpin: !config.keepPinned });
+      throw new SidecarStartError((e as Error).message);
+    }
+
+    const link = new LinkServer({ path: socketPath, software: `turnpike-sidecar/${version}`, logger: hub.get('link'), gid: config.relayGid });
+    bridge = new RelayBridge({ server: link, sockets, channels: router ? kernelChannelMap(router) : undefined, logger: hub.get('link') });
+    try {
+      await link.listen();
+    } catch (e) {
+      const reason = e instanceof LinkServerError ? e.message : (e as Error).message;
+      log.fatal({ socket: socketPath, reason }, 'cannot listen on the link socket');
+      await sockets.close();
+      router?.close({ unpin: false });
+      throw new SidecarStartError(reason);
+    }
+
+    const relay = forwardRelayTelemetry(bridge, link, telemetry, hub);
+
+    const grace = router
+      ? startResyncGrace({
+          bindings: router,
+          graceMs: config.resyncGraceMs,
+          relayConnected: () => bridge.stats().relayConnected,
+          log,
+        })
+      : undefined;
+    bridge.on('resynced', () => grace?.resynced());
+
+    const diagnostics = router ? openKernelTelemetry(router, config, telemetry, hub) : undefined;
+
+    const statsTimer = setInterval(() => {
+      const ls = link.current?.stats();
+      telemetry.metrics.onLinkStats({ queueDepth: ls?.queueFrames ?? 0, droppedFrames: (ls?.packetsDropped ?? 0) + (ls?.telemetryDropped ?? 0) });
+      telemetry.metrics.onMapStats(bindingMapStats(router));
+    }, 1000);
+    statsTimer.unref();
+
+    const currentStatus = (): SidecarStatus => ({
+      version,
+      instanceId: telemetry.identity.id,
+      ebpf: state,
+      maps: bindingMapStats(router),
+      kernel: router ? { paths: router.readPathStats(), reasons: router.readReasons() } : null,
+      sockets: sockets.stats(),
+      relay: bridge.stats(),
+      relayCounters: relay.counters(),
+      link: link.current?.stats() ?? null,
+      flags: Object.fromEntries(STATUS_FLAGS.map((f) => [f, telemetry.flags.isEnabled(f)])),
+    });
+    const admin = await startAdmin({
+      host: config.admin.host,
+      port: config.admin.port,
+      logHub: hub,
+      metrics: telemetry.metrics,
+      log: hub.get('admin'),
+      ready: () => readiness(config, state, bridge.stats().relayConnected),
+      status: () => statusDocument(currentStatus()),
+    });
+    log.info(
+      {
+        version,
+        datapath: state.datapath,
+        interface: state.interface,
+        listen: sockets.boundAddresses(),
+        portRange: `${config.portRange.min}-${config.portRange.max}`,
+        socket: socketPath,
+        admin: `${admin.host}:${admin.port}`,
+        paths: router ? PATH_NAMES.length : 0,
+        reasons: router ? REASON_NAMES.length : 0,
+      },
+      'sidecar ready',
+    );
+    return new Sidecar(config, log, {
+      router,
+      sockets,
+      link,
+      bridge,
+      grace,
+      diagnostics,
+      statsTimer,
+      stopFollowingLogFilter: relay.stopFollowingLogFilter,
+      admin,
+    });
+  }
+
+  /** Where the admin server listens (port 0 in the config: the one the kernel chose). */
+  get adminAddress(): { host: string; port: number } {
+    return { host: this.parts.admin.host, port: this.parts.admin.port };
+  }
+
+  /**
+   * Admin first (no more requests), then the relay link (no more map writes)
+   * and the map writes already queued, then the kernel side (bindings cleared
+   * and the program detached unless keepPinned), then the sockets. Telemetry
+   * is the caller's, shut down after this resolves. Calling it again returns
+   * the same promise.
+   */
+  stop(signal?: string): Promise<void> {
+    this.stopping ??= this.shutdown(signal);
+    return this.stopping;
+  }
+
+  private async shutdown(signal: string | undefined): Promise<void> {
+    const { config, parts } = this;
+    const { router } = parts;
+    this.log.info({ signal, keepPinned: config.keepPinned }, 'shutting down');
+    parts.grace?.cancel();
+    clearInterval(parts.statsTimer);
+    parts.stopFollowingLogFilter();
+    await parts.admin.close().catch(() => {});
+    await parts.link.close().catch(() => {});
+    await parts.bridge.settled();
+    await parts.diagnostics?.close().catch(() => {});
+    if (router) {
+      if (config.keepPinned) router.close();
+      else {
+        router.clearBindings();
+        router.close({ unpin: true });
+      }
+    }
+    await parts.sockets.close();
+  }
+}
+
+/** Ready when a relay is connected and, if eBPF is required, the program is attached. */
+function readiness(config: Pick<Config, 'ebpf'>, state: EbpfState, relayConnected: boolean): Readiness {
+  const reasons: string[] = [];
+  if (!relayConnected) reasons.push('relay not connected');
+  if (config.ebpf === 'required' && state.datapath !== 'xdp') reasons.push('eBPF required but not attached');
+  // auto accepts the userspace fallback (it warned at start; /status says why).
+  return { ready: reasons.length === 0, reasons };
+}
+
+/**
+ * The relay's telemetry over the link: its log lines and counters become our
+ * logs, Sentry items and metrics, and its module loggers follow our filter.
+ */
+function forwardRelayTelemetry(bridge: RelayBridge, link: LinkServer, telemetry: Telemetry, hub: LogHub) {
+  bridge.on('log', (_level, _module, json) => telemetry.relayLog(json));
+  // The relay's own counters (ServerStats), as last reported; /status shows them.
+  let relayCounters: unknown = null;
+  bridge.on('counters', (json) => {
+    try {
+      relayCounters = JSON.parse(json);
+      telemetry.metrics.onRelayStats(relayCounters as Parameters<typeof telemetry.metrics.onRelayStats>[0]);
+    } catch {
+      hub.get('link').warn('unparseable counters frame from the relay ignored');
+    }
+  });
+  bridge.on('relay-close', () => {
+    relayCounters = null;
+    telemetry.metrics.relayDisconnected();
+  });
+
+  // The relay's module loggers follow our filter (POST /log): sent when it connects and on every change.
+  const sendLogFilter = () => void link.current?.send({ kind: 'log-filter', filter: formatLogFilter(hub.filter()) });
+  bridge.on('relay-open', sendLogFilter);
+  return { counters: () => relayCounters, stopFollowingLogFilter: hub.onChange(sendLogFilter) };
+}
+
+/** Perf diagnostics and per-CPU counters of the XDP program, as metrics; diagnostics are optional. */
+function openKernelTelemetry(router: XdpRouter, config: Pick<Config, 'perfPages'>, telemetry: Telemetry, hub: LogHub): DiagnosticsReader | undefined {
+  const bpfLog = hub.get('bpf');
+  let diagnostics: DiagnosticsReader | undefined;
+  try {
+    diagnostics = openDiagnostics(router, {
+      pages: 2 ** Math.round(Math.log2(config.perfPages)),
+      onEvent: (ev, cpu) =>
+        telemetry.metrics.onDiagEvent({ kind: ev.kind, reason: ev.reason, ret: ev.ret, path: ev.path, cpu }),
+      onLost: (cpu, n) => telemetry.metrics.onPerfLost(n, cpu),
+      log: bpfLog,
+    });
+  } catch (e) {
+    bpfLog.warn({ reason: (e as Error).message }, 'perf diagnostics unavailable');
+  }
+  telemetry.metrics.setKernelReader(() => {
+    const paths: Record<string, { packets: bigint; bytes: bigint }> = {};
+    for (const p of router.readPathStats()) paths[p.path] = { packets: p.packets, bytes: p.bytes };
+    return { paths, reasons: router.readReasons() };
+  });
+  return diagnostics;
+}
