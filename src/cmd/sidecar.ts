@@ -91,13 +91,9 @@ async function main(): Promise<number> {
   bridge.on('log', (_level, _module, json) => telemetry.relayLog(json));
   // The relay's own counters (ServerStats), as last reported; /status shows them.
   let relayCounters: unknown = null;
-  bridge.on('counters', (json) => {
-    try {
-      relayCounters = JSON.parse(json);
-      telemetry.metrics.onRelayStats(relayCounters as Parameters<typeof telemetry.metrics.onRelayStats>[0]);
-    } catch {
-      hub.get('link').warn('unparseable counters frame from the relay ignored');
-    }
+  bridge.on('counters', (counters) => {
+    relayCounters = counters;
+    telemetry.metrics.onRelayStats(counters);
   });
   bridge.on('relay-close', () => {
     relayCounters = null;
