@@ -1,6 +1,8 @@
 /**
  * The local link between turnpike-sidecar and turnpike-relay: wire format.
- * This comment is the spec; encoder and decoder below implement exactly it.
+ * This comment is the spec; the FRAMES table below implements it, one entry
+ * per row of the frame table (type byte, droppable, and the body's size,
+ * encoder and decoder side by side).
  *
  * Transport: a Unix stream socket (the sidecar listens, the relay connects).
  * All multi-byte integers are big-endian (network order). Addresses are
@@ -45,6 +47,7 @@
  * 0x51  PONG              both u32 nonce
  * 0x60  LOG               r->s u8 pino level (10..60) | str8 module | rest JSON object text   (droppable)
  * 0x61  COUNTERS          r->s rest JSON text (ServerStats plus link counters)             (droppable)
+ *                                that must match the schema in counters.ts (reason maps bounded)
  * 0x62  LOG_FILTER        s->r rest filter text (UTF-8), e.g. `info,server=debug`: the sidecar's
  *                                current log filter, sent on connect and on every change (POST /log)
  *
@@ -58,6 +61,7 @@
  */
 import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint.ts';
 import type { ChannelBinding } from '../shared/binding.ts';
+import { parseCounters, type RelayCounters } from './counters.ts';
 
 export const PROTOCOL_VERSION = 1;
 export const MAGIC = 0x54504c4b;
@@ -70,31 +74,6 @@ const MAX_ADDRESS_CHARS = 64;
 /** Failed ports listed in one SNAPSHOT_ACK; the total is still reported. */
 export const MAX_SNAPSHOT_FAILURES = 1000;
 
-export const FrameType = {
-  hello: 0x01,
-  reject: 0x02,
-  'packet-in': 0x10,
-  'packet-out': 0x11,
-  'open-port': 0x20,
-  'port-opened': 0x21,
-  'close-port': 0x22,
-  'channel-bound': 0x30,
-  'channel-refreshed': 0x31,
-  'channel-unbound': 0x32,
-  'channel-ack': 0x33,
-  'snapshot-begin': 0x40,
-  'snapshot-port': 0x41,
-  'snapshot-channel': 0x42,
-  'snapshot-end': 0x43,
-  'snapshot-ack': 0x44,
-  ping: 0x50,
-  pong: 0x51,
-  log: 0x60,
-  counters: 0x61,
-  'log-filter': 0x62,
-} as const;
-
-export type FrameKind = keyof typeof FrameType;
 export type Role = 'sidecar' | 'relay';
 
 export const RejectCode = { version: 1, role: 2, busy: 3, protocol: 4 } as const;
@@ -110,7 +89,7 @@ export type Frame =
   | { kind: 'open-port'; token: number; family: Family; port: number }
   | { kind: 'port-opened'; token: number; family: Family; port: number; ok: boolean; error: string }
   | { kind: 'close-port'; family: Family; port: number }
-  | { kind: ChannelOp; seq: number; binding: ChannelBinding }
+  | { [K in ChannelOp]: { kind: K; seq: number; binding: ChannelBinding } }[ChannelOp]
   | { kind: 'channel-ack'; seq: number; ok: boolean; error: string }
   | { kind: 'snapshot-begin'; generation: number }
   | { kind: 'snapshot-port'; family: Family; port: number }
@@ -120,8 +99,11 @@ export type Frame =
   | { kind: 'ping'; nonce: number }
   | { kind: 'pong'; nonce: number }
   | { kind: 'log'; level: number; module: string; json: string }
-  | { kind: 'counters'; json: string }
+  | { kind: 'counters'; counters: RelayCounters }
   | { kind: 'log-filter'; filter: string };
+
+export type FrameKind = Frame['kind'];
+type FrameOf<K extends FrameKind> = Extract<Frame, { kind: K }>;
 
 export interface PortFailure {
   family: Family;
@@ -129,64 +111,20 @@ export interface PortFailure {
   error: string;
 }
 
-/** Frames a sender may discard under backpressure (counted). */
-export function isDroppable(kind: FrameKind): boolean {
-  return kind === 'packet-in' || kind === 'packet-out' || kind === 'log' || kind === 'counters';
+export class FrameTooLargeError extends Error {
+  readonly code = 'LINK_FRAME_TOO_LARGE';
 }
 
-const KIND_BY_TYPE: (FrameKind | undefined)[] = [];
-for (const [k, v] of Object.entries(FrameType)) KIND_BY_TYPE[v] = k as FrameKind;
-const ROLE_CODE: Record<Role, number> = { sidecar: 1, relay: 2 };
-const REJECT_BY_CODE: (RejectReason | undefined)[] = [];
-for (const [k, v] of Object.entries(RejectCode)) REJECT_BY_CODE[v] = k as RejectReason;
+class Malformed extends Error {}
 
-// ---------------------------------------------------------------- encoding
+// ---------------------------------------------------------------- field codecs
 
 // latin1: one byte per UTF-16 unit, so the byte length is the string length.
 const addrSize = (a: TransportAddress) => 4 + a.address.length;
 const bindingSize = (b: ChannelBinding) => addrSize(b.client) + addrSize(b.peer) + 2 + 2 + 2 + 2 + 8;
-const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
-const str8 = (s: string) => Math.min(255, utf8(s));
-
-/** Body length of a frame (without the 5-byte header). */
-function bodySize(f: Frame): number {
-  switch (f.kind) {
-    case 'hello': return 4 + 2 + 1 + 4 + 1 + str8(f.software);
-    case 'reject': return 1 + utf8(f.reason);
-    case 'packet-in': return 3 + addrSize(f.remote) + f.data.length;
-    case 'packet-out': return 3 + addrSize(f.to) + f.data.length;
-    case 'open-port': return 7;
-    case 'port-opened': return 8 + f.error.length;
-    case 'close-port': return 3;
-    case 'channel-bound':
-    case 'channel-refreshed':
-    case 'channel-unbound': return 4 + bindingSize(f.binding);
-    case 'channel-ack': return 5 + utf8(f.error);
-    case 'snapshot-begin': return 4;
-    case 'snapshot-port': return 3;
-    case 'snapshot-channel': return bindingSize(f.binding);
-    case 'snapshot-end': return 12;
-    case 'snapshot-ack': {
-      let n = 4 + 4 + 2;
-      for (const x of f.failed.slice(0, MAX_SNAPSHOT_FAILURES)) n += 3 + 1 + str8(x.error);
-      return n;
-    }
-    case 'ping':
-    case 'pong': return 4;
-    case 'log': return 1 + 1 + str8(f.module) + utf8(f.json);
-    case 'counters': return utf8(f.json);
-    case 'log-filter': return utf8(f.filter);
-  }
-}
-
-/** Bytes this frame takes on the wire (header included). */
-export function frameSize(f: Frame): number {
-  return HEADER_BYTES + bodySize(f);
-}
-
-export class FrameTooLargeError extends Error {
-  readonly code = 'LINK_FRAME_TOO_LARGE';
-}
+const utf8Size = (s: string) => Buffer.byteLength(s, 'utf8');
+const str8Size = (s: string) => 1 + Math.min(255, utf8Size(s));
+const LEP_BYTES = 3;
 
 function writeAddr(buf: Buffer, off: number, a: TransportAddress): number {
   buf[off] = a.family;
@@ -223,121 +161,20 @@ function writeLep(buf: Buffer, off: number, l: LocalEndpoint): number {
   buf[off] = l.family;
   buf[off + 1] = l.port >>> 8;
   buf[off + 2] = l.port & 0xff;
-  return off + 3;
+  return off + LEP_BYTES;
 }
 
-/**
- * Writes the frame at `off` (the caller checked `frameSize` fits) and returns
- * the offset after it. Throws FrameTooLargeError for bodies over the limit
- * (a caller bug or an oversize datagram, never peer input).
- */
-export function encodeFrameInto(f: Frame, buf: Buffer, off: number, size = frameSize(f)): number {
-  if (size - HEADER_BYTES > MAX_BODY_BYTES) throw new FrameTooLargeError(`${f.kind} frame of ${size} bytes exceeds ${MAX_FRAME_BYTES}`);
-  const start = off;
-  buf.writeUInt32BE(size - LENGTH_BYTES, off);
-  buf[off + 4] = FrameType[f.kind];
-  off += HEADER_BYTES;
-  switch (f.kind) {
-    case 'hello':
-      off = buf.writeUInt32BE(MAGIC, off);
-      off = buf.writeUInt16BE(f.version, off);
-      buf[off++] = ROLE_CODE[f.role];
-      off = buf.writeUInt32BE(f.pid >>> 0, off);
-      off = writeStr8(buf, off, f.software);
-      break;
-    case 'reject':
-      buf[off++] = RejectCode[f.code];
-      off += buf.write(f.reason, off, 'utf8');
-      break;
-    case 'packet-in':
-      off = writeLep(buf, off, f.local);
-      off = writeAddr(buf, off, f.remote);
-      buf.set(f.data, off);
-      off += f.data.length;
-      break;
-    case 'packet-out':
-      off = writeLep(buf, off, f.from);
-      off = writeAddr(buf, off, f.to);
-      buf.set(f.data, off);
-      off += f.data.length;
-      break;
-    case 'open-port':
-      off = buf.writeUInt32BE(f.token >>> 0, off);
-      off = writeLep(buf, off, f);
-      break;
-    case 'port-opened':
-      off = buf.writeUInt32BE(f.token >>> 0, off);
-      off = writeLep(buf, off, f);
-      buf[off++] = f.ok ? 1 : 0;
-      off += buf.write(f.error, off, 'latin1');
-      break;
-    case 'close-port':
-    case 'snapshot-port':
-      off = writeLep(buf, off, f);
-      break;
-    case 'channel-bound':
-    case 'channel-refreshed':
-    case 'channel-unbound':
-      off = buf.writeUInt32BE(f.seq >>> 0, off);
-      off = writeBinding(buf, off, f.binding);
-      break;
-    case 'channel-ack':
-      off = buf.writeUInt32BE(f.seq >>> 0, off);
-      buf[off++] = f.ok ? 1 : 0;
-      off += buf.write(f.error, off, 'utf8');
-      break;
-    case 'snapshot-begin':
-      off = buf.writeUInt32BE(f.generation >>> 0, off);
-      break;
-    case 'snapshot-channel':
-      off = writeBinding(buf, off, f.binding);
-      break;
-    case 'snapshot-end':
-      off = buf.writeUInt32BE(f.generation >>> 0, off);
-      off = buf.writeUInt32BE(f.ports >>> 0, off);
-      off = buf.writeUInt32BE(f.channels >>> 0, off);
-      break;
-    case 'snapshot-ack': {
-      const listed = f.failed.slice(0, MAX_SNAPSHOT_FAILURES);
-      off = buf.writeUInt32BE(f.generation >>> 0, off);
-      off = buf.writeUInt32BE(f.failedTotal >>> 0, off);
-      off = buf.writeUInt16BE(listed.length, off);
-      for (const x of listed) {
-        off = writeLep(buf, off, x);
-        off = writeStr8(buf, off, x.error);
-      }
-      break;
-    }
-    case 'ping':
-    case 'pong':
-      off = buf.writeUInt32BE(f.nonce >>> 0, off);
-      break;
-    case 'log':
-      buf[off++] = f.level;
-      off = writeStr8(buf, off, f.module);
-      off += buf.write(f.json, off, 'utf8');
-      break;
-    case 'counters':
-      off += buf.write(f.json, off, 'utf8');
-      break;
-    case 'log-filter':
-      off += buf.write(f.filter, off, 'utf8');
-      break;
-  }
-  if (off - start !== size) throw new Error(`link encoder size mismatch for ${f.kind}: ${off - start} != ${size}`);
-  return off;
+/** PACKET_IN and PACKET_OUT: lep | addr | rest payload. */
+const packetSize = (a: TransportAddress, data: Uint8Array) => LEP_BYTES + addrSize(a) + data.length;
+
+function writePacket(buf: Buffer, off: number, l: LocalEndpoint, a: TransportAddress, data: Uint8Array): number {
+  off = writeAddr(buf, writeLep(buf, off, l), a);
+  buf.set(data, off);
+  return off + data.length;
 }
 
-export function encodeFrame(f: Frame): Buffer {
-  const size = frameSize(f);
-  const buf = Buffer.allocUnsafe(size);
-  encodeFrameInto(f, buf, 0, size);
-  return buf;
-}
-
-// ---------------------------------------------------------------- decoding
-
-class Malformed extends Error {}
+const writeUtf8 = (buf: Buffer, off: number, s: string) => off + buf.write(s, off, 'utf8');
+const writeU32 = (buf: Buffer, off: number, v: number) => buf.writeUInt32BE(v >>> 0, off);
 
 /** A bounds-checked reader over one frame body. */
 class Cursor {
@@ -349,6 +186,7 @@ class Cursor {
   u16(): number { this.need(2); const v = this.buf.readUInt16BE(this.off); this.off += 2; return v; }
   u32(): number { this.need(4); const v = this.buf.readUInt32BE(this.off); this.off += 4; return v; }
   f64(): number { this.need(8); const v = this.buf.readDoubleBE(this.off); this.off += 8; return v; }
+  bool(): boolean { return this.u8() !== 0; }
   family(): Family {
     const f = this.u8();
     if (f !== 4 && f !== 6) throw new Malformed(`bad address family ${f}`);
@@ -387,7 +225,273 @@ class Cursor {
   }
 }
 
+// ---------------------------------------------------------------- the frame table
+
+/** One row of the spec's frame table: everything the codec knows about a kind. */
+interface FrameSpec<F extends { kind: FrameKind }> {
+  /** The type byte. */
+  readonly type: number;
+  /** A sender may discard it under backpressure (counted). */
+  readonly droppable: boolean;
+  /** Body bytes (the 5-byte header excluded). */
+  size(f: F): number;
+  /** Writes the body at `off`; returns the offset after it. */
+  encode(f: F, buf: Buffer, off: number): number;
+  /** Reads the body (throws Malformed); the caller then requires it consumed exactly. */
+  decode(c: Cursor): F;
+}
+
+type FrameTable = { readonly [K in FrameKind]: FrameSpec<FrameOf<K>> };
+
+const ROLE_CODE: Record<Role, number> = { sidecar: 1, relay: 2 };
+const REJECT_BY_CODE: (RejectReason | undefined)[] = [];
+for (const [k, v] of Object.entries(RejectCode)) REJECT_BY_CODE[v] = k as RejectReason;
+
+// Kinds that share a body layout share its codec.
+
+/** CLOSE_PORT and SNAPSHOT_PORT: u8 family | u16 port. */
+const portFrame = <K extends FrameKind>(kind: K, type: number): FrameSpec<{ kind: K; family: Family; port: number }> => ({
+  type,
+  droppable: false,
+  size: () => LEP_BYTES,
+  encode: (f, buf, off) => writeLep(buf, off, f),
+  decode: (c) => ({ kind, ...c.lep() }),
+});
+
+/** CHANNEL_BOUND, CHANNEL_REFRESHED, CHANNEL_UNBOUND: u32 seq | binding. */
+const channelFrame = <K extends FrameKind>(kind: K, type: number): FrameSpec<{ kind: K; seq: number; binding: ChannelBinding }> => ({
+  type,
+  droppable: false,
+  size: (f) => 4 + bindingSize(f.binding),
+  encode: (f, buf, off) => writeBinding(buf, writeU32(buf, off, f.seq), f.binding),
+  decode: (c) => ({ kind, seq: c.u32(), binding: c.binding() }),
+});
+
+/** PING and PONG: u32 nonce. */
+const nonceFrame = <K extends FrameKind>(kind: K, type: number): FrameSpec<{ kind: K; nonce: number }> => ({
+  type,
+  droppable: false,
+  size: () => 4,
+  encode: (f, buf, off) => writeU32(buf, off, f.nonce),
+  decode: (c) => ({ kind, nonce: c.u32() }),
+});
+
+const FRAMES: FrameTable = {
+  hello: {
+    type: 0x01,
+    droppable: false,
+    size: (f) => 4 + 2 + 1 + 4 + str8Size(f.software),
+    encode(f, buf, off) {
+      off = buf.writeUInt32BE(MAGIC, off);
+      off = buf.writeUInt16BE(f.version, off);
+      buf[off++] = ROLE_CODE[f.role];
+      off = writeU32(buf, off, f.pid);
+      return writeStr8(buf, off, f.software);
+    },
+    decode(c) {
+      if (c.u32() !== MAGIC) throw new Malformed('bad magic: the peer is not a turnpike link endpoint');
+      const version = c.u16();
+      const r = c.u8();
+      const role: Role | undefined = r === 1 ? 'sidecar' : r === 2 ? 'relay' : undefined;
+      if (!role) throw new Malformed(`bad role ${r}`);
+      const pid = c.u32();
+      const software = c.str8();
+      // Later versions may append fields to HELLO; accept and ignore them.
+      c.off = c.end;
+      return { kind: 'hello', version, role, pid, software };
+    },
+  },
+  reject: {
+    type: 0x02,
+    droppable: false,
+    size: (f) => 1 + utf8Size(f.reason),
+    encode(f, buf, off) {
+      buf[off] = RejectCode[f.code];
+      return writeUtf8(buf, off + 1, f.reason);
+    },
+    decode: (c) => ({ kind: 'reject', code: REJECT_BY_CODE[c.u8()] ?? 'protocol', reason: c.restUtf8() }),
+  },
+  // The per-datagram frames: decodeFrame reads them with decodePacketFrame
+  // first; these decoders give the exact reason for a body that one refuses.
+  'packet-in': {
+    type: 0x10,
+    droppable: true,
+    size: (f) => packetSize(f.remote, f.data),
+    encode: (f, buf, off) => writePacket(buf, off, f.local, f.remote, f.data),
+    decode: (c) => ({ kind: 'packet-in', local: c.lep(), remote: c.addr(), data: c.rest() }),
+  },
+  'packet-out': {
+    type: 0x11,
+    droppable: true,
+    size: (f) => packetSize(f.to, f.data),
+    encode: (f, buf, off) => writePacket(buf, off, f.from, f.to, f.data),
+    decode: (c) => ({ kind: 'packet-out', from: c.lep(), to: c.addr(), data: c.rest() }),
+  },
+  'open-port': {
+    type: 0x20,
+    droppable: false,
+    size: () => 4 + LEP_BYTES,
+    encode: (f, buf, off) => writeLep(buf, writeU32(buf, off, f.token), f),
+    decode: (c) => ({ kind: 'open-port', token: c.u32(), ...c.lep() }),
+  },
+  'port-opened': {
+    type: 0x21,
+    droppable: false,
+    // The error is an errno name: ASCII, so latin1 bytes = characters.
+    size: (f) => 4 + LEP_BYTES + 1 + f.error.length,
+    encode(f, buf, off) {
+      off = writeLep(buf, writeU32(buf, off, f.token), f);
+      buf[off++] = f.ok ? 1 : 0;
+      return off + buf.write(f.error, off, 'latin1');
+    },
+    decode: (c) => ({ kind: 'port-opened', token: c.u32(), ...c.lep(), ok: c.bool(), error: c.restLatin1() }),
+  },
+  'close-port': portFrame('close-port', 0x22),
+  'channel-bound': channelFrame('channel-bound', 0x30),
+  'channel-refreshed': channelFrame('channel-refreshed', 0x31),
+  'channel-unbound': channelFrame('channel-unbound', 0x32),
+  'channel-ack': {
+    type: 0x33,
+    droppable: false,
+    size: (f) => 4 + 1 + utf8Size(f.error),
+    encode(f, buf, off) {
+      off = writeU32(buf, off, f.seq);
+      buf[off++] = f.ok ? 1 : 0;
+      return writeUtf8(buf, off, f.error);
+    },
+    decode: (c) => ({ kind: 'channel-ack', seq: c.u32(), ok: c.bool(), error: c.restUtf8() }),
+  },
+  'snapshot-begin': {
+    type: 0x40,
+    droppable: false,
+    size: () => 4,
+    encode: (f, buf, off) => writeU32(buf, off, f.generation),
+    decode: (c) => ({ kind: 'snapshot-begin', generation: c.u32() }),
+  },
+  'snapshot-port': portFrame('snapshot-port', 0x41),
+  'snapshot-channel': {
+    type: 0x42,
+    droppable: false,
+    size: (f) => bindingSize(f.binding),
+    encode: (f, buf, off) => writeBinding(buf, off, f.binding),
+    decode: (c) => ({ kind: 'snapshot-channel', binding: c.binding() }),
+  },
+  'snapshot-end': {
+    type: 0x43,
+    droppable: false,
+    size: () => 12,
+    encode: (f, buf, off) => writeU32(buf, writeU32(buf, writeU32(buf, off, f.generation), f.ports), f.channels),
+    decode: (c) => ({ kind: 'snapshot-end', generation: c.u32(), ports: c.u32(), channels: c.u32() }),
+  },
+  'snapshot-ack': {
+    type: 0x44,
+    droppable: false,
+    size(f) {
+      let n = 4 + 4 + 2;
+      for (const x of f.failed.slice(0, MAX_SNAPSHOT_FAILURES)) n += LEP_BYTES + str8Size(x.error);
+      return n;
+    },
+    encode(f, buf, off) {
+      const listed = f.failed.slice(0, MAX_SNAPSHOT_FAILURES);
+      off = writeU32(buf, off, f.generation);
+      off = writeU32(buf, off, f.failedTotal);
+      off = buf.writeUInt16BE(listed.length, off);
+      for (const x of listed) off = writeStr8(buf, writeLep(buf, off, x), x.error);
+      return off;
+    },
+    decode(c) {
+      const generation = c.u32();
+      const failedTotal = c.u32();
+      const n = c.u16();
+      const failed: PortFailure[] = [];
+      for (let i = 0; i < n; i++) failed.push({ ...c.lep(), error: c.str8() });
+      return { kind: 'snapshot-ack', generation, failedTotal, failed };
+    },
+  },
+  ping: nonceFrame('ping', 0x50),
+  pong: nonceFrame('pong', 0x51),
+  log: {
+    type: 0x60,
+    droppable: true,
+    size: (f) => 1 + str8Size(f.module) + utf8Size(f.json),
+    encode(f, buf, off) {
+      buf[off] = f.level;
+      return writeUtf8(buf, writeStr8(buf, off + 1, f.module), f.json);
+    },
+    decode: (c) => ({ kind: 'log', level: c.u8(), module: c.str8(), json: c.restUtf8() }),
+  },
+  counters: {
+    type: 0x61,
+    droppable: true,
+    // Stringified twice (size, then encode): once a second, cheaper than a cache.
+    size: (f) => utf8Size(JSON.stringify(f.counters)),
+    encode: (f, buf, off) => writeUtf8(buf, off, JSON.stringify(f.counters)),
+    decode(c) {
+      const r = parseCounters(c.restUtf8());
+      if (!r.ok) throw new Malformed(r.reason);
+      return { kind: 'counters', counters: r.counters };
+    },
+  },
+  'log-filter': {
+    type: 0x62,
+    droppable: false,
+    size: (f) => utf8Size(f.filter),
+    encode: (f, buf, off) => writeUtf8(buf, off, f.filter),
+    decode: (c) => ({ kind: 'log-filter', filter: c.restUtf8() }),
+  },
+};
+
+const specOf = (kind: FrameKind): FrameSpec<Frame> => FRAMES[kind];
+
+/** The type byte of every kind. */
+export const FrameType = Object.fromEntries(Object.entries(FRAMES).map(([k, s]) => [k, s.type])) as { readonly [K in FrameKind]: number };
+
+const BY_TYPE: ({ kind: FrameKind; spec: FrameSpec<Frame> } | undefined)[] = [];
+for (const [kind, spec] of Object.entries(FRAMES) as [FrameKind, FrameSpec<Frame>][]) {
+  if (BY_TYPE[spec.type]) throw new Error(`link frame type 0x${spec.type.toString(16)} used twice`);
+  BY_TYPE[spec.type] = { kind, spec };
+}
+
+/** Frames a sender may discard under backpressure (counted). */
+export function isDroppable(kind: FrameKind): boolean {
+  return FRAMES[kind].droppable;
+}
+
+// ---------------------------------------------------------------- encoding
+
+/** Bytes this frame takes on the wire (header included). */
+export function frameSize(f: Frame): number {
+  return HEADER_BYTES + specOf(f.kind).size(f);
+}
+
+/**
+ * Writes the frame at `off` (the caller checked `frameSize` fits) and returns
+ * the offset after it. Throws FrameTooLargeError for bodies over the limit
+ * (a caller bug or an oversize datagram, never peer input).
+ */
+export function encodeFrameInto(f: Frame, buf: Buffer, off: number, size = frameSize(f)): number {
+  if (size - HEADER_BYTES > MAX_BODY_BYTES) throw new FrameTooLargeError(`${f.kind} frame of ${size} bytes exceeds ${MAX_FRAME_BYTES}`);
+  const spec = specOf(f.kind);
+  buf.writeUInt32BE(size - LENGTH_BYTES, off);
+  buf[off + 4] = spec.type;
+  const end = spec.encode(f, buf, off + HEADER_BYTES);
+  if (end - off !== size) throw new Error(`link encoder size mismatch for ${f.kind}: ${end - off} != ${size}`);
+  return end;
+}
+
+export function encodeFrame(f: Frame): Buffer {
+  const size = frameSize(f);
+  const buf = Buffer.allocUnsafe(size);
+  encodeFrameInto(f, buf, 0, size);
+  return buf;
+}
+
+// ---------------------------------------------------------------- decoding
+
 export type DecodeResult = { ok: true; frame: Frame } | { ok: false; reason: string };
+
+const PACKET_IN = FRAMES['packet-in'].type;
+const PACKET_OUT = FRAMES['packet-out'].type;
 
 /**
  * Decodes one frame whose type byte is at `typeOff` and whose body ends at
@@ -400,20 +504,17 @@ export function decodeFrame(buf: Buffer, typeOff: number, end: number): DecodeRe
     const fast = decodePacketFrame(buf, typeOff, end);
     if (fast !== undefined) return fast;
   }
-  const kind = KIND_BY_TYPE[type];
-  if (kind === undefined) return { ok: false, reason: `unknown frame type 0x${type.toString(16).padStart(2, '0')}` };
+  const row = BY_TYPE[type];
+  if (row === undefined) return { ok: false, reason: `unknown frame type 0x${type.toString(16).padStart(2, '0')}` };
   const c = new Cursor(buf, typeOff + 1, end);
   try {
-    const frame = decodeBody(kind, c);
+    const frame = row.spec.decode(c);
+    c.done();
     return { ok: true, frame };
   } catch (e) {
-    if (e instanceof Malformed) return { ok: false, reason: `malformed ${kind} frame: ${e.message}` };
-    return { ok: false, reason: `malformed ${kind} frame: ${(e as Error).message}` };
+    return { ok: false, reason: `malformed ${row.kind} frame: ${(e as Error).message}` };
   }
 }
-
-const PACKET_IN = FrameType['packet-in'];
-const PACKET_OUT = FrameType['packet-out'];
 
 /**
  * Packet frames without the Cursor: the per-datagram path. Returns undefined
@@ -464,103 +565,4 @@ function internAddress(buf: Buffer, off: number, n: number): string {
   const s = buf.toString('latin1', off, off + n);
   addressCache[slot] = s;
   return s;
-}
-
-function decodeBody(kind: FrameKind, c: Cursor): Frame {
-  let f: Frame;
-  switch (kind) {
-    case 'hello': {
-      const magic = c.u32();
-      if (magic !== MAGIC) throw new Malformed('bad magic: the peer is not a turnpike link endpoint');
-      const version = c.u16();
-      const r = c.u8();
-      const role: Role | undefined = r === 1 ? 'sidecar' : r === 2 ? 'relay' : undefined;
-      if (!role) throw new Malformed(`bad role ${r}`);
-      const pid = c.u32();
-      const software = c.str8();
-      // Later versions may append fields to HELLO; accept and ignore them.
-      c.off = c.end;
-      return { kind, version, role, pid, software };
-    }
-    case 'reject': {
-      const code = REJECT_BY_CODE[c.u8()] ?? 'protocol';
-      return { kind, code, reason: c.restUtf8() };
-    }
-    case 'packet-in': {
-      const local = c.lep();
-      const remote = c.addr();
-      return { kind, local, remote, data: c.rest() };
-    }
-    case 'packet-out': {
-      const from = c.lep();
-      const to = c.addr();
-      return { kind, from, to, data: c.rest() };
-    }
-    case 'open-port': {
-      const token = c.u32();
-      const { family, port } = c.lep();
-      f = { kind, token, family, port };
-      break;
-    }
-    case 'port-opened': {
-      const token = c.u32();
-      const { family, port } = c.lep();
-      const ok = c.u8() !== 0;
-      return { kind, token, family, port, ok, error: c.restLatin1() };
-    }
-    case 'close-port':
-    case 'snapshot-port': {
-      const { family, port } = c.lep();
-      f = { kind, family, port };
-      break;
-    }
-    case 'channel-bound':
-    case 'channel-refreshed':
-    case 'channel-unbound': {
-      const seq = c.u32();
-      f = { kind, seq, binding: c.binding() };
-      break;
-    }
-    case 'channel-ack': {
-      const seq = c.u32();
-      const ok = c.u8() !== 0;
-      return { kind, seq, ok, error: c.restUtf8() };
-    }
-    case 'snapshot-begin':
-      f = { kind, generation: c.u32() };
-      break;
-    case 'snapshot-channel':
-      f = { kind, binding: c.binding() };
-      break;
-    case 'snapshot-end':
-      f = { kind, generation: c.u32(), ports: c.u32(), channels: c.u32() };
-      break;
-    case 'snapshot-ack': {
-      const generation = c.u32();
-      const failedTotal = c.u32();
-      const n = c.u16();
-      const failed: PortFailure[] = [];
-      for (let i = 0; i < n; i++) {
-        const { family, port } = c.lep();
-        failed.push({ family, port, error: c.str8() });
-      }
-      f = { kind, generation, failedTotal, failed };
-      break;
-    }
-    case 'ping':
-    case 'pong':
-      f = { kind, nonce: c.u32() };
-      break;
-    case 'log': {
-      const level = c.u8();
-      const module = c.str8();
-      return { kind, level, module, json: c.restUtf8() };
-    }
-    case 'counters':
-      return { kind, json: c.restUtf8() };
-    case 'log-filter':
-      return { kind, filter: c.restUtf8() };
-  }
-  c.done();
-  return f;
 }

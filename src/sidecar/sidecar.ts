@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import { linkSocketPath } from '../config/paths.ts';
 import { formatLogFilter, type LogHub } from '../shared/logger.ts';
 import type { Telemetry } from '../telemetry/index.ts';
-import { LinkServer, LinkServerError } from '../link/index.ts';
+import { LinkServer, LinkServerError, type RelayCounters } from '../link/index.ts';
 import { UdpSockets } from './sockets.ts';
 import { RelayBridge } from './sockets/relay-bridge.ts';
 import { startAdmin, statusDocument, type Admin, type Readiness, type SidecarStatus } from './admin.ts';
@@ -229,14 +229,10 @@ function readiness(config: Pick<Config, 'ebpf'>, state: EbpfState, relayConnecte
 function forwardRelayTelemetry(bridge: RelayBridge, link: LinkServer, telemetry: Telemetry, hub: LogHub) {
   bridge.on('log', (_level, _module, json) => telemetry.relayLog(json));
   // The relay's own counters (ServerStats), as last reported; /status shows them.
-  let relayCounters: unknown = null;
-  bridge.on('counters', (json) => {
-    try {
-      relayCounters = JSON.parse(json);
-      telemetry.metrics.onRelayStats(relayCounters as Parameters<typeof telemetry.metrics.onRelayStats>[0]);
-    } catch {
-      hub.get('link').warn('unparseable counters frame from the relay ignored');
-    }
+  let relayCounters: RelayCounters | null = null;
+  bridge.on('counters', (counters) => {
+    relayCounters = counters;
+    telemetry.metrics.onRelayStats(counters);
   });
   bridge.on('relay-close', () => {
     relayCounters = null;

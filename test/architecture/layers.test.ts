@@ -35,7 +35,7 @@ const RELAY_PARTS: Readonly<Record<string, readonly string[]>> = {
 const FORBIDDEN_PACKAGES: Readonly<Record<string, RegExp>> = {
   relay: /^(@sentry\/|posthog-node|@opentelemetry\/|koffi)/,
   shared: /^(?!node:|pino$|pino-pretty$)/,
-  link: /^(?!node:|pino$)/,
+  link: /^(?!node:|pino$|zod$)/,
   config: /^(?!node:|zod$)/,
 };
 

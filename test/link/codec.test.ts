@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import {
   FrameType,
@@ -9,49 +10,12 @@ import {
   decodeFrame,
   encodeFrame,
   frameSize,
+  isDroppable,
   type Frame,
   type FrameKind,
 } from '../../src/link/protocol.ts';
 import { FrameReader } from '../../src/link/reader.ts';
-import type { ChannelBinding } from '../../src/relay/server/types.ts';
-
-const binding: ChannelBinding = {
-  client: { family: 4, address: '203.0.113.7', port: 50123 },
-  channel: 0x4001,
-  peer: { family: 6, address: '2001:db8::1', port: 9 },
-  allocationPort: 49200,
-  allocationPorts: { v4: 49152, v6: 49200 },
-  expiresAt: 1_732_000_000_123.5,
-};
-
-const samples: Frame[] = [
-  { kind: 'hello', version: PROTOCOL_VERSION, role: 'relay', pid: 4242, software: 'turnpike 0.1.0' },
-  { kind: 'hello', version: 7, role: 'sidecar', pid: 1, software: '' },
-  { kind: 'reject', code: 'version', reason: 'speaks version 2 — not 1' },
-  { kind: 'reject', code: 'busy', reason: '' },
-  { kind: 'packet-in', local: { family: 4, port: 3478 }, remote: { family: 4, address: '198.51.100.2', port: 1 }, data: new Uint8Array([1, 2, 3]) },
-  { kind: 'packet-in', local: { family: 6, port: 3478 }, remote: { family: 6, address: 'fe80::1%eth0', port: 65535 }, data: new Uint8Array(0) },
-  { kind: 'packet-out', from: { family: 6, port: 49999 }, to: { family: 6, address: '::1', port: 5000 }, data: new Uint8Array(65535).fill(7) },
-  { kind: 'open-port', token: 0xffffffff, family: 6, port: 65535 },
-  { kind: 'port-opened', token: 3, family: 4, port: 50000, ok: false, error: 'EADDRINUSE' },
-  { kind: 'port-opened', token: 4, family: 6, port: 50001, ok: true, error: '' },
-  { kind: 'close-port', family: 4, port: 49152 },
-  { kind: 'channel-bound', seq: 1, binding },
-  { kind: 'channel-refreshed', seq: 2, binding: { ...binding, allocationPorts: { v4: 49152 } } },
-  { kind: 'channel-unbound', seq: 3, binding: { ...binding, allocationPorts: {} } },
-  { kind: 'channel-ack', seq: 1, ok: true, error: '' },
-  { kind: 'channel-ack', seq: 2, ok: false, error: 'map full (E2BIG)' },
-  { kind: 'snapshot-begin', generation: 9 },
-  { kind: 'snapshot-port', family: 6, port: 49153 },
-  { kind: 'snapshot-channel', binding },
-  { kind: 'snapshot-end', generation: 9, ports: 1, channels: 1 },
-  { kind: 'snapshot-ack', generation: 9, failedTotal: 2, failed: [{ family: 4, port: 1, error: 'EACCES' }, { family: 6, port: 2, error: 'EADDRINUSE' }] },
-  { kind: 'ping', nonce: 77 },
-  { kind: 'pong', nonce: 77 },
-  { kind: 'log', level: 40, module: 'server', json: '{"msg":"héllo","n":1}' },
-  { kind: 'counters', json: '{"allocations":3}' },
-  { kind: 'log-filter', filter: 'info,server=debug' },
-];
+import { samples } from './samples.ts';
 
 function normalize(f: Frame): unknown {
   const o: Record<string, unknown> = { ...f };
@@ -71,6 +35,25 @@ test('every frame type round-trips', () => {
     assert.ok(r.ok, `${f.kind}: ${!r.ok && r.reason}`);
     assert.deepEqual(normalize(r.frame), normalize(f));
   }
+});
+
+test('the frame table has the type bytes of the spec, and packets, logs and counters are the droppable kinds', () => {
+  assert.deepEqual({ ...FrameType }, {
+    hello: 0x01, reject: 0x02, 'packet-in': 0x10, 'packet-out': 0x11, 'open-port': 0x20, 'port-opened': 0x21, 'close-port': 0x22,
+    'channel-bound': 0x30, 'channel-refreshed': 0x31, 'channel-unbound': 0x32, 'channel-ack': 0x33,
+    'snapshot-begin': 0x40, 'snapshot-port': 0x41, 'snapshot-channel': 0x42, 'snapshot-end': 0x43, 'snapshot-ack': 0x44,
+    ping: 0x50, pong: 0x51, log: 0x60, counters: 0x61, 'log-filter': 0x62,
+  });
+  const droppable = (Object.keys(FrameType) as FrameKind[]).filter(isDroppable);
+  assert.deepEqual(droppable.sort(), ['counters', 'log', 'packet-in', 'packet-out']);
+});
+
+test('the samples encode to the version-1 bytes, byte for byte', () => {
+  // The digest of the encoder before the frame table; a change here is a wire change: bump PROTOCOL_VERSION.
+  assert.equal(PROTOCOL_VERSION, 1);
+  const h = createHash('sha256');
+  for (const f of samples) h.update(encodeFrame(f));
+  assert.equal(h.digest('hex'), '87ca14d79ea7ee21d849ddad8b0d6d1a2eeddb96a55637f316e34d5d3df9a083');
 });
 
 test('payloads decode as views of the input, not copies', () => {

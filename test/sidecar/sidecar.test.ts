@@ -32,7 +32,7 @@ async function setup(raw: Record<string, unknown> = {}, listenPort = 0) {
   };
   const out: Sink = sink();
   const hub = createLogHub({ destination: out.stream as never, filter: 'info' });
-  const telemetry: Telemetry = await startTelemetry({ config, version: '0.0.0-test', stateDir: dir, logHub: hub, env: {} });
+  const telemetry: Telemetry = await startTelemetry({ config, version: '0.0.0-test', stateDir: dir, logHub: hub });
   return { config, out, hub, telemetry, deps: { version: '0.0.0-test', logHub: hub, telemetry } };
 }
 
@@ -67,7 +67,7 @@ test('start, /status and /readyz follow the relay, stop closes everything once',
     client.start();
     await until(() => client.connection?.state === 'open', 'relay connected');
     const counters = { allocations: 1, permissions: 0, channels: 2, relayed: { toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } }, responses: {}, dropped: {} };
-    client.connection!.send({ kind: 'counters', json: JSON.stringify(counters) });
+    client.connection!.send({ kind: 'counters', counters });
     await until(() => filters.length > 0, 'log filter sent on connect');
     assert.equal(filters[0], 'info');
     let st2: Record<string, any> = {};

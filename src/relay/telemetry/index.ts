@@ -46,6 +46,7 @@ export function startRelayTelemetry(opts: RelayTelemetryOptions): RelayTelemetry
   const counters = startCountersSender({
     link,
     intervalMs: opts.countersIntervalMs,
+    onInvalid: (reason) => log.error({ reason }, 'counters snapshot does not match the link schema; not sent'),
     collect: () => ({
       ...opts.server.stats(),
       ...(opts.extra?.() ?? {}),

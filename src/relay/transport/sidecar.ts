@@ -26,6 +26,7 @@ import type { Logger } from 'pino';
 import { LinkClient, type BackoffOptions } from '../../link/client.ts';
 import type { LinkConnection, LinkStats } from '../../link/connection.ts';
 import type { Frame } from '../../link/protocol.ts';
+import type { RelayCounters } from '../../link/counters.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
 import { Driver, type DatapathPort } from './driver.ts';
 import type { StartTransport } from './runner.ts';
@@ -215,9 +216,9 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     return ok;
   }
 
-  /** Forwards a counters snapshot (e.g. JSON of ServerStats and stats()). */
-  sendCounters(json: string): boolean {
-    return this.conn?.send({ kind: 'counters', json }) ?? false;
+  /** Forwards a counters snapshot (ServerStats and stats()). */
+  sendCounters(counters: RelayCounters): boolean {
+    return this.conn?.send({ kind: 'counters', counters }) ?? false;
   }
 
   stats(): SidecarTransportStats {

@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { LinkConnection } from '../../link/connection.ts';
 import type { LinkServer } from '../../link/server.ts';
 import type { Frame, PortFailure } from '../../link/protocol.ts';
+import type { RelayCounters } from '../../link/counters.ts';
 import { portKey, type Family, type LocalEndpoint, type TransportAddress } from '../../shared/endpoint.ts';
 import type { ChannelBinding } from '../../shared/binding.ts';
 import type { UdpSockets } from '../sockets.ts';
@@ -51,7 +52,7 @@ export interface RelayBridgeStats {
 
 type Events = {
   log: [level: number, module: string, json: string];
-  counters: [json: string];
+  counters: [counters: RelayCounters];
   'relay-open': [];
   'relay-close': [reason: string];
   resynced: [generation: number, ports: number, channels: number, failed: number];
@@ -177,7 +178,7 @@ export class RelayBridge extends EventEmitter<Events> {
         this.emit('log', f.level, f.module, f.json);
         return;
       case 'counters':
-        this.emit('counters', f.json);
+        this.emit('counters', f.counters);
         return;
       default:
         this.log.debug({ kind: f.kind }, 'unexpected frame from the relay ignored');

@@ -109,10 +109,10 @@ test('counters go as COUNTERS frames: at once on open and on the interval', asyn
     s.transport.start();
     await until(() => s.frames.some((f) => f.kind === 'counters'), 'first counters');
     s.setToPeer(7);
-    await until(() => s.frames.some((f) => f.kind === 'counters' && JSON.parse(f.json).relayed.toPeer.packets === 7), 'updated counters');
+    await until(() => s.frames.some((f) => f.kind === 'counters' && f.counters.relayed.toPeer.packets === 7), 'updated counters');
     const last = s.frames.filter((f) => f.kind === 'counters').at(-1)!;
     assert.ok(last.kind === 'counters');
-    const body = JSON.parse(last.json);
+    const body = last.counters;
     assert.equal(body.allocations, 1);
     assert.ok(body.logs && typeof body.logs.forwarded === 'number', 'the log destination counters ride along');
   } finally {
