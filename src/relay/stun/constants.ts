@@ -134,3 +134,14 @@ export const CHANNEL_MAX = 0x4fff;
 export const MAX_TEXT_BYTES = 763;
 /** Longest USERNAME in bytes (RFC 8489 §14.3). */
 export const MAX_USERNAME_BYTES = 513;
+
+/**
+ * Most types a 420's UNKNOWN-ATTRIBUTES lists: the first this many distinct
+ * unknown comprehension-required types, in order of appearance. A protocol
+ * constant, not a tunable: RFC 8489 §6.3.4 has the client declare the
+ * transaction failed on any 4xx, the list being "additional information", so
+ * a prefix loses nothing a client acts on; a legitimate request carries a
+ * handful at most, while a 64 KiB datagram can carry 16k distinct ones and
+ * would otherwise get a 32 KiB answer sent to a possibly forged source.
+ */
+export const MAX_UNKNOWN_ATTRIBUTES = 16;

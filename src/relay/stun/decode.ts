@@ -2,7 +2,8 @@
 // a malformed datagram can never poison the next one (a lesson from prior
 // art). Framing faults drop the datagram; attribute faults in a parseable
 // request become a 400/420 reply; nothing throws.
-import { ATTR, HEADER_LENGTH, MAGIC_COOKIE, MAX_TEXT_BYTES, MAX_USERNAME_BYTES, errorReason, type StunClass } from './constants.ts';
+import { isUtf8 } from 'node:buffer';
+import { ATTR, HEADER_LENGTH, MAGIC_COOKIE, MAX_TEXT_BYTES, MAX_UNKNOWN_ATTRIBUTES, MAX_USERNAME_BYTES, errorReason, type StunClass } from './constants.ts';
 import { decodeAddressValue } from './address.ts';
 import { fingerprintOf } from './integrity.ts';
 import type { DatagramKind, DecodeResult, RequestedFamily, StunAttributes, StunDropReason, StunMessage } from './types.ts';
@@ -11,7 +12,10 @@ import { copyBytes } from './bytes.ts';
 const CLASSES: readonly StunClass[] = ['request', 'indication', 'success', 'error'];
 
 // Stateless per call: without { stream: true } a TextDecoder keeps nothing between calls.
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// Not fatal: text() validates with isUtf8 first, because a fatal decoder
+// throws on bad bytes and an exception (stack capture) costs more than
+// decoding a whole request.
+const utf8 = new TextDecoder('utf-8');
 
 const ATTR_LABEL: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(ATTR).map(([k, v]) => [v, k.toLowerCase().replace(/_/g, '-')]),
@@ -33,11 +37,8 @@ const drop = (reason: StunDropReason): DecodeResult => ({ kind: 'drop', reason }
 
 function text(buf: Uint8Array, at: number, len: number, max: number): string | undefined {
   if (len > max) return undefined;
-  try {
-    return utf8.decode(buf.subarray(at, at + len));
-  } catch {
-    return undefined;
-  }
+  const v = buf.subarray(at, at + len);
+  return isUtf8(v) ? utf8.decode(v) : undefined;
 }
 
 function family(code: number): RequestedFamily {
@@ -61,135 +62,120 @@ function errorValue(b: Uint8Array, at: number, len: number): { code: number; rea
   return reason === undefined ? undefined : { code: cls * 100 + num, reason };
 }
 
+/** Decodes one attribute value into `a`; false when the value is malformed. */
+type Decode = (a: StunAttributes, b: Uint8Array, at: number, len: number, txid: Uint8Array) => boolean;
+
+/** Stores `v` under `k`; false (malformed) when `v` is undefined. */
+function put<K extends keyof StunAttributes>(a: StunAttributes, k: K, v: StunAttributes[K] | undefined): boolean {
+  if (v === undefined) return false;
+  a[k] = v;
+  return true;
+}
+
+const address = (k: 'mappedAddress' | 'alternateServer'): Decode => (a, b, at, len) => put(a, k, decodeAddressValue(b, at, len, undefined));
+const word = (k: 'lifetime' | 'priority'): Decode => (a, b, at, len) => len === 4 && put(a, k, u32(b, at));
+const familyOf = (k: 'requestedAddressFamily' | 'additionalAddressFamily'): Decode => (a, b, at, len) => len === 4 && put(a, k, family(b[at]!));
+const bytes = (k: 'data' | 'passwordAlgorithm' | 'passwordAlgorithms'): Decode => (a, b, at, len) => put(a, k, b.subarray(at, at + len));
+const flag = (k: 'dontFragment' | 'useCandidate'): Decode => (a, _b, _at, len) => len === 0 && put(a, k, true);
+const tieBreaker = (k: 'iceControlled' | 'iceControlling'): Decode => (a, b, at, len) => len === 8 && put(a, k, (BigInt(u32(b, at)) << 32n) | BigInt(u32(b, at + 4)));
+const string = (k: 'username' | 'realm' | 'nonce' | 'software', max: number): Decode => (a, b, at, len) => put(a, k, text(b, at, len, max));
+/** CreatePermission carries one XOR-PEER-ADDRESS per peer, a dual-stack Allocate response two XOR-RELAYED-ADDRESS. */
+const addressList = (k: 'xorPeerAddress' | 'xorRelayedAddress'): Decode => (a, b, at, len, txid) => {
+  const v = decodeAddressValue(b, at, len, txid);
+  if (!v) return false;
+  (a[k] ??= []).push(v);
+  return true;
+};
+
+/** Attributes every occurrence of which counts. */
+const REPEATED: ReadonlyArray<readonly [number, Decode]> = [
+  [ATTR.XOR_PEER_ADDRESS, addressList('xorPeerAddress')],
+  [ATTR.XOR_RELAYED_ADDRESS, addressList('xorRelayedAddress')],
+];
+
 /**
- * Decodes one known attribute into `a`. Returns false when it is malformed,
- * true when decoded or ignored; undefined when the type is unknown.
+ * Attributes of which only the first occurrence is decoded: later ones are
+ * skipped unread (RFC 8489 §14 lets a receiver ignore duplicates), so a
+ * datagram of 16k copies costs a header read each, not a value decode each.
  */
-function decodeAttribute(a: StunAttributes, t: number, b: Uint8Array, at: number, len: number, txid: Uint8Array): boolean | undefined {
-  switch (t) {
-    case ATTR.XOR_PEER_ADDRESS:
-    case ATTR.XOR_RELAYED_ADDRESS: {
-      const v = decodeAddressValue(b, at, len, txid);
-      if (!v) return false;
-      const key = t === ATTR.XOR_PEER_ADDRESS ? 'xorPeerAddress' : 'xorRelayedAddress';
-      (a[key] ??= []).push(v);
-      return true;
-    }
-    case ATTR.XOR_MAPPED_ADDRESS: {
-      const v = decodeAddressValue(b, at, len, txid);
-      if (!v) return false;
-      a.xorMappedAddress ??= v;
-      return true;
-    }
-    case ATTR.MAPPED_ADDRESS:
-    case ATTR.ALTERNATE_SERVER: {
-      const v = decodeAddressValue(b, at, len, undefined);
-      if (!v) return false;
-      if (t === ATTR.MAPPED_ADDRESS) a.mappedAddress ??= v;
-      else a.alternateServer ??= v;
-      return true;
-    }
-    case ATTR.USERNAME: {
-      const v = text(b, at, len, MAX_USERNAME_BYTES);
-      if (v === undefined) return false;
-      a.username ??= v;
-      return true;
-    }
-    case ATTR.REALM:
-    case ATTR.NONCE:
-    case ATTR.SOFTWARE: {
-      const v = text(b, at, len, MAX_TEXT_BYTES);
-      if (v === undefined) return false;
-      const key = t === ATTR.REALM ? 'realm' : t === ATTR.NONCE ? 'nonce' : 'software';
-      a[key] ??= v;
-      return true;
-    }
-    case ATTR.ERROR_CODE: {
-      const v = errorValue(b, at, len);
-      if (!v) return false;
-      a.errorCode ??= v;
-      return true;
-    }
-    case ATTR.ADDRESS_ERROR_CODE: {
-      const v = errorValue(b, at, len);
-      const fam = len >= 1 ? family(b[at]!) : 'unsupported';
-      if (!v || fam === 'unsupported') return false;
-      a.addressErrorCode ??= { family: fam, ...v };
-      return true;
-    }
-    case ATTR.UNKNOWN_ATTRIBUTES: {
-      if (len % 2 !== 0) return false;
-      if (!a.unknownAttributes) {
-        const list: number[] = [];
-        for (let i = 0; i < len; i += 2) list.push(u16(b, at + i));
-        a.unknownAttributes = list;
-      }
-      return true;
-    }
-    case ATTR.LIFETIME:
-      if (len !== 4) return false;
-      a.lifetime ??= u32(b, at);
-      return true;
-    case ATTR.REQUESTED_TRANSPORT:
-      if (len !== 4) return false;
-      a.requestedTransport ??= b[at]!;
-      return true;
-    case ATTR.REQUESTED_ADDRESS_FAMILY:
-      if (len !== 4) return false;
-      a.requestedAddressFamily ??= family(b[at]!);
-      return true;
-    case ATTR.ADDITIONAL_ADDRESS_FAMILY:
-      if (len !== 4) return false;
-      a.additionalAddressFamily ??= family(b[at]!);
-      return true;
-    case ATTR.CHANNEL_NUMBER:
-      if (len !== 4) return false;
-      a.channelNumber ??= u16(b, at);
-      return true;
-    case ATTR.DATA:
-      a.data ??= b.subarray(at, at + len);
-      return true;
-    case ATTR.DONT_FRAGMENT:
-      if (len !== 0) return false;
-      a.dontFragment = true;
-      return true;
-    case ATTR.EVEN_PORT:
-      if (len !== 1) return false;
-      a.evenPort ??= { reserve: (b[at]! & 0x80) !== 0 };
-      return true;
-    case ATTR.RESERVATION_TOKEN:
-      if (len !== 8) return false;
-      a.reservationToken ??= b.subarray(at, at + 8);
-      return true;
-    case ATTR.PRIORITY:
-      if (len !== 4) return false;
-      a.priority ??= u32(b, at);
-      return true;
-    case ATTR.USE_CANDIDATE:
-      if (len !== 0) return false;
-      a.useCandidate = true;
-      return true;
-    case ATTR.ICE_CONTROLLED:
-    case ATTR.ICE_CONTROLLING: {
-      if (len !== 8) return false;
-      const v = (BigInt(u32(b, at)) << 32n) | BigInt(u32(b, at + 4));
-      if (t === ATTR.ICE_CONTROLLED) a.iceControlled ??= v;
-      else a.iceControlling ??= v;
-      return true;
-    }
-    case ATTR.PASSWORD_ALGORITHM:
-      a.passwordAlgorithm ??= b.subarray(at, at + len);
-      return true;
-    case ATTR.PASSWORD_ALGORITHMS:
-      a.passwordAlgorithms ??= b.subarray(at, at + len);
-      return true;
-    case ATTR.USERHASH:
-      if (len !== 32) return false;
-      a.userhash ??= b.subarray(at, at + len);
-      return true;
-    default:
-      return undefined;
+const SINGLE: ReadonlyArray<readonly [number, Decode]> = [
+  [ATTR.MAPPED_ADDRESS, address('mappedAddress')],
+  [ATTR.ALTERNATE_SERVER, address('alternateServer')],
+  [ATTR.XOR_MAPPED_ADDRESS, (a, b, at, len, txid) => put(a, 'xorMappedAddress', decodeAddressValue(b, at, len, txid))],
+  [ATTR.USERNAME, string('username', MAX_USERNAME_BYTES)],
+  [ATTR.REALM, string('realm', MAX_TEXT_BYTES)],
+  [ATTR.NONCE, string('nonce', MAX_TEXT_BYTES)],
+  [ATTR.SOFTWARE, string('software', MAX_TEXT_BYTES)],
+  [ATTR.ERROR_CODE, (a, b, at, len) => put(a, 'errorCode', errorValue(b, at, len))],
+  [ATTR.ADDRESS_ERROR_CODE, (a, b, at, len) => {
+    const v = errorValue(b, at, len);
+    if (v === undefined) return false;
+    const fam = family(b[at]!);
+    return fam !== 'unsupported' && put(a, 'addressErrorCode', { family: fam, ...v });
+  }],
+  [ATTR.UNKNOWN_ATTRIBUTES, (a, b, at, len) => {
+    if (len % 2 !== 0) return false;
+    const list: number[] = [];
+    for (let i = 0; i < len; i += 2) list.push(u16(b, at + i));
+    return put(a, 'unknownAttributes', list);
+  }],
+  [ATTR.LIFETIME, word('lifetime')],
+  [ATTR.REQUESTED_TRANSPORT, (a, b, at, len) => len === 4 && put(a, 'requestedTransport', b[at]!)],
+  [ATTR.REQUESTED_ADDRESS_FAMILY, familyOf('requestedAddressFamily')],
+  [ATTR.ADDITIONAL_ADDRESS_FAMILY, familyOf('additionalAddressFamily')],
+  [ATTR.CHANNEL_NUMBER, (a, b, at, len) => len === 4 && put(a, 'channelNumber', u16(b, at))],
+  [ATTR.DATA, bytes('data')],
+  [ATTR.DONT_FRAGMENT, flag('dontFragment')],
+  [ATTR.EVEN_PORT, (a, b, at, len) => len === 1 && put(a, 'evenPort', { reserve: (b[at]! & 0x80) !== 0 })],
+  [ATTR.RESERVATION_TOKEN, (a, b, at, len) => len === 8 && put(a, 'reservationToken', b.subarray(at, at + 8))],
+  [ATTR.PRIORITY, word('priority')],
+  [ATTR.USE_CANDIDATE, flag('useCandidate')],
+  [ATTR.ICE_CONTROLLED, tieBreaker('iceControlled')],
+  [ATTR.ICE_CONTROLLING, tieBreaker('iceControlling')],
+  [ATTR.PASSWORD_ALGORITHM, bytes('passwordAlgorithm')],
+  [ATTR.PASSWORD_ALGORITHMS, bytes('passwordAlgorithms')],
+  [ATTR.USERHASH, (a, b, at, len) => len === 32 && put(a, 'userhash', b.subarray(at, at + 32))],
+];
+
+/** How to decode a known attribute; `once` is its bit in a message's seen-mask (0: every occurrence counts). */
+interface Known {
+  readonly once: number;
+  readonly decode: Decode;
+}
+
+// Known attributes by type. Two dense tables, not a Map: every known type is
+// below 0x40 or 0x8000 + 0x40, and a Map miss costs ~50 ns, ten times an
+// array read, while a flood of distinct unknown types is nothing but misses.
+const TABLE = 0x40;
+const LOW = new Array<Known | undefined>(TABLE).fill(undefined);
+const HIGH = new Array<Known | undefined>(TABLE).fill(undefined);
+if (SINGLE.length > 32) throw new Error('decode.ts: more single-valued attributes than bits in the seen-mask');
+for (const [t, once, decode] of [...REPEATED.map(([t, d]) => [t, 0, d] as const), ...SINGLE.map(([t, d], i) => [t, 1 << i, d] as const)]) {
+  if ((t & 0x7fff) >= TABLE) throw new Error(`decode.ts: attribute type 0x${t.toString(16)} outside the known-type tables`);
+  (t < 0x8000 ? LOW : HIGH)[t & 0x7fff] = { once, decode };
+}
+
+function knownAttribute(t: number): Known | undefined {
+  const i = t & 0x7fff;
+  return i >= TABLE ? undefined : t < 0x8000 ? LOW[i] : HIGH[i];
+}
+
+/**
+ * Work done by decodeMessage, summed over all calls: attributes walked,
+ * values decoded, and comparisons made to keep the unknown-attribute list
+ * distinct. Instrumentation, so a test can assert the work grows linearly
+ * with the datagram (no timing); it never changes a result.
+ */
+export const decodeWork = { attributes: 0, values: 0, comparisons: 0 };
+
+/** Adds comprehension-required type `t` to `list` unless already there or the list is full. */
+function noteUnknown(list: number[], t: number): void {
+  if (list.length >= MAX_UNKNOWN_ATTRIBUTES) return;
+  for (let i = 0; i < list.length; i++) {
+    decodeWork.comparisons++;
+    if (list[i] === t) return;
   }
+  list.push(t);
 }
 
 /** Decode one datagram. Never throws. See DecodeResult for the three outcomes. */
@@ -209,8 +195,10 @@ export function decodeMessage(buf: Uint8Array): DecodeResult {
   const transactionId = copyBytes(buf, 8, HEADER_LENGTH);
 
   const attributes: StunAttributes = {};
+  // The first MAX_UNKNOWN_ATTRIBUTES distinct unknown comprehension-required types, in order.
   const unknown: number[] = [];
   let malformed: string | undefined;
+  let seen = 0;
   let sha1: number | undefined;
   let sha256: number | undefined;
   let sha256Length: number | undefined;
@@ -218,6 +206,7 @@ export function decodeMessage(buf: Uint8Array): DecodeResult {
 
   for (let off = HEADER_LENGTH; off < end; ) {
     if (off + 4 > end) return drop('bad-attribute-length');
+    decodeWork.attributes++;
     const t = u16(buf, off);
     const len = u16(buf, off + 2);
     const at = off + 4;
@@ -240,11 +229,16 @@ export function decodeMessage(buf: Uint8Array): DecodeResult {
       if (len !== 20) malformed ??= 'message-integrity';
       else sha1 = off;
     } else {
-      const ok = decodeAttribute(attributes, t, buf, at, len, transactionId);
-      if (ok === undefined) {
-        if (t < 0x8000 && !unknown.includes(t)) unknown.push(t);
-      } else if (!ok) {
-        malformed ??= ATTR_LABEL[t] ?? 'attribute';
+      const known = knownAttribute(t);
+      if (known === undefined) {
+        if (t < 0x8000) noteUnknown(unknown, t);
+      } else if (unknown.length > 0 || malformed !== undefined || (seen & known.once) !== 0) {
+        // Either the answer is already a 420/400 (or a drop), which no value can
+        // change, or this is a repeat of a single-valued attribute: skip it unread.
+      } else {
+        seen |= known.once;
+        decodeWork.values++;
+        if (!known.decode(attributes, buf, at, len, transactionId)) malformed = ATTR_LABEL[t] ?? 'attribute';
       }
     }
     off = next;

@@ -38,7 +38,8 @@ export type RequestedFamily = Family | 'unsupported';
 
 /**
  * Every attribute the codec knows. Decoding fills only the ones present;
- * for a repeated attribute the first one wins except where noted.
+ * for a repeated attribute the first one wins except where noted (later
+ * ones are skipped unread, so a malformed repeat is not an error).
  * Byte fields (data, reservationToken, ...) are views into the datagram
  * (no copy): do not mutate or reuse the input buffer while the message is in use.
  */
@@ -116,7 +117,8 @@ export type DecodeResult =
   /**
    * A parseable request the server must answer with an error response:
    * 420 (unknownAttributes lists the comprehension-required types we do not
-   * know) or 400 (a known attribute is malformed). Only requests yield this;
+   * know: the first MAX_UNKNOWN_ATTRIBUTES distinct ones, in order) or 400
+   * (a known attribute is malformed). Only requests yield this;
    * indications and responses with the same faults are dropped.
    */
   | {

@@ -1,6 +1,7 @@
 // Every attribute survives encode -> decode, with and without integrity.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import {
   ATTR, METHOD, decodeMessage, encodeMessage, errorResponse, successResponse, newTransactionId, longTermKey,
   verifyIntegrity, formatAddress, addressToBytes, transactionIdKey,
@@ -127,6 +128,17 @@ test('response helpers, transaction ids, address text', () => {
   }
   assert.equal(addressToBytes('1.2.3'), undefined);
   assert.equal(addressToBytes('01.2.3.256'), undefined);
+});
+
+test('IPv6 text is RFC 5952 canonical: what the WHATWG URL serializer writes, dotted only for IPv4-mapped', () => {
+  const group = fc.oneof(fc.constant(0), fc.constant(0xffff), fc.integer({ min: 0, max: 0xffff })); // zero runs and ::ffff: often
+  fc.assert(fc.property(fc.array(group, { minLength: 8, maxLength: 8 }), (g) => {
+    const b = new Uint8Array(16);
+    g.forEach((x, i) => { b[2 * i] = x >> 8; b[2 * i + 1] = x & 0xff; });
+    const mapped = g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff;
+    const want = mapped ? `::ffff:${b.subarray(12).join('.')}` : new URL(`http://[${g.map((x) => x.toString(16)).join(':')}]/`).hostname.slice(1, -1);
+    assert.equal(formatAddress(b), want);
+  }), { seed: 0x5eed5707, numRuns: 3000 });
 });
 
 test('encoder rejects programmer errors', () => {
