@@ -4,7 +4,7 @@
 // address came from.
 import { isIP } from 'node:net';
 import { addressToBytes, formatAddress } from '../../shared/ip.ts';
-import type { TransportAddress } from './types.ts';
+import type { Family, TransportAddress } from './types.ts';
 
 /** The address with canonical text, or undefined when it is not a valid IP transport address of its family. */
 export function canonicalAddress(a: TransportAddress): TransportAddress | undefined {
@@ -16,4 +16,9 @@ export function canonicalAddress(a: TransportAddress): TransportAddress | undefi
   if (bytes === undefined || bytes.length !== 16) return undefined;
   const text = formatAddress(bytes);
   return text === a.address ? a : { family: 6, address: text, port: a.port };
+}
+
+/** A family's key in the per-family records (relayed ports, relay addresses). */
+export function familyName(f: Family): 'v4' | 'v6' {
+  return f === 4 ? 'v4' : 'v6';
 }

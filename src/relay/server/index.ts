@@ -2,5 +2,6 @@
 export type * from './types.ts';
 export type { TurnServerOptions } from './options.ts';
 export type { RandomSource } from './port-pool.ts';
-export { TurnServer, MAX_DATAGRAM } from './server.ts';
+export { TurnServer } from './server.ts';
+export { MAX_DATAGRAM } from './relay-path.ts';
 export { LEGACY_CHANNEL_MAX } from './channel-data.ts';
