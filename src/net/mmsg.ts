@@ -289,17 +289,20 @@ export class RecvDrainer {
       return e === EAGAIN || e === EINTR ? 0 : -e;
     }
     this.lastUsed = n;
+    // In locals: deliver() is opaque to the JIT, which would reload each offset after it.
+    const { mmsghdr, msgFlags, msgLen, meta, addr, family, port: portAt, sinAddr, sin6Addr } = L;
+    const addrAt = this.metaAt + addr;
     for (let i = 0; i < n; i++) {
-      const m = i * L.mmsghdr;
-      if (v.getInt32(m + L.msgFlags, true) & MSG_TRUNC) continue;
-      const len = v.getUint32(m + L.msgLen, true);
-      const sa = this.metaAt + i * L.meta + L.addr;
+      const m = i * mmsghdr;
+      if (v.getInt32(m + msgFlags, true) & MSG_TRUNC) continue;
+      const len = v.getUint32(m + msgLen, true);
+      const sa = addrAt + i * meta;
       const off = this.dataAt + i * RECV_STRIDE;
       const data = Buffer.allocUnsafe(len);
       this.bytes.copy(data, 0, off, off + len);
-      const port = v.getUint16(sa + L.port, false);
-      if (v.getUint16(sa + L.family, true) === AF_INET) deliver(data, 'IPv4', formatV4(this.bytes, sa + L.sinAddr), port);
-      else deliver(data, 'IPv6', this.ipv6At(sa + L.sin6Addr), port);
+      const port = v.getUint16(sa + portAt, false);
+      if (v.getUint16(sa + family, true) === AF_INET) deliver(data, 'IPv4', formatV4(this.bytes, sa + sinAddr), port);
+      else deliver(data, 'IPv6', this.ipv6At(sa + sin6Addr), port);
     }
     return n;
   }
