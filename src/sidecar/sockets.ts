@@ -4,13 +4,14 @@
 // `send`. No TURN logic. A socket error is counted (by operation and code) and
 // logged at most once per interval per kind, never fatal.
 import type { Socket } from 'node:dgram';
-import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
 import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint.ts';
 import { ErrorCounter } from '../net/error-log.ts';
 import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../shared/endpoint.ts';
-import { RecvDrainer, SendBatcher, fdOf, openRecvDrainer, openSendBatcher, type DrainedHandler } from '../net/mmsg.ts';
+import { RecvDrainer, SendBatcher, openRecvDrainer, openSendBatcher, type DrainedHandler } from '../net/mmsg.ts';
+import { fdOf, forgetFd } from '../net/socket-fd.ts';
+import { errnoCode } from '../shared/errno.ts';
 
 export type SocketKind = 'listen' | 'allocation';
 
@@ -183,7 +184,7 @@ export class UdpSockets {
     this.allocations.delete(key);
     // Its fd number may be reused by the next bind in this same turn: queued datagrams leave first.
     this.batcher?.flushSocket(socket);
-    closeQuietly(socket);
+    closeSocket(socket);
     return true;
   }
 
@@ -191,7 +192,7 @@ export class UdpSockets {
   closeAllocationPorts(): number {
     const n = this.allocations.size;
     this.batcher?.flush();
-    for (const s of this.allocations.values()) closeQuietly(s);
+    for (const s of this.allocations.values()) closeSocket(s);
     this.allocations.clear();
     return n;
   }
@@ -263,7 +264,7 @@ export class UdpSockets {
     this.listen.clear();
     this.allocations.clear();
     this.replyVia.clear();
-    await Promise.all(all.map((s) => new Promise<void>((r) => closeQuietly(s, r))));
+    await Promise.all(all.map((s) => new Promise<void>((r) => closeSocket(s, r))));
   }
 
   /**
@@ -309,8 +310,11 @@ export class UdpSockets {
   }
 }
 
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-const errnoCode = (e: number): string => errnoNames.get(e) ?? `errno${e}`;
+/** Closes a socket of ours; its fd number may come back for the next bind before dgram's 'close' event, so forget it now. */
+function closeSocket(s: Socket, done?: () => void): void {
+  forgetFd(s);
+  closeQuietly(s, done);
+}
 
 /** The bound port of a socket for log fields; 0 once it is closed. */
 function localPortOf(socket: Socket): number {

@@ -1,0 +1,147 @@
+// libc's socket calls for batched UDP I/O, bound through koffi, and the
+// kernel structs they take, declared once: every size and offset the send
+// and receive paths write into their arenas comes from these declarations
+// (koffi.sizeof/offsetof), none from literals.
+//
+// x86_64 Linux only: the arenas hold 64-bit little-endian pointers, written
+// with DataView. Loaded lazily and once, so a machine without koffi's native
+// module still runs plain node:dgram.
+import { createRequire } from 'node:module';
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_REUSEPORT = 15;
+export const SO_PROTOCOL = 38;
+export const IPPROTO_UDP = 17;
+
+/** Byte offsets and sizes in the structs, as koffi lays them out for this platform. */
+export interface MmsgLayout {
+  /** struct mmsghdr and its fields (those of its msghdr included). */
+  mmsghdr: number;
+  msgName: number;
+  msgNamelen: number;
+  msgIov: number;
+  msgIovlen: number;
+  msgFlags: number;
+  msgLen: number;
+  /** One datagram's struct iovec and address side by side (`struct datagram_meta`). */
+  meta: number;
+  iovBase: number;
+  iovLen: number;
+  addr: number;
+  /** Room for either address (the union), and each one's length (msg_namelen). */
+  sockaddr: number;
+  sockaddrIn: number;
+  sockaddrIn6: number;
+  /** Offsets inside the address; family and port lead both sockaddr_in and sockaddr_in6. */
+  family: number;
+  port: number;
+  sinAddr: number;
+  sin6Addr: number;
+}
+
+type Fd = number;
+export type SendMmsg = (fd: Fd, vec: bigint, vlen: number, flags: number) => number;
+export type RecvMmsg = (fd: Fd, vec: bigint, vlen: number, flags: number, timeout: null) => number;
+/** `len` is in/out: the room in `addr`, then the address's length. */
+export type GetSockName = (fd: Fd, addr: Uint8Array, len: Uint32Array) => number;
+export type GetSockOpt = (fd: Fd, level: number, name: number, value: Int32Array, len: Uint32Array) => number;
+
+export interface Libc {
+  layout: MmsgLayout;
+  sendmmsg: SendMmsg;
+  recvmmsg: RecvMmsg;
+  getsockname: GetSockName;
+  getsockopt: GetSockOpt;
+  errno(): number;
+  /** Zeroed native memory (the kernel reads it by address), freed with `free`. */
+  alloc(bytes: number): { base: bigint; buffer: ArrayBuffer; free: () => void };
+}
+
+/** Why batched I/O cannot run here, or undefined when it can. */
+export function platformReason(): string | undefined {
+  return process.platform === 'linux' && process.arch === 'x64' ? undefined : `${process.platform}/${process.arch} is not x86_64 Linux`;
+}
+
+let loaded: Libc | Error | undefined;
+
+/** The bound calls and layouts (loaded on first use); throws why they are unavailable. */
+export function libc(): Libc {
+  if (loaded === undefined) {
+    const unsupported = platformReason();
+    try {
+      loaded = unsupported ? new Error(unsupported) : load();
+    } catch (e) {
+      loaded = e as Error;
+    }
+  }
+  if (loaded instanceof Error) throw loaded;
+  return loaded;
+}
+
+function load(): Libc {
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+  const lib = koffi.load('libc.so.6');
+  // Anonymous types: koffi's names are process-wide, and libbpf's binding declares its own.
+  const iovec = koffi.struct({ iov_base: 'void *', iov_len: 'size_t' });
+  const msghdr = koffi.struct({
+    msg_name: 'void *',
+    msg_namelen: 'uint32_t',
+    msg_iov: 'void *',
+    msg_iovlen: 'size_t',
+    msg_control: 'void *',
+    msg_controllen: 'size_t',
+    msg_flags: 'int',
+  });
+  const mmsghdr = koffi.struct({ msg_hdr: msghdr, msg_len: 'unsigned int' });
+  const sockaddrIn = koffi.struct({ sin_family: 'uint16_t', sin_port: 'uint16_t', sin_addr: 'uint8_t[4]', sin_zero: 'uint8_t[8]' });
+  const sockaddrIn6 = koffi.struct({
+    sin6_family: 'uint16_t',
+    sin6_port: 'uint16_t',
+    sin6_flowinfo: 'uint32_t',
+    sin6_addr: 'uint8_t[16]',
+    sin6_scope_id: 'uint32_t',
+  });
+  const sockaddr = koffi.union({ in4: sockaddrIn, in6: sockaddrIn6 });
+  const meta = koffi.struct({ iov: iovec, addr: sockaddr });
+  const hdr = koffi.offsetof(mmsghdr, 'msg_hdr');
+  const iov = koffi.offsetof(meta, 'iov');
+  const layout: MmsgLayout = {
+    mmsghdr: koffi.sizeof(mmsghdr),
+    msgName: hdr + koffi.offsetof(msghdr, 'msg_name'),
+    msgNamelen: hdr + koffi.offsetof(msghdr, 'msg_namelen'),
+    msgIov: hdr + koffi.offsetof(msghdr, 'msg_iov'),
+    msgIovlen: hdr + koffi.offsetof(msghdr, 'msg_iovlen'),
+    msgFlags: hdr + koffi.offsetof(msghdr, 'msg_flags'),
+    msgLen: koffi.offsetof(mmsghdr, 'msg_len'),
+    meta: koffi.sizeof(meta),
+    iovBase: iov + koffi.offsetof(iovec, 'iov_base'),
+    iovLen: iov + koffi.offsetof(iovec, 'iov_len'),
+    addr: koffi.offsetof(meta, 'addr'),
+    sockaddr: koffi.sizeof(sockaddr),
+    sockaddrIn: koffi.sizeof(sockaddrIn),
+    sockaddrIn6: koffi.sizeof(sockaddrIn6),
+    family: koffi.offsetof(sockaddrIn6, 'sin6_family'),
+    port: koffi.offsetof(sockaddrIn6, 'sin6_port'),
+    sinAddr: koffi.offsetof(sockaddrIn, 'sin_addr'),
+    sin6Addr: koffi.offsetof(sockaddrIn6, 'sin6_addr'),
+  };
+  return {
+    layout: Object.freeze(layout),
+    sendmmsg: lib.func('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)') as SendMmsg,
+    recvmmsg: lib.func('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)') as RecvMmsg,
+    getsockname: lib.func('int getsockname(int fd, void *addr, void *len)') as GetSockName,
+    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)') as GetSockOpt,
+    errno: () => koffi.errno(),
+    alloc(bytes) {
+      const base = koffi.alloc('uint8_t', bytes) as bigint;
+      const buffer = koffi.view(base, bytes);
+      new Uint8Array(buffer).fill(0);
+      return { base, buffer, free: () => koffi.free(base) };
+    },
+  };
+}
