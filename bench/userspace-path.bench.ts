@@ -181,8 +181,8 @@ const contenders: Record<string, Contender> = {
           const out: Record<string, number> = { launcher: child.pid! };
           for (const p of withDescendants([child.pid!])) {
             const c = cmdline(p);
-            if (/sidecar[/\\]main\.(ts|js)/.test(c)) out.sidecar = p;
-            else if (/relay[/\\]main\.(ts|js)/.test(c)) out.relay = p;
+            if (/cmd[/\\]sidecar\.(ts|js)/.test(c)) out.sidecar = p;
+            else if (/cmd[/\\]relay\.(ts|js)/.test(c)) out.relay = p;
           }
           return out;
         },

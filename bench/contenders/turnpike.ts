@@ -90,8 +90,8 @@ function pairContender(name: string, describe: string, ebpf: 'off' | 'required',
         if (!child.pid) return out;
         for (const p of withDescendants([child.pid])) {
           const c = cmdline(p);
-          if (/sidecar[/\\]main\.(ts|js)/.test(c)) out.sidecar = p;
-          else if (/relay[/\\]main\.(ts|js)/.test(c)) out.relay = p;
+          if (/cmd[/\\]sidecar\.(ts|js)/.test(c)) out.sidecar = p;
+          else if (/cmd[/\\]relay\.(ts|js)/.test(c)) out.relay = p;
         }
         out.launcher = child.pid;
         return out;
