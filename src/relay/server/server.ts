@@ -568,7 +568,7 @@ export class TurnServer {
   /** 443 when the allocation has no relayed address in the peer's family, 403 when policy denies it. */
   #checkPeer(allocation: Allocation, peer: TransportAddress): Reply | undefined {
     if (allocation.ports[familyName(peer.family)] === undefined) return { kind: 'error', code: ERROR.PEER_ADDRESS_FAMILY_MISMATCH };
-    if (!this.#opts.peerPolicy.check(peer.address).allowed) return { kind: 'error', code: ERROR.FORBIDDEN };
+    if (!this.#opts.peerPolicy.check(peer.address, peer.port).allowed) return { kind: 'error', code: ERROR.FORBIDDEN };
     return undefined;
   }
 
@@ -615,6 +615,8 @@ export class TurnServer {
     const peer = msg.attributes.xorPeerAddress?.[0];
     const data = msg.attributes.data;
     if (peer === undefined || data === undefined) return this.#drop('malformed-send');
+    // A permission is for an address, any port: the relay's own ports on it are refused here.
+    if (this.#opts.peerPolicy.isRelayItself(peer.address, peer.port)) return this.#drop('relay-itself');
     this.#relayToPeer(allocation, peer, data);
   }
 
