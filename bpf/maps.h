@@ -108,7 +108,8 @@ struct nb_seen {
 	__u64 mac;             /* as mac_load() reads it */
 	__u64 until;           /* jiffies: trusted while jiffies < until */
 	__u32 ifindex;
-	__u32 pad;
+	__u8 family;           /* of addr: 4 or 6 */
+	__u8 pad[3];
 };
 
 struct {
@@ -136,7 +137,8 @@ struct nh_entry {
 	__u32 ifindex;         /* ingress ifindex the answer was for */
 	__u16 max_ip_len;      /* longest output IP packet the answer covers */
 	__u8 own_from_frame;   /* 1: source MAC = the input frame's destination MAC (ours) */
-	__u8 pad[9];
+	__u8 family;           /* of daddr: 4 or 6 */
+	__u8 pad[8];
 };
 
 struct {

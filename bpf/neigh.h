@@ -25,10 +25,12 @@ static __always_inline int mac_is_group(__u64 mac)
 	return mac & 1;
 }
 
-static __always_inline void neigh_key(struct tp_neigh_key *k, const union tp_addr *a, __u32 ifindex)
+static __always_inline void neigh_key(struct tp_neigh_key *k, const union tp_addr *a, __u8 family,
+				      __u32 ifindex)
 {
 	addr_load((union tp_addr *)k->addr, a->b);
 	k->ifindex = ifindex;
+	k->family = family;
 }
 
 /* Slot of an address in the per-CPU direct-mapped caches: the last word
@@ -44,14 +46,14 @@ static __always_inline __u32 addr_slot(const union tp_addr *a)
 /* Writes or refreshes the tp_neigh entry of addr; with update_only, only
  * an existing entry is changed (unsolicited announcements must not fill
  * the table with every host on the segment). */
-static __always_inline void neigh_store(struct xdp_md *ctx, const union tp_addr *addr, __u64 smac,
-					int update_only)
+static __always_inline void neigh_store(struct xdp_md *ctx, const union tp_addr *addr, __u8 family,
+					__u64 smac, int update_only)
 {
 	struct tp_neigh_key k __attribute__((aligned(8))) = {};
 	struct tp_neigh_value *v;
 	__u64 now;
 
-	neigh_key(&k, addr, ctx->ingress_ifindex);
+	neigh_key(&k, addr, family, ctx->ingress_ifindex);
 	v = bpf_map_lookup_elem(&tp_neigh, &k);
 	now = bpf_ktime_get_coarse_ns();
 	if (v) {
@@ -78,15 +80,16 @@ static __always_inline void neigh_store(struct xdp_md *ctx, const union tp_addr 
 }
 
 /*
- * Records smac as the next hop towards addr on the ingress interface.
+ * Records smac as the next hop towards addr (of family 4 or 6) on the
+ * ingress interface.
  * Called for every UDP frame to a relay address (with its source), so a
  * source this CPU confirmed recently with the same MAC on the same
  * interface costs one per-CPU slot read and no tp_neigh access.
  * Concurrent writers on other CPUs store the same or a newer MAC as one
  * aligned 64-bit word, so a reader never sees half of one.
  */
-static __always_inline void neigh_learn(struct xdp_md *ctx, const union tp_addr *addr, __u64 smac,
-					int update_only)
+static __always_inline void neigh_learn(struct xdp_md *ctx, const union tp_addr *addr, __u8 family,
+					__u64 smac, int update_only)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	struct nb_seen *s = 0;
@@ -101,16 +104,17 @@ static __always_inline void neigh_learn(struct xdp_md *ctx, const union tp_addr 
 		if (s) {
 			now = bpf_jiffies64();
 			if (now < s->until && s->mac == smac && s->ifindex == ifindex &&
-			    addr_eq(&s->addr, addr))
+			    s->family == family && addr_eq(&s->addr, addr))
 				return;
 		}
 	}
-	neigh_store(ctx, addr, smac, update_only);
+	neigh_store(ctx, addr, family, smac, update_only);
 	/* An update_only miss stored nothing, so it confirms nothing. */
 	if (s && !update_only) {
 		s->addr = *addr;
 		s->mac = smac;
 		s->ifindex = ifindex;
+		s->family = family;
 		s->until = now + TP_NEIGH_CONFIRM_JIFFIES;
 	}
 }
@@ -158,9 +162,9 @@ static __always_inline void neigh_learn_resolution(struct xdp_md *ctx, const str
 			return;
 		addr_set_v4(&a, spa);
 		if (tpa == relay)
-			neigh_learn(ctx, &a, mac_load(p + 8), 0);
+			neigh_learn(ctx, &a, TP_FAMILY_V4, mac_load(p + 8), 0);
 		else if (tpa == spa)
-			neigh_learn(ctx, &a, mac_load(p + 8), 1);
+			neigh_learn(ctx, &a, TP_FAMILY_V4, mac_load(p + 8), 1);
 	} else if (proto == bpf_htons(TP_ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + TP_ETH_HLEN;
 		__u8 *icmp = data + TP_ETH_HLEN + TP_IPV6_HLEN;
@@ -175,26 +179,26 @@ static __always_inline void neigh_learn_resolution(struct xdp_md *ctx, const str
 		if (icmp[0] == TP_ND_NEIGHBOR_SOLICIT) {
 			addr_load(&ip, &ip6->saddr);
 			if (addr_eq(&target, &relay) && (ip.d[0] | ip.d[1]) != 0)
-				neigh_learn(ctx, &ip, mac_load(data + 6), 0);
+				neigh_learn(ctx, &ip, TP_FAMILY_V6, mac_load(data + 6), 0);
 		} else if (icmp[0] == TP_ND_NEIGHBOR_ADVERT) {
 			addr_load(&ip, &ip6->daddr);
 			if (addr_eq(&target, &relay))
 				return;
 			if (addr_eq(&ip, &relay))
-				neigh_learn(ctx, &target, mac_load(data + 6), 0);
+				neigh_learn(ctx, &target, TP_FAMILY_V6, mac_load(data + 6), 0);
 			else if (ip.b[0] == 0xff)
-				neigh_learn(ctx, &target, mac_load(data + 6), 1);
+				neigh_learn(ctx, &target, TP_FAMILY_V6, mac_load(data + 6), 1);
 		}
 	}
 }
 
-/* The learned next-hop MAC towards addr on ifindex (mac_load() form), or 0. */
-static __always_inline __u64 neigh_mac(const union tp_addr *addr, __u32 ifindex)
+/* The learned next-hop MAC towards addr of family on ifindex (mac_load() form), or 0. */
+static __always_inline __u64 neigh_mac(const union tp_addr *addr, __u8 family, __u32 ifindex)
 {
 	struct tp_neigh_key k __attribute__((aligned(8))) = {};
 	struct tp_neigh_value *v;
 
-	neigh_key(&k, addr, ifindex);
+	neigh_key(&k, addr, family, ifindex);
 	v = bpf_map_lookup_elem(&tp_neigh, &k);
 	return v ? *(__u64 *)v->mac : 0;
 }

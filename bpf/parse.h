@@ -7,7 +7,8 @@
  *
  * Order of checks (decides which reason a frame with several faults gets):
  * L2 (VLAN, ethertype), L3 structure (version, options, fragments, extension
- * headers, protocol, lengths, IPv4 header checksum), then addressing.
+ * headers, protocol, lengths, IPv4 header checksum), then addressing
+ * (destination, then an IPv6 source in IPv4-mapped form).
  */
 #ifndef TP_PARSE_H
 #define TP_PARSE_H
@@ -22,7 +23,9 @@
 #include "consts.h"
 #include "csum.h"
 
-/* A transport address in the shared 16-byte form (IPv4-mapped for IPv4).
+/* An address in the shared 16-byte form (IPv4-mapped for IPv4). Its family
+ * travels beside it (tp_in, tp_out, every map struct) and is never inferred
+ * from the form: ::ffff:a.b.c.d may be an IPv6 address someone wrote.
  * Aligned so it can be compared and copied as words on the stack, where
  * the verifier insists on aligned access. */
 union tp_addr {
@@ -202,6 +205,12 @@ static __always_inline int parse_frame(void *data, void *end, const struct tp_co
 		addr_load(&relay, cfg->relay_v6);
 		if (!(cfg->flags & TP_CFG_HAVE_V6) || !addr_eq(&in->daddr, &relay))
 			return TP_PASS_NOT_RELAY_ADDR;
+		/* ::ffff:a.b.c.d is IPv4 in IPv6 form, never a source on the
+		 * wire (the stack drops it as well), and in the program's
+		 * 16-byte form it is a.b.c.d: drop it before anything (neighbour
+		 * learning, binding lookups) can take it for that IPv4 host. */
+		if (addr_is_v4(&in->saddr))
+			return TP_DROP_V4_MAPPED;
 	} else if (proto == bpf_htons(TP_ETH_P_8021Q) || proto == bpf_htons(TP_ETH_P_8021AD)) {
 		return TP_PASS_VLAN;
 	} else {

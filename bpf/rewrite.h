@@ -138,7 +138,7 @@ static __always_inline int next_hop(struct xdp_md *ctx, const struct tp_out *o, 
 		}
 		fib_no_neigh = rc == BPF_FIB_LKUP_RET_NO_NEIGH && fib.ifindex == ifindex;
 	}
-	dmac = neigh_mac(&o->daddr, ifindex);
+	dmac = neigh_mac(&o->daddr, o->family, ifindex);
 	if (dmac == 0)
 		return fib_no_neigh ? TP_PASS_NO_NEIGH : TP_PASS_NOT_LEARNED;
 	e->own_from_frame = 1;
@@ -171,7 +171,7 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 		if (e) {
 			now = bpf_jiffies64();
 			if (now >= e->expires || e->ifindex != ifindex || ip_len > e->max_ip_len ||
-			    !addr_eq(&e->daddr, &o->daddr)) {
+			    e->family != o->family || !addr_eq(&e->daddr, &o->daddr)) {
 				/* Decide into tmp: a pass must not leave a
 				 * half-updated slot behind for the next frame. */
 				r = next_hop(ctx, o, ip_len, &tmp);
@@ -182,6 +182,7 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 				e->dmac = tmp.dmac;
 				e->max_ip_len = tmp.max_ip_len;
 				e->daddr = o->daddr;
+				e->family = o->family;
 				e->ifindex = ifindex;
 				e->expires = now + TP_NH_TTL_JIFFIES;
 			}

@@ -3,8 +3,10 @@
  * turnpike's XDP fast path: relays TURN ChannelData <-> plain UDP between
  * clients and peers for channels the relay has bound (RFC 8656 section 12),
  * for IPv4 and IPv6 and across them, and ChannelData -> ChannelData when
- * both ends are allocations on this relay. Everything else is XDP_PASS with
- * a counted reason: the sidecar's sockets and the relay handle it.
+ * both ends are allocations on this relay (a binding the relay itself no
+ * longer installs: its peer policy refuses its own transport addresses).
+ * Everything else is XDP_PASS with a counted reason: the sidecar's sockets
+ * and the relay handle it.
  *
  * One policy switch (finish): a reason either passes the frame to the stack
  * or, once the frame is half rewritten, drops it; both are counted in
@@ -128,6 +130,10 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 	long rc;
 	int r;
 
+	/* The relay refuses such peers; a binding that names one anyway must
+	 * not put IPv4 in IPv6 form on the wire. */
+	if (o->family == 6 && addr_is_v4(&o->daddr))
+		return TP_DROP_V4_MAPPED;
 	if (ip_len > cfg->mtu || ip_len > TP_MAX_IP_LEN)
 		return TP_PASS_TOO_BIG;
 
@@ -222,12 +228,13 @@ static __always_inline int from_peer(struct xdp_md *ctx, const struct tp_config 
 	addr_load((union tp_addr *)key.peer_addr, in->saddr.b);
 	key.peer_port = in->sport;
 	key.alloc_port = in->dport;
+	key.peer_family = in->family;
 	v = bpf_map_lookup_elem(&tp_peer_to_chan, &key);
 	if (!v)
 		return TP_PASS_NO_BINDING;
 
 	addr_load(&o.daddr, v->client_addr);
-	o.family = addr_is_v4(&o.daddr) ? 4 : 6;
+	o.family = v->client_family;
 	if (relay_addr(cfg, o.family, &o.saddr))
 		return TP_PASS_FAMILY_UNAVAILABLE;
 	o.sport = cfg->listen_port;
@@ -312,12 +319,13 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 	addr_load((union tp_addr *)key.client_addr, in->saddr.b);
 	key.client_port = in->sport;
 	key.channel = hdr[0];
+	key.client_family = in->family;
 	v = bpf_map_lookup_elem(&tp_chan_to_peer, &key);
 	if (!v)
 		return TP_PASS_NO_BINDING;
 
 	addr_load(&peer, v->peer_addr);
-	o.family = addr_is_v4(&peer) ? 4 : 6;
+	o.family = v->peer_family;
 	if (relay_addr(cfg, o.family, &o.saddr))
 		return TP_PASS_FAMILY_UNAVAILABLE;
 	o.n = len;
@@ -334,11 +342,12 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 		addr_load((union tp_addr *)k2.peer_addr, o.saddr.b);
 		k2.peer_port = v->alloc_port;
 		k2.alloc_port = v->peer_port;
+		k2.peer_family = o.family;
 		v2 = bpf_map_lookup_elem(&tp_peer_to_chan, &k2);
 		if (!v2)
 			return TP_PASS_NO_BINDING;
 		addr_load(&o.daddr, v2->client_addr);
-		o.family = addr_is_v4(&o.daddr) ? 4 : 6;
+		o.family = v2->client_family;
 		if (relay_addr(cfg, o.family, &o.saddr))
 			return TP_PASS_FAMILY_UNAVAILABLE;
 		o.sport = cfg->listen_port;
@@ -371,7 +380,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg
 	/* Every datagram to a relay address teaches the next hop towards its
 	 * source, before any decision: STUN and Send traffic count too, so a
 	 * peer's MAC is usually known before its first ChannelData is due. */
-	neigh_learn(ctx, &in.saddr, in.smac, 0);
+	neigh_learn(ctx, &in.saddr, in.family, in.smac, 0);
 	if (in.dport == cfg->listen_port)
 		return from_client(ctx, cfg, &in);
 	if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {

@@ -10,6 +10,11 @@
  *
  * Addresses of either family are stored as 16 bytes: IPv6 as is, IPv4 as an
  * IPv4-mapped IPv6 address (::ffff:a.b.c.d), so one map serves both families.
+ * Every struct that holds an address also holds its family (enum tp_family),
+ * and in a key the family is part of what is hashed: an IPv6 address in
+ * ::ffff:0:0/96 is not the IPv4 address it looks like, so it can never reach
+ * an entry of an IPv4 binding (another tenant's) through these maps. The
+ * padding after the family is zero; keys are hashed over every byte.
  */
 #ifndef TURN_ROUTER_SHARED_H
 #define TURN_ROUTER_SHARED_H
@@ -32,6 +37,14 @@ struct tp_config {
 	__u8 relay_v6[16];    /* network order: this relay's IPv6 address */
 };
 
+/* ---- address families -------------------------------------------------- */
+
+/* The IP version number: 4 (address stored IPv4-mapped) or 6. */
+enum tp_family {
+	TP_FAMILY_V4 = 4,
+	TP_FAMILY_V6 = 6,
+};
+
 /* ---- bindings --------------------------------------------------------- */
 
 /* Map "tp_chan_to_peer": ChannelData from a client -> UDP to a peer.
@@ -40,12 +53,16 @@ struct tp_chan_key {
 	__u8 client_addr[16]; /* network order, IPv4-mapped for IPv4 */
 	__be16 client_port;   /* network order */
 	__be16 channel;       /* network order: 0x4000-0x7FFF (RFC 8656 binds up to 0x4FFF, RFC 5766 clients up to 0x7FFF) */
+	__u8 client_family;  /* enum tp_family of client_addr */
+	__u8 pad[3];          /* zero */
 };
 
 struct tp_chan_value {
 	__u8 peer_addr[16];   /* network order, IPv4-mapped for IPv4 */
 	__be16 peer_port;     /* network order */
 	__be16 alloc_port;    /* network order: the allocation's relayed port in the peer's family */
+	__u8 peer_family;    /* enum tp_family of peer_addr */
+	__u8 pad[3];          /* zero */
 };
 
 /* Map "tp_peer_to_chan": UDP from a peer to an allocation port -> ChannelData
@@ -55,12 +72,16 @@ struct tp_peer_key {
 	__u8 peer_addr[16];   /* network order, IPv4-mapped for IPv4 */
 	__be16 peer_port;     /* network order */
 	__be16 alloc_port;    /* network order */
+	__u8 peer_family;    /* enum tp_family of peer_addr (and of alloc_port) */
+	__u8 pad[3];          /* zero */
 };
 
 struct tp_peer_value {
 	__u8 client_addr[16]; /* network order, IPv4-mapped for IPv4 */
 	__be16 client_port;   /* network order */
 	__be16 channel;       /* network order */
+	__u8 client_family;  /* enum tp_family of client_addr */
+	__u8 pad[3];          /* zero */
 };
 
 /* ---- learned neighbours: LRU hash "tp_neigh" ----------------------------
@@ -73,6 +94,8 @@ struct tp_peer_value {
 struct tp_neigh_key {
 	__u8 addr[16];        /* network order, IPv4-mapped for IPv4 */
 	__u32 ifindex;        /* host order: interface the frames arrived on */
+	__u8 family;          /* enum tp_family of addr */
+	__u8 pad[3];          /* zero */
 };
 
 struct tp_neigh_value {
@@ -134,6 +157,7 @@ enum tp_reason {
 	TP_PASS_NO_HEADROOM,        /* bpf_xdp_adjust_head refused before anything changed (driver headroom) */
 	TP_PASS_NO_NEIGH,           /* next hop on this interface has no neighbour entry yet: the stack resolves it */
 	TP_PASS_NOT_LEARNED,        /* the FIB cannot answer (e.g. forwarding off) and tp_neigh has no MAC for the output's destination yet */
+	TP_DROP_V4_MAPPED,          /* IPv6 source to the relay, or a binding's IPv6 destination, in ::ffff:0:0/96: IPv4 in IPv6 form, never on the wire */
 	TP_REASON_MAX
 };
 
@@ -144,7 +168,8 @@ enum tp_reason {
 enum tp_reason_verdict {
 	TP_DROP_REASONS_MASK = (1u << TP_DROP_ADJUST_HEAD) |
 			       (1u << TP_DROP_ADJUST_TAIL) |
-			       (1u << TP_DROP_BOUNDS),
+			       (1u << TP_DROP_BOUNDS) |
+			       (1u << TP_DROP_V4_MAPPED),
 };
 _Static_assert(TP_REASON_MAX <= 31, "TP_DROP_REASONS_MASK has one bit per reason in an int");
 

@@ -2,15 +2,17 @@
 // peer policy, rate limiter, nonce key, randomness. Shared by every transport
 // (standalone and sidecar) so the two run the same server.
 import { randomBytes } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
+import { familyOf, isWildcard } from '../shared/endpoint.ts';
 import { createCredentialChain, createFirezoneCredentials, createRestCredentials, createStaticCredentials, type CredentialSource } from './auth/index.ts';
-import { createPeerPolicy, createRateLimiter } from './policy/index.ts';
+import { createPeerPolicy, createRateLimiter, type RelaySelf } from './policy/index.ts';
 import type { TurnServerOptions } from './server/options.ts';
 
 export type ServerConfig = Pick<
   Config,
-  | 'realm' | 'software' | 'listenPort' | 'portRange' | 'users' | 'restSecret' | 'firezoneSecret'
+  | 'realm' | 'software' | 'listenPort' | 'listenAddresses' | 'portRange' | 'users' | 'restSecret' | 'firezoneSecret'
   | 'allowedPeers' | 'deniedPeers' | 'defaultLifetime' | 'maxLifetime' | 'maxAllocations'
   | 'maxAllocationsPerUser' | 'unauthRatePerSecond' | 'nonceLifetime'
 >;
@@ -30,6 +32,27 @@ export function buildCredentials(config: Pick<Config, 'users' | 'restSecret' | '
   if (config.restSecret) sources.push(createRestCredentials(config.restSecret));
   if (config.firezoneSecret) sources.push(createFirezoneCredentials(config.firezoneSecret));
   return createCredentialChain(sources);
+}
+
+/**
+ * The relay's own transport addresses, which the peer policy refuses: the
+ * listen port and the allocation port range on every listen address and
+ * relayed address. A wildcard listen address stands for every address of its
+ * family on this host (`interfaces`, os.networkInterfaces() by default).
+ */
+export function relaySelf(
+  config: Pick<Config, 'listenPort' | 'listenAddresses' | 'portRange'>,
+  relayed: BuildOptions['relayAddresses'],
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): RelaySelf {
+  const addresses = new Set<string>();
+  for (const a of config.listenAddresses) {
+    addresses.add(a);
+    if (!isWildcard(a)) continue;
+    for (const i of Object.values(interfaces).flat()) if (i && familyOf(i.address) === familyOf(a)) addresses.add(i.address);
+  }
+  for (const a of [relayed.v4, relayed.v6]) if (a) addresses.add(a);
+  return { addresses: [...addresses], ports: [{ min: config.listenPort, max: config.listenPort }, config.portRange] };
 }
 
 export interface BuildOptions {
@@ -61,7 +84,7 @@ export function buildServerOptions(config: ServerConfig, opts: BuildOptions): Tu
     maxAllocations: config.maxAllocations,
     maxAllocationsPerUser: config.maxAllocationsPerUser,
     credentials: buildCredentials(config),
-    peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers }),
+    peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers, relay: relaySelf(config, opts.relayAddresses) }),
     // Burst of two seconds' worth: a client's 401 challenge plus retries fit easily.
     rateLimiter: createRateLimiter({ perSecond: config.unauthRatePerSecond, burst: config.unauthRatePerSecond * 2, maxEntries: 65_536 }),
     nonce: { secret: opts.nonceSecret ?? randomBytes(32), ttlSeconds: config.nonceLifetime },

@@ -61,6 +61,7 @@ export const KERNEL_REASONS = [
   { verdict: 'pass', reason: 'no_headroom', description: 'bpf_xdp_adjust_head refused before anything changed (driver headroom)' },
   { verdict: 'pass', reason: 'no_neigh', description: 'next hop on this interface has no neighbour entry yet: the stack resolves it' },
   { verdict: 'pass', reason: 'not_learned', description: "the FIB cannot answer (e.g. forwarding off) and tp_neigh has no MAC for the output's destination yet" },
+  { verdict: 'drop', reason: 'v4_mapped', description: "IPv6 source to the relay, or a binding's IPv6 destination, in ::ffff:0:0/96: IPv4 in IPv6 form, never on the wire" },
 ] as const satisfies readonly KernelReason[];
 
 type NameOf<R> = R extends { readonly verdict: infer V extends string; readonly reason: infer N extends string } ? `${V}_${N}` : never;
@@ -118,6 +119,7 @@ export const SERVER_DROP_REASONS = {
   'no-channel': 'ChannelData on a channel number the allocation has not bound',
   'peer-family': "the peer's family has no relayed address in the allocation, or differs from the port's",
   'no-permission': "no permission for the peer's address",
+  'relay-itself': "a Send indication to the relay's own listen or allocation port (the permission is for its address)",
   'rate-limited': "a request failing authentication, over its source address's budget of error answers",
   'internal-error': 'the server threw while handling the datagram',
 } as const;

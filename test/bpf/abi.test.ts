@@ -8,7 +8,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { ENUMS, STRUCTS, PATH_NAMES, REASON_NAMES, encodeConfig, decodeConfig, encodeChanKey, decodeChanKey, addressText } from '../../src/sidecar/bpf/abi.ts';
+import {
+  ENUMS,
+  STRUCTS,
+  PATH_NAMES,
+  REASON_NAMES,
+  encodeConfig,
+  decodeConfig,
+  encodeChanKey,
+  decodeChanKey,
+  encodePeerKey,
+  decodePeerKey,
+  encodeNeighKey,
+  encodeNeighValue,
+  decodeNeighbour,
+  addressText,
+} from '../../src/sidecar/bpf/abi.ts';
 import { KERNEL_REASONS, reasonName } from '../../src/shared/reasons.ts';
 import { requireCapability, hasCommand } from '../helpers/env.ts';
 import { buildSource, canBuildBpf, repoRoot, routerObject } from './fixtures/build.ts';
@@ -137,14 +152,36 @@ test('config encoding keeps ports in network order and counts in host order', ()
   assert.equal(c.portMin, 49152);
 });
 
-test('binding keys store IPv4 as IPv4-mapped 16 bytes and round-trip', () => {
+test('binding keys store IPv4 as IPv4-mapped 16 bytes with family 4 and round-trip', () => {
   const k = encodeChanKey({ client: { address: '198.51.100.7', port: 40000 }, channel: 0x4001 });
+  assert.equal(k.length, STRUCTS.tp_chan_key.size);
   assert.deepEqual([...k.subarray(0, 16)], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 7]);
-  assert.deepEqual([...k.subarray(16)], [0x9c, 0x40, 0x40, 0x01]);
+  assert.deepEqual([...k.subarray(16)], [0x9c, 0x40, 0x40, 0x01, 4, 0, 0, 0]); // ports, family, zero padding
   assert.deepEqual(decodeChanKey(k), { client: { address: '198.51.100.7', port: 40000 }, channel: 0x4001 });
   const v6 = encodeChanKey({ client: { address: 'fe80::1:2', port: 1 }, channel: 0x4fff });
   assert.equal(decodeChanKey(v6).client.address, 'fe80::1:2');
-  assert.equal(addressText(new Uint8Array(16)), '::');
+  assert.equal(addressText(new Uint8Array(16), 6), '::');
   assert.throws(() => encodeChanKey({ client: { address: '10.0.0.1', port: 1 }, channel: 0x3fff }), /channel/);
   assert.throws(() => encodeChanKey({ client: { address: 'nope', port: 1 }, channel: 0x4000 }), /not an IP/);
+});
+
+test('an IPv4-mapped IPv6 address keeps family 6: another key than the IPv4 address, and reads back as IPv6', () => {
+  const peer = { port: 6000 };
+  const v4 = encodePeerKey({ peer: { ...peer, address: '198.51.100.7' }, allocationPort: 50000 });
+  const mapped = encodePeerKey({ peer: { ...peer, address: '::ffff:198.51.100.7' }, allocationPort: 50000 });
+  assert.deepEqual(mapped.subarray(0, 20), v4.subarray(0, 20), 'the same 16 bytes and ports...');
+  assert.equal(v4[20], 4);
+  assert.equal(mapped[20], 6, '...but not the same family, so not the same key');
+  assert.deepEqual(decodePeerKey(mapped), { peer: { ...peer, address: '::ffff:198.51.100.7' }, allocationPort: 50000 });
+  assert.deepEqual(decodePeerKey(v4), { peer: { ...peer, address: '198.51.100.7' }, allocationPort: 50000 });
+  const n = encodeNeighKey({ address: '::ffff:198.51.100.7', ifindex: 3 });
+  assert.equal(n[STRUCTS.tp_neigh_key.fields.family.offset], 6);
+  assert.equal(decodeNeighbour(n, encodeNeighValue({ mac: '02:00:00:00:00:01', seenNs: 0n })).address, '::ffff:198.51.100.7');
+});
+
+test('config refuses an IPv4-mapped relay IPv6 address', () => {
+  assert.throws(
+    () => encodeConfig({ listenPort: 3478, portMin: 49152, portMax: 65535, mtu: 1500, diagPerSec: 0, relayV6: '::ffff:192.0.2.1' }),
+    /relayV6 is an IPv4-mapped address/,
+  );
 });

@@ -71,7 +71,7 @@ interface Fixture {
   /** Endpoints whose MAC the program learns first (one STUN request each); default SCENE_ENDPOINTS. */
   neighbours?: Endpoint[];
   /** Frames run after learning and before the input, with their expected verdicts. */
-  before?: { frame: Uint8Array; action: 'XDP_TX' | 'XDP_PASS' }[];
+  before?: { frame: Uint8Array; action: 'XDP_TX' | 'XDP_PASS' | 'XDP_DROP' }[];
   input: Uint8Array;
   action: 'XDP_TX' | 'XDP_PASS' | 'XDP_DROP';
   output?: Uint8Array;
@@ -465,6 +465,45 @@ fixtures.push(
   pass('unsolicited IPv6 Neighbor Advertisement (to all nodes) does not add an unknown address', 'pass_not_learned', cdTo(U6, data), {
     bindings: withFresh(U6),
     before: [{ frame: ndFrame({ type: 136, ethSrc: macOf(U6.peer.address), src: U6.peer.address, dst: 'ff02::1', target: U6.peer.address }), action: 'XDP_PASS' }],
+  }),
+);
+
+// ---- IPv4 in IPv6 form never meets IPv4 state -------------------------------------------
+// ::ffff:a.b.c.d is a.b.c.d in the program's 16-byte form. An IPv6 frame from
+// such a source is dropped before any lookup or learning, a binding's IPv6
+// address in that form is keyed and sent as IPv6 (so never as the IPv4 one),
+// and what ND teaches about such an address stays an IPv6 neighbour.
+
+const mapped = (e: Endpoint): Endpoint => ({ address: `::ffff:${e.address}`, port: e.port });
+const ATTACKER = Uint8Array.from([0x02, 0, 0, 0, 0, 0xee]);
+const dropped = (name: string, input: Uint8Array, extra: Partial<Fixture> = {}): Fixture => ({
+  name,
+  input,
+  action: 'XDP_DROP',
+  output: input,
+  reason: 'drop_v4_mapped',
+  ...extra,
+});
+const X4 = fresh('198.51.100.71', 6071, 0x4071, 50071, C6);
+const XM = { binding: bind(C6, 0x4071, mapped(X4.peer), 50071) }; // the same peer named as IPv6
+const Y4 = fresh('198.51.100.73', 6073, 0x4073, 50073);
+const Z4 = fresh('198.51.100.75', 6075, 0x4075, 50075);
+
+fixtures.push(
+  dropped('IPv6 UDP from ::ffff:<peer> to the IPv4 binding\'s allocation port is dropped, not relayed to the IPv4 client', inFrame(mapped(P4), { address: RELAY6, port: 50001 }, data)),
+  dropped('IPv6 ChannelData from ::ffff:<client> with the IPv4 client\'s channel is dropped, not relayed to its peer', inFrame(mapped(C4), toListen(C6), channelData(0x4001, data))),
+  dropped('IPv6 STUN from an IPv4-mapped source is dropped too (nothing is learned from it)', learnFrame(mapped(C4))),
+  dropped('a binding to an IPv6 peer in ::ffff:0:0/96 is not sent as IPv4 to the address it embeds', cdTo(XM, data), {
+    bindings: withFresh(XM),
+    neighbours: [...SCENE_ENDPOINTS, X4.peer],
+  }),
+  pass('an IPv6 frame from ::ffff:<peer> teaches nothing about the IPv4 peer', 'pass_not_learned', cdTo(Y4, data), {
+    bindings: withFresh(Y4),
+    before: [{ frame: learnFrame(mapped(Y4.peer), { srcMac: ATTACKER }), action: 'XDP_DROP' }],
+  }),
+  pass('a Neighbor Solicitation from ::ffff:<peer> teaches an IPv6 neighbour, not the IPv4 peer', 'pass_not_learned', cdTo(Z4, data), {
+    bindings: withFresh(Z4),
+    before: [{ frame: ndFrame({ type: 135, ethSrc: ATTACKER, src: mapped(Z4.peer).address, dst: 'ff02::1:ff00:1', target: RELAY6 }), action: 'XDP_PASS' }],
   }),
 );
 

@@ -59,7 +59,6 @@ const asUser: UclientCase = { user: USER, password: PASS };
 const cases: { name: string; relay: RelayOptions; client: UclientCase }[] = [
   { name: 'channels (default)', relay: staticUser, client: asUser },
   { name: 'Send indications (-s)', relay: staticUser, client: { ...asUser, flags: ['-s'] } },
-  { name: 'client-to-client (-y)', relay: staticUser, client: { ...asUser, flags: ['-y'] } },
   { name: 'IPv6 relay over ::1 (-x)', relay: staticUser, client: { ...asUser, family: 6 } },
   { name: '10 clients at once (-m 10)', relay: staticUser, client: { ...asUser, flags: ['-m', '10'] } },
   { name: 'REST secret (-W)', relay: { restSecret: SECRET, allowLoopback: true }, client: { restSecret: SECRET, user: USER } },
@@ -76,6 +75,19 @@ for (const c of cases) {
     });
   });
 }
+
+// -y makes each client's peer the other client's relayed address on the same
+// relay. turnpike refuses its own transport addresses as peers (no chaining
+// allocations through it, even with loopback allowed); coturn relays them.
+test(`uclient client-to-client (-y) through ${serverKind}: ${serverKind === 'turnpike' ? 'refused (403)' : '0 lost'}`, async (t) => {
+  await withRelay(t, staticUser, async (relay, p) => {
+    const s = await runUclient(relay, p, { ...asUser, flags: ['-y'], ...(serverKind === 'turnpike' ? { messages: 5, timeoutMs: 15000 } : {}) });
+    t.diagnostic(describe(s));
+    if (serverKind !== 'turnpike') return assertNoLoss(s);
+    assert.ok(s.errors.some((e) => /error 403\b/.test(e)), `expected a 403: ${describe(s)}\n${s.output.slice(-1500)}`);
+    assert.equal(s.received, 0, `nothing may be relayed between allocations of one relay: ${describe(s)}`);
+  });
+});
 
 test(`loopback peers are refused (403) without TURNPIKE_ALLOWED_PEERS (${serverKind})`, async (t) => {
   await withRelay(t, { users: [`${USER}:${PASS}`], allowLoopback: false }, async (relay, p) => {

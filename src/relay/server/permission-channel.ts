@@ -18,7 +18,7 @@ export interface PeerRules {
 /** 443 when the allocation has no relayed address in the peer's family, 403 when policy denies it. */
 function checkPeer(rules: PeerRules, allocation: Allocation, peer: TransportAddress): Reply | undefined {
   if (allocation.ports[familyName(peer.family)] === undefined) return { kind: 'error', code: ERROR.PEER_ADDRESS_FAMILY_MISMATCH };
-  if (!rules.peerPolicy.check(peer.address).allowed) return { kind: 'error', code: ERROR.FORBIDDEN };
+  if (!rules.peerPolicy.check(peer.address, peer.port).allowed) return { kind: 'error', code: ERROR.FORBIDDEN };
   return undefined;
 }
 

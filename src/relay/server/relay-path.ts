@@ -9,6 +9,7 @@ import type { RelayDropReason } from '../../shared/reasons.ts';
 import { METHOD, allocTransient, encodeMessage, type StunMessage } from '../stun/index.ts';
 import { CHANNEL_DATA_DROP, channelDataHeader, encodeChannelDataAny } from './channel-data.ts';
 import type { RandomSource } from './port-pool.ts';
+import type { PeerPolicy } from '../policy/index.ts';
 import type { Allocation, RelayState } from './state.ts';
 import type { Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
 
@@ -25,6 +26,8 @@ export interface RelayPathOptions {
   readonly maxChannel: number;
   /** Data indication transaction IDs. */
   readonly random: RandomSource;
+  /** A permission is for an address, any port: the relay's own ports on it are refused per datagram. */
+  readonly peerPolicy: Pick<PeerPolicy, 'isRelayItself'>;
 }
 
 export class RelayPath {
@@ -57,6 +60,7 @@ export class RelayPath {
     const peer = msg.attributes.xorPeerAddress?.[0];
     const data = msg.attributes.data;
     if (peer === undefined || data === undefined) return this.#drop('malformed-send');
+    if (this.#opts.peerPolicy.isRelayItself(peer.address, peer.port)) return this.#drop('relay-itself');
     this.#toPeer(allocation, peer, data);
   }
 

@@ -6,8 +6,14 @@
 // Byte order follows the header: addresses and ports in network order
 // (big-endian), counts and flags in host order (little-endian here; BPF
 // targets share the host's order).
+//
+// Every address goes with its family (the header's enum tp_family), taken
+// from its text: dotted quad = IPv4, anything with a colon = IPv6, so
+// ::ffff:a.b.c.d written here is an IPv6 address and reads back as one,
+// never as the IPv4 a.b.c.d it looks like in the 16-byte form.
 import { isIP } from 'node:net';
 import { addressBytes } from '../../shared/cidr.ts';
+import type { Family } from '../../shared/endpoint.ts';
 import { formatAddress, formatV4, isV4Mapped } from '../../shared/ip.ts';
 
 export interface FieldLayout {
@@ -33,25 +39,38 @@ export const STRUCTS = {
       relay_v6: { offset: 20, size: 16 },
     },
   },
+  // The four binding structs: 16-byte address, port, port, family, 3 bytes of zero padding.
   tp_chan_key: {
-    size: 20,
-    fields: { client_addr: { offset: 0, size: 16 }, client_port: { offset: 16, size: 2 }, channel: { offset: 18, size: 2 } },
+    size: 24,
+    fields: {
+      client_addr: { offset: 0, size: 16 }, client_port: { offset: 16, size: 2 }, channel: { offset: 18, size: 2 },
+      client_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
+    },
   },
   tp_chan_value: {
-    size: 20,
-    fields: { peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 } },
+    size: 24,
+    fields: {
+      peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 },
+      peer_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
+    },
   },
   tp_peer_key: {
-    size: 20,
-    fields: { peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 } },
+    size: 24,
+    fields: {
+      peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 },
+      peer_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
+    },
   },
   tp_peer_value: {
-    size: 20,
-    fields: { client_addr: { offset: 0, size: 16 }, client_port: { offset: 16, size: 2 }, channel: { offset: 18, size: 2 } },
+    size: 24,
+    fields: {
+      client_addr: { offset: 0, size: 16 }, client_port: { offset: 16, size: 2 }, channel: { offset: 18, size: 2 },
+      client_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
+    },
   },
   tp_neigh_key: {
-    size: 20,
-    fields: { addr: { offset: 0, size: 16 }, ifindex: { offset: 16, size: 4 } },
+    size: 24,
+    fields: { addr: { offset: 0, size: 16 }, ifindex: { offset: 16, size: 4 }, family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 } },
   },
   tp_neigh_value: {
     size: 16,
@@ -80,6 +99,10 @@ export const STRUCTS = {
 export const TP_CFG_HAVE_V4 = 1 << 0;
 export const TP_CFG_HAVE_V6 = 1 << 1;
 
+/** enum tp_family: the IP version number. */
+export const TP_FAMILY_V4 = 4;
+export const TP_FAMILY_V6 = 6;
+
 import { DIAG_KIND_NAMES, KERNEL_REASONS, PATH_NAMES, REASON_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG } from '../../shared/reasons.ts';
 export { PATH_NAMES, REASON_NAMES, DIAG_KIND_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG, type PathName, type ReasonName } from '../../shared/reasons.ts';
 export const TP_PATH_MAX = PATH_NAMES.length;
@@ -99,6 +122,7 @@ export const ENUMS: Readonly<Record<string, Readonly<Record<string, number>>>> =
   },
   tp_reason_verdict: { TP_DROP_REASONS_MASK },
   tp_diag_kind: { TP_DIAG_DROP, TP_DIAG_MISCONFIG },
+  tp_family: { TP_FAMILY_V4, TP_FAMILY_V6 },
 };
 
 export const XDP_ACTION_NAMES = ['XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT'] as const;
@@ -115,19 +139,28 @@ export interface Endpoint {
   readonly port: number;
 }
 
-/** Text form of a 16-byte address: dotted quad for IPv4-mapped, else compressed IPv6 (RFC 5952). */
-export function addressText(b: Uint8Array): string {
-  return isV4Mapped(b) ? formatV4(b, 12) : formatAddress(b);
-}
-
 function checkPort(port: number, what: string): number {
   if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`${what} must be 0-65535, got ${port}`);
   return port;
 }
 
-function checkAddress(address: string, what: string): Uint8Array {
-  if (isIP(address) === 0) throw new RangeError(`${what} is not an IP address: ${address}`);
-  return addressBytes(address);
+/** The 16-byte form and the family of an address text (the family is the text's, see the file comment). */
+function checkAddress(address: string, what: string): { bytes: Uint8Array; family: Family } {
+  const v = isIP(address);
+  if (v === 0) throw new RangeError(`${what} is not an IP address: ${address}`);
+  return { bytes: addressBytes(address), family: v === 4 ? 4 : 6 };
+}
+
+/** Text of a 16-byte address field read with its family field: IPv4 as a dotted quad, IPv6 always as IPv6 (RFC 5952). */
+export function addressText(b: Uint8Array, family: number): string {
+  return family === TP_FAMILY_V4 ? formatV4(b, 12) : formatAddress(b);
+}
+
+/** Writes address (16 bytes at 0) and its family (the byte at familyAt). */
+function putAddress(out: Uint8Array, address: string, familyAt: number, what: string): void {
+  const a = checkAddress(address, what);
+  out.set(a.bytes, 0);
+  out[familyAt] = a.family;
 }
 
 // ---- encoders / decoders (one per struct) ---------------------------------
@@ -154,7 +187,10 @@ export function encodeConfig(c: Omit<TpConfig, 'flags'> & { flags?: number }): U
   }
   if (c.relayV6 !== undefined) {
     if (isIP(c.relayV6) !== 6) throw new RangeError(`relayV6 is not an IPv6 address: ${c.relayV6}`);
-    out.set(addressBytes(c.relayV6), 20);
+    const v6 = addressBytes(c.relayV6);
+    // The program drops IPv6 frames from ::ffff:0:0/96 and cannot send from there either.
+    if (isV4Mapped(v6)) throw new RangeError(`relayV6 is an IPv4-mapped address: ${c.relayV6}`);
+    out.set(v6, 20);
     flags |= TP_CFG_HAVE_V6;
   }
   if (!Number.isInteger(c.mtu) || c.mtu < 68 || c.mtu > 0xffff) throw new RangeError(`mtu must be 68-65535, got ${c.mtu}`);
@@ -178,14 +214,17 @@ export function decodeConfig(b: Uint8Array): TpConfig {
     portMax: v.getUint16(10, false),
     diagPerSec: v.getUint32(12, true),
     relayV4: flags & TP_CFG_HAVE_V4 ? formatV4(b, 16) : undefined,
-    relayV6: flags & TP_CFG_HAVE_V6 ? addressText(b.subarray(20, 36)) : undefined,
+    relayV6: flags & TP_CFG_HAVE_V6 ? addressText(b.subarray(20, 36), TP_FAMILY_V6) : undefined,
   };
 }
 
-/** The four binding structs share one shape: 16-byte address, port, port. */
+/** The four binding structs share one shape: 16-byte address, port, port, family, zero padding. */
+const BINDING_STRUCT_SIZE = STRUCTS.tp_chan_key.size;
+const BINDING_FAMILY_AT = STRUCTS.tp_chan_key.fields.client_family.offset;
+
 function encodeAddrPortPort(address: string, port: number, second: number, what: [string, string, string]): Uint8Array {
-  const out = new Uint8Array(20);
-  out.set(checkAddress(address, what[0]), 0);
+  const out = new Uint8Array(BINDING_STRUCT_SIZE);
+  putAddress(out, address, BINDING_FAMILY_AT, what[0]);
   const v = new DataView(out.buffer);
   v.setUint16(16, checkPort(port, what[1]), false);
   v.setUint16(18, checkPort(second, what[2]), false);
@@ -194,7 +233,7 @@ function encodeAddrPortPort(address: string, port: number, second: number, what:
 
 function decodeAddrPortPort(b: Uint8Array): [string, number, number] {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return [addressText(b.subarray(0, 16)), v.getUint16(16, false), v.getUint16(18, false)];
+  return [addressText(b.subarray(0, 16), b[BINDING_FAMILY_AT]!), v.getUint16(16, false), v.getUint16(18, false)];
 }
 
 export interface ChanKey { readonly client: Endpoint; readonly channel: number }
@@ -250,7 +289,7 @@ export interface Neighbour {
 
 export function encodeNeighKey(k: Pick<Neighbour, 'address' | 'ifindex'>): Uint8Array {
   const out = new Uint8Array(STRUCTS.tp_neigh_key.size);
-  out.set(checkAddress(k.address, 'neighbour address'), 0);
+  putAddress(out, k.address, STRUCTS.tp_neigh_key.fields.family.offset, 'neighbour address');
   new DataView(out.buffer).setUint32(16, k.ifindex >>> 0, true);
   return out;
 }
@@ -268,7 +307,7 @@ export function decodeNeighbour(key: Uint8Array, value: Uint8Array): Neighbour {
   const k = new DataView(key.buffer, key.byteOffset, key.byteLength);
   const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
   return {
-    address: addressText(key.subarray(0, 16)),
+    address: addressText(key.subarray(0, 16), key[STRUCTS.tp_neigh_key.fields.family.offset]!),
     ifindex: k.getUint32(16, true),
     mac: [...value.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':'),
     seenNs: v.getBigUint64(8, true),

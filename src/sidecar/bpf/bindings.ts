@@ -2,6 +2,12 @@
 // tp_chan_to_peer (client, channel) -> (peer, allocation port) and
 // tp_peer_to_chan (peer, allocation port) -> (client, channel), written and
 // removed as a pair so the program never relays one way only.
+//
+// Every address is keyed with its family (abi.ts), so distinct allocations
+// never share a key; and an entry is only ever written over or removed by
+// the binding it belongs to: a put that finds either key holding another
+// binding's value is refused (EEXIST), a delete leaves such an entry alone.
+// The sidecar is the only writer, so look-up-then-write does not race.
 import { constants } from 'node:os';
 import {
   decodeChanKey,
@@ -16,7 +22,7 @@ import {
 import { BpfError } from './errors.ts';
 import type { ObjectMaps } from './maps.ts';
 
-const { E2BIG, ENOENT } = constants.errno;
+const { E2BIG, EEXIST, ENOENT } = constants.errno;
 
 /** The two directions; their capacity follows the loader's mapCapacity. */
 export const BINDING_MAPS = ['tp_chan_to_peer', 'tp_peer_to_chan'] as const;
@@ -30,34 +36,69 @@ export interface ChannelBinding {
 
 function bindingError(op: string, b: ChannelBinding, map: string, errno: number, max: number): BpfError {
   const who = `${b.client.address}:${b.client.port} channel 0x${b.channel.toString(16)} <-> ${b.peer.address}:${b.peer.port} via ${b.allocationPort}`;
-  return BpfError.fromErrno(`${op} channel ${who} in ${map}`, errno, errno === E2BIG ? `${map} is full (${max} entries)` : '');
+  const detail = errno === E2BIG ? `${map} is full (${max} entries)` : errno === EEXIST ? `the key belongs to another binding in ${map}` : '';
+  return BpfError.fromErrno(`${op} channel ${who} in ${map}`, errno, detail);
 }
 
-/** Installs a channel in both directions; on a failure neither direction stays. */
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+type BindingMap = (typeof BINDING_MAPS)[number];
+
+/** One direction of a binding: the map, its key and the value this binding puts there. */
+interface Entry {
+  readonly name: BindingMap;
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+}
+
+const entriesOf = (b: ChannelBinding): [Entry, Entry] => [
+  { name: 'tp_chan_to_peer', key: encodeChanKey(b), value: encodeChanValue(b) },
+  { name: 'tp_peer_to_chan', key: encodePeerKey(b), value: encodePeerValue(b) },
+];
+
+/** What the map holds under e's key: 'absent', 'ours' (e's value) or 'theirs' (another binding's). */
+function holder(maps: ObjectMaps, e: Entry): 'absent' | 'ours' | 'theirs' {
+  const have = maps.lookup(maps.get(e.name), e.key, `look up ${e.name}`);
+  return have === undefined ? 'absent' : sameBytes(have, e.value) ? 'ours' : 'theirs';
+}
+
+/**
+ * Installs a channel in both directions (again, for a refresh). Refused with
+ * EEXIST, writing nothing, when either key holds another binding; on a
+ * failure no direction this call added stays.
+ */
 export function putChannel(maps: ObjectMaps, b: ChannelBinding): void {
-  const chanKey = encodeChanKey(b);
-  const chanValue = encodeChanValue(b);
-  const peerKey = encodePeerKey(b);
-  const peerValue = encodePeerValue(b);
-  const c2p = maps.get('tp_chan_to_peer');
-  const p2c = maps.get('tp_peer_to_chan');
-  let err = maps.lib.mapUpdateElem(c2p.fd, chanKey, chanValue, 0n);
-  if (err < 0) throw bindingError('put', b, 'tp_chan_to_peer', -err, c2p.maxEntries);
-  err = maps.lib.mapUpdateElem(p2c.fd, peerKey, peerValue, 0n);
-  if (err < 0) {
-    maps.lib.mapDeleteElem(c2p.fd, chanKey);
-    throw bindingError('put', b, 'tp_peer_to_chan', -err, p2c.maxEntries);
+  const entries = entriesOf(b);
+  const held = entries.map((e) => holder(maps, e));
+  entries.forEach((e, i) => {
+    if (held[i] === 'theirs') throw bindingError('put', b, e.name, EEXIST, 0);
+  });
+  const added: Entry[] = [];
+  for (const [i, e] of entries.entries()) {
+    const m = maps.get(e.name);
+    const err = maps.lib.mapUpdateElem(m.fd, e.key, e.value, 0n);
+    if (err < 0) {
+      for (const a of added) maps.lib.mapDeleteElem(maps.get(a.name).fd, a.key);
+      throw bindingError('put', b, e.name, -err, m.maxEntries);
+    }
+    if (held[i] === 'absent') added.push(e);
   }
 }
 
-/** Removes both directions; true when at least one existed. */
+/**
+ * Removes both directions where they hold this binding; true when at least
+ * one did. tp_peer_to_chan goes first: a sidecar stopped in between leaves
+ * the tp_chan_to_peer half, which listBindings (and so the resync) sees.
+ */
 export function deleteChannel(maps: ObjectMaps, b: ChannelBinding): boolean {
-  const a = maps.lib.mapDeleteElem(maps.get('tp_chan_to_peer').fd, encodeChanKey(b));
-  const c = maps.lib.mapDeleteElem(maps.get('tp_peer_to_chan').fd, encodePeerKey(b));
-  for (const [err, name] of [[a, 'tp_chan_to_peer'], [c, 'tp_peer_to_chan']] as const) {
-    if (err < 0 && -err !== ENOENT) throw bindingError('delete', b, name, -err, 0);
+  let removed = false;
+  for (const e of entriesOf(b).reverse()) {
+    if (holder(maps, e) !== 'ours') continue;
+    const err = maps.lib.mapDeleteElem(maps.get(e.name).fd, e.key);
+    if (err < 0 && -err !== ENOENT) throw bindingError('delete', b, e.name, -err, 0);
+    removed ||= err === 0;
   }
-  return a === 0 || c === 0;
+  return removed;
 }
 
 /** The peer side of a channel, from tp_chan_to_peer. */
