@@ -25,9 +25,11 @@ function baseEnv(topo: Topology, o: ContenderOptions): NodeJS.ProcessEnv {
     TURNPIKE_STATE_DIR: join(o.workDir, 'state'),
     TURNPIKE_LOG: 'warn',
     TURNPIKE_MAX_ALLOCATIONS_PER_USER: '100000',
-    // The default per-source limit on unauthenticated requests (50/s) would
-    // throttle the single-address control-plane driver; coturn has no such limit.
+    // The default per-source limits on unauthenticated (50/s) and authenticated
+    // (200/s) requests would throttle the single-address control-plane driver;
+    // coturn has no such limit.
     TURNPIKE_UNAUTH_RATE: '1000000',
+    TURNPIKE_AUTH_RATE: '1000000',
   };
   if (topo.addr.relay6) env.TURNPIKE_PUBLIC_IPV6 = topo.addr.relay6;
   // No telemetry egress from a benchmark.

@@ -90,6 +90,11 @@ export const configSchema = z
     maxAllocations: positiveInt.default(100_000),
     maxAllocationsPerUser: positiveInt.default(100),
     unauthRatePerSecond: positiveInt.default(50),
+    // A source (IPv4 address, IPv6 prefix) behind which one host runs many
+    // allocations, or many users share a NAT, must stay well inside this.
+    authRatePerSecond: positiveInt.default(200),
+    rateLimitIpv6Prefix: z.coerce.number().int().min(1).max(128).default(64),
+    rateLimitSources: positiveInt.max(16_777_216).default(65_536),
     nonceLifetime: positiveInt.default(3600),
     software: z.string().default('turnpike'),
 

@@ -15,6 +15,7 @@ export type ServerConfig = Pick<
   | 'realm' | 'software' | 'listenPort' | 'listenAddresses' | 'portRange' | 'users' | 'restSecret' | 'firezoneSecret'
   | 'allowedPeers' | 'deniedPeers' | 'defaultLifetime' | 'maxLifetime' | 'maxAllocations'
   | 'maxAllocationsPerUser' | 'unauthRatePerSecond' | 'nonceLifetime'
+  | 'authRatePerSecond' | 'rateLimitIpv6Prefix' | 'rateLimitSources'
 >;
 
 /** Labels of the configured credential sources, for the start-up log (no secrets). */
@@ -69,6 +70,11 @@ export interface BuildOptions {
   readonly maxChannel?: number;
 }
 
+/** A per-source limiter with a burst of two seconds' worth (a client's challenge round trip and retries, a start-up's allocations). */
+function sourceLimiter(config: Pick<Config, 'rateLimitIpv6Prefix' | 'rateLimitSources'>, perSecond: number) {
+  return createRateLimiter({ perSecond, burst: perSecond * 2, maxEntries: config.rateLimitSources, ipv6Prefix: config.rateLimitIpv6Prefix });
+}
+
 export function buildServerOptions(config: ServerConfig, opts: BuildOptions): TurnServerOptions {
   const relayAddresses: { v4?: string; v6?: string } = {};
   if (opts.relayAddresses.v4) relayAddresses.v4 = opts.relayAddresses.v4;
@@ -85,8 +91,12 @@ export function buildServerOptions(config: ServerConfig, opts: BuildOptions): Tu
     maxAllocationsPerUser: config.maxAllocationsPerUser,
     credentials: buildCredentials(config),
     peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers, relay: relaySelf(config, opts.relayAddresses) }),
-    // Burst of two seconds' worth: a client's 401 challenge plus retries fit easily.
-    rateLimiter: createRateLimiter({ perSecond: config.unauthRatePerSecond, burst: config.unauthRatePerSecond * 2, maxEntries: 65_536 }),
+    rateLimits: {
+      unauthenticated: sourceLimiter(config, config.unauthRatePerSecond),
+      authenticated: sourceLimiter(config, config.authRatePerSecond),
+    },
+    // Credential expiries and nonces are unix times; the transports' `now` is monotonic.
+    wallClock: Date.now,
     nonce: { secret: opts.nonceSecret ?? randomBytes(32), ttlSeconds: config.nonceLifetime },
     random: (n) => randomBytes(n),
     maxChannel: opts.maxChannel ?? 0x7fff,

@@ -120,7 +120,9 @@ export const SERVER_DROP_REASONS = {
   'peer-family': "the peer's family has no relayed address in the allocation, or differs from the port's",
   'no-permission': "no permission for the peer's address",
   'relay-itself': "a Send indication to the relay's own listen or allocation port (the permission is for its address)",
-  'rate-limited': "a request failing authentication, over its source address's budget of error answers",
+  'rate-limited': "an unauthenticated request (Binding, or one answered with 400, 401 or 420) over its source's budget",
+  'rate-limited-authenticated': "an authenticated request (or one answered 438) over its source's budget",
+  'rate-limited-overflow': "a request from a source the rate limiter's full table could not track, over the budget such sources share",
   'internal-error': 'the server threw while handling the datagram',
 } as const;
 

@@ -1,6 +1,8 @@
 // Construction options of the sans-IO TURN server. Everything that varies
 // between deployments or tests is injected: credentials, peer policy, rate
-// limiter, nonce secret, randomness. No clock: time is passed to each call.
+// limiters, nonce secret, randomness. Time is passed to each call (`now`, ms
+// on a monotonic clock: lifetimes); the wall clock, for what is stamped with
+// absolute times (credential expiry, nonces), is injected as `wallClock`.
 import type { Logger } from 'pino';
 import type { CredentialSource } from '../auth/index.ts';
 import type { PeerPolicy, RateLimiter } from '../policy/index.ts';
@@ -31,13 +33,23 @@ export interface TurnServerOptions {
   readonly credentials: CredentialSource;
   readonly peerPolicy: PeerPolicy;
   /**
-   * Limits answers to requests that fail authentication (401 challenges,
-   * 400/420 codec errors), keyed by the source IP: over the limit the request
-   * is dropped (counted as "rate-limited"). Undefined = no limit.
+   * Per-source request budgets; over one, the request is dropped unanswered
+   * and counted ("rate-limited", "rate-limited-authenticated",
+   * "rate-limited-overflow"). `unauthenticated` pays for every answer sent
+   * without checking credentials (Binding, 400/420, 401): answers a spoofed
+   * source would reflect. `authenticated` pays for requests whose integrity
+   * checked (and 438s, whose nonce shows the source receives our answers).
+   * Undefined = no limit.
    */
-  readonly rateLimiter?: RateLimiter;
+  readonly rateLimits?: { readonly unauthenticated?: RateLimiter; readonly authenticated?: RateLimiter };
   /** Stateless nonce signing key and lifetime (default 3600 s). */
   readonly nonce: { readonly secret: Uint8Array | string; readonly ttlSeconds?: number };
+  /**
+   * Wall-clock ms since the epoch, read for credential expiry (REST, Firezone
+   * usernames carry unix times) and nonce stamps; everything else runs on the
+   * `now` passed in. Default: that `now` (one clock for both).
+   */
+  readonly wallClock?: () => number;
   /** n random bytes; used for relayed ports and reservation tokens. */
   readonly random: RandomSource;
   /** Times a failed port open is retried with another port before 508 (default 3 attempts in all). */

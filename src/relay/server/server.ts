@@ -1,8 +1,10 @@
 // The sans-IO TURN server (RFC 8656 over UDP, long-term credentials of
 // RFC 8489 §9.2). Input: datagrams with their local and remote addresses,
-// port-open results and the current time. Output: a queue of datagrams to
-// send, ports to open/close and data-plane events (pollOutput), and the next
-// deadline. No sockets, no clocks, no Math.random; nothing throws out of it.
+// port-open results and the current time (`now`: ms on a monotonic clock, so
+// lifetimes ignore wall-clock steps). Output: a queue of datagrams to send,
+// ports to open/close and data-plane events (pollOutput), and the next
+// deadline. No sockets, no Math.random, and no clock but the injected
+// wallClock (credential expiry, nonces); nothing throws out of it.
 //
 // Theory of operation:
 // - A datagram on the listen port is client traffic: STUN (requests,
@@ -10,6 +12,17 @@
 //   allocation port is peer traffic, relayed to the client as ChannelData
 //   (bound channel) or a Data indication (permission), else dropped. The
 //   per-packet work is relay-path.ts.
+// - Every request we answer spends a per-source budget (rateLimits):
+//   Binding and whatever is answered without credentials spend the
+//   unauthenticated one (a spoofed source would have us reflect those
+//   answers), requests that pass authentication their own. Over budget the
+//   request is dropped unanswered: the client's STUN retransmissions back
+//   off until the bucket refills, whereas an error would end the
+//   transaction (many clients give up an allocation on an error to its
+//   Refresh) and STUN has no "slow down" code. ChannelData and Send
+//   indications are not limited here: they get no answer, need an
+//   allocation and permission that budgeted requests made, and the data
+//   path bounds its own cost.
 // - Every request but Binding is authenticated first (auth.ts); handlers
 //   (allocate.ts, permission-channel.ts) return a Reply, and one place
 //   (#reply) encodes it with the integrity the request earned, SOFTWARE and
@@ -37,7 +50,7 @@ import {
   type StunMessageInit,
 } from '../stun/index.ts';
 import { createNonceManager, type NonceManager } from '../auth/index.ts';
-import { authenticate, type AuthContext } from './auth.ts';
+import { authenticate, type AuthContext, type RateLimitKind } from './auth.ts';
 import { canonicalAddress, familyName } from './address.ts';
 import { grantedAttributes, newReservationToken, planAllocate, refresh, reservationKey } from './allocate.ts';
 import type { TurnServerOptions } from './options.ts';
@@ -210,7 +223,7 @@ export class TurnServer {
     const decoded = decodeMessage(data);
     if (decoded.kind === 'drop') return this.#drop(decoded.reason);
     if (decoded.kind === 'reply-error') {
-      if (!this.#allowUnauthenticated(client, now)) return;
+      if (!this.#admit('unauthenticated', client, now)) return;
       const attrs: StunAttributes = decoded.unknownAttributes ? { unknownAttributes: decoded.unknownAttributes } : {};
       const msg = errorResponse({ method: decoded.method, transactionId: decoded.transactionId }, decoded.code, attrs, decoded.reason);
       return this.#send(local, client, msg, `${methodName(decoded.method)}:${decoded.code}`);
@@ -230,25 +243,27 @@ export class TurnServer {
 
   #request(msg: StunMessage, local: LocalEndpoint, client: TransportAddress, now: number): void {
     if (msg.method === METHOD.BINDING) {
+      if (!this.#admit('unauthenticated', client, now)) return;
       return this.#reply(msg, local, client, { kind: 'success', attributes: { xorMappedAddress: client } }, undefined);
     }
     const known = msg.method === METHOD.ALLOCATE || msg.method === METHOD.REFRESH || msg.method === METHOD.CREATE_PERMISSION || msg.method === METHOD.CHANNEL_BIND;
     if (!known) {
-      if (!this.#allowUnauthenticated(client, now)) return;
+      if (!this.#admit('unauthenticated', client, now)) return;
       return this.#reply(msg, local, client, { kind: 'error', code: ERROR.BAD_REQUEST }, undefined);
     }
     const fiveTuple = fiveTupleKey(local, client);
     const allocation = this.#state.byFiveTuple.get(fiveTuple);
-    const verdict = authenticate(msg, client, now, {
+    const verdict = authenticate(msg, client, this.#opts.wallClock?.() ?? now, {
       realm: this.#opts.realm,
       credentials: this.#opts.credentials,
       nonces: this.#nonces,
       ...(allocation ? { known: { username: allocation.username, key: allocation.key } } : {}),
     });
     if (verdict.kind === 'reject') {
-      if (verdict.limited && !this.#allowUnauthenticated(client, now)) return;
+      if (!this.#admit(verdict.limit, client, now)) return;
       return this.#reply(msg, local, client, { kind: 'error', code: verdict.code, attributes: verdict.attributes }, undefined);
     }
+    if (!this.#admit('authenticated', client, now)) return;
     const auth = verdict.auth;
     if (allocation !== undefined && allocation.username !== auth.username && msg.method !== METHOD.ALLOCATE) {
       // RFC 8656 §5: requests on an allocation must use the credentials that created it.
@@ -387,10 +402,11 @@ export class TurnServer {
     this.#push({ kind: 'send', from: local, to: client, data });
   }
 
-  #allowUnauthenticated(client: TransportAddress, now: number): boolean {
-    const limiter = this.#opts.rateLimiter;
-    if (limiter === undefined || limiter.take(client.address, now)) return true;
-    this.#drop('rate-limited');
+  /** Spend one request of the client's `kind` budget; false (counted) when it is spent: drop the request. */
+  #admit(kind: RateLimitKind, client: TransportAddress, now: number): boolean {
+    const admission = this.#opts.rateLimits?.[kind]?.admit(client.address, now) ?? 'pass';
+    if (admission === 'pass') return true;
+    this.#drop(admission === 'limited-overflow' ? 'rate-limited-overflow' : kind === 'unauthenticated' ? 'rate-limited' : 'rate-limited-authenticated');
     return false;
   }
 

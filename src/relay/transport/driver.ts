@@ -5,6 +5,7 @@
 // one timer armed at the server's next deadline.
 import type { Logger } from 'pino';
 import type { DataPlaneEvent, Family, LocalEndpoint, Output, TransportAddress } from '../server/types.ts';
+import { monotonicClock } from './clock.ts';
 
 /** The server surface the driver needs (src/relay/server/types.ts boundary). */
 export interface SansIoServer {
@@ -27,7 +28,7 @@ export interface DatapathPort {
 }
 
 export interface DriverOptions {
-  /** ms since the epoch; the server's auth compares it with REST expiry times. */
+  /** The server's `now`: ms on a monotonic clock (default monotonicClock()); lifetimes and the timer run on it. */
   clock?: () => number;
   log?: Logger;
 }
@@ -46,7 +47,7 @@ export class Driver {
     private readonly port: DatapathPort,
     private readonly opts: DriverOptions = {},
   ) {
-    this.clock = opts.clock ?? Date.now;
+    this.clock = opts.clock ?? monotonicClock();
   }
 
   /** A datagram arrived on the relay's `local` port from `remote`. */

@@ -108,8 +108,8 @@ test('a request with an unknown method gets 400', () => {
   expectOutputs(h.client(c1).send(rawRequest(0x00a, [])), [response(c1, 0x00a, 400)]);
 });
 
-test('unauthenticated requests are rate limited per source address; authenticated ones are not', () => {
-  const h = new Harness({ rateLimiter: createRateLimiter({ perSecond: 1, burst: 2, maxEntries: 100 }) });
+test('unauthenticated requests are rate limited per source address; authenticated ones have a budget of their own', () => {
+  const h = new Harness({ rateLimits: { unauthenticated: createRateLimiter({ perSecond: 1, burst: 2, maxEntries: 100 }) } });
   const c = h.client(c1);
   c.challenge();
   c.challenge();
