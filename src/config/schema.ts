@@ -95,6 +95,8 @@ export const configSchema = z
     authRatePerSecond: positiveInt.default(200),
     rateLimitIpv6Prefix: z.coerce.number().int().min(1).max(128).default(64),
     rateLimitSources: positiveInt.max(16_777_216).default(65_536),
+    /** Let allocations on this relay be each other's peers (two relay-only WebRTC clients on one server). */
+    allowRelayedPeers: bool.default(false),
     nonceLifetime: positiveInt.default(3600),
     software: z.string().default('turnpike'),
 

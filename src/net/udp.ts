@@ -21,17 +21,13 @@ export function literalLookup(hostname: string, options: LookupOneOptions | numb
 }
 
 /**
- * The remote address as the server should see it. Sockets here are bound
- * v6-only, but a dual-stack socket would report IPv4 clients as
- * ::ffff:a.b.c.d, which must stay an IPv4 client, not become an IPv6 one.
+ * The remote address as the server should see it. Sockets here are IPv6-only,
+ * so an IPv4-mapped source (::ffff:a.b.c.d) on one can only be a spoofed IPv6
+ * datagram: it stays an IPv6 address, never becomes the IPv4 client it names
+ * (which would let it act on, or reflect towards, IPv4 state).
  */
 export function remoteOf(rinfo: Pick<RemoteInfo, 'address' | 'family' | 'port'>): TransportAddress {
-  if (rinfo.family === 'IPv4') return { family: 4, address: rinfo.address, port: rinfo.port };
-  const a = rinfo.address;
-  if (a.length > 7 && a.charCodeAt(0) === 58 /* : */ && a.slice(0, 7).toLowerCase() === '::ffff:' && isIP(a.slice(7)) === 4) {
-    return { family: 4, address: a.slice(7), port: rinfo.port };
-  }
-  return { family: 6, address: a, port: rinfo.port };
+  return { family: rinfo.family === 'IPv4' ? 4 : 6, address: rinfo.address, port: rinfo.port };
 }
 
 /** Closes a socket that may already be closed (or never bound); `done` runs either way. */

@@ -16,7 +16,7 @@ export type ServerConfig = Pick<
   | 'allowedPeers' | 'deniedPeers' | 'defaultLifetime' | 'maxLifetime' | 'maxAllocations'
   | 'maxAllocationsPerUser' | 'unauthRatePerSecond' | 'nonceLifetime'
   | 'authRatePerSecond' | 'rateLimitIpv6Prefix' | 'rateLimitSources'
->;
+> & Partial<Pick<Config, 'allowRelayedPeers'>>;
 
 /** Labels of the configured credential sources, for the start-up log (no secrets). */
 export function authSources(config: Pick<Config, 'users' | 'restSecret' | 'firezoneSecret'>): string[] {
@@ -42,7 +42,7 @@ export function buildCredentials(config: Pick<Config, 'users' | 'restSecret' | '
  * family on this host (`interfaces`, os.networkInterfaces() by default).
  */
 export function relaySelf(
-  config: Pick<Config, 'listenPort' | 'listenAddresses' | 'portRange'>,
+  config: Pick<Config, 'listenPort' | 'listenAddresses' | 'portRange'> & Partial<Pick<Config, 'allowRelayedPeers'>>,
   relayed: BuildOptions['relayAddresses'],
   interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
 ): RelaySelf {
@@ -53,7 +53,10 @@ export function relaySelf(
     for (const i of Object.values(interfaces).flat()) if (i && familyOf(i.address) === familyOf(a)) addresses.add(i.address);
   }
   for (const a of [relayed.v4, relayed.v6]) if (a) addresses.add(a);
-  return { addresses: [...addresses], ports: [{ min: config.listenPort, max: config.listenPort }, config.portRange] };
+  // The listen port is never a peer (a TURN loop). Allocation ports are refused
+  // too unless the operator lets allocations reach each other.
+  const listen = { min: config.listenPort, max: config.listenPort };
+  return { addresses: [...addresses], ports: config.allowRelayedPeers ? [listen] : [listen, config.portRange] };
 }
 
 export interface BuildOptions {

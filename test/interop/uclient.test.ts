@@ -59,6 +59,7 @@ const asUser: UclientCase = { user: USER, password: PASS };
 const cases: { name: string; relay: RelayOptions; client: UclientCase }[] = [
   { name: 'channels (default)', relay: staticUser, client: asUser },
   { name: 'Send indications (-s)', relay: staticUser, client: { ...asUser, flags: ['-s'] } },
+  { name: 'client-to-client with TURNPIKE_ALLOW_RELAYED_PEERS (-y)', relay: { ...staticUser, env: { TURNPIKE_ALLOW_RELAYED_PEERS: 'true' } }, client: { ...asUser, flags: ['-y'] } },
   { name: 'IPv6 relay over ::1 (-x)', relay: staticUser, client: { ...asUser, family: 6 } },
   { name: '10 clients at once (-m 10)', relay: staticUser, client: { ...asUser, flags: ['-m', '10'] } },
   { name: 'REST secret (-W)', relay: { restSecret: SECRET, allowLoopback: true }, client: { restSecret: SECRET, user: USER } },
@@ -77,8 +78,9 @@ for (const c of cases) {
 }
 
 // -y makes each client's peer the other client's relayed address on the same
-// relay. turnpike refuses its own transport addresses as peers (no chaining
-// allocations through it, even with loopback allowed); coturn relays them.
+// relay. By default turnpike refuses its own transport addresses as peers (no
+// chaining allocations through it, even with loopback allowed); coturn relays
+// them, and so does turnpike with TURNPIKE_ALLOW_RELAYED_PEERS (case above).
 test(`uclient client-to-client (-y) through ${serverKind}: ${serverKind === 'turnpike' ? 'refused (403)' : '0 lost'}`, async (t) => {
   await withRelay(t, staticUser, async (relay, p) => {
     const s = await runUclient(relay, p, { ...asUser, flags: ['-y'], ...(serverKind === 'turnpike' ? { messages: 5, timeoutMs: 15000 } : {}) });

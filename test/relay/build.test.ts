@@ -34,3 +34,11 @@ test("buildServerOptions: the policy refuses the relay's listen and relayed tran
   assert.deepEqual(peerPolicy.check('203.0.113.1', 50101), { allowed: true });
   assert.deepEqual(peerPolicy.check('192.0.2.8', 3478), { allowed: true });
 });
+
+test('allowRelayedPeers: allocations may be each other peers; the listen port stays refused', () => {
+  const config = configSchema.parse({ listenPort: 3478, listenAddresses: '192.0.2.7', portRange: '50000-50100', users: 'u:p', allowedPeers: '192.0.2.0/24', allowRelayedPeers: 'true' });
+  const { peerPolicy } = buildServerOptions(config, { relayAddresses: { v4: '192.0.2.7' } });
+  assert.deepEqual(peerPolicy.check('192.0.2.7', 50000), { allowed: true });
+  assert.equal(peerPolicy.isRelayItself('192.0.2.7', 50000), false);
+  assert.deepEqual(peerPolicy.check('192.0.2.7', 3478), { allowed: false, reason: 'relay-itself' });
+});
