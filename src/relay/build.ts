@@ -13,6 +13,8 @@ export type ServerConfig = Pick<
   | 'realm' | 'software' | 'listenPort' | 'portRange' | 'users' | 'restSecret' | 'firezoneSecret'
   | 'allowedPeers' | 'deniedPeers' | 'defaultLifetime' | 'maxLifetime' | 'maxAllocations'
   | 'maxAllocationsPerUser' | 'unauthRatePerSecond' | 'nonceLifetime'
+  | 'maxReservations' | 'maxReservationsPerUser' | 'maxPeersPerRequest'
+  | 'maxPermissionsPerAllocation' | 'maxChannelsPerAllocation' | 'maxChannelsPerUser'
 >;
 
 /** Labels of the configured credential sources, for the start-up log (no secrets). */
@@ -60,6 +62,12 @@ export function buildServerOptions(config: ServerConfig, opts: BuildOptions): Tu
     maxLifetime: config.maxLifetime,
     maxAllocations: config.maxAllocations,
     maxAllocationsPerUser: config.maxAllocationsPerUser,
+    maxReservations: config.maxReservations,
+    maxReservationsPerUser: config.maxReservationsPerUser,
+    maxPeersPerRequest: config.maxPeersPerRequest,
+    maxPermissionsPerAllocation: config.maxPermissionsPerAllocation,
+    maxChannelsPerAllocation: config.maxChannelsPerAllocation,
+    maxChannelsPerUser: config.maxChannelsPerUser,
     credentials: buildCredentials(config),
     peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers }),
     // Burst of two seconds' worth: a client's 401 challenge plus retries fit easily.
