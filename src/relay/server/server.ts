@@ -318,7 +318,6 @@ export class TurnServer {
       {
         fiveTuple,
         username: user, // the key of its per-user count
-
         families: plan.families,
         reservedPort: plan.reservation?.port,
         even: plan.even,
