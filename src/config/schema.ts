@@ -89,6 +89,13 @@ export const configSchema = z
     maxLifetime: positiveInt.max(86400).default(3600),
     maxAllocations: positiveInt.default(100_000),
     maxAllocationsPerUser: positiveInt.default(100),
+    // Limits on state per request, allocation and user (relay/server/limits.ts)
+    maxPeersPerRequest: positiveInt.default(100),
+    maxPermissionsPerAllocation: positiveInt.default(1_000),
+    maxChannelsPerAllocation: positiveInt.default(1_000),
+    maxChannelsPerUser: positiveInt.default(4_096),
+    maxReservations: positiveInt.default(4_096),
+    maxReservationsPerUser: positiveInt.default(50),
     unauthRatePerSecond: positiveInt.default(50),
     // A source (IPv4 address, IPv6 prefix) behind which one host runs many
     // allocations, or many users share a NAT, must stay well inside this.

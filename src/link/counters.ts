@@ -24,10 +24,12 @@ const serverStats = z.object({
   allocations: count,
   permissions: count,
   channels: count,
+  reservations: count.optional(),
   relayed,
   relayedByFamily: z.object({ ipv4: relayed, ipv6: relayed }).optional(),
   responses: reasons,
   dropped: reasons,
+  refused: reasons.optional(),
 }) satisfies z.ZodType<ServerStats>;
 
 /** The link's own queue counters as the relay's end reports them (LinkConnection.stats()). */

@@ -16,6 +16,8 @@ export type ServerConfig = Pick<
   | 'allowedPeers' | 'deniedPeers' | 'defaultLifetime' | 'maxLifetime' | 'maxAllocations'
   | 'maxAllocationsPerUser' | 'unauthRatePerSecond' | 'nonceLifetime'
   | 'authRatePerSecond' | 'rateLimitIpv6Prefix' | 'rateLimitSources'
+  | 'maxReservations' | 'maxReservationsPerUser' | 'maxPeersPerRequest'
+  | 'maxPermissionsPerAllocation' | 'maxChannelsPerAllocation' | 'maxChannelsPerUser'
 > & Partial<Pick<Config, 'allowRelayedPeers'>>;
 
 /** Labels of the configured credential sources, for the start-up log (no secrets). */
@@ -92,6 +94,12 @@ export function buildServerOptions(config: ServerConfig, opts: BuildOptions): Tu
     maxLifetime: config.maxLifetime,
     maxAllocations: config.maxAllocations,
     maxAllocationsPerUser: config.maxAllocationsPerUser,
+    maxReservations: config.maxReservations,
+    maxReservationsPerUser: config.maxReservationsPerUser,
+    maxPeersPerRequest: config.maxPeersPerRequest,
+    maxPermissionsPerAllocation: config.maxPermissionsPerAllocation,
+    maxChannelsPerAllocation: config.maxChannelsPerAllocation,
+    maxChannelsPerUser: config.maxChannelsPerUser,
     credentials: buildCredentials(config),
     peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers, relay: relaySelf(config, opts.relayAddresses) }),
     rateLimits: {

@@ -127,3 +127,23 @@ export const SERVER_DROP_REASONS = {
 } as const;
 
 export type RelayDropReason = StunDropReason | `channel-data-${ChannelDataDropReason}` | keyof typeof SERVER_DROP_REASONS;
+
+// ---- the relay's refusals --------------------------------------------------
+// Requests answered with an error because a configured limit was reached:
+// keys of ServerStats.refused and the `reason` attribute of
+// turnpike.relay.refused. "User" is the quota key a credential source names
+// (CredentialSource.userOf): the user of a TURN REST `expiry:user`, the salt
+// of a Firezone `expiry:salt`, a static user's name.
+
+/** Which limit refused a request, with the code it was answered with (RFC 8656 §7.2, §9.2, §12.2). */
+export const RELAY_REFUSALS = {
+  'allocations-per-user': "an Allocate over its user's allocation quota, pending ones included (486)",
+  'allocations-total': 'an Allocate while the relay holds its maximum of allocations (508)',
+  'reservations-per-user': "an Allocate with EVEN-PORT R over its user's quota of reserved ports (486)",
+  'reservations-total': 'an Allocate with EVEN-PORT R while the relay holds its maximum of reserved ports (508)',
+  'peers-per-request': 'a CreatePermission with more XOR-PEER-ADDRESS attributes than one request may carry (508)',
+  'permissions-per-allocation': 'a new permission beyond what one allocation may hold (508)',
+  'channels-per-allocation': 'a new channel beyond what one allocation may bind (508)',
+  'channels-per-user': 'a new channel beyond what one user may bind over all its allocations (508)',
+} as const;
+export type RelayRefusal = keyof typeof RELAY_REFUSALS;

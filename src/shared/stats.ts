@@ -1,6 +1,6 @@
 // Counter snapshots that cross process boundaries: the relay's own counters
 // (sent to the sidecar over the link) and the link's queue statistics.
-import type { RelayDropReason } from './reasons.ts';
+import type { RelayDropReason, RelayRefusal } from './reasons.ts';
 
 /** A response counter: `<method>:success` or `<method>:<error code>` ("allocate:401"). */
 export type ResponseKey = `${string}:${'success' | number}`;
@@ -10,6 +10,11 @@ export interface ServerStats {
   allocations: number;
   permissions: number;
   channels: number;
+  /**
+   * Ports held for a RESERVATION-TOKEN (EVEN-PORT R). Optional in the type
+   * only so older counter snapshots still parse; TurnServer always fills it.
+   */
+  reservations?: number;
   /** Relayed application data through this process (the userspace datapath). */
   relayed: {
     toPeer: { packets: number; bytes: number };
@@ -28,4 +33,6 @@ export interface ServerStats {
   responses: Partial<Record<ResponseKey, number>>;
   /** Datagrams dropped, by reason ("not-stun", "no-permission", "no-channel", ...). */
   dropped: Partial<Record<RelayDropReason, number>>;
+  /** Requests refused by a configured limit, by limit (see RELAY_REFUSALS); optional like `reservations`. */
+  refused?: Partial<Record<RelayRefusal, number>>;
 }

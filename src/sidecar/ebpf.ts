@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.ts';
 import { pinDir } from '../config/paths.ts';
 import { BINDING_MAPS, XdpRouter, type ChannelBinding as KernelBinding } from './bpf/router.ts';
 import type { MapStats } from '../telemetry/index.ts';
+import { BpfError } from './bpf/errors.ts';
 import type { ChannelMap } from './sockets/relay-bridge.ts';
 import type { ChannelBinding } from '../shared/binding.ts';
 import { isLinkLocalV6, isWildcard } from '../shared/endpoint.ts';
@@ -136,32 +137,77 @@ const toKernel = (b: ChannelBinding): KernelBinding => ({
 });
 const keyOf = (b: KernelBinding) => `${b.client.address}|${b.client.port}|${b.channel}`;
 
-/** The relay bridge's view of the kernel binding maps. */
-export function kernelChannelMap(router: XdpRouter): ChannelMap {
-  return {
-    install: (b) => router.putChannel(toKernel(b)),
-    remove: (b) => {
-      router.deleteChannel(toKernel(b));
-    },
-    replaceAll(bs) {
-      const want = new Map(bs.map((b) => [keyOf(toKernel(b)), toKernel(b)]));
-      for (const have of router.listBindings()) {
-        const w = want.get(keyOf(have));
-        if (!w || w.peer.address !== have.peer.address || w.peer.port !== have.peer.port || w.allocationPort !== have.allocationPort) {
-          router.deleteChannel(have);
-        }
-      }
-      for (const b of want.values()) router.putChannel(b);
-    },
-    clear: () => {
-      router.clearBindings();
-    },
-  };
-}
+/** Errno names of a write a full map refused (hash maps say E2BIG). */
+const MAP_FULL = new Set(['E2BIG', 'ENOSPC']);
+/** A full episode ends once the maps have drained to this share of their capacity, so churn at the brim does not log on every binding. */
+const ROOM_AGAIN = 0.9;
 
-/** Fill of the binding maps (both directions hold every binding once); empty in userspace. */
-export function bindingMapStats(router: XdpRouter | undefined): MapStats {
-  if (!router) return {};
-  const n = router.bindingCount();
-  return Object.fromEntries(BINDING_MAPS.map((m) => [m, { entries: n, capacity: router.maxEntries(m) }]));
+/**
+ * The kernel binding maps as the relay bridge writes them, and their fill.
+ * A write a full map refuses is not a failed binding: the kernel just does
+ * not relay that channel, so its ChannelData and peer datagrams reach the
+ * sockets and the relay relays them in userspace. So it is counted, and
+ * reported once per episode (a warning with the map, entries and capacity;
+ * `full` in the map stats, hence /status), not thrown: the bridge acks the
+ * binding and the relay answers the ChannelBind as usual. An episode runs
+ * from the first refused write until the maps have drained to ROOM_AGAIN.
+ */
+export class KernelBindings {
+  readonly channels: ChannelMap;
+  #full = false;
+  #refused = 0;
+  #refusedAtStart = 0;
+
+  constructor(
+    private readonly router: XdpRouter,
+    private readonly log: Logger,
+  ) {
+    this.channels = {
+      install: (b) => this.#put(toKernel(b)),
+      remove: (b) => {
+        router.deleteChannel(toKernel(b));
+      },
+      replaceAll: (bs) => {
+        const want = new Map(bs.map((b) => [keyOf(toKernel(b)), toKernel(b)]));
+        for (const have of router.listBindings()) {
+          const w = want.get(keyOf(have));
+          if (!w || w.peer.address !== have.peer.address || w.peer.port !== have.peer.port || w.allocationPort !== have.allocationPort) {
+            router.deleteChannel(have);
+          }
+        }
+        for (const b of want.values()) this.#put(b);
+      },
+      clear: () => {
+        router.clearBindings();
+      },
+    };
+  }
+
+  /** Fill of the binding maps (both directions hold every binding once); ends a full episode once they have room again. */
+  stats(): MapStats {
+    const entries = this.router.bindingCount();
+    const capacity = (m: string) => this.router.maxEntries(m);
+    if (this.#full && BINDING_MAPS.every((m) => entries <= capacity(m) * ROOM_AGAIN)) {
+      this.#full = false;
+      this.log.info({ entries, capacity: capacity(BINDING_MAPS[0]), refusedWrites: this.#refused - this.#refusedAtStart }, 'kernel binding maps have room again');
+    }
+    return Object.fromEntries(BINDING_MAPS.map((m) => [m, { entries, capacity: capacity(m), full: this.#full, refusedWrites: this.#refused }]));
+  }
+
+  #put(b: KernelBinding): void {
+    try {
+      this.router.putChannel(b);
+    } catch (e) {
+      if (!(e instanceof BpfError && MAP_FULL.has(e.code))) throw e;
+      this.#refused++;
+      if (this.#full) return;
+      this.#full = true;
+      this.#refusedAtStart = this.#refused - 1;
+      const map = BINDING_MAPS.find((m) => e.message.includes(` in ${m} `)) ?? BINDING_MAPS[0];
+      this.log.warn(
+        { map, entries: this.router.bindingCount(), capacity: this.router.maxEntries(map), reason: e.message },
+        'kernel binding map full: further channels are relayed in userspace until it has room',
+      );
+    }
+  }
 }

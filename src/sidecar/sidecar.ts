@@ -13,7 +13,7 @@ import { LinkServer, LinkServerError, type RelayCounters } from '../link/index.t
 import { UdpSockets } from './sockets.ts';
 import { RelayBridge } from './sockets/relay-bridge.ts';
 import { startAdmin, statusDocument, type Admin, type Readiness, type SidecarStatus } from './admin.ts';
-import { startEbpf, kernelChannelMap, bindingMapStats, EbpfStartError, type EbpfState } from './ebpf.ts';
+import { startEbpf, KernelBindings, EbpfStartError, type EbpfState } from './ebpf.ts';
 import { startResyncGrace, type ResyncGrace } from './resync-grace.ts';
 import { openDiagnostics, type DiagnosticsReader } from './bpf/perf.ts';
 import type { XdpRouter } from './bpf/router.ts';
@@ -94,7 +94,8 @@ export class Sidecar {
     }
 
     const link = new LinkServer({ path: socketPath, software: `turnpike-sidecar/${version}`, logger: hub.get('link'), gid: config.relayGid });
-    bridge = new RelayBridge({ server: link, sockets, channels: router ? kernelChannelMap(router) : undefined, logger: hub.get('link') });
+    const kernelBindings = router ? new KernelBindings(router, hub.get('bpf')) : undefined;
+    bridge = new RelayBridge({ server: link, sockets, channels: kernelBindings?.channels, logger: hub.get('link') });
     try {
       await link.listen();
     } catch (e) {
@@ -122,7 +123,7 @@ export class Sidecar {
     const statsTimer = setInterval(() => {
       const ls = link.current?.stats();
       telemetry.metrics.onLinkStats({ queueDepth: ls?.queueFrames ?? 0, droppedFrames: (ls?.packetsDropped ?? 0) + (ls?.telemetryDropped ?? 0) });
-      telemetry.metrics.onMapStats(bindingMapStats(router));
+      telemetry.metrics.onMapStats(kernelBindings?.stats() ?? {});
     }, 1000);
     statsTimer.unref();
 
@@ -130,7 +131,7 @@ export class Sidecar {
       version,
       instanceId: telemetry.identity.id,
       ebpf: state,
-      maps: bindingMapStats(router),
+      maps: kernelBindings?.stats() ?? {},
       kernel: router ? { paths: router.readPathStats(), reasons: router.readReasons() } : null,
       sockets: sockets.stats(),
       relay: bridge.stats(),

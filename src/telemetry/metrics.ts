@@ -44,8 +44,12 @@ export interface LinkStats {
   droppedFrames: number;
 }
 
-/** Per map: current entries and capacity (max_entries). */
-export type MapStats = Record<string, { entries: number; capacity: number }>;
+/**
+ * Per map: current entries and capacity (max_entries); for maps the sidecar
+ * writes, whether a write found it full since it last had room, and the
+ * writes refused so far (cumulative for the process).
+ */
+export type MapStats = Record<string, { entries: number; capacity: number; full?: boolean; refusedWrites?: number }>;
 
 export interface DiagEvent {
   /** 'drop' | 'misconfig' or enum tp_diag_kind. */
@@ -140,6 +144,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   const reasonCap = new LabelCap(64);
   const responseCap = new LabelCap(128);
   const relayDropCap = new LabelCap(64);
+  const relayRefusedCap = new LabelCap(32);
   const mapCap = new LabelCap(32);
   const flagCap = new LabelCap(32);
 
@@ -179,17 +184,19 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       const { method, code } = responseAttributes(key.slice('r/responses|'.length));
       observe('responses', total, { method, code });
     }
-    for (const [key, total] of acc.entries('r/dropped|')) {
-      observe('relayDropped', total, { reason: key.slice('r/dropped|'.length) });
+    for (const [prefix, instrument] of [['r/dropped|', 'relayDropped'], ['r/refused|', 'relayRefused']] as const) {
+      for (const [key, total] of acc.entries(prefix)) observe(instrument, total, { reason: key.slice(prefix.length) });
     }
     observe('allocations', relay?.allocations ?? 0);
     observe('permissions', relay?.permissions ?? 0);
     observe('channels', relay?.channels ?? 0);
+    observe('reservations', relay?.reservations ?? 0);
     observe('linkQueue', link.queueDepth);
     observe('linkDropped', acc.get('l/dropped'));
     for (const [map, s] of Object.entries(maps)) {
       observe('mapEntries', s.entries, { map });
       observe('mapCapacity', s.capacity, { map });
+      if (s.refusedWrites !== undefined) observe('mapRefused', s.refusedWrites, { map });
     }
     for (const [flag, on] of flags) observe('flagState', on ? 1 : 0, { flag });
   });
@@ -242,6 +249,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       }
       for (const [k, v] of Object.entries(s.responses ?? {})) acc.observe(`r/responses|${responseCap.label(k)}`, v);
       for (const [k, v] of Object.entries(s.dropped ?? {})) acc.observe(`r/dropped|${relayDropCap.label(k)}`, v);
+      for (const [k, v] of Object.entries(s.refused ?? {})) acc.observe(`r/refused|${relayRefusedCap.label(k)}`, v);
     },
     relayDisconnected() {
       relay = undefined;

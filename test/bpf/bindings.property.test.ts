@@ -2,7 +2,7 @@
 // kernel entry. Random sets of allocations (IPv4, IPv6 and dual; allocation
 // ports whose numbers repeat across the families; clients and peers drawn
 // from small pools in which ::ffff:a.b.c.d sits beside a.b.c.d) bind
-// channels through the sidecar's map code (kernelChannelMap, as the relay
+// channels through the sidecar's map code (KernelBindings.channels, as the relay
 // bridge drives it) into the maps of the real bpf/turn_router.o. Every
 // binding must read back unchanged in both directions, deleting one must
 // leave every other one in place, a binding that claims another's key is
@@ -14,7 +14,8 @@ import { existsSync } from 'node:fs';
 import fc from 'fast-check';
 import pino from 'pino';
 import { XdpRouter } from '../../src/sidecar/bpf/router.ts';
-import { kernelChannelMap } from '../../src/sidecar/ebpf.ts';
+import pino from 'pino';
+import { KernelBindings } from '../../src/sidecar/ebpf.ts';
 import type { ChannelBinding } from '../../src/shared/binding.ts';
 import type { Family, TransportAddress } from '../../src/shared/endpoint.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
@@ -100,7 +101,7 @@ function assertExactly(r: XdpRouter, bs: readonly ChannelBinding[], when: string
 test('bindings of distinct allocations never share or overwrite a kernel entry, whatever their families', (t) => {
   if (!requireRoot(t) || !requireCapability(t, existsSync(OBJECT), `needs ${OBJECT} (make -C bpf)`)) return;
   const r = router!;
-  const channels = kernelChannelMap(r);
+  const channels = new KernelBindings(r, pino({ level: 'silent' })).channels;
   fc.assert(
     fc.property(fc.array(allocationArb, { minLength: 2, maxLength: 12 }), fc.infiniteStream(fc.nat()), (allocs, picks) => {
       const bs = bindingsOf(allocs);

@@ -21,7 +21,7 @@ type WireTransport = NonNullable<Wire['transport']>;
 const exact: [
   // The reason maps are typed by the relay's own tables but checked on the wire as bounded
   // string maps, so a newer relay's reason still arrives (and is capped as a label).
-  Equal<Omit<Wire, 'transport' | 'logs' | 'dropped' | 'responses'>, Omit<ServerStats, 'dropped' | 'responses'>>,
+  Equal<Omit<Wire, 'transport' | 'logs' | 'dropped' | 'responses' | 'refused'>, Omit<ServerStats, 'dropped' | 'responses' | 'refused'>>,
   Equal<Omit<WireTransport, 'link'>, Omit<SidecarTransportStats, 'link'>>,
   Equal<NonNullable<WireTransport['link']>, LinkStats>,
   Equal<NonNullable<Wire['logs']>, LinkLogStats>,

@@ -109,15 +109,21 @@ test('OTLP export and /metrics report the counters fed in, per datapath, exactly
   assert.equal(promValue(text, 'turnpike_xdp_dropped_total', { reason: 'adjust_head' }), 3);
 });
 
-test('relayDisconnected: gauges drop to 0 and the next relay counts from zero', async () => {
+/** Metrics (no export) served on an admin server's /metrics, closed after the file's tests. */
+async function servedMetrics() {
   const out = sink();
   const hub = createLogHub({ destination: out.stream as never });
-  const metrics = createMetrics({ version: '1', instanceId: 'i', log: hub.get('metrics') });
+  const metrics = createMetrics({ version: '1', instanceId: 'i', log: hub.get('metrics'), bpfLog: hub.get('bpf') });
   const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });
   after(async () => {
     await admin.close();
     await metrics.shutdown();
   });
+  return { metrics, admin, out };
+}
+
+test('relayDisconnected: gauges drop to 0 and the next relay counts from zero', async () => {
+  const { metrics, admin } = await servedMetrics();
   metrics.onRelayStats(relayStats({ toPeer: [3, 30] }));
   metrics.relayDisconnected();
   // The new relay has already counted 5 packets (more than the old one's 3): all 5 are new.
@@ -128,14 +134,7 @@ test('relayDisconnected: gauges drop to 0 and the next relay counts from zero', 
 });
 
 test('lost perf events are counted and warned; a kernel drop diagnostic warns with its reason', async () => {
-  const out = sink();
-  const hub = createLogHub({ destination: out.stream as never });
-  const metrics = createMetrics({ version: '1', instanceId: 'i', log: hub.get('metrics'), bpfLog: hub.get('bpf') });
-  const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });
-  after(async () => {
-    await admin.close();
-    await metrics.shutdown();
-  });
+  const { metrics, admin, out } = await servedMetrics();
   metrics.onPerfLost(7n, 1);
   metrics.onPerfLost(3, 0);
   metrics.onDiagEvent({ kind: 1, reason: 15, ret: -22, path: 0, cpu: 1 }); // TP_DIAG_DROP, TP_DROP_ADJUST_HEAD
@@ -169,4 +168,17 @@ test('the kernel poll reads on its interval and survives a failing reader', asyn
   poll.stop();
   assert.ok(out.find((l) => l.module === 'bpf' && l.level === 40 && /kernel counters failed/.test(l.msg)));
   assert.ok(out.find((l) => l.module === 'bpf' && /readable again/.test(l.msg)));
+});
+
+test('limit refusals, reserved ports and writes refused by a full kernel map are labelled counts on /metrics', async () => {
+  const { metrics, admin } = await servedMetrics();
+  metrics.onRelayStats({ ...relayStats(), reservations: 3, refused: { 'channels-per-user': 2, 'allocations-per-user': 1 } });
+  metrics.onRelayStats({ ...relayStats(), reservations: 1, refused: { 'channels-per-user': 5, 'allocations-per-user': 1 } });
+  metrics.onMapStats({ tp_chan_to_peer: { entries: 2, capacity: 2, full: true, refusedWrites: 4 }, tp_peer_to_chan: { entries: 2, capacity: 2, full: true, refusedWrites: 4 } });
+  const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+  assert.equal(promValue(text, 'turnpike_relay_refused_total', { reason: 'channels-per-user' }), 5);
+  assert.equal(promValue(text, 'turnpike_relay_refused_total', { reason: 'allocations-per-user' }), 1);
+  assert.equal(promValue(text, 'turnpike_reservations_active', {}), 1);
+  assert.equal(promValue(text, 'turnpike_map_refused_writes_total', { map: 'tp_chan_to_peer' }), 4);
+  assert.equal(promValue(text, 'turnpike_map_entries', { map: 'tp_peer_to_chan' }), 2);
 });

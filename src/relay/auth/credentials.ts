@@ -10,6 +10,13 @@ import { createHash, createHmac } from 'node:crypto';
  */
 export interface CredentialSource {
   passwordFor(username: string, now: number): string | undefined;
+  /**
+   * The user a username belongs to in this source's scheme: the key of the
+   * per-user quotas, so that a freshly minted credential for the same user
+   * does not bring a fresh quota. Undefined when the username is not of this
+   * source's form. Says nothing about validity (passwordFor does).
+   */
+  userOf(username: string): string | undefined;
 }
 
 export interface RestCredential {
@@ -26,7 +33,7 @@ export function createStaticCredentials(
   const table = new Map<string, string>(
     users instanceof Map ? users : Array.isArray(users) ? (users as ReadonlyArray<readonly [string, string]>) : Object.entries(users),
   );
-  return { passwordFor: (username) => table.get(username) };
+  return { passwordFor: (username) => table.get(username), userOf: (username) => (table.has(username) ? username : undefined) };
 }
 
 /**
@@ -38,6 +45,18 @@ function leadingExpiry(username: string): number | undefined {
   const head = colon < 0 ? username : username.slice(0, colon);
   if (!/^\d{1,12}$/.test(head)) return undefined;
   return Number(head);
+}
+
+/**
+ * The user of `expiry:user`: what follows the first colon. A bare `expiry`
+ * (or an empty user) names nobody, so the whole username is its own user:
+ * such credentials cannot be told apart, and one shared quota for all of
+ * them would let one holder exhaust everyone's.
+ */
+function userAfterExpiry(username: string): string | undefined {
+  if (leadingExpiry(username) === undefined) return undefined;
+  const colon = username.indexOf(':');
+  return colon < 0 || colon === username.length - 1 ? username : username.slice(colon + 1);
 }
 
 /** Still valid at `now` (ms): expiry is the last second the credential is accepted. */
@@ -67,6 +86,7 @@ export function createRestCredentials(secret: string | readonly string[]): Crede
       if (expiry === undefined || !unexpired(expiry, now)) return undefined;
       return restPassword(current, username);
     },
+    userOf: userAfterExpiry,
   };
 }
 
@@ -75,7 +95,11 @@ export function firezonePassword(secret: string, expiry: number, salt: string): 
   return createHash('sha256').update(`${expiry}:${secret}:${salt}`, 'utf8').digest('base64').replace(/=+$/, '');
 }
 
-/** Firezone: username `expiry:salt`, password = unpadded base64(SHA-256("expiry:secret:salt")). */
+/**
+ * Firezone: username `expiry:salt`, password = unpadded base64(SHA-256("expiry:secret:salt")).
+ * The portal derives the salt from the client's public key, so the salt is
+ * the user: the same device under every credential minted for it.
+ */
 export function createFirezoneCredentials(secret: string): CredentialSource {
   if (secret.length === 0) throw new Error('Firezone secret must not be empty');
   return {
@@ -87,20 +111,23 @@ export function createFirezoneCredentials(secret: string): CredentialSource {
       if (expiry === undefined || salt.length === 0 || !unexpired(expiry, now)) return undefined;
       return firezonePassword(secret, expiry, salt);
     },
+    userOf: (username) => (username.indexOf(':') > 0 ? userAfterExpiry(username) : undefined),
   };
 }
 
-/** Tries each source in order; the first password found wins. */
+/** Tries each source in order; the first password found wins, and the user of the source that knows the username. */
 export function createCredentialChain(sources: readonly CredentialSource[]): CredentialSource {
   const list = [...sources];
+  const first = (ask: (s: CredentialSource) => string | undefined): string | undefined => {
+    for (const s of list) {
+      const answer = ask(s);
+      if (answer !== undefined) return answer;
+    }
+    return undefined;
+  };
   return {
-    passwordFor(username, now) {
-      for (const s of list) {
-        const p = s.passwordFor(username, now);
-        if (p !== undefined) return p;
-      }
-      return undefined;
-    },
+    passwordFor: (username, now) => first((s) => s.passwordFor(username, now)),
+    userOf: (username) => first((s) => s.userOf(username)),
   };
 }
 

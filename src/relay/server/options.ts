@@ -26,10 +26,24 @@ export interface TurnServerOptions {
   readonly defaultLifetime?: number;
   /** Seconds; default 3600. */
   readonly maxLifetime?: number;
-  /** All allocations (pending included); default unlimited. */
+  // Limits (limits.ts); each defaults to unlimited here, the config sets them.
+  // "User" is the quota key the credential source names (CredentialSource.userOf).
+  /** All allocations (pending included); beyond: 508. */
   readonly maxAllocations?: number;
-  /** Per username; default unlimited. */
+  /** Allocations of one user (pending included); beyond: 486. */
   readonly maxAllocationsPerUser?: number;
+  /** Ports reserved by EVEN-PORT R in all; beyond: 508. */
+  readonly maxReservations?: number;
+  /** Ports reserved by EVEN-PORT R for one user; beyond: 486. */
+  readonly maxReservationsPerUser?: number;
+  /** XOR-PEER-ADDRESS attributes in one CreatePermission; beyond: 508. */
+  readonly maxPeersPerRequest?: number;
+  /** Permissions (peer IPs) one allocation holds; beyond: 508. */
+  readonly maxPermissionsPerAllocation?: number;
+  /** Channels (active or held) one allocation binds; beyond: 508. */
+  readonly maxChannelsPerAllocation?: number;
+  /** Channels (active or held) of one user's allocations, which bounds its kernel bindings; beyond: 508. */
+  readonly maxChannelsPerUser?: number;
   readonly credentials: CredentialSource;
   readonly peerPolicy: PeerPolicy;
   /**

@@ -11,10 +11,12 @@ import {
   type StunMessageInit,
 } from '../stun/index.ts';
 import type { AuthContext } from './auth.ts';
+import type { RelayRefusal } from '../../shared/reasons.ts';
 
 export type Reply =
   | { readonly kind: 'success'; readonly attributes: StunAttributes }
-  | { readonly kind: 'error'; readonly code: number; readonly attributes?: StunAttributes }
+  /** `refused`: the configured limit that made this an error, counted in ServerStats.refused. */
+  | { readonly kind: 'error'; readonly code: number; readonly attributes?: StunAttributes; readonly refused?: RelayRefusal }
   | { readonly kind: 'deferred' }; // answered later (Allocate waiting for its ports) or already
 
 export function encodeReply(req: StunMessage, reply: Reply, auth: AuthContext | undefined, software: string | undefined): Uint8Array {

@@ -58,9 +58,10 @@ import { PendingAllocations, type PendingAllocation } from './pending-allocation
 import { channelBind, createPermission } from './permission-channel.ts';
 import { MAX_DATAGRAM, RelayPath } from './relay-path.ts';
 import { encodeReply, type Reply } from './reply.ts';
+import { allocationRefusal, quotaUser } from './limits.ts';
 import { RelayState, fiveTupleKey, portKey, type Allocation } from './state.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
-import type { RelayDropReason } from '../../shared/reasons.ts';
+import type { RelayDropReason, RelayRefusal } from '../../shared/reasons.ts';
 import type { ResponseKey } from '../../shared/stats.ts';
 
 /** What a pending Allocate keeps to be answered when it settles. */
@@ -68,6 +69,8 @@ interface AllocateRequest {
   readonly request: StunMessage;
   readonly transactionKey: string;
   readonly auth: AuthContext;
+  /** The user the quotas count it against. */
+  readonly user: string;
   readonly client: TransportAddress;
   readonly local: LocalEndpoint;
   readonly lifetime: number; // seconds
@@ -86,6 +89,7 @@ export class TurnServer {
   #outHead = 0;
   readonly #responses: Partial<Record<ResponseKey, number>> = {};
   readonly #dropped: Partial<Record<RelayDropReason, number>> = {};
+  readonly #refused: Partial<Record<RelayRefusal, number>> = {};
 
   constructor(opts: TurnServerOptions) {
     const { min, max } = opts.portRange;
@@ -208,9 +212,11 @@ export class TurnServer {
       allocations: this.#state.allocations,
       permissions: this.#state.permissions,
       channels: this.#state.channels,
+      reservations: this.#state.reservations.size,
       ...this.#relay.counters(),
       responses: { ...this.#responses },
       dropped: { ...this.#dropped },
+      refused: { ...this.#refused },
     };
   }
 
@@ -319,25 +325,19 @@ export class TurnServer {
     const plan = planAllocate(msg.attributes, this.#opts.relayAddresses, this.#state.reservations, this.#opts);
     if (plan.kind === 'error') return plan;
 
-    const max = this.#opts.maxAllocations;
-    const perUser = this.#opts.maxAllocationsPerUser;
-    if (perUser !== undefined && this.#state.allocationsOf(auth.username) + this.#pending.countOf(auth.username) >= perUser) {
-      return { kind: 'error', code: ERROR.ALLOCATION_QUOTA_REACHED };
-    }
-    if (max !== undefined && this.#state.allocations + this.#pending.size >= max) {
-      this.#log?.warn({ max }, 'allocation limit reached');
-      return { kind: 'error', code: ERROR.ALLOCATION_QUOTA_REACHED };
-    }
+    const user = quotaUser(this.#opts.credentials, auth.username);
+    const refused = allocationRefusal(this.#opts, this.#state, this.#pending, user, plan.reserve);
+    if (refused !== undefined) return refused;
 
     const started = this.#pending.start(
       {
         fiveTuple,
-        username: auth.username,
+        username: user, // the key of its per-user count
         families: plan.families,
         reservedPort: plan.reservation?.port,
         even: plan.even,
         reserve: plan.reserve,
-        context: { request: msg, transactionKey: txKey, auth, client, local, lifetime: plan.lifetime, refusedFamily: plan.refusedFamily },
+        context: { request: msg, transactionKey: txKey, auth, user, client, local, lifetime: plan.lifetime, refusedFamily: plan.refusedFamily },
       },
       now,
     );
@@ -362,6 +362,7 @@ export class TurnServer {
       client: req.client,
       local: req.local,
       username: req.auth.username,
+      user: req.user,
       key: req.auth.key,
       ports,
       expiresAt: now + req.lifetime * 1000,
@@ -369,7 +370,7 @@ export class TurnServer {
       response,
     });
     if (pairSlot !== undefined && reservationToken !== undefined) {
-      this.#state.addReservation(reservationKey(reservationToken), pairSlot.family, pairSlot.pairPort!, now);
+      this.#state.addReservation(reservationKey(reservationToken), pairSlot.family, pairSlot.pairPort!, now, allocation);
     }
     for (const slot of pending.ports) {
       this.#push({ kind: 'event', event: { type: 'allocation-port-opened', family: slot.family, port: slot.port, client: allocation.client } });
@@ -390,6 +391,7 @@ export class TurnServer {
     if (reply.kind === 'deferred') return;
     const data = encodeReply(req, reply, auth, this.#opts.software);
     this.#count(`${methodName(req.method)}:${reply.kind === 'success' ? 'success' : reply.code}`);
+    if (reply.kind === 'error' && reply.refused !== undefined) this.#refused[reply.refused] = (this.#refused[reply.refused] ?? 0) + 1;
     this.#push({ kind: 'send', from: local, to: client, data });
   }
 

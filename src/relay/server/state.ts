@@ -19,11 +19,18 @@
 //   its channels are still bound unbinds them for the data plane, and
 //   re-creating it (CreatePermission, or a ChannelBind to any port of that IP)
 //   binds them again. The kernel never relays what userspace would refuse.
+// - Per user (the quota key, Allocation.user) the tables count allocations,
+//   channels (active and held: each may be announced, so they bound the
+//   kernel bindings a user causes) and reservations; the server refuses
+//   what would exceed a limit before changing anything here.
+// - A reservation (EVEN-PORT R, §7.2) lives 30 s, and no longer than the
+//   allocation that made it: deleting that allocation frees the reserved port.
 import type { ChannelBinding, DataPlaneEvent, Family, LocalEndpoint, Output, TransportAddress } from './types.ts';
 import { TimerHeap, type Timer } from './timer-heap.ts';
 import { portKey } from '../../shared/endpoint.ts';
 export { portKey };
 import { PortPool, type PortRange } from './port-pool.ts';
+import { Tally } from './tally.ts';
 
 export const PERMISSION_LIFETIME_MS = 300_000;
 export const CHANNEL_LIFETIME_MS = 600_000;
@@ -47,6 +54,8 @@ export interface Allocation {
   /** The listen endpoint the client talks to (responses and Data leave from it). */
   readonly local: LocalEndpoint;
   readonly username: string;
+  /** The user the quotas count it against (CredentialSource.userOf). */
+  readonly user: string;
   /** Long-term credential key the allocation was created with. */
   readonly key: Uint8Array;
   readonly ports: Readonly<RelayedPorts>;
@@ -62,6 +71,8 @@ export interface Allocation {
   /** The Allocate transaction that created it and its encoded answer (replayed on retransmission). */
   readonly transactionKey: string;
   readonly response: Uint8Array;
+  /** The port pair half it reserved (EVEN-PORT R), until claimed or expired. */
+  reservation: Reservation | undefined;
 }
 
 export interface Permission {
@@ -88,6 +99,8 @@ export interface Reservation {
   readonly token: string;
   readonly family: Family;
   readonly port: number;
+  /** The allocation whose Allocate reserved it. */
+  readonly owner: Allocation;
   readonly timer: Timer<Timed>;
 }
 
@@ -105,6 +118,7 @@ export interface NewAllocation {
   readonly client: TransportAddress;
   readonly local: LocalEndpoint;
   readonly username: string;
+  readonly user: string;
   readonly key: Uint8Array;
   readonly ports: RelayedPorts;
   readonly expiresAt: number;
@@ -125,7 +139,9 @@ export class RelayState {
   readonly #byClient = new Map<string, Map<number, Allocation>>();
   readonly reservations = new Map<string, Reservation>();
   readonly pools: Readonly<Record<Family, PortPool>>;
-  readonly #perUser = new Map<string, number>();
+  readonly #allocationsPerUser = new Tally();
+  readonly #channelsPerUser = new Tally();
+  readonly #reservationsPerUser = new Tally();
   readonly #heap = new TimerHeap<Timed>();
   #permissions = 0;
   #channels = 0;
@@ -147,8 +163,15 @@ export class RelayState {
   get channels(): number {
     return this.#channels;
   }
-  allocationsOf(username: string): number {
-    return this.#perUser.get(username) ?? 0;
+  allocationsOf(user: string): number {
+    return this.#allocationsPerUser.of(user);
+  }
+  /** Channels of the user's allocations, active and held. */
+  channelsOf(user: string): number {
+    return this.#channelsPerUser.of(user);
+  }
+  reservationsOf(user: string): number {
+    return this.#reservationsPerUser.of(user);
   }
   nextDeadline(): number | undefined {
     return this.#heap.peek();
@@ -163,6 +186,7 @@ export class RelayState {
       client: n.client,
       local: n.local,
       username: n.username,
+      user: n.user,
       key: n.key,
       ports: { ...n.ports },
       relayEndpoints: {
@@ -176,6 +200,7 @@ export class RelayState {
       channelsByPeer: new Map(),
       transactionKey: n.transactionKey,
       response: n.response,
+      reservation: undefined,
     };
     (a as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'allocation', allocation: a });
     this.byFiveTuple.set(a.fiveTuple, a);
@@ -184,7 +209,7 @@ export class RelayState {
     sameIp.set(a.client.port, a);
     if (a.ports.v4 !== undefined) this.byPort.set(portKey(4, a.ports.v4), a);
     if (a.ports.v6 !== undefined) this.byPort.set(portKey(6, a.ports.v6), a);
-    this.#perUser.set(a.username, this.allocationsOf(a.username) + 1);
+    this.#allocationsPerUser.add(a.user);
     this.#heap.schedule(a.timer, a.expiresAt);
     return a;
   }
@@ -217,6 +242,7 @@ export class RelayState {
       this.#heap.cancel(c.timer);
       if (c.live) this.#unannounce(c);
     }
+    this.#channelsPerUser.add(a.user, -a.channelsByNumber.size);
     a.channelsByNumber.clear();
     a.channelsByPeer.clear();
     for (const p of a.permissions.values()) this.#heap.cancel(p.timer);
@@ -230,9 +256,8 @@ export class RelayState {
       this.#event({ type: 'allocation-port-closed', family, port, client: a.client });
       this.emit({ kind: 'close-port', family, port });
     }
-    const n = this.allocationsOf(a.username) - 1;
-    if (n > 0) this.#perUser.set(a.username, n);
-    else this.#perUser.delete(a.username);
+    if (a.reservation !== undefined) this.#releaseReservation(a.reservation);
+    this.#allocationsPerUser.add(a.user, -1);
   }
 
   // -- permissions ---------------------------------------------------------
@@ -316,6 +341,7 @@ export class RelayState {
     };
     (c as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'channel', channel: c });
     a.channelsByNumber.set(number, c);
+    this.#channelsPerUser.add(a.user);
     let samePeerIp = a.channelsByPeer.get(peer.address);
     if (samePeerIp === undefined) a.channelsByPeer.set(peer.address, (samePeerIp = new Map()));
     samePeerIp.set(peer.port, c);
@@ -338,11 +364,13 @@ export class RelayState {
 
   // -- reservations (EVEN-PORT R bit, RFC 8656 §7.2) ------------------------
 
-  /** Hold `port` (already taken in its pool) under `token` until now + 30 s. */
-  addReservation(token: string, family: Family, port: number, now: number): void {
-    const r: Reservation = { token, family, port, timer: undefined as unknown as Timer<Timed> };
+  /** Hold `port` (already taken in its pool) under `token` for `owner`, until now + 30 s or until `owner` goes. */
+  addReservation(token: string, family: Family, port: number, now: number, owner: Allocation): void {
+    const r: Reservation = { token, family, port, owner, timer: undefined as unknown as Timer<Timed> };
     (r as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'reservation', reservation: r });
     this.reservations.set(token, r);
+    owner.reservation = r;
+    this.#reservationsPerUser.add(owner.user);
     this.#heap.schedule(r.timer, now + RESERVATION_LIFETIME_MS);
   }
 
@@ -350,9 +378,21 @@ export class RelayState {
   claimReservation(token: string): Reservation | undefined {
     const r = this.reservations.get(token);
     if (r === undefined) return undefined;
-    this.reservations.delete(token);
-    this.#heap.cancel(r.timer);
+    this.#forgetReservation(r);
     return r;
+  }
+
+  /** Remove a reservation and free its port. */
+  #releaseReservation(r: Reservation): void {
+    this.#forgetReservation(r);
+    this.pools[r.family].release(r.port);
+  }
+
+  #forgetReservation(r: Reservation): void {
+    this.reservations.delete(r.token);
+    this.#heap.cancel(r.timer);
+    if (r.owner.reservation === r) r.owner.reservation = undefined;
+    this.#reservationsPerUser.add(r.owner.user, -1);
   }
 
   // -- time ------------------------------------------------------------------
@@ -387,15 +427,13 @@ export class RelayState {
             const samePeerIp = c.allocation.channelsByPeer.get(c.peer.address);
             samePeerIp?.delete(c.peer.port);
             if (samePeerIp?.size === 0) c.allocation.channelsByPeer.delete(c.peer.address);
+            this.#channelsPerUser.add(c.allocation.user, -1);
           }
           break;
         }
-        case 'reservation': {
-          const r = timed.reservation;
-          this.reservations.delete(r.token);
-          this.pools[r.family].release(r.port);
+        case 'reservation':
+          this.#releaseReservation(timed.reservation);
           break;
-        }
       }
     }
   }

@@ -85,3 +85,27 @@ test('empty secrets are a configuration error', () => {
   assert.throws(() => createRestCredentials(''));
   assert.throws(() => createFirezoneCredentials(''));
 });
+
+test('userOf: the quota key each scheme names, the same for every credential minted for one user', () => {
+  const rest = createRestCredentials('north-wind');
+  assert.equal(rest.userOf('1700000000:alice'), 'alice');
+  assert.equal(rest.userOf(mintRestCredential('north-wind', 'alice', 60, T + 5_000_000).username), 'alice', 'a fresh expiry, the same user');
+  assert.equal(rest.userOf('1700000000:alice:work'), 'alice:work', 'everything after the first colon');
+  assert.equal(rest.userOf('1700000000'), '1700000000', 'a bare expiry names nobody: its own quota');
+  assert.equal(rest.userOf('1700000000:'), '1700000000:');
+  assert.equal(rest.userOf('alice'), undefined, 'not of the form');
+
+  const fz = createFirezoneCredentials('fz-secret');
+  assert.equal(fz.userOf(mintFirezoneCredential('fz-secret', 's4lt', 60, T).username), 's4lt');
+  assert.equal(fz.userOf('1700000000'), undefined, 'salt required');
+
+  const s = createStaticCredentials({ alice: 'pw' });
+  assert.equal(s.userOf('alice'), 'alice');
+  assert.equal(s.userOf('bob'), undefined);
+
+  // The chain asks in the order passwordFor does.
+  const chain = createCredentialChain([createStaticCredentials({ '1700000000:alice': 'static' }), rest]);
+  assert.equal(chain.userOf('1700000000:alice'), '1700000000:alice', 'the static user answers first');
+  assert.equal(chain.userOf('1700000001:alice'), 'alice');
+  assert.equal(chain.userOf('nobody'), undefined);
+});

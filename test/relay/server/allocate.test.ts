@@ -169,7 +169,7 @@ test('an unused reservation expires after 30 s and its port is free again', () =
   for (let i = 0; i < 3; i++) h.client(addr('198.51.100.2', 10 + i)).allocate();
 });
 
-test('quotas: per user and total -> 486', () => {
+test('quotas: per user -> 486, the relay total -> 508 (RFC 8656 §7.2), each counted as a refusal', () => {
   const h = new Harness({ maxAllocationsPerUser: 2, maxAllocations: 3 });
   h.client(addr('198.51.100.1', 1)).allocate();
   h.client(addr('198.51.100.1', 2)).allocate();
@@ -179,8 +179,10 @@ test('quotas: per user and total -> 486', () => {
   h.client(addr('198.51.100.1', 4), 'bob').allocate();
   const d = h.client(addr('198.51.100.1', 5), 'bob');
   d.challenge();
-  expectOutputs(d.request(METHOD.ALLOCATE, { requestedTransport: 17 }), [response(d.address, METHOD.ALLOCATE, 486)]);
-  assert.equal(h.server.stats().responses['allocate:486'], 2);
+  expectOutputs(d.request(METHOD.ALLOCATE, { requestedTransport: 17 }), [response(d.address, METHOD.ALLOCATE, 508)]);
+  assert.equal(h.server.stats().responses['allocate:486'], 1);
+  assert.equal(h.server.stats().responses['allocate:508'], 1);
+  assert.deepEqual(h.server.stats().refused, { 'allocations-per-user': 1, 'allocations-total': 1 });
 });
 
 test('no free port -> 508', () => {

@@ -12,7 +12,7 @@ function setup() {
   const s = new RelayState({ min: 50000, max: 50100 }, (o) => out.push(o));
   s.pools[4].take(50010);
   const a = s.addAllocation({
-    client, local: { family: 4, port: 3478 }, username: 'u', key: new Uint8Array(16),
+    client, local: { family: 4, port: 3478 }, username: 'u', user: 'u', key: new Uint8Array(16),
     ports: { v4: 50010 }, expiresAt: 600_000, transactionKey: 't', response: new Uint8Array(),
   });
   return { s, a, out };
@@ -90,9 +90,9 @@ test('removing an allocation unbinds channels first, then closes ports', () => {
 });
 
 test('reservations release their port after 30 s', () => {
-  const { s } = setup();
+  const { s, a } = setup();
   s.pools[4].take(50021);
-  s.addReservation('tok', 4, 50021, 0);
+  s.addReservation('tok', 4, 50021, 0, a);
   s.expire(RESERVATION_LIFETIME_MS - 1);
   assert.ok(s.reservations.has('tok'));
   s.expire(RESERVATION_LIFETIME_MS);
