@@ -14,7 +14,6 @@ import { existsSync } from 'node:fs';
 import fc from 'fast-check';
 import pino from 'pino';
 import { XdpRouter } from '../../src/sidecar/bpf/router.ts';
-import pino from 'pino';
 import { KernelBindings } from '../../src/sidecar/ebpf.ts';
 import type { ChannelBinding } from '../../src/shared/binding.ts';
 import type { Family, TransportAddress } from '../../src/shared/endpoint.ts';
