@@ -13,6 +13,7 @@ import type { MapStats } from '../telemetry/index.ts';
 import type { ChannelMap } from './sockets/relay-bridge.ts';
 import type { ChannelBinding } from '../shared/binding.ts';
 import { isLinkLocalV6, isWildcard } from '../shared/endpoint.ts';
+import { bindingFields } from '../shared/log-fields.ts';
 
 
 export interface EbpfState {
@@ -136,12 +137,29 @@ const toKernel = (b: ChannelBinding): KernelBinding => ({
 });
 const keyOf = (b: KernelBinding) => `${b.client.address}|${b.client.port}|${b.channel}`;
 
-/** The relay bridge's view of the kernel binding maps. */
-export function kernelChannelMap(router: XdpRouter): ChannelMap {
+/** Where map writes are told, at debug: the `session` module and the per-client budget (LogHub.perSource). */
+export interface BindingLog {
+  log: Logger;
+  budget: { take(source: string): boolean };
+}
+
+/**
+ * The relay bridge's view of the kernel binding maps. With `session`, each
+ * binding written or removed is a debug line with the relay's session fields:
+ * from then on (until removed) that channel's packets take the XDP datapath.
+ */
+export function kernelChannelMap(router: XdpRouter, session?: BindingLog): ChannelMap {
+  const told = (b: ChannelBinding, msg: string) => {
+    if (session?.log.isLevelEnabled('debug') && session.budget.take(b.client.address)) session.log.debug({ ...bindingFields(b), datapath: 'xdp' }, msg);
+  };
   return {
-    install: (b) => router.putChannel(toKernel(b)),
+    install: (b) => {
+      router.putChannel(toKernel(b));
+      told(b, 'kernel binding written');
+    },
     remove: (b) => {
       router.deleteChannel(toKernel(b));
+      told(b, 'kernel binding removed');
     },
     replaceAll(bs) {
       const want = new Map(bs.map((b) => [keyOf(toKernel(b)), toKernel(b)]));

@@ -46,6 +46,7 @@ import { channelBind, createPermission } from './permission-channel.ts';
 import { MAX_DATAGRAM, RelayPath } from './relay-path.ts';
 import { encodeReply, type Reply } from './reply.ts';
 import { RelayState, fiveTupleKey, portKey, type Allocation } from './state.ts';
+import { SessionLog } from './session-log.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
 import type { RelayDropReason } from '../../shared/reasons.ts';
 import type { ResponseKey } from '../../shared/stats.ts';
@@ -65,6 +66,7 @@ interface AllocateRequest {
 export class TurnServer {
   readonly #opts: Required<Pick<TurnServerOptions, 'defaultLifetime' | 'maxLifetime' | 'portAttempts' | 'portOpenTimeout' | 'maxChannel'>> & TurnServerOptions;
   readonly #log: Logger | undefined;
+  readonly #session: SessionLog | undefined;
   readonly #nonces: NonceManager;
   readonly #state: RelayState;
   readonly #pending: PendingAllocations<AllocateRequest>;
@@ -85,6 +87,8 @@ export class TurnServer {
     this.#nonces = createNonceManager({ secret: opts.nonce.secret, ...(opts.nonce.ttlSeconds !== undefined ? { ttlSeconds: opts.nonce.ttlSeconds } : {}) });
     const emit = (o: Output): void => this.#push(o);
     this.#state = new RelayState(opts.portRange, emit);
+    this.#session = opts.sessionLog ? new SessionLog(opts.sessionLog, this.#state, opts.peerPolicy) : undefined;
+    this.#state.observer = this.#session;
     this.#pending = new PendingAllocations({
       pools: this.#state.pools,
       random: opts.random,
@@ -360,6 +364,7 @@ export class TurnServer {
       this.#push({ kind: 'event', event: { type: 'allocation-port-opened', family: slot.family, port: slot.port, client: allocation.client } });
     }
     this.#count('allocate:success');
+    this.#session?.allocated(allocation, req.lifetime);
     this.#push({ kind: 'send', from: req.local, to: req.client, data: response });
   }
 
@@ -373,6 +378,7 @@ export class TurnServer {
 
   #reply(req: StunMessage, local: LocalEndpoint, client: TransportAddress, reply: Reply, auth: AuthContext | undefined): void {
     if (reply.kind === 'deferred') return;
+    this.#session?.answered(req, local, client, reply, auth);
     const data = encodeReply(req, reply, auth, this.#opts.software);
     this.#count(`${methodName(req.method)}:${reply.kind === 'success' ? 'success' : reply.code}`);
     this.#push({ kind: 'send', from: local, to: client, data });
@@ -383,6 +389,7 @@ export class TurnServer {
     const attributes: StunAttributes = { ...msg.attributes };
     if (this.#opts.software !== undefined) attributes.software = this.#opts.software;
     const data = encodeMessage({ ...msg, attributes }, { fingerprint: true });
+    this.#session?.refused(client, msg.method, msg.attributes?.errorCode?.code ?? 400);
     this.#count(counter);
     this.#push({ kind: 'send', from: local, to: client, data });
   }
@@ -391,6 +398,7 @@ export class TurnServer {
     const limiter = this.#opts.rateLimiter;
     if (limiter === undefined || limiter.take(client.address, now)) return true;
     this.#drop('rate-limited');
+    this.#session?.rateLimited(client);
     return false;
   }
 
