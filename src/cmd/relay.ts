@@ -55,7 +55,13 @@ async function main(): Promise<void> {
   const transportKind = config.relayTransport;
   // Behind the sidecar, log lines travel over the link (stdout only while it is down).
   const logDestination = transportKind === 'sidecar' ? new LinkLogDestination(stdoutDestination()) : undefined;
-  const logs = createLogHub({ filter: config.log, name: 'turnpike', base: { process: 'relay' }, ...(logDestination ? { destination: logDestination } : {}) });
+  const logs = createLogHub({
+    filter: config.log,
+    name: 'turnpike',
+    base: { process: 'relay' },
+    perSourceRate: config.sessionLogRate,
+    ...(logDestination ? { destination: logDestination } : {}),
+  });
   const log = logs.get('relay');
 
   const creds = ensureCredentials(config, stateDir(config), log);
@@ -63,7 +69,11 @@ async function main(): Promise<void> {
   const relay = await chooseRelayAddresses(config, log);
 
   const server = new TurnServer(
-    buildServerOptions(config, { relayAddresses: { v4: relay.v4.address, v6: relay.v6.address }, logger: logs.get('server') }),
+    buildServerOptions(config, {
+      relayAddresses: { v4: relay.v4.address, v6: relay.v6.address },
+      logger: logs.get('server'),
+      sessionLog: { logger: logs.get('session'), budget: logs.perSource },
+    }),
   );
   let running: RunningTransport;
   try {

@@ -25,7 +25,7 @@ async function main(): Promise<number> {
     throw e;
   }
   const { config } = loaded;
-  const hub = createLogHub({ filter: config.log, name: 'turnpike-sidecar', base: { process: 'sidecar' } });
+  const hub = createLogHub({ filter: config.log, name: 'turnpike-sidecar', base: { process: 'sidecar' }, perSourceRate: config.sessionLogRate });
   const telemetry = await startTelemetry({ config, version, stateDir: stateDir(config), logHub: hub });
 
   let sidecar: Sidecar;

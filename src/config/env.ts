@@ -56,6 +56,8 @@ export const ENV_NAMES: Readonly<Record<Exclude<keyof Config, 'flagOverrides'>, 
   relayUser: 'TURNPIKE_RELAY_USER',
   posthogSecretKey: 'TURNPIKE_POSTHOG_SECRET_KEY',
   environment: 'TURNPIKE_ENVIRONMENT',
+  pool: 'TURNPIKE_POOL',
+  sessionLogRate: 'TURNPIKE_SESSION_LOG_RATE',
   // the standard OTel variables: the metrics-specific one before the general one, as the OTel SDK reads them
   otlpEndpoint: ['OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT'],
   metricsInterval: 'TURNPIKE_METRICS_INTERVAL',

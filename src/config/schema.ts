@@ -120,6 +120,8 @@ export const configSchema = z
     relayUser: z.string().min(1).default('nobody'),
     admin: hostPort.default({ host: '127.0.0.1', port: 9469 }),
     log: z.string().default('info'),
+    /** Session log lines (debug) one client address may cause per second; more are suppressed and counted. */
+    sessionLogRate: positiveInt.default(10),
 
     posthogKey: z.string().min(1).optional(),
     posthogHost: z.url().optional(),
@@ -135,6 +137,8 @@ export const configSchema = z
     flagOverrides: z.record(z.string().regex(FLAG_OVERRIDE_KEY, 'expected NAME in capitals, as in TURNPIKE_FLAG_NAME'), z.string()).optional(),
     sentryDsn: z.url().optional(),
     environment: z.string().default('production'),
+    /** Region or pool of this relay (e.g. eu-west-1a): a PostHog person property flags can target. */
+    pool: z.string().trim().min(1).optional(),
     otlpEndpoint: otlpUrl.optional(),
     metricsInterval: positiveInt.default(15),
 

@@ -68,8 +68,11 @@ const transportCounters = z.object({
   link: linkCounters.nullable(),
 });
 
-/** The relay's log lines forwarded over the link (LinkLogDestination.stats()). */
-const logCounters = z.object({ forwarded: count, local: count, dropped: count });
+/**
+ * The relay's log lines forwarded over the link (LinkLogDestination.stats()),
+ * and the session lines its clients' budget suppressed (LogHub.perSource).
+ */
+const logCounters = z.object({ forwarded: count, local: count, dropped: count, rateLimited: count.optional() });
 
 export type TransportCounters = z.infer<typeof transportCounters>;
 export type LogCounters = z.infer<typeof logCounters>;

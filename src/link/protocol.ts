@@ -48,8 +48,13 @@
  * 0x60  LOG               r->s u8 pino level (10..60) | str8 module | rest JSON object text   (droppable)
  * 0x61  COUNTERS          r->s rest JSON text (ServerStats plus link counters)             (droppable)
  *                                that must match the schema in counters.ts (reason maps bounded)
- * 0x62  LOG_FILTER        s->r rest filter text (UTF-8), e.g. `info,server=debug`: the sidecar's
- *                                current log filter, sent on connect and on every change (POST /log)
+ * 0x62  LOG_FILTER        s->r rest UTF-8 text: local filter [ "\n" stream filter ], e.g.
+ *                                `info,server=debug` or `info\ndebug,bpf=trace`: the sidecar's local
+ *                                filter (what is printed) and, while `stream-logs` streams, its stream
+ *                                filter (what goes to Sentry); the relay makes every line either wants.
+ *                                Sent on connect and on every change of either (POST /log, the flag).
+ *                                No newline part: nothing is streamed (what version 1 sidecars send;
+ *                                a version 1 relay refuses a filter with a newline and keeps its own).
  *
  * Session: on connect both sides send HELLO at once. Each checks the other's
  * magic, version and role; on a mismatch it sends REJECT (with a reason that
@@ -100,7 +105,8 @@ export type Frame =
   | { kind: 'pong'; nonce: number }
   | { kind: 'log'; level: number; module: string; json: string }
   | { kind: 'counters'; counters: RelayCounters }
-  | { kind: 'log-filter'; filter: string };
+  /** `stream`: the stream filter, absent while nothing is streamed. */
+  | { kind: 'log-filter'; filter: string; stream?: string };
 
 export type FrameKind = Frame['kind'];
 type FrameOf<K extends FrameKind> = Extract<Frame, { kind: K }>;
@@ -123,6 +129,7 @@ class Malformed extends Error {}
 const addrSize = (a: TransportAddress) => 4 + a.address.length;
 const bindingSize = (b: ChannelBinding) => addrSize(b.client) + addrSize(b.peer) + 2 + 2 + 2 + 2 + 8;
 const utf8Size = (s: string) => Buffer.byteLength(s, 'utf8');
+const logFilterText = (f: FrameOf<'log-filter'>) => (f.stream === undefined ? f.filter : `${f.filter}\n${f.stream}`);
 const str8Size = (s: string) => 1 + Math.min(255, utf8Size(s));
 const LEP_BYTES = 3;
 
@@ -435,9 +442,13 @@ const FRAMES: FrameTable = {
   'log-filter': {
     type: 0x62,
     droppable: false,
-    size: (f) => utf8Size(f.filter),
-    encode: (f, buf, off) => writeUtf8(buf, off, f.filter),
-    decode: (c) => ({ kind: 'log-filter', filter: c.restUtf8() }),
+    size: (f) => utf8Size(logFilterText(f)),
+    encode: (f, buf, off) => writeUtf8(buf, off, logFilterText(f)),
+    decode(c) {
+      const text = c.restUtf8();
+      const nl = text.indexOf('\n');
+      return nl < 0 ? { kind: 'log-filter', filter: text } : { kind: 'log-filter', filter: text.slice(0, nl), stream: text.slice(nl + 1) };
+    },
   },
 };
 

@@ -73,6 +73,8 @@ export interface BuildOptions {
    * and refusing them with 400 breaks those clients; RFC 8656 narrowed it to 0x4FFF.
    */
   readonly maxChannel?: number;
+  /** Session lines at debug (the `session` module's logger and the hub's per-source budget). */
+  readonly sessionLog?: TurnServerOptions['sessionLog'];
 }
 
 /** A per-source limiter with a burst of two seconds' worth (a client's challenge round trip and retries, a start-up's allocations). */
@@ -112,5 +114,6 @@ export function buildServerOptions(config: ServerConfig, opts: BuildOptions): Tu
     random: (n) => randomBytes(n),
     maxChannel: opts.maxChannel ?? 0x7fff,
     ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.sessionLog ? { sessionLog: opts.sessionLog } : {}),
   };
 }

@@ -14,6 +14,7 @@ import { BpfError } from './bpf/errors.ts';
 import type { ChannelMap } from './sockets/relay-bridge.ts';
 import type { ChannelBinding } from '../shared/binding.ts';
 import { isLinkLocalV6, isWildcard } from '../shared/endpoint.ts';
+import { bindingFields } from '../shared/log-fields.ts';
 
 
 export interface EbpfState {
@@ -142,6 +143,13 @@ const MAP_FULL = new Set(['E2BIG', 'ENOSPC']);
 /** A full episode ends once the maps have drained to this share of their capacity, so churn at the brim does not log on every binding. */
 const ROOM_AGAIN = 0.9;
 
+/** Where map writes are told, at debug: the `session` module and the per-client budget (LogHub.perSource). */
+export interface BindingLog {
+  log: Logger;
+  budget: { take(source: string): boolean };
+}
+
+
 /**
  * The kernel binding maps as the relay bridge writes them, and their fill.
  * A write a full map refuses is not a failed binding: the kernel just does
@@ -161,11 +169,19 @@ export class KernelBindings {
   constructor(
     private readonly router: XdpRouter,
     private readonly log: Logger,
+    /** With it, each binding written or removed is a debug line with the relay's session fields (that channel now takes the XDP datapath). */
+    session?: BindingLog,
   ) {
+    const told = (b: ChannelBinding, msg: string) => {
+      if (session?.log.isLevelEnabled('debug') && session.budget.take(b.client.address)) session.log.debug({ ...bindingFields(b), datapath: 'xdp' }, msg);
+    };
     this.channels = {
-      install: (b) => this.#put(toKernel(b)),
+      install: (b) => {
+        if (this.#put(toKernel(b))) told(b, 'kernel binding written');
+      },
       remove: (b) => {
         router.deleteChannel(toKernel(b));
+        told(b, 'kernel binding removed');
       },
       replaceAll: (bs) => {
         const want = new Map(bs.map((b) => [keyOf(toKernel(b)), toKernel(b)]));
@@ -194,13 +210,15 @@ export class KernelBindings {
     return Object.fromEntries(BINDING_MAPS.map((m) => [m, { entries, capacity: capacity(m), full: this.#full, refusedWrites: this.#refused }]));
   }
 
-  #put(b: KernelBinding): void {
+  /** True when the kernel holds the binding; false when a full map refused it. */
+  #put(b: KernelBinding): boolean {
     try {
       this.router.putChannel(b);
+      return true;
     } catch (e) {
       if (!(e instanceof BpfError && MAP_FULL.has(e.code))) throw e;
       this.#refused++;
-      if (this.#full) return;
+      if (this.#full) return false;
       this.#full = true;
       this.#refusedAtStart = this.#refused - 1;
       const map = BINDING_MAPS.find((m) => e.message.includes(` in ${m} `)) ?? BINDING_MAPS[0];
@@ -208,6 +226,7 @@ export class KernelBindings {
         { map, entries: this.router.bindingCount(), capacity: this.router.maxEntries(map), reason: e.message },
         'kernel binding map full: further channels are relayed in userspace until it has room',
       );
+      return false;
     }
   }
 }

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import { linkSocketPath } from '../config/paths.ts';
-import { formatLogFilter, type LogHub } from '../shared/logger.ts';
+import { filterTexts, type LogHub } from '../shared/logger.ts';
 import type { Telemetry } from '../telemetry/index.ts';
 import { LinkServer, LinkServerError, type RelayCounters } from '../link/index.ts';
 import { UdpSockets } from './sockets.ts';
@@ -76,6 +76,7 @@ export class Sidecar {
       throw e;
     }
     const { router, state } = ebpf;
+    telemetry.flags.setProperties({ datapath: state.datapath });
 
     let bridge: RelayBridge | undefined;
     const sockets = new UdpSockets({
@@ -94,7 +95,8 @@ export class Sidecar {
     }
 
     const link = new LinkServer({ path: socketPath, software: `turnpike-sidecar/${version}`, logger: hub.get('link'), gid: config.relayGid });
-    const kernelBindings = router ? new KernelBindings(router, hub.get('bpf')) : undefined;
+    const bindingLog = { log: hub.get('session'), budget: hub.perSource };
+    const kernelBindings = router ? new KernelBindings(router, hub.get('bpf'), bindingLog) : undefined;
     bridge = new RelayBridge({ server: link, sockets, channels: kernelBindings?.channels, logger: hub.get('link') });
     try {
       await link.listen();
@@ -240,8 +242,8 @@ function forwardRelayTelemetry(bridge: RelayBridge, link: LinkServer, telemetry:
     telemetry.metrics.relayDisconnected();
   });
 
-  // The relay's module loggers follow our filter (POST /log): sent when it connects and on every change.
-  const sendLogFilter = () => void link.current?.send({ kind: 'log-filter', filter: formatLogFilter(hub.filter()) });
+  // The relay's module loggers follow our filters (POST /log, stream-logs): sent when it connects and on every change.
+  const sendLogFilter = () => void link.current?.send({ kind: 'log-filter', ...filterTexts(hub) });
   bridge.on('relay-open', sendLogFilter);
   return { counters: () => relayCounters, stopFollowingLogFilter: hub.onChange(sendLogFilter) };
 }

@@ -37,6 +37,11 @@ export interface FlagsOptions {
   requestTimeoutMs?: number;
   distinctId: string;
   version: string;
+  /**
+   * Person properties flags are evaluated with, beside hostname and version
+   * (environment, pool, datapath): what a release condition can target.
+   */
+  properties?: Readonly<Record<string, string | undefined>>;
   /** The configuration's flagOverrides (TURNPIKE_FLAG_<NAME>, ..._PAYLOAD). */
   overrides?: Config['flagOverrides'];
   log: Logger;
@@ -49,6 +54,10 @@ export interface Flags {
   onChange(listener: (name: string, state: FlagState, prev: FlagState) => void): () => void;
   /** Evaluates now (joins a running evaluation); resolves when done. */
   refresh(): Promise<void>;
+  /** Sets person properties (e.g. the datapath once eBPF is up); a change is evaluated at once. */
+  setProperties(props: Readonly<Record<string, string | undefined>>): void;
+  /** The person properties flags are evaluated with. */
+  properties(): Readonly<Record<string, string>>;
   /** Whether a PostHog client exists. */
   readonly posthog: boolean;
   close(): Promise<void>;
@@ -159,7 +168,19 @@ export function createFlags(opts: FlagsOptions): Flags {
     client.on('error', (err: unknown) => log.debug({ err }, 'posthog error'));
   }
 
-  const personProperties = { hostname: hostname(), version: opts.version };
+  // Sent with every evaluation (remote) or matched by the SDK (local): an
+  // operator targets part of the fleet with a release condition on these.
+  const personProperties: Record<string, string> = {};
+  const setProperties = (props: Readonly<Record<string, string | undefined>>): boolean => {
+    let changed = false;
+    for (const [k, v] of Object.entries(props)) {
+      if (v === undefined || personProperties[k] === v) continue;
+      personProperties[k] = v;
+      changed = true;
+    }
+    return changed;
+  };
+  setProperties({ hostname: hostname(), version: opts.version, ...opts.properties });
 
   const evaluate = async () => {
     if (!client) return;
@@ -168,7 +189,7 @@ export function createFlags(opts: FlagsOptions): Flags {
       if (opts.posthogSecretKey) await client.reloadFeatureFlags();
       // evaluateFlags does not reject on HTTP failures; the guard is for a hung promise.
       const snap = await Promise.race([
-        client.evaluateFlags(opts.distinctId, { flagKeys: [...remoteNames], personProperties }),
+        client.evaluateFlags(opts.distinctId, { flagKeys: [...remoteNames], personProperties: { ...personProperties } }),
         new Promise<never>((_, reject) => setTimeout(() => reject(new Error('flag evaluation timed out')), timeoutMs * 2).unref()),
       ]);
       results = new Map(
@@ -214,6 +235,10 @@ export function createFlags(opts: FlagsOptions): Flags {
       return () => void listeners.delete(l);
     },
     refresh: () => (client ? refresh() : Promise.resolve()),
+    setProperties(props) {
+      if (setProperties(props) && client) void refresh();
+    },
+    properties: () => ({ ...personProperties }),
     posthog: client !== undefined,
     async close() {
       if (timer) clearInterval(timer);

@@ -9,13 +9,35 @@ import { loadIdentity, type Identity } from './identity.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createFlags, type Flags, type FlagState } from './flags.ts';
 import { startSentry, type SentryHandle, type SentryOptions } from './sentry.ts';
-import { parseLogFilter, type LogHub } from '../shared/logger.ts';
+import { parseLogFilter, type LogFilter, type LogHub } from '../shared/logger.ts';
+import type { Logger } from 'pino';
 import { parseRelayLine } from './relay-log.ts';
 import type { StreamGateOptions } from './stream-gate.ts';
 
 /** Flags this version evaluates. */
 export const FLAGS = ['stream-logs'] as const;
 export const STREAM_LOGS = 'stream-logs';
+
+const DEFAULT_STREAM_FILTER = parseLogFilter('info');
+
+/**
+ * The stream filter a `stream-logs` payload names: a filter text as
+ * TURNPIKE_LOG takes it (`debug`, `info,session=debug`), as a JSON string or
+ * bare; no payload streams at info, and so does one that does not parse (with
+ * a warning).
+ */
+export function streamFilterOf(payload: unknown, log: Logger): LogFilter {
+  if (typeof payload !== 'string' || payload.trim() === '') {
+    if (payload !== undefined && payload !== null) log.warn({ payload }, 'stream-logs payload is not a log filter text; streaming at info');
+    return DEFAULT_STREAM_FILTER;
+  }
+  try {
+    return parseLogFilter(payload);
+  } catch (err) {
+    log.warn({ payload, reason: (err as Error).message }, 'stream-logs payload is not a log filter; streaming at info');
+    return DEFAULT_STREAM_FILTER;
+  }
+}
 
 export type TelemetryConfig = Pick<
   Config,
@@ -27,6 +49,7 @@ export type TelemetryConfig = Pick<
   | 'sentryDsn'
   | 'sentryFlushMs'
   | 'environment'
+  | 'pool'
   | 'otlpEndpoint'
   | 'metricsInterval'
 >;
@@ -73,6 +96,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     exportIntervalMs: opts.tuning?.exportIntervalMs ?? config.metricsInterval * 1000,
     log: logHub.get('metrics'),
     bpfLog: logHub.get('bpf'),
+    linesRateLimited: () => logHub.perSource.suppressed,
   });
 
   const sentry = config.sentryDsn
@@ -98,21 +122,19 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     requestTimeoutMs: opts.tuning?.flagRequestTimeoutMs,
     distinctId: identity.id,
     version: opts.version,
+    properties: { environment: config.environment, pool: config.pool },
     overrides: config.flagOverrides,
     log: logHub.get('flags'),
   });
 
+  // The payload is the stream filter, independent of the local one: lines
+  // the stream wants are made (here and, over the link, in the relay) even
+  // where TURNPIKE_LOG would not print them, and only streamed.
   const applyStreaming = (s: FlagState) => {
     if (!sentry) return;
-    let filter = parseLogFilter('info');
-    if (s.on && typeof s.payload === 'string' && s.payload.trim() !== '') {
-      try {
-        filter = parseLogFilter(s.payload);
-      } catch (err) {
-        log.warn({ payload: s.payload, reason: (err as Error).message }, 'stream-logs payload is not a log filter; streaming at info');
-      }
-    }
+    const filter = s.on ? streamFilterOf(s.payload, log) : DEFAULT_STREAM_FILTER;
     sentry.setStreaming(s.on, filter);
+    logHub.setStreamFilter(s.on ? filter : undefined);
   };
   for (const name of FLAGS) metrics.setFlag(name, flags.isEnabled(name));
   applyStreaming(flags.get(STREAM_LOGS));
@@ -142,10 +164,11 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
       if (!entry.valid) {
         // Never copy raw relay bytes into our output as if they were a line of ours.
         relayFallbackLog.warn(entry.fields, entry.msg);
-      } else {
-        logHub.writeLine(text.includes('\n') ? JSON.stringify(JSON.parse(text)) : text);
+        return;
       }
-      if (entry.valid) sentry?.relayLog(entry);
+      // The relay made it for either filter: printed if the local one wants it, streamed if the stream's does.
+      if (logHub.localAllows(entry.module, entry.levelValue)) logHub.writeLine(text.includes('\n') ? JSON.stringify(JSON.parse(text)) : text);
+      sentry?.relayLog(entry);
     },
     async shutdown() {
       await flags.close();

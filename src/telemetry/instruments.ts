@@ -41,6 +41,7 @@ export const INSTRUMENTS = {
   linkDropped: { name: 'turnpike.link.dropped_frames', kind: 'observable-counter', unit: '{frame}', description: 'Frames dropped because the relay link queue was full', attributes: [] },
   flagState: { name: 'turnpike.flag.state', kind: 'observable-gauge', unit: '1', description: 'Feature flag state (1 on, 0 off)', attributes: ['flag'] },
   streamDropped: { name: 'turnpike.log_stream.dropped', kind: 'counter', unit: '{line}', description: 'Log lines not streamed to Sentry because the streaming bound was reached', attributes: [] },
+  logRateLimited: { name: 'turnpike.log.rate_limited', kind: 'observable-counter', unit: '{line}', description: 'Session log lines a client triggered beyond its per-source budget (not logged), by process', attributes: ['process'] },
 } as const satisfies Record<string, InstrumentSpec>;
 
 type Specs = typeof INSTRUMENTS;

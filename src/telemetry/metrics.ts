@@ -35,7 +35,7 @@ type Flow = { packets: number; bytes: number };
 type Relayed = { toPeer: Flow; toClient: Flow };
 
 /** The relay's counters; `relayedByFamily`, when the relay sends it, adds the output family to userspace series. */
-export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed } };
+export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed }; logs?: { rateLimited?: number } };
 
 export interface LinkStats {
   /** Frames waiting to be written to the relay now. */
@@ -73,6 +73,8 @@ export interface MetricsOptions {
   log: Logger;
   /** Module logger for kernel diagnostics ('bpf'). */
   bpfLog?: Logger;
+  /** The sidecar's own session lines suppressed by the per-source budget (cumulative). */
+  linesRateLimited?: () => number;
 }
 
 export interface Metrics {
@@ -199,6 +201,8 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       if (s.refusedWrites !== undefined) observe('mapRefused', s.refusedWrites, { map });
     }
     for (const [flag, on] of flags) observe('flagState', on ? 1 : 0, { flag });
+    observe('logRateLimited', acc.get('r/logs-rate-limited'), { process: 'relay' });
+    observe('logRateLimited', opts.linesRateLimited?.() ?? 0, { process: 'sidecar' });
   });
 
   // --- perf lost: counted at once, warned at most once per window ----------
@@ -250,6 +254,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       for (const [k, v] of Object.entries(s.responses ?? {})) acc.observe(`r/responses|${responseCap.label(k)}`, v);
       for (const [k, v] of Object.entries(s.dropped ?? {})) acc.observe(`r/dropped|${relayDropCap.label(k)}`, v);
       for (const [k, v] of Object.entries(s.refused ?? {})) acc.observe(`r/refused|${relayRefusedCap.label(k)}`, v);
+      if (s.logs?.rateLimited !== undefined) acc.observe('r/logs-rate-limited', s.logs.rateLimited);
     },
     relayDisconnected() {
       relay = undefined;

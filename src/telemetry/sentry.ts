@@ -1,6 +1,8 @@
 // Sentry for the sidecar (and, through it, the relay): errors always when a
 // DSN is set; log lines only while the `stream-logs` flag is on, filtered per
-// module by the flag's payload and bounded by StreamGate.
+// module by the flag's payload and bounded by StreamGate. The payload is a
+// filter of its own, not a narrowing of TURNPIKE_LOG: the log hub makes the
+// lines it wants even where stdout does not print them (shared/logger.ts).
 //
 // The sidecar's own pino lines reach Sentry through pinoIntegration (pino's
 // diagnostics channel, no extra destination). Relay lines arrive as link

@@ -11,6 +11,8 @@ export interface FlagSpec {
   enabled: boolean;
   /** Payload as PostHog stores it: any JSON value (sent JSON-encoded, as PostHog does). */
   payload?: unknown;
+  /** Release condition (local evaluation only): PostHog property filters, e.g. [{ key: 'hostname', value: ['h1'], operator: 'exact', type: 'person' }]. */
+  properties?: unknown[];
 }
 
 export interface FakePostHog {
@@ -58,7 +60,7 @@ export async function startFakePostHog(opts: { slowMs?: number; port?: number } 
       active: f.enabled,
       ensure_experience_continuity: false,
       filters: {
-        groups: [{ properties: [], rollout_percentage: 100 }],
+        groups: [{ properties: f.properties ?? [], rollout_percentage: 100 }],
         payloads: f.payload === undefined ? {} : { true: JSON.stringify(f.payload) },
       },
     })),

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
 import { createLogHub } from '../../src/shared/logger.ts';
@@ -167,4 +167,36 @@ test('identity: created once in the state directory, then reused', () => {
   const c = loadIdentity(join(dir, 'state'));
   assert.equal(c.created, true);
   assert.notEqual(c.id, a.id);
+});
+
+test('targeting a subset of the fleet: the release condition matches hostname, pool and datapath (local evaluation)', async (t) => {
+  const ph = await startFakePostHog();
+  t.after(() => ph.close());
+  const { flags } = setup({
+    posthogKey: 'phc_test',
+    posthogHost: ph.host,
+    posthogSecretKey: 'phx_secret',
+    properties: { environment: 'production', pool: 'eu-west-1a' },
+  });
+  t.after(() => flags.close());
+  const target = (properties: unknown[]) => ph.setFlag('stream-logs', { enabled: true, payload: 'debug', properties });
+  const person = (key: string, value: string[], operator = 'exact') => ({ key, value, operator, type: 'person' });
+
+  target([person('hostname', [hostname()])]);
+  await flags.refresh();
+  assert.deepEqual(flags.get('stream-logs'), { on: true, payload: 'debug', source: 'posthog' }, 'this host is targeted');
+
+  target([person('hostname', ['some-other-relay'])]);
+  await flags.refresh();
+  assert.equal(flags.isEnabled('stream-logs'), false, 'another host is not this one');
+
+  // The datapath is known once eBPF is up (Sidecar.start sets it).
+  flags.setProperties({ datapath: 'userspace' });
+  target([person('pool', ['^eu-'], 'regex'), person('datapath', ['xdp'])]);
+  await flags.refresh();
+  assert.equal(flags.isEnabled('stream-logs'), false, 'an eu pool, but userspace');
+  flags.setProperties({ datapath: 'xdp' });
+  await flags.refresh();
+  assert.equal(flags.isEnabled('stream-logs'), true, 'an eu pool on the XDP datapath');
+  assert.deepEqual(flags.properties(), { hostname: hostname(), version: '1.2.3', environment: 'production', pool: 'eu-west-1a', datapath: 'xdp' });
 });

@@ -101,7 +101,7 @@ test('OTLP export and /metrics report the counters fed in, per datapath, exactly
   for (const [name, attrs, v] of expect) assert.equal(pointValue(e, name, attrs), v, `${name} ${JSON.stringify(attrs)}`);
   // No per-user or per-address attribute anywhere.
   const keys = new Set(e.metrics.flatMap((m) => m.points.flatMap((p) => Object.keys(p.attributes))));
-  assert.deepEqual([...keys].sort(), ['code', 'datapath', 'direction', 'family', 'map', 'method', 'reason'].sort());
+  assert.deepEqual([...keys].sort(), ['code', 'datapath', 'direction', 'family', 'map', 'method', 'process', 'reason'].sort());
 
   const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
   assert.equal(promValue(text, 'turnpike_relayed_bytes_total', { datapath: 'xdp', direction: 'to_peer', family: 'ipv4' }), 1000);

@@ -4,24 +4,20 @@
 // off within an evaluation interval; errors go to Sentry regardless.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createLogHub, type LogHub } from '../../src/shared/logger.ts';
-import { startTelemetry, type Telemetry } from '../../src/telemetry/index.ts';
-import { startFakePostHog, type FakePostHog } from '../helpers/fake-posthog.ts';
-import { startFakeSentry, type FakeSentry } from '../helpers/fake-sentry.ts';
-import { sink, type Sink } from './sink.ts';
+import type { LogHub } from '../../src/shared/logger.ts';
+import type { Telemetry } from '../../src/telemetry/index.ts';
+import type { FakePostHog } from '../helpers/fake-posthog.ts';
+import type { FakeSentry } from '../helpers/fake-sentry.ts';
+import type { Sink } from './sink.ts';
+import { relayLine, startSdkRig, type SdkRig } from './sdk-rig.ts';
 
 let ph: FakePostHog;
 let sentry: FakeSentry;
 let out: Sink;
 let hub: LogHub;
 let tel: Telemetry;
+let rig: SdkRig;
 let seq = 0;
-
-const relayLine = (level: number, module: string, msg: string, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ level, time: Date.now(), pid: 99, process: 'relay', module, msg, ...extra });
 
 /** Resolves on the next stream-logs transition to `on`. */
 const flagBecomes = (on: boolean) =>
@@ -43,34 +39,11 @@ async function barrier(): Promise<void> {
 }
 
 before(async () => {
-  ph = await startFakePostHog();
-  sentry = await startFakeSentry();
-  out = sink();
-  hub = createLogHub({ destination: out.stream as never, filter: 'info,bpf=debug' });
-  tel = await startTelemetry({
-    config: {
-      posthogKey: 'phc_test',
-      posthogHost: ph.host,
-      posthogSecretKey: undefined,
-      flagsInterval: 60,
-      sentryDsn: sentry.dsn,
-      environment: 'test',
-      otlpEndpoint: undefined,
-      metricsInterval: 15,
-    },
-    version: '0.1.0',
-    stateDir: join(mkdtempSync(join(tmpdir(), 'tptel-')), 'state'),
-    logHub: hub,
-   
-    tuning: { flagsIntervalMs: 300, flagRequestTimeoutMs: 1000, sentryFlushMs: 100 },
-  });
+  rig = await startSdkRig({ filter: 'info,bpf=debug', tuning: { flagsIntervalMs: 300, flagRequestTimeoutMs: 1000, sentryFlushMs: 100 } });
+  ({ ph, sentry, out, hub, tel } = rig);
 });
 
-after(async () => {
-  await tel.shutdown();
-  await ph.close();
-  await sentry.close();
-});
+after(() => rig.close());
 
 test('flag off: nothing is streamed', async () => {
   await tel.flags.refresh();

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { CredentialSource } from '../auth/index.ts';
 import type { PeerPolicy, RateLimiter } from '../policy/index.ts';
 import type { RandomSource } from './port-pool.ts';
+import type { SessionLogOptions } from './session-log.ts';
 
 export interface TurnServerOptions {
   /** Long-term credential realm (RFC 8489 §9.2). */
@@ -78,4 +79,6 @@ export interface TurnServerOptions {
   readonly maxChannel?: number;
   /** Rare events only (port failures, capacity, internal errors); never per packet. */
   readonly logger?: Logger;
+  /** Each session's life at debug (session-log.ts); unset: no session lines. */
+  readonly sessionLog?: SessionLogOptions;
 }

@@ -60,6 +60,7 @@ import { MAX_DATAGRAM, RelayPath } from './relay-path.ts';
 import { encodeReply, type Reply } from './reply.ts';
 import { allocationRefusal, quotaUser } from './limits.ts';
 import { RelayState, fiveTupleKey, portKey, type Allocation } from './state.ts';
+import { SessionLog } from './session-log.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
 import type { RelayDropReason, RelayRefusal } from '../../shared/reasons.ts';
 import type { ResponseKey } from '../../shared/stats.ts';
@@ -81,6 +82,7 @@ interface AllocateRequest {
 export class TurnServer {
   readonly #opts: Required<Pick<TurnServerOptions, 'defaultLifetime' | 'maxLifetime' | 'portAttempts' | 'portOpenTimeout' | 'maxChannel'>> & TurnServerOptions;
   readonly #log: Logger | undefined;
+  readonly #session: SessionLog | undefined;
   readonly #nonces: NonceManager;
   readonly #state: RelayState;
   readonly #pending: PendingAllocations<AllocateRequest>;
@@ -102,6 +104,8 @@ export class TurnServer {
     this.#nonces = createNonceManager({ secret: opts.nonce.secret, ...(opts.nonce.ttlSeconds !== undefined ? { ttlSeconds: opts.nonce.ttlSeconds } : {}) });
     const emit = (o: Output): void => this.#push(o);
     this.#state = new RelayState(opts.portRange, emit);
+    this.#session = opts.sessionLog ? new SessionLog(opts.sessionLog, this.#state, opts.peerPolicy) : undefined;
+    this.#state.observer = this.#session;
     this.#pending = new PendingAllocations({
       pools: this.#state.pools,
       random: opts.random,
@@ -376,6 +380,7 @@ export class TurnServer {
       this.#push({ kind: 'event', event: { type: 'allocation-port-opened', family: slot.family, port: slot.port, client: allocation.client } });
     }
     this.#count('allocate:success');
+    this.#session?.allocated(allocation, req.lifetime);
     this.#push({ kind: 'send', from: req.local, to: req.client, data: response });
   }
 
@@ -389,6 +394,7 @@ export class TurnServer {
 
   #reply(req: StunMessage, local: LocalEndpoint, client: TransportAddress, reply: Reply, auth: AuthContext | undefined): void {
     if (reply.kind === 'deferred') return;
+    this.#session?.answered(req, local, client, reply, auth);
     const data = encodeReply(req, reply, auth, this.#opts.software);
     this.#count(`${methodName(req.method)}:${reply.kind === 'success' ? 'success' : reply.code}`);
     if (reply.kind === 'error' && reply.refused !== undefined) this.#refused[reply.refused] = (this.#refused[reply.refused] ?? 0) + 1;
@@ -400,6 +406,7 @@ export class TurnServer {
     const attributes: StunAttributes = { ...msg.attributes };
     if (this.#opts.software !== undefined) attributes.software = this.#opts.software;
     const data = encodeMessage({ ...msg, attributes }, { fingerprint: true });
+    this.#session?.refused(client, msg.method, msg.attributes?.errorCode?.code ?? 400);
     this.#count(counter);
     this.#push({ kind: 'send', from: local, to: client, data });
   }
@@ -409,6 +416,7 @@ export class TurnServer {
     const admission = this.#opts.rateLimits?.[kind]?.admit(client.address, now) ?? 'pass';
     if (admission === 'pass') return true;
     this.#drop(admission === 'limited-overflow' ? 'rate-limited-overflow' : kind === 'unauthenticated' ? 'rate-limited' : 'rate-limited-authenticated');
+    this.#session?.rateLimited(client);
     return false;
   }
 

@@ -114,6 +114,15 @@ export function peerKey(peer: TransportAddress): string {
 
 export type ChannelBindResult = 'bound' | 'refreshed' | 'conflict';
 
+/** Told what ends and what the data plane is told (the session log, session-log.ts); never changes the tables. */
+export interface StateObserver {
+  /** A timer is due: called before its item expires. */
+  expiring(t: Timed): void;
+  /** An allocation is about to be deleted (expiry, Refresh with lifetime 0, a lost port). */
+  removing(a: Allocation): void;
+  event(e: DataPlaneEvent): void;
+}
+
 export interface NewAllocation {
   readonly client: TransportAddress;
   readonly local: LocalEndpoint;
@@ -143,6 +152,7 @@ export class RelayState {
   readonly #channelsPerUser = new Tally();
   readonly #reservationsPerUser = new Tally();
   readonly #heap = new TimerHeap<Timed>();
+  observer: StateObserver | undefined;
   #permissions = 0;
   #channels = 0;
 
@@ -231,6 +241,7 @@ export class RelayState {
   /** Delete an allocation: unbind its channels, drop permissions, close and free its ports. */
   removeAllocation(a: Allocation): void {
     if (this.byFiveTuple.get(a.fiveTuple) !== a) return;
+    this.observer?.removing(a);
     this.byFiveTuple.delete(a.fiveTuple);
     const sameIp = this.#byClient.get(a.client.address);
     if (sameIp?.get(a.client.port) === a) {
@@ -401,6 +412,7 @@ export class RelayState {
   expire(now: number): void {
     for (let t = this.#heap.popDue(now); t !== undefined; t = this.#heap.popDue(now)) {
       const timed = t.item;
+      this.observer?.expiring(timed);
       switch (timed.kind) {
         case 'allocation':
           this.removeAllocation(timed.allocation);
@@ -466,6 +478,7 @@ export class RelayState {
   }
 
   #event(event: DataPlaneEvent): void {
+    this.observer?.event(event);
     this.emit({ kind: 'event', event });
   }
 }

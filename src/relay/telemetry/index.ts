@@ -2,9 +2,12 @@
 // telemetry SDK and no egress; instead:
 //   - its pino lines go over the link as LOG frames (LinkLogDestination);
 //   - its counters go over the link as COUNTERS frames (startCountersSender);
-//   - the sidecar's log filter comes back as LOG_FILTER frames and is applied
-//     to the relay's module loggers at once, so POST /log on the sidecar's
-//     admin port governs the relay's modules (`server`, `transport`, ...) too.
+//   - the sidecar's log filters come back as LOG_FILTER frames and are applied
+//     to the relay's module loggers at once: the local filter (POST /log on
+//     the sidecar's admin port governs the relay's modules, `server`,
+//     `transport`, ... too) and, while `stream-logs` streams, the stream
+//     filter, so the relay makes the lines Sentry wants even where stdout
+//     does not (the sidecar routes each line by the same two filters).
 import type { ServerStats } from '../../shared/stats.ts';
 import { formatLogFilter, parseLogFilter, type LogHub } from '../../shared/logger.ts';
 import { LinkLogDestination, type LogLink } from './link-log.ts';
@@ -19,7 +22,8 @@ export { stdoutDestination } from '../../shared/logger.ts';
 /** The link as the relay's telemetry needs it (SidecarTransport implements it). */
 export interface TelemetryLink extends LogLink, CountersLink {
   on(event: 'open', listener: () => void): unknown;
-  on(event: 'log-filter', listener: (filter: string) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  on(event: 'log-filter', listener: (filter: string, stream: string | undefined) => void): unknown;
 }
 
 export interface RelayTelemetryOptions {
@@ -50,25 +54,44 @@ export function startRelayTelemetry(opts: RelayTelemetryOptions): RelayTelemetry
     collect: () => ({
       ...opts.server.stats(),
       ...(opts.extra?.() ?? {}),
-      ...(opts.destination ? { logs: opts.destination.stats() } : {}),
+      ...(opts.destination ? { logs: { ...opts.destination.stats(), rateLimited: logs.perSource.suppressed } } : {}),
     }),
   });
   link.on('open', () => counters.sendNow());
 
-  link.on('log-filter', (text) => {
-    let next;
-    try {
-      next = parseLogFilter(text);
-    } catch (err) {
-      log.warn({ filter: text, reason: (err as Error).message }, 'log filter from the sidecar does not parse; keeping the current one');
-      return;
-    }
+  const applyLocal = (text: string) => {
+    const next = parse(text, 'log filter from the sidecar does not parse; keeping the current one');
+    if (next === undefined) return;
     const before = formatLogFilter(logs.filter());
     const after = formatLogFilter(next);
     if (before === after) return;
     logs.setFilter(next);
     log.info({ filter: after, previous: before }, 'log filter set by the sidecar');
+  };
+  const applyStream = (text: string | undefined) => {
+    const next = text === undefined ? undefined : parse(text, 'stream filter from the sidecar does not parse; not streaming');
+    const current = logs.streamFilter();
+    const before = current && formatLogFilter(current);
+    const after = next && formatLogFilter(next);
+    if (before === after) return;
+    logs.setStreamFilter(next);
+    log.info({ stream: after ?? 'off', previous: before ?? 'off' }, 'stream filter set by the sidecar');
+  };
+  const parse = (text: string, problem: string) => {
+    try {
+      return parseLogFilter(text);
+    } catch (err) {
+      log.warn({ filter: text, reason: (err as Error).message }, problem);
+      return undefined;
+    }
+  };
+
+  link.on('log-filter', (text, streamText) => {
+    applyLocal(text);
+    applyStream(streamText);
   });
+  // With no sidecar nothing reads the stream: stop making lines for it.
+  link.on('close', () => logs.streamFilter() !== undefined && logs.setStreamFilter(undefined));
 
   return {
     close() {

@@ -5,14 +5,22 @@
 // Where a line goes:
 //   link open, frame accepted      -> the sidecar only (under `npm start` both
 //                                     processes share stdout; printing here too
-//                                     would show every relay line twice)
+//                                     would show every relay line twice). The
+//                                     sidecar prints it if its local filter
+//                                     wants it and streams it if its stream
+//                                     filter does: the same filters as here.
 //   no link (start-up, sidecar gone)-> the relay's own stdout, so nothing is
-//                                     silently lost while there is no agent
+//                                     silently lost while there is no agent;
+//                                     only lines the local filter wants (a
+//                                     line made for the stream has no reader)
 //   link open but its queue is full -> dropped and counted (the link writer's
 //                                     bound); never blocks, never grows memory
 // A line written while a LOG frame is being queued (a log call made from
 // inside the link code) goes to stdout: the link is never re-entered.
+import { lineMeta, type RoutingDestination } from '../../shared/logger.ts';
 import type { DestinationStream } from 'pino';
+
+export { lineMeta };
 
 /** The relay's link as this destination needs it (SidecarTransport implements it). */
 export interface LogLink {
@@ -28,20 +36,11 @@ export interface LinkLogStats {
   local: number;
   /** Lines dropped because the link's queue was full. */
   dropped: number;
+  /** Session lines a client's budget suppressed (LogHub.perSource; the relay's telemetry adds it). */
+  rateLimited?: number;
 }
 
-const LEVEL_RE = /"level":(\d+)/;
-const MODULE_RE = /"module":"([^"\\]*)"/;
-
-/** pino's numeric level and the `module` binding of one serialized line (30 / 'relay' when absent). */
-export function lineMeta(line: string): { level: number; module: string } {
-  const l = LEVEL_RE.exec(line);
-  const m = MODULE_RE.exec(line);
-  const level = l ? Number(l[1]) : 30;
-  return { level: level >= 0 && level <= 255 ? level : 30, module: m?.[1] ?? 'relay' };
-}
-
-export class LinkLogDestination implements DestinationStream {
+export class LinkLogDestination implements RoutingDestination {
   private link: LogLink | undefined;
   private sending = false;
   private readonly s: LinkLogStats = { forwarded: 0, local: 0, dropped: 0 };
@@ -55,10 +54,13 @@ export class LinkLogDestination implements DestinationStream {
   }
 
   write(line: string): void {
+    this.writeRouted(line, true);
+  }
+
+  writeRouted(line: string, wantedLocally: boolean): void {
     const link = this.link;
     if (!link || this.sending || !link.connected) {
-      this.s.local++;
-      this.local.write(line);
+      this.writeLocal(line, wantedLocally);
       return;
     }
     const { level, module } = lineMeta(line);
@@ -73,11 +75,14 @@ export class LinkLogDestination implements DestinationStream {
     }
     if (ok) this.s.forwarded++;
     else if (link.connected) this.s.dropped++;
-    else {
-      // The link went away while we tried: keep the line.
-      this.s.local++;
-      this.local.write(line);
-    }
+    // The link went away while we tried: keep the line.
+    else this.writeLocal(line, wantedLocally);
+  }
+
+  private writeLocal(line: string, wanted: boolean): void {
+    if (!wanted) return;
+    this.s.local++;
+    this.local.write(line);
   }
 
   stats(): LinkLogStats {

@@ -87,8 +87,8 @@ type Events = {
   close: [reason: string];
   /** The sidecar applied a snapshot; `failed` lists ports it could not reopen. */
   resynced: [generation: number, failed: { family: Family; port: number; error: string }[]];
-  /** The sidecar's log filter (on connect and on every POST /log); src/relay/telemetry applies it. */
-  'log-filter': [filter: string];
+  /** The sidecar's log filters, local and stream (on connect and on every change); src/relay/telemetry applies them. */
+  'log-filter': [filter: string, stream: string | undefined];
 };
 
 interface Hold {
@@ -281,7 +281,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
         this.emit('resynced', f.generation, f.failed);
         return;
       case 'log-filter':
-        this.emit('log-filter', f.filter);
+        this.emit('log-filter', f.filter, f.stream);
         return;
       default:
         this.log.debug({ kind: f.kind }, 'unexpected frame from the sidecar ignored');

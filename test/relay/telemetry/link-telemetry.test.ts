@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LinkServer } from '../../../src/link/server.ts';
 import type { LinkConnection } from '../../../src/link/connection.ts';
-import type { Frame } from '../../../src/link/protocol.ts';
+import { HEADER_BYTES, LENGTH_BYTES, decodeFrame, encodeFrame, type Frame } from '../../../src/link/protocol.ts';
 import { SidecarTransport } from '../../../src/relay/transport/sidecar.ts';
 import { createLogHub } from '../../../src/shared/logger.ts';
 import { LinkLogDestination, lineMeta, startRelayTelemetry } from '../../../src/relay/telemetry/index.ts';
@@ -135,4 +135,40 @@ test('LOG_FILTER from the sidecar changes the named module at once; garbage is r
   } finally {
     await s.close();
   }
+});
+
+test('LOG_FILTER with a stream filter: the relay makes the lines the stream wants and sends them; a closed link stops them', async () => {
+  const s = await setup();
+  try {
+    s.transport.start();
+    await until(() => s.conn()?.state === 'open' && s.transport.connected, 'link open');
+    s.conn()!.send({ kind: 'log-filter', filter: 'info', stream: 'debug' });
+    await until(() => s.logs.get('session').level === 'debug', 'session at debug for the stream');
+    assert.equal(s.logs.filter().defaultLevel, 'info', 'the local filter is unchanged');
+    await until(() => s.frames.some((f) => f.kind === 'log' && f.json.includes('stream filter set by the sidecar')), 'change logged');
+    s.logs.get('session').debug({ client: '198.51.100.1:40001' }, 'allocation created');
+    await until(() => s.frames.some((f) => f.kind === 'log' && f.level === 20 && f.json.includes('allocation created')), 'debug line over the link');
+    // Streaming off: back to the local level.
+    s.conn()!.send({ kind: 'log-filter', filter: 'info' });
+    await until(() => s.logs.get('session').level === 'info', 'session back at info');
+    s.conn()!.send({ kind: 'log-filter', filter: 'info', stream: 'debug' });
+    await until(() => s.logs.get('session').level === 'debug', 'streaming again');
+    // The sidecar goes away: nobody reads the stream, and nothing made for it is printed.
+    await s.server.close();
+    await until(() => s.logs.get('session').level === 'info', 'stream filter dropped with the link');
+    s.logs.get('session').debug('not made');
+    assert.ok(!s.local.some((l) => l.includes('not made')));
+  } finally {
+    await s.close().catch(() => {});
+  }
+});
+
+test('the LOG_FILTER frame carries the stream filter after a newline; without it nothing is streamed', () => {
+  for (const f of [{ kind: 'log-filter', filter: 'info,server=debug' }, { kind: 'log-filter', filter: 'info', stream: 'debug,bpf=trace' }] as const) {
+    const buf = encodeFrame(f);
+    const r = decodeFrame(buf, LENGTH_BYTES, buf.length);
+    assert.ok(r.ok);
+    assert.deepEqual(r.frame, f);
+  }
+  assert.equal(encodeFrame({ kind: 'log-filter', filter: 'info', stream: 'debug' }).subarray(HEADER_BYTES).toString(), 'info\ndebug');
 });
