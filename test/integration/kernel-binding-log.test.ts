@@ -15,12 +15,13 @@ import { isRoot, requireCapability } from '../helpers/env.ts';
 
 const objectPath = fileURLToPath(new URL('../../bpf/turn_router.o', import.meta.url));
 
-const binding = (port: number): ChannelBinding => ({
+// One allocation per client port (each its own relayed port: two allocations never share a kernel entry).
+const binding = (port: number, allocationPort = 49200): ChannelBinding => ({
   client: { family: 4, address: '198.51.100.7', port },
   channel: 0x4001,
   peer: { family: 4, address: '203.0.113.9', port: 5000 },
-  allocationPort: 49200,
-  allocationPorts: { v4: 49200 },
+  allocationPort,
+  allocationPorts: { v4: allocationPort },
   expiresAt: 0,
 });
 
@@ -49,7 +50,7 @@ test('kernel binding written / removed: session fields and the datapath, within 
     })),
   );
   // The same client address writing again and again: the map follows, the log stops at the budget.
-  for (let i = 0; i < 5; i++) await map.install(binding(40002 + i));
+  for (let i = 0; i < 5; i++) await map.install(binding(40002 + i, 49201 + i));
   assert.equal(router.listBindings().length, 5);
   assert.equal(lines.length, 3);
   assert.equal(budget.suppressed, 4);
