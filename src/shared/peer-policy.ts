@@ -3,8 +3,8 @@
 // private or metadata addresses lets outsiders into the operator's network),
 // including IPv6 forms that carry such an IPv4 address inside them.
 // Addresses are compared as 16 bytes (IPv4 as IPv4-mapped), see config/cidr.ts.
-import { cidrContains, parseCidr, type Cidr } from '../../shared/cidr.ts';
-import { addressToBytes16, toBytes16 } from '../../shared/ip.ts';
+import { cidrContains, parseCidr, type Cidr } from './cidr.ts';
+import { addressToBytes16, toBytes16 } from './ip.ts';
 
 export type DenyReason =
   | 'denied-list'
