@@ -5,7 +5,8 @@
 // of its own with nothing but loopback (the link is a path-based Unix socket,
 // which reaches across namespaces), with an environment holding only its own
 // settings. Each child holds a lifeline pipe from this process and stops when
-// it closes, so no child outlives the launcher, whatever killed it. A child
+// it closes, so no child outlives the launcher, whatever killed it. The
+// relay's output passes through the launcher, marked as the relay's. A child
 // that dies is restarted with backoff, up to restartLimit quick failures in a
 // row; one that cannot start (bad configuration, eBPF required but not
 // loadable, ...) stops the pair with its reason. SIGTERM or SIGINT stops both
@@ -22,6 +23,7 @@ import { resolveUser } from '../config/users.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
 import { LIFELINE_FD, readFatalReason } from './lifeline.ts';
+import { passRelayOutput } from './relay-output.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = extname(fileURLToPath(import.meta.url)); // .ts under tsx, .js when built
@@ -166,8 +168,11 @@ let stopping = false;
 function start(c: Child): void {
   c.startedAt = Date.now();
   // fd 3 is the lifeline: the child stops when it closes, i.e. when this process is gone.
-  const proc = spawn(c.command, c.args, { env: c.env, stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
+  // The relay's output goes through us, marked as its own; the sidecar writes ours directly.
+  const output = c.name === 'relay' ? 'pipe' : 'inherit';
+  const proc = spawn(c.command, c.args, { env: c.env, stdio: ['ignore', output, output, 'pipe'] });
   c.proc = proc;
+  if (c.name === 'relay') passRelayOutput(proc.stdout!, proc.stderr!, hub, log);
   const lifeline = proc.stdio[LIFELINE_FD] as NodeJS.ReadableStream;
   const fatalReason = c.readsFatal ? readFatalReason(lifeline) : () => undefined;
   if (!c.readsFatal) lifeline.on('error', () => {}).resume();

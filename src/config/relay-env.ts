@@ -42,7 +42,9 @@ export function relayEnvironment(config: Config): Record<string, string> {
     if (v !== undefined) env[nameOf(field)] = envText(v);
   }
   const back = configSchema.safeParse(fromEnv(env).raw);
-  const lost = back.success ? RELAY_FIELDS.filter((f) => JSON.stringify(back.data[f]) !== JSON.stringify(config[f])) : ['(relay settings)'];
+  const lost = back.success
+    ? RELAY_FIELDS.filter((f) => JSON.stringify(back.data[f]) !== JSON.stringify(config[f]))
+    : [...new Set(back.error.issues.map((i) => String(i.path[0] ?? '(relay settings)')))];
   if (lost.length > 0) {
     throw ConfigError.of('cannot hand the relay its settings', lost.map((field) => ({ field, source: 'config', reason: 'does not survive the environment syntax (e.g. a comma inside a value)' })));
   }

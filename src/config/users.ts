@@ -8,13 +8,26 @@ export interface UserIds {
   readonly gid: number;
 }
 
-/** The user's uid and primary gid; undefined when there is no such user. */
+/**
+ * The user's uid and primary gid; undefined when there is no such user. A
+ * number with no passwd entry (a container's runAsUser) is taken as is, its
+ * group the same number.
+ */
 export function resolveUser(user: string): UserIds | undefined {
+  const id = (flag: string, who: string) => Number(execFileSync('id', [flag, who], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
+  const numeric = /^\d+$/.test(user) ? Number(user) : undefined;
+  let uid: number;
   try {
-    const uid = /^\d+$/.test(user) ? Number(user) : Number(execFileSync('id', ['-u', user], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', String(uid)], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
-    return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined;
+    uid = numeric ?? id('-u', user);
   } catch {
     return undefined;
   }
+  let gid: number;
+  try {
+    gid = id('-g', String(uid));
+  } catch {
+    if (numeric === undefined) return undefined;
+    gid = numeric;
+  }
+  return Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined;
 }

@@ -23,6 +23,7 @@ import type { ChannelBinding } from '../../shared/binding.ts';
 import type { UdpSockets } from '../sockets.ts';
 import type { SecurityEvents, SecurityRefusal } from '../security.ts';
 import { RelayGuard, type RelayLimits } from './relay-guard.ts';
+import { relayLogLine } from '../relay-line.ts';
 
 /** The kernel channel map as the bridge needs it; the eBPF map writer implements it (userspace mode: omit it). */
 export interface ChannelMap {
@@ -198,7 +199,8 @@ export class RelayBridge extends EventEmitter<Events> {
         return;
       }
       case 'log':
-        this.emit('log', f.level, f.module, relayLogLine(f.json));
+        // Not a JSON object: the telemetry agent reports it as unparseable, never as a line.
+        this.emit('log', f.level, f.module, relayLogLine(f.json) ?? f.json);
         return;
       case 'counters':
         this.emit('counters', f.counters);
@@ -266,31 +268,4 @@ export class RelayBridge extends EventEmitter<Events> {
     this.log.warn({ reason, closedPorts: closed }, 'relay disconnected: allocation ports closed, channel map cleared');
     this.emit('relay-close', reason);
   }
-}
-
-/** Fields only the sidecar sets on a line; a relay line's own values of them move under `relayFields`. */
-const SIDECAR_FIELDS = ['event', 'rule', 'detail'] as const;
-
-/**
- * A relay log line as the sidecar passes it on: `process` is always 'relay'
- * and the sidecar's own fields (a security event's) are namespaced, so a
- * relay cannot write a line that passes for the sidecar's. Text that is not a
- * JSON object is left to the telemetry agent, which never prints it as a line.
- */
-export function relayLogLine(json: string): string {
-  let obj: unknown;
-  try {
-    obj = JSON.parse(json);
-  } catch {
-    return json;
-  }
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return json;
-  const line = obj as Record<string, unknown>;
-  const moved: Record<string, unknown> = {};
-  for (const k of SIDECAR_FIELDS) {
-    if (!(k in line)) continue;
-    moved[k] = line[k];
-    delete line[k];
-  }
-  return JSON.stringify({ ...line, process: 'relay', ...(Object.keys(moved).length > 0 ? { relayFields: moved } : {}) });
 }
