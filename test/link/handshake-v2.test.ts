@@ -10,6 +10,13 @@ import { LinkServer } from '../../src/link/server.ts';
 import { FrameReader } from '../../src/link/reader.ts';
 import type { Hello, LinkConnection } from '../../src/link/connection.ts';
 import type { Frame } from '../../src/link/protocol.ts';
+import { configSchema } from '../../src/config/schema.ts';
+import { createLogHub } from '../../src/shared/logger.ts';
+import { buildServerOptions } from '../../src/relay/build.ts';
+import { TurnServer } from '../../src/relay/server/index.ts';
+import { startSidecarTransport } from '../../src/relay/transport/sidecar.ts';
+import type { RelayedAddresses } from '../../src/link/protocol.ts';
+import { sink } from '../telemetry/sink.ts';
 import { captureLogger, tempSocketPath, until } from './helpers.ts';
 
 const fast = { initialMs: 10, maxMs: 50, jitter: 0, rejectedRetryMs: 60_000 };
@@ -75,6 +82,44 @@ test('a process checkPeer refuses gets REJECT forbidden before any HELLO, the se
     await until(() => checks === 2, 'both connections checked');
   } finally {
     await server.close();
+    cleanup();
+  }
+});
+
+test('the relay builds its server with the first HELLO\'s addresses, and fails its transport when a later sidecar names others', async () => {
+  const { path, cleanup } = tempSocketPath();
+  const config = configSchema.parse({ socket: path, users: 'a:bcdefgh', relayTransport: 'sidecar' });
+  const logs = createLogHub({ destination: sink().stream as never, filter: 'info' });
+  const built: RelayedAddresses[] = [];
+  const buildServer = (a: RelayedAddresses) => {
+    built.push(a);
+    return new TurnServer(buildServerOptions(config, { relayAddresses: a }));
+  };
+  const first = new LinkServer({ path, software: 's1', logger: captureLogger('s1').logger, relayAddresses: { v4: '203.0.113.1' } });
+  await first.listen();
+  const running = await startSidecarTransport({ config, buildServer, logs });
+  try {
+    assert.deepEqual(built, [{ v4: '203.0.113.1' }]);
+    assert.deepEqual(running.describe().relayAddresses, { v4: '203.0.113.1 (sidecar)', v6: 'unavailable' });
+    let failed: string | undefined;
+    void running.failed?.then((r) => (failed = r));
+    // The same addresses after a sidecar restart: nothing to do.
+    await first.close();
+    const same = new LinkServer({ path, software: 's2', logger: captureLogger('s2').logger, relayAddresses: { v4: '203.0.113.1' } });
+    await same.listen();
+    await once(same, 'open');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(failed, undefined);
+    await same.close();
+    // Other addresses: allocations already handed out carry the old ones, so the relay must start anew.
+    const other = new LinkServer({ path, software: 's3', logger: captureLogger('s3').logger, relayAddresses: { v4: '203.0.113.2' } });
+    await other.listen();
+    await until(() => failed !== undefined, 'the transport failed');
+    assert.match(failed!, /203\.0\.113\.2.*instead of.*203\.0\.113\.1/);
+    assert.equal(built.length, 1, 'the server was built once');
+    await other.close();
+  } finally {
+    await running.close();
     cleanup();
   }
 });
