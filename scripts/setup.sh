@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
 # Idempotent set-up run before `npm start` and `npm test`: installs what is
 # missing (Debian packages, node modules, the BPF object, the compiled
-# TypeScript) and does nothing when everything is already in place.
+# TypeScript, and for `npm start` as root the relay's own system user) and
+# does nothing when everything is already in place.
+#   setup.sh               before npm start
+#   setup.sh --test        before npm test (also coturn and tcpdump; no user)
+#   setup.sh --relay-user NAME   only create the relay user NAME if missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
+
+# The relay's user: a system account (uid from the system range), no login
+# shell, no home directory, a group of its own; created only when missing.
+ensure_relay_user() {
+  local user="$1"
+  if id -u "$user" >/dev/null 2>&1; then return 0; fi
+  say "creating the relay's system user $user"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+    --comment "turnpike relay (unprivileged)" "$user"
+}
+if [ "$mode" = "--relay-user" ]; then
+  ensure_relay_user "${2:?usage: setup.sh --relay-user NAME}"
+  exit 0
+fi
 
 # Debian packages: clang/llvm/libbpf-dev build the XDP object, libbpf1 is
 # loaded at run time through koffi, bpftool/iproute2/ethtool are used by the
@@ -62,4 +80,10 @@ if [ ! -f "$stamp" ] || [ -n "$(find src test bench tsconfig.json package-lock.j
   say "compiling TypeScript"
   npx tsc -p tsconfig.json
   touch "$stamp"
+fi
+
+# The relay runs as a user of its own under `npm start` as root. Only the
+# default name is created; a TURNPIKE_RELAY_USER the operator chose must exist.
+if [ -z "$mode" ] && [ "$(id -u)" -eq 0 ] && [ "${TURNPIKE_RELAY_USER:-turnpike-relay}" = turnpike-relay ]; then
+  ensure_relay_user turnpike-relay
 fi

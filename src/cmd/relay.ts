@@ -1,6 +1,8 @@
 // turnpike-relay: the TURN server process. Loads the configuration, settles
-// defaults (relayed addresses, credentials), builds the sans-IO TurnServer and
-// runs it behind one transport, chosen here and only here:
+// the credentials, and runs the sans-IO TurnServer behind one transport,
+// chosen here and only here (the transport builds the server once it knows
+// the relayed addresses: its own choice standalone, the sidecar's HELLO
+// behind the link):
 //   standalone  the relay's own UDP sockets (development, no sidecar)
 //   sidecar     datagrams over the link socket from turnpike-sidecar
 // The choice is the relayTransport setting: TURNPIKE_RELAY_TRANSPORT (the
@@ -14,7 +16,9 @@ import type { Config } from '../config/schema.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { LinkLogDestination, stdoutDestination } from '../relay/telemetry/index.ts';
 import { authSources, buildServerOptions } from '../relay/build.ts';
-import { chooseRelayAddresses, ensureCredentials } from '../relay/defaults.ts';
+import { ensureCredentials } from '../relay/defaults.ts';
+import type { RelayedAddresses } from '../link/protocol.ts';
+import { watchLifeline } from './lifeline.ts';
 import { TurnServer } from '../relay/server/server.ts';
 import { startStandaloneTransport } from '../relay/transport/standalone.ts';
 import { startSidecarTransport } from '../relay/transport/sidecar.ts';
@@ -39,8 +43,6 @@ function transportStarter(kind: TransportKind): StartTransport {
   return kind === 'standalone' ? startStandaloneTransport : startSidecarTransport;
 }
 
-const fmt = (host: string, port: number) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
-
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -64,34 +66,48 @@ async function main(): Promise<void> {
   });
   const log = logs.get('relay');
 
+  let running: RunningTransport | undefined;
+  let statsTimer: NodeJS.Timeout | undefined;
+  let stopping = false;
+  const stop = async (signal: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(statsTimer);
+    await running?.close();
+    log.info({ signal, server: running?.server.stats(), transport: running?.stats() }, 'relay stopped');
+    setTimeout(() => process.exit(code), 50);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  // Started by the launcher: stop with it, however it ended.
+  watchLifeline(config.lifelineFd, () => void stop('launcher gone'));
+
   const creds = ensureCredentials(config, stateDir(config), log);
   if (creds.generatedSecret) config = { ...config, restSecret: creds.generatedSecret };
-  const relay = await chooseRelayAddresses(config, log);
+  const serverConfig = config;
+  const buildServer = (relayAddresses: RelayedAddresses) =>
+    new TurnServer(
+      buildServerOptions(serverConfig, { relayAddresses, logger: logs.get('server'), sessionLog: { logger: logs.get('session'), budget: logs.perSource } }),
+    );
 
-  const server = new TurnServer(
-    buildServerOptions(config, {
-      relayAddresses: { v4: relay.v4.address, v6: relay.v6.address },
-      logger: logs.get('server'),
-      sessionLog: { logger: logs.get('session'), budget: logs.perSource },
-    }),
-  );
-  let running: RunningTransport;
   try {
-    running = await (await transportStarter(transportKind))({ config, server, logs, logDestination });
+    running = await (await transportStarter(transportKind))({ config, buildServer, logs, logDestination });
   } catch (e) {
     log.fatal({ err: e, transport: transportKind }, 'transport failed to start');
     // Give pino's asynchronous destination a moment to flush the reason.
     setTimeout(() => process.exit(1), 100);
     return;
   }
+  if (stopping) return void running.close();
+  const { server } = running;
+  void running.failed?.then((reason) => {
+    log.fatal({ reason }, 'the relayed addresses changed under this relay; exiting so it starts anew');
+    void stop('relayed addresses changed', 1);
+  });
 
   log.info(
     {
       ...running.describe(),
-      relayAddresses: {
-        v4: relay.v4.address ? `${relay.v4.address} (${relay.v4.source})` : 'unavailable',
-        v6: relay.v6.address ? `${relay.v6.address} (${relay.v6.source})` : 'unavailable',
-      },
       portRange: `${config.portRange.min}-${config.portRange.max}`,
       realm: config.realm,
       auth: authSources(config),
@@ -101,20 +117,9 @@ async function main(): Promise<void> {
     'relay ready',
   );
 
-  const statsTimer = setInterval(() => log.debug({ server: server.stats(), transport: running.stats() }, 'stats'), 60_000);
+  const transport = running;
+  statsTimer = setInterval(() => log.debug({ server: server.stats(), transport: transport.stats() }, 'stats'), 60_000);
   statsTimer.unref();
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    clearInterval(statsTimer);
-    await running.close();
-    log.info({ signal, server: server.stats(), transport: running.stats() }, 'relay stopped');
-    setTimeout(() => process.exit(0), 50);
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 // Run only when executed, not when imported (tests import pickTransport).

@@ -10,6 +10,7 @@ import { stateDir } from '../config/paths.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { startTelemetry } from '../telemetry/index.ts';
 import { Sidecar, SidecarStartError } from '../sidecar/sidecar.ts';
+import { watchLifeline } from './lifeline.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url).pathname.replace('/dist/package.json', '/package.json'), 'utf8')) as { version: string }).version;
 
@@ -26,6 +27,10 @@ async function main(): Promise<number> {
   }
   const { config } = loaded;
   const hub = createLogHub({ filter: config.log, name: 'turnpike-sidecar', base: { process: 'sidecar' }, perSourceRate: config.sessionLogRate });
+  // Started by the launcher: stop with it, however it ended (SIGKILL included).
+  let launcherGone = false;
+  let onLauncherGone = () => void (launcherGone = true);
+  const lifeline = watchLifeline(config.lifelineFd, () => onLauncherGone());
   const telemetry = await startTelemetry({ config, version, stateDir: stateDir(config), logHub: hub });
 
   let sidecar: Sidecar;
@@ -33,7 +38,8 @@ async function main(): Promise<number> {
     sidecar = await Sidecar.start(config, { version, logHub: hub, telemetry });
   } catch (e) {
     if (e instanceof SidecarStartError) {
-      // The reason is logged; what the sidecar had opened is closed.
+      // The reason is logged; what the sidecar had opened is closed. The launcher stops the pair on it.
+      lifeline.fatal(e.message);
       await telemetry.shutdown();
       return 1;
     }
@@ -51,6 +57,8 @@ async function main(): Promise<number> {
     };
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
+    onLauncherGone = () => void stop('launcher gone');
+    if (launcherGone) onLauncherGone();
   });
 }
 

@@ -1,17 +1,29 @@
 // `npm start`: runs the pair on one host. The sidecar (this process's
-// privileges: sockets, XDP, telemetry) and the relay (dropped to an
-// unprivileged user when started as root) run as two child processes joined
-// by the link socket. Each is restarted with backoff if it dies; SIGTERM or
-// SIGINT stops both (relay first, so the sidecar can clear its maps).
-// In production, deploy/systemd runs the two as separate units instead.
+// privileges: sockets, XDP, telemetry) and the relay run as two child
+// processes joined by the link socket. Started as root, the relay runs as its
+// own user (relayUser, created by scripts/setup.sh), in a network namespace
+// of its own with nothing but loopback (the link is a path-based Unix socket,
+// which reaches across namespaces), with an environment holding only its own
+// settings. Each child holds a lifeline pipe from this process and stops when
+// it closes, so no child outlives the launcher, whatever killed it. The
+// relay's output passes through the launcher, marked as the relay's. A child
+// that dies is restarted with backoff, up to restartLimit quick failures in a
+// row; one that cannot start (bad configuration, eBPF required but not
+// loadable, ...) stops the pair with its reason. SIGTERM or SIGINT stops both
+// (relay first, so the sidecar can clear its maps). In production,
+// deploy/systemd runs the two as separate units instead.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { dirname, join, extname } from 'node:path';
+import { delimiter, dirname, join, extname } from 'node:path';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import { linkSocketPath, readableBy, stateDir } from '../config/paths.ts';
+import { relayEnvironment } from '../config/relay-env.ts';
+import { resolveUser } from '../config/users.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
+import { LIFELINE_FD, readFatalReason } from './lifeline.ts';
+import { passRelayOutput } from './relay-output.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = extname(fileURLToPath(import.meta.url)); // .ts under tsx, .js when built
@@ -35,20 +47,16 @@ const dir = stateDir(config);
 mkdirSync(dir, { recursive: true, mode: 0o711 });
 
 const isRoot = process.getuid?.() === 0;
-function resolveUser(user: string): { uid: number; gid: number } | undefined {
-  try {
-    const uid = /^\d+$/.test(user) ? Number(user) : Number(execFileSync('id', ['-u', user]).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', String(uid)]).toString().trim());
-    return { uid, gid };
-  } catch {
-    return undefined;
-  }
-}
 const relayIdentity = isRoot ? resolveUser(config.relayUser) : undefined;
 if (isRoot && !relayIdentity) {
-  log.fatal({ relayUser: config.relayUser }, 'relay user does not exist; set TURNPIKE_RELAY_USER to an unprivileged user');
+  log.fatal(
+    { relayUser: config.relayUser },
+    'relay user does not exist; `npm start` creates turnpike-relay (scripts/setup.sh), or set TURNPIKE_RELAY_USER to an unprivileged user',
+  );
   process.exit(2);
 }
+if (relayIdentity?.uid === 0) log.warn({ relayUser: config.relayUser }, 'the relay runs as root: privilege separation is off; use a user of its own');
+else if (relayIdentity?.uid === 65534) log.warn({ relayUser: config.relayUser }, 'the relay runs as the shared nobody user; a user of its own (turnpike-relay) keeps it apart from other services');
 // The relay loads its code as that user: an install it cannot read (e.g. a
 // checkout under a 0700 directory) would only crash-loop, so say why now.
 const relayEntry = join(here, `relay${ext}`);
@@ -58,6 +66,35 @@ if (relayIdentity && !readableBy(relayEntry, relayIdentity.uid, relayIdentity.gi
     'the relay user cannot read the installation; make it readable (directories o+x, files o+r) or set TURNPIKE_RELAY_USER',
   );
   process.exit(2);
+}
+
+/** An executable on the launcher's PATH (the relay's environment has none). */
+function onPath(cmd: string): string | undefined {
+  for (const d of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
+    try {
+      accessSync(join(d, cmd), constants.X_OK);
+      return join(d, cmd);
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+// As root the relay gets a network namespace of its own (unshare from
+// util-linux), entered before it drops to its user: say now if that fails.
+const unshare = relayIdentity ? onPath('unshare') : undefined;
+if (relayIdentity) {
+  try {
+    if (!unshare) throw new Error('unshare (util-linux) not found on PATH');
+    execFileSync(unshare, ['--net', '--', 'true'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const reason = (e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message;
+    log.fatal({ reason }, 'cannot give the relay a network namespace of its own (unshare --net)');
+    process.exit(2);
+  }
+} else {
+  log.warn('not started as root: the relay runs as this user, with this network (development only)');
 }
 
 // The relay (another user) connects to the link socket: the directories on
@@ -75,49 +112,92 @@ if (relayIdentity) {
 }
 
 // Credentials are settled here (as the launcher may be root and the relay is
-// not): a generated REST secret is handed to the relay through its environment.
+// not): a generated REST secret is handed to the relay through its environment,
+// which holds the relay's own settings and nothing else of ours.
 const creds = ensureCredentials(config, dir, log);
-const relayEnv: NodeJS.ProcessEnv = { ...process.env, TURNPIKE_RELAY_TRANSPORT: 'sidecar', TURNPIKE_STATE_DIR: dir };
-if (creds.generatedSecret) relayEnv.TURNPIKE_REST_SECRET = creds.generatedSecret;
-const sidecarEnv: NodeJS.ProcessEnv = { ...process.env, TURNPIKE_STATE_DIR: dir };
-if (relayIdentity) sidecarEnv.TURNPIKE_RELAY_GID = String(relayIdentity.gid);
+let relayEnv: Record<string, string>;
+try {
+  relayEnv = relayEnvironment({
+    ...config,
+    stateDir: dir,
+    socket: linkSocketPath(config),
+    relayTransport: 'sidecar',
+    lifelineFd: LIFELINE_FD,
+    ...(creds.generatedSecret ? { restSecret: creds.generatedSecret } : {}),
+  });
+} catch (e) {
+  if (!(e instanceof ConfigError)) throw e;
+  log.fatal({ reason: e.message }, 'cannot start the relay');
+  process.exit(2);
+}
+const sidecarEnv: NodeJS.ProcessEnv = { ...process.env, TURNPIKE_STATE_DIR: dir, TURNPIKE_LIFELINE_FD: String(LIFELINE_FD) };
+if (relayIdentity) {
+  sidecarEnv.TURNPIKE_RELAY_GID = String(relayIdentity.gid);
+  sidecarEnv.TURNPIKE_RELAY_UID = String(relayIdentity.uid);
+}
 
 interface Child {
   name: 'sidecar' | 'relay';
-  file: string;
+  command: string;
+  args: string[];
   env: NodeJS.ProcessEnv;
-  identity?: { uid: number; gid: number };
+  /** Whether a reason the child writes on its lifeline is read (the sidecar's; the relay may not stop the pair). */
+  readsFatal: boolean;
   proc?: ChildProcess;
   restarts: number;
   startedAt: number;
 }
 
+const node = [...process.execArgv];
 const children: Child[] = [
-  { name: 'sidecar', file: join(here, `sidecar${ext}`), env: sidecarEnv, restarts: 0, startedAt: 0 },
-  { name: 'relay', file: relayEntry, env: relayEnv, identity: relayIdentity, restarts: 0, startedAt: 0 },
+  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0 },
+  {
+    name: 'relay',
+    // No argv: flags may hold settings that are not the relay's; its environment has all of its own.
+    ...(relayIdentity
+      ? { command: unshare!, args: ['--net', `--setgid=${relayIdentity.gid}`, `--setuid=${relayIdentity.uid}`, '--', process.execPath, ...node, relayEntry] }
+      : { command: process.execPath, args: [...node, relayEntry] }),
+    env: relayEnv,
+    readsFatal: false,
+    restarts: 0,
+    startedAt: 0,
+  },
 ];
 let stopping = false;
 
 function start(c: Child): void {
   c.startedAt = Date.now();
-  const proc = spawn(process.execPath, [...process.execArgv, c.file, ...argv], {
-    env: c.env,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    ...(c.identity ?? {}),
-  });
+  // fd 3 is the lifeline: the child stops when it closes, i.e. when this process is gone.
+  // The relay's output goes through us, marked as its own; the sidecar writes ours directly.
+  const output = c.name === 'relay' ? 'pipe' : 'inherit';
+  const proc = spawn(c.command, c.args, { env: c.env, stdio: ['ignore', output, output, 'pipe'] });
   c.proc = proc;
-  log.info({ child: c.name, pid: proc.pid, uid: c.identity?.uid ?? process.getuid?.() }, 'started');
+  if (c.name === 'relay') passRelayOutput(proc.stdout!, proc.stderr!, hub, log);
+  const lifeline = proc.stdio[LIFELINE_FD] as NodeJS.ReadableStream;
+  const fatalReason = c.readsFatal ? readFatalReason(lifeline) : () => undefined;
+  if (!c.readsFatal) lifeline.on('error', () => {}).resume();
+  log.info({ child: c.name, pid: proc.pid, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
+  proc.on('error', (e) => {
+    log.fatal({ child: c.name, reason: e.message }, 'cannot start the child; stopping');
+    void stop(1);
+  });
   proc.on('exit', (code, signal) => {
-    c.proc = undefined;
+    if (c.proc === proc) c.proc = undefined;
     if (stopping) return;
-    // A child that ran a while restarts at once; one that keeps failing backs off up to 30 s.
-    c.restarts = Date.now() - c.startedAt > 30_000 ? 0 : c.restarts + 1;
-    const delay = Math.min(30_000, 250 * 2 ** Math.min(c.restarts, 7));
-    if (code === 2) {
-      log.fatal({ child: c.name, code }, 'child refused its configuration; stopping');
-      void stop(2);
+    const reason = fatalReason();
+    if (code === 2 || reason !== undefined) {
+      log.fatal({ child: c.name, code, reason }, code === 2 ? 'child refused its configuration; stopping' : 'child cannot start; stopping');
+      void stop(code === 2 ? 2 : 1);
       return;
     }
+    // A child that ran a while restarts at once; one that keeps failing backs off up to 30 s, then gives up.
+    c.restarts = Date.now() - c.startedAt > 30_000 ? 0 : c.restarts + 1;
+    if (c.restarts > config.restartLimit) {
+      log.fatal({ child: c.name, code, signal, restarts: c.restarts - 1, restartLimit: config.restartLimit }, 'child keeps failing: cannot keep the pair up; stopping');
+      void stop(1);
+      return;
+    }
+    const delay = Math.min(30_000, 250 * 2 ** Math.min(c.restarts, 7));
     log.error({ child: c.name, code, signal, restartInMs: delay }, 'child exited; restarting');
     setTimeout(() => !stopping && start(c), delay).unref();
   });

@@ -117,7 +117,12 @@ export const configSchema = z
 
     socket: z.string().min(1).optional(),
     stateDir: z.string().min(1).optional(),
-    relayUser: z.string().min(1).default('nobody'),
+    /** The relay's own system user (scripts/setup.sh creates turnpike-relay); the sidecar admits only it on the link. */
+    relayUser: z.string().min(1).default('turnpike-relay'),
+    /** Control frames per second the sidecar accepts from the relay (burst: two seconds' worth); beyond, the link is closed. */
+    linkControlRate: positiveInt.default(20_000),
+    /** Restarts in a row of a child that ran under 30 s before the launcher gives up (exit 1). */
+    restartLimit: z.coerce.number().int().min(0).default(5),
     admin: hostPort.default({ host: '127.0.0.1', port: 9469 }),
     log: z.string().default('info'),
     /** Session log lines (debug) one client address may cause per second; more are suppressed and counted. */
@@ -149,6 +154,10 @@ export const configSchema = z
     resyncGraceMs: positiveInt.default(15_000),
     /** Group that may connect to the link socket (the launcher's relay group). */
     relayGid: z.coerce.number().int().min(0).optional(),
+    /** The relay's uid as the launcher resolved relayUser (the sidecar's link admits it); unset: resolved from relayUser. */
+    relayUid: z.coerce.number().int().min(0).optional(),
+    /** A pipe from the launcher (its fd in this process): when it closes, the launcher is gone and this child stops. */
+    lifelineFd: z.coerce.number().int().min(3).optional(),
     /** A different XDP object (a debug build of bpf/turn_router.o). */
     bpfObject: z.string().min(1).optional(),
     /** sendmmsg/recvmmsg batching in the sidecar: auto (where koffi and the platform allow) or off. */

@@ -87,9 +87,9 @@ export class LinkClient extends EventEmitter<Events> {
       conn.on('close', (info) => {
         if (this.connection === conn) this.connection = null;
         this.emit('close', { ...info, opened });
-        // A mismatched pair will not fix itself soon: retry slowly. 'busy' (an old
-        // relay still on the link, e.g. during a restart) clears quickly: normal backoff.
-        const mismatch = info.rejected === 'version' || info.rejected === 'role';
+        // A mismatched pair (or a relay running as the wrong user) will not fix itself soon: retry
+        // slowly. 'busy' (an old relay still on the link, e.g. during a restart) clears quickly: normal backoff.
+        const mismatch = info.rejected === 'version' || info.rejected === 'role' || info.rejected === 'forbidden';
         this.retry(mismatch ? this.opts.backoff?.rejectedRetryMs ?? 30_000 : undefined);
       });
     });

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { PROTOCOL_VERSION, type Frame, type RejectReason, type Role } from './protocol.ts';
+import { PROTOCOL_VERSION, type Frame, type RejectReason, type RelayedAddresses, type Role } from './protocol.ts';
 import { FrameReader } from './reader.ts';
 import { FrameWriter, type WriterStats } from './writer.ts';
 
@@ -14,12 +14,16 @@ export interface Hello {
   role: Role;
   pid: number;
   software: string;
+  /** The sidecar's relayed addresses (in its HELLO; a relay's HELLO has none). */
+  relayAddresses?: RelayedAddresses;
 }
 
 export interface LinkConnectionOptions {
   role: Role;
   /** This side's software version, sent in HELLO. */
   software: string;
+  /** The sidecar's relayed addresses, sent in its HELLO. */
+  relayAddresses?: RelayedAddresses | undefined;
   logger: Logger;
   /** Protocol version to announce (tests use another to provoke a mismatch). */
   version?: number;
@@ -94,7 +98,14 @@ export class LinkConnection extends EventEmitter<Events> {
     }, opts.handshakeTimeoutMs ?? 5000);
     hs.unref();
     this.timers.push(hs);
-    this.writer.write({ kind: 'hello', version: this.version, role: opts.role, pid: process.pid, software: opts.software });
+    this.writer.write({
+      kind: 'hello',
+      version: this.version,
+      role: opts.role,
+      pid: process.pid,
+      software: opts.software,
+      ...(opts.relayAddresses ? { relayAddresses: opts.relayAddresses } : {}),
+    });
   }
 
   /** Queues a frame for the peer; false when it was dropped or the link is not open. */
@@ -161,7 +172,8 @@ export class LinkConnection extends EventEmitter<Events> {
     }
   }
 
-  private onHello(h: Hello): void {
+  private onHello({ version, role, pid, software, relayAddresses }: Hello): void {
+    const h: Hello = { version, role, pid, software, ...(relayAddresses ? { relayAddresses } : {}) };
     const me = this.opts.role;
     const want: Role = me === 'sidecar' ? 'relay' : 'sidecar';
     if (h.version !== this.version) {
@@ -177,7 +189,7 @@ export class LinkConnection extends EventEmitter<Events> {
     this.peer = h;
     this.state = 'open';
     this.startKeepalive();
-    this.log.info({ peer: h.role, peerPid: h.pid, peerSoftware: h.software, version: h.version }, 'link open');
+    this.log.info({ peer: h.role, peerPid: h.pid, peerSoftware: h.software, version: h.version, ...(h.relayAddresses ? { relayAddresses: h.relayAddresses } : {}) }, 'link open');
     this.emit('open', h);
   }
 

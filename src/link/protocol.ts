@@ -27,7 +27,12 @@
  * type  name              dir  body
  * 0x01  HELLO             both u32 magic 0x54504C4B ("TPLK") | u16 version | u8 role (1 sidecar, 2 relay)
  *                                | u32 pid | str8 software version
- * 0x02  REJECT            both u8 code (1 version, 2 role, 3 busy, 4 protocol) | rest reason
+ *                                | str8 relayed IPv4 | str8 relayed IPv6   (since version 2)
+ *                                (the sidecar's choice of relayed address per family, "" = none,
+ *                                as text; the relay sends both empty: it runs with no network of
+ *                                its own and cannot choose)
+ * 0x02  REJECT            both u8 code (1 version, 2 role, 3 busy, 4 protocol, 5 forbidden: the
+ *                                connecting process is not the relay's user) | rest reason
  * 0x10  PACKET_IN         s->r lep local | addr remote | rest payload          (droppable)
  * 0x11  PACKET_OUT        r->s lep from  | addr to     | rest payload          (droppable)
  * 0x20  OPEN_PORT         r->s u32 token | u8 family | u16 port
@@ -59,16 +64,22 @@
  * Session: on connect both sides send HELLO at once. Each checks the other's
  * magic, version and role; on a mismatch it sends REJECT (with a reason that
  * names both versions) and closes, so both sides log the same clear error.
+ * The sidecar first checks who connected (SO_PEERCRED): a process that is not
+ * the relay's user gets REJECT forbidden before any other frame is read.
+ * The relay builds its TURN server with the relayed addresses of the first
+ * HELLO it gets.
  * Then the relay sends a snapshot (BEGIN, PORT*, CHANNEL*, END): the sidecar
  * makes its sockets and maps equal to it and answers SNAPSHOT_ACK. Droppable
  * frames may be discarded by a sender whose queue is full; every other frame
  * is delivered in order or the link is torn down.
  */
+import { isIP } from 'node:net';
 import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint.ts';
 import type { ChannelBinding } from '../shared/binding.ts';
 import { parseCounters, type RelayCounters } from './counters.ts';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: HELLO carries the relayed addresses, REJECT code 5 (forbidden). */
+export const PROTOCOL_VERSION = 2;
 export const MAGIC = 0x54504c4b;
 export const LENGTH_BYTES = 4;
 export const HEADER_BYTES = 5;
@@ -81,13 +92,19 @@ export const MAX_SNAPSHOT_FAILURES = 1000;
 
 export type Role = 'sidecar' | 'relay';
 
-export const RejectCode = { version: 1, role: 2, busy: 3, protocol: 4 } as const;
+export const RejectCode = { version: 1, role: 2, busy: 3, protocol: 4, forbidden: 5 } as const;
 export type RejectReason = keyof typeof RejectCode;
+
+/** The relayed address per family, as the sidecar chose them (absent: none for that family). */
+export interface RelayedAddresses {
+  readonly v4?: string;
+  readonly v6?: string;
+}
 
 export type ChannelOp = 'channel-bound' | 'channel-refreshed' | 'channel-unbound';
 
 export type Frame =
-  | { kind: 'hello'; version: number; role: Role; pid: number; software: string }
+  | { kind: 'hello'; version: number; role: Role; pid: number; software: string; relayAddresses?: RelayedAddresses }
   | { kind: 'reject'; code: RejectReason; reason: string }
   | { kind: 'packet-in'; local: LocalEndpoint; remote: TransportAddress; data: Uint8Array }
   | { kind: 'packet-out'; from: LocalEndpoint; to: TransportAddress; data: Uint8Array }
@@ -200,6 +217,13 @@ class Cursor {
     return f;
   }
   str8(): string { const n = this.u8(); this.need(n); const s = this.buf.toString('utf8', this.off, this.off + n); this.off += n; return s; }
+  /** str8 holding an IP address of `family`, or "" for none. */
+  ipOrNone(family: Family): string | undefined {
+    const s = this.str8();
+    if (s === '') return undefined;
+    if (isIP(s) !== family) throw new Malformed(`relayed IPv${family} address ${JSON.stringify(s.slice(0, 64))} is not an IPv${family} address`);
+    return s;
+  }
   restUtf8(): string { const s = this.buf.toString('utf8', this.off, this.end); this.off = this.end; return s; }
   restLatin1(): string { const s = this.buf.toString('latin1', this.off, this.end); this.off = this.end; return s; }
   /** Zero-copy view of the remaining bytes. */
@@ -287,13 +311,15 @@ const FRAMES: FrameTable = {
   hello: {
     type: 0x01,
     droppable: false,
-    size: (f) => 4 + 2 + 1 + 4 + str8Size(f.software),
+    size: (f) => 4 + 2 + 1 + 4 + str8Size(f.software) + str8Size(f.relayAddresses?.v4 ?? '') + str8Size(f.relayAddresses?.v6 ?? ''),
     encode(f, buf, off) {
       off = buf.writeUInt32BE(MAGIC, off);
       off = buf.writeUInt16BE(f.version, off);
       buf[off++] = ROLE_CODE[f.role];
       off = writeU32(buf, off, f.pid);
-      return writeStr8(buf, off, f.software);
+      off = writeStr8(buf, off, f.software);
+      off = writeStr8(buf, off, f.relayAddresses?.v4 ?? '');
+      return writeStr8(buf, off, f.relayAddresses?.v6 ?? '');
     },
     decode(c) {
       if (c.u32() !== MAGIC) throw new Malformed('bad magic: the peer is not a turnpike link endpoint');
@@ -303,9 +329,14 @@ const FRAMES: FrameTable = {
       if (!role) throw new Malformed(`bad role ${r}`);
       const pid = c.u32();
       const software = c.str8();
+      // A version-1 HELLO ends here: decode it, so the version check can name both versions.
+      const v4 = c.off < c.end ? c.ipOrNone(4) : undefined;
+      const v6 = c.off < c.end ? c.ipOrNone(6) : undefined;
       // Later versions may append fields to HELLO; accept and ignore them.
       c.off = c.end;
-      return { kind: 'hello', version, role, pid, software };
+      const hello: FrameOf<'hello'> = { kind: 'hello', version, role, pid, software };
+      if (v4 !== undefined || v6 !== undefined) hello.relayAddresses = { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+      return hello;
     },
   },
   reject: {

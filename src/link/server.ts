@@ -1,12 +1,15 @@
 // The sidecar's end of the link: listens on a Unix socket (mode 0660 by
-// default, so only the owner and the relay's group may connect), accepts one
-// relay at a time, and hands the open connection to its owner.
+// default, so only the owner and the relay's group may connect), checks who
+// connected (the owner's `checkPeer`, e.g. the peer's uid by SO_PEERCRED:
+// file modes alone let any member of the group in), accepts one relay at a
+// time, and hands the open connection to its owner.
 import { EventEmitter } from 'node:events';
 import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { LinkConnection, type Hello, type LinkCloseInfo, type LinkConnectionOptions } from './connection.ts';
+import { encodeFrame } from './protocol.ts';
 
 export interface LinkServerOptions extends Omit<LinkConnectionOptions, 'role'> {
   path: string;
@@ -15,6 +18,12 @@ export interface LinkServerOptions extends Omit<LinkConnectionOptions, 'role'> {
   /** Optional owner for the socket file (e.g. the relay's group). */
   uid?: number;
   gid?: number;
+  /**
+   * Decides from the connected socket whether its process may be the relay:
+   * null admits it to the handshake, a reason refuses it (REJECT forbidden,
+   * then 'refused'). Called once per connection, before any frame is read.
+   */
+  checkPeer?: (socket: Socket) => string | null;
 }
 
 type Events = {
@@ -22,6 +31,8 @@ type Events = {
   open: [conn: LinkConnection, peer: Hello];
   /** The current relay's connection ended (after an 'open'). */
   close: [conn: LinkConnection, info: LinkCloseInfo];
+  /** checkPeer refused a connection. */
+  refused: [reason: string];
 };
 
 export class LinkServerError extends Error {
@@ -78,6 +89,8 @@ export class LinkServer extends EventEmitter<Events> {
   private accept(socket: Socket): void {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
+    const refusal = this.opts.checkPeer?.(socket) ?? null;
+    if (refusal !== null) return this.refuse(socket, refusal);
     const conn = new LinkConnection(socket, { ...this.opts, role: 'sidecar', logger: this.log });
     conn.admit = (peer) =>
       this.current && this.current.state === 'open'
@@ -92,6 +105,14 @@ export class LinkServer extends EventEmitter<Events> {
       this.current = null;
       this.emit('close', conn, info);
     });
+  }
+
+  /** REJECT forbidden before our HELLO: a refused process learns nothing but the refusal. */
+  private refuse(socket: Socket, reason: string): void {
+    socket.on('error', () => {});
+    socket.end(encodeFrame({ kind: 'reject', code: 'forbidden', reason }));
+    setTimeout(() => socket.destroy(), 1000).unref();
+    this.emit('refused', reason);
   }
 
   /** Stops listening, closes connections and removes the socket file. */

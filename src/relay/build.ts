@@ -2,12 +2,11 @@
 // peer policy, rate limiter, nonce key, randomness. Shared by every transport
 // (standalone and sidecar) so the two run the same server.
 import { randomBytes } from 'node:crypto';
-import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
-import { familyOf, isWildcard } from '../shared/endpoint.ts';
+import { relaySelfOf } from '../shared/peer-policy.ts';
 import { createCredentialChain, createFirezoneCredentials, createRestCredentials, createStaticCredentials, type CredentialSource } from './auth/index.ts';
-import { createPeerPolicy, createRateLimiter, type RelaySelf } from './policy/index.ts';
+import { createPeerPolicy, createRateLimiter } from './policy/index.ts';
 import type { TurnServerOptions } from './server/options.ts';
 
 export type ServerConfig = Pick<
@@ -43,23 +42,8 @@ export function buildCredentials(config: Pick<Config, 'users' | 'restSecret' | '
  * relayed address. A wildcard listen address stands for every address of its
  * family on this host (`interfaces`, os.networkInterfaces() by default).
  */
-export function relaySelf(
-  config: Pick<Config, 'listenPort' | 'listenAddresses' | 'portRange'> & Partial<Pick<Config, 'allowRelayedPeers'>>,
-  relayed: BuildOptions['relayAddresses'],
-  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
-): RelaySelf {
-  const addresses = new Set<string>();
-  for (const a of config.listenAddresses) {
-    addresses.add(a);
-    if (!isWildcard(a)) continue;
-    for (const i of Object.values(interfaces).flat()) if (i && familyOf(i.address) === familyOf(a)) addresses.add(i.address);
-  }
-  for (const a of [relayed.v4, relayed.v6]) if (a) addresses.add(a);
-  // The listen port is never a peer (a TURN loop). Allocation ports are refused
-  // too unless the operator lets allocations reach each other.
-  const listen = { min: config.listenPort, max: config.listenPort };
-  return { addresses: [...addresses], ports: config.allowRelayedPeers ? [listen] : [listen, config.portRange] };
-}
+/** The relay's own transport addresses for the peer policy (see shared/peer-policy.ts relaySelfOf). */
+export const relaySelf = relaySelfOf;
 
 export interface BuildOptions {
   /** Relayed address per family; a missing family answers 440. */

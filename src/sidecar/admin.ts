@@ -2,10 +2,25 @@
 // Prometheus metrics and the runtime log filter. It must never take the
 // sidecar down: every handler is guarded, request bodies are bounded, and
 // malformed requests get a 4xx.
+//
+// Who may do what:
+//   /healthz, /readyz, /metrics   open (probes and scrapers, by any name)
+//   GET /status, GET /log         read-only, no token (no secrets in them),
+//                                 but only under an expected Host header
+//   anything state-changing       Host header as above AND `Authorization:
+//   (POST /log, future ones)      Bearer <token>`, the token from the state
+//                                 directory's admin-token file (0600, root's)
+// The Host check stops DNS rebinding (a page whose name now points at
+// 127.0.0.1 sends its own name as Host) and the token stops cross-site
+// requests from a browser on the host (they cannot read the file).
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { applyLogFilterText, formatLogFilter, type LogHub } from '../shared/logger.ts';
+import { readOrCreateSecret } from '../shared/secret-file.ts';
+import type { SecurityEvents, SecurityRefusal, SecurityRule } from './security.ts';
 import type { LinkStats } from '../link/index.ts';
 import type { MapStats } from '../telemetry/index.ts';
 import type { EbpfState } from './ebpf.ts';
@@ -29,7 +44,54 @@ export interface AdminOptions {
   status: () => unknown;
   /** Largest accepted request body (default 4 KiB). */
   maxBodyBytes?: number;
+  /** The bearer token state-changing requests must carry (ensureAdminToken); without one they are all refused. */
+  token?: string;
+  /** Where refusals are reported (logged on `log` otherwise). */
+  security?: SecurityEvents;
   log?: Logger;
+}
+
+/** The admin token's file in the state directory. */
+export const ADMIN_TOKEN_FILE = 'admin-token';
+
+/** The admin token in `<stateDir>/admin-token` (0600), created at start if missing. */
+export function ensureAdminToken(stateDir: string): { token: string; file: string; created: boolean } {
+  const file = join(stateDir, ADMIN_TOKEN_FILE);
+  const { secret, created } = readOrCreateSecret(file, 32);
+  return { token: secret, file, created };
+}
+
+/** Endpoints anyone who reaches the port may call, under any Host (probes, scrapers). */
+const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+const isStateChanging = (method: string | undefined) => method !== 'GET' && method !== 'HEAD';
+
+/** The host part of a Host header (`[::1]:9469` -> `[::1]`), lower case. */
+function hostOf(header: string): string {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  const colon = h.indexOf(':');
+  return colon === h.lastIndexOf(':') && colon >= 0 ? h.slice(0, colon) : h;
+}
+
+/**
+ * Host headers the protected endpoints accept: localhost, 127.0.0.1, [::1]
+ * and the configured admin address; when that is a wildcard (every address
+ * answers), any IP literal too, since DNS rebinding needs a name.
+ */
+export function hostAllowed(header: string | undefined, adminHost: string): boolean {
+  if (!header) return false;
+  const host = hostOf(header);
+  const bare = host.startsWith('[') ? host.slice(1, -1) : host;
+  if (host === 'localhost' || bare === '127.0.0.1' || bare === '::1' || bare === adminHost.toLowerCase()) return true;
+  return (adminHost === '0.0.0.0' || adminHost === '::') && isIP(bare) !== 0;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Whether an Authorization header carries `token` (compared in constant time). */
+export function bearerMatches(header: string | undefined, token: string | undefined): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  return token !== undefined && m !== null && timingSafeEqual(digest(m[1]!), digest(token));
 }
 
 export interface Admin {
@@ -55,6 +117,8 @@ export interface SidecarStatus {
   /** The connected relay's link, else null. */
   link: LinkStats | null;
   flags: Record<string, boolean>;
+  /** Security refusals so far, by rule. */
+  security: Partial<Record<SecurityRule, number>>;
 }
 
 /**
@@ -75,6 +139,7 @@ export function statusDocument(s: SidecarStatus) {
     relayCounters: s.relayCounters,
     link: s.link,
     flags: s.flags,
+    security: s.security,
   };
 }
 
@@ -131,6 +196,13 @@ export async function startAdmin(opts: AdminOptions): Promise<Admin> {
   const log = opts.log ?? opts.logHub.get('admin');
   const maxBody = opts.maxBodyBytes ?? 4096;
 
+  const refuse = (req: IncomingMessage, r: SecurityRefusal, status: number): never => {
+    const fields = { method: req.method, path: req.url?.slice(0, 200), remote: req.socket.remoteAddress };
+    if (opts.security) opts.security.refuse(r, fields, 'warn');
+    else log.warn({ ...fields, event: 'security', rule: r.rule, detail: r.detail }, `security: ${r.detail}`);
+    throw new HttpError(status, r.detail);
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://admin').pathname;
     const methods = ROUTES[path];
@@ -138,6 +210,13 @@ export async function startAdmin(opts: AdminOptions): Promise<Admin> {
     if (!methods.includes(req.method ?? '')) {
       res.setHeader('allow', methods.join(', '));
       throw new HttpError(405, 'method not allowed');
+    }
+    if (!OPEN_PATHS.has(path) && !hostAllowed(req.headers.host, opts.host)) {
+      refuse(req, { rule: 'admin-host', detail: `admin request for host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} refused` }, 403);
+    }
+    if (isStateChanging(req.method) && !bearerMatches(req.headers.authorization, opts.token)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      refuse(req, { rule: 'admin-token', detail: `${req.method} ${path} without the admin token (Authorization: Bearer, from the state directory's ${ADMIN_TOKEN_FILE})` }, 401);
     }
     switch (path) {
       case '/healthz':

@@ -4,15 +4,21 @@
 // never leaves the kernel relaying for a binding nobody owns. The entry point
 // (src/cmd/sidecar.ts) only loads config, builds the log hub and telemetry,
 // and maps the outcome to signals and exit codes.
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
-import { linkSocketPath } from '../config/paths.ts';
-import { filterTexts, type LogHub } from '../shared/logger.ts';
+import { linkSocketPath, stateDir } from '../config/paths.ts';
+import { resolveUser } from '../config/users.ts';
+import { chooseRelayAddresses, describeRelayAddresses, type RelayAddresses } from '../net/relay-address.ts';
+import { filterTexts, formatLogFilter, type LogHub } from '../shared/logger.ts';
 import type { Telemetry } from '../telemetry/index.ts';
-import { LinkServer, LinkServerError, type RelayCounters } from '../link/index.ts';
+import { LinkServer, LinkServerError, type RelayCounters, type RelayedAddresses } from '../link/index.ts';
 import { UdpSockets } from './sockets.ts';
 import { RelayBridge } from './sockets/relay-bridge.ts';
-import { startAdmin, statusDocument, type Admin, type Readiness, type SidecarStatus } from './admin.ts';
+import { relayLimits } from './sockets/relay-guard.ts';
+import { ensureAdminToken, startAdmin, statusDocument, type Admin, type Readiness, type SidecarStatus } from './admin.ts';
+import { peerCredentials } from './peercred.ts';
+import { SecurityEvents } from './security.ts';
 import { startEbpf, KernelBindings, EbpfStartError, type EbpfState } from './ebpf.ts';
 import { startResyncGrace, type ResyncGrace } from './resync-grace.ts';
 import { openDiagnostics, type DiagnosticsReader } from './bpf/perf.ts';
@@ -94,10 +100,28 @@ export class Sidecar {
       throw new SidecarStartError((e as Error).message);
     }
 
-    const link = new LinkServer({ path: socketPath, software: `turnpike-sidecar/${version}`, logger: hub.get('link'), gid: config.relayGid });
+    // The relay has no network of its own: it relays from the addresses chosen here, named in our HELLO.
+    const relayAddresses = await chooseRelayAddresses(config, log);
+    const security = new SecurityEvents(hub.get('security'), (rule) => telemetry.metrics.onSecurityRefusal(rule));
+    const link = new LinkServer({
+      path: socketPath,
+      software: `turnpike-sidecar/${version}`,
+      logger: hub.get('link'),
+      gid: config.relayGid,
+      relayAddresses: helloAddresses(relayAddresses),
+      checkPeer: relayPeerCheck(config, log),
+    });
     const bindingLog = { log: hub.get('session'), budget: hub.perSource };
     const kernelBindings = router ? new KernelBindings(router, hub.get('bpf'), bindingLog) : undefined;
-    bridge = new RelayBridge({ server: link, sockets, channels: kernelBindings?.channels, logger: hub.get('link') });
+    link.on('refused', (detail) => security.refuse({ rule: 'link-peer', detail }));
+    bridge = new RelayBridge({
+      server: link,
+      sockets,
+      channels: kernelBindings?.channels,
+      limits: relayLimits(config, helloAddresses(relayAddresses)),
+      security,
+      logger: hub.get('link'),
+    });
     try {
       await link.listen();
     } catch (e) {
@@ -140,8 +164,13 @@ export class Sidecar {
       relayCounters: relay.counters(),
       link: link.current?.stats() ?? null,
       flags: Object.fromEntries(STATUS_FLAGS.map((f) => [f, telemetry.flags.isEnabled(f)])),
+      security: security.stats(),
     });
+    const adminToken = ensureAdminToken(stateDir(config));
+    if (adminToken.created) log.info({ file: adminToken.file }, 'created the admin token (state-changing admin requests need it)');
     const admin = await startAdmin({
+      token: adminToken.token,
+      security,
       host: config.admin.host,
       port: config.admin.port,
       logHub: hub,
@@ -158,6 +187,7 @@ export class Sidecar {
         listen: sockets.boundAddresses(),
         portRange: `${config.portRange.min}-${config.portRange.max}`,
         socket: socketPath,
+        relayAddresses: describeRelayAddresses(relayAddresses),
         admin: `${admin.host}:${admin.port}`,
         paths: router ? PATH_NAMES.length : 0,
         reasons: router ? REASON_NAMES.length : 0,
@@ -214,6 +244,33 @@ export class Sidecar {
     }
     await parts.sockets.close();
   }
+}
+
+/** The relayed addresses as the HELLO carries them (a family without one is left out). */
+function helloAddresses(r: RelayAddresses): RelayedAddresses {
+  return { ...(r.v4.address ? { v4: r.v4.address } : {}), ...(r.v6.address ? { v6: r.v6.address } : {}) };
+}
+
+/**
+ * Who may be the relay: a process of the relay's user (the launcher's uid, or
+ * relayUser looked up), or of our own user, which could already do all we do.
+ * Anything else on the link socket is refused, whatever the file modes let in.
+ */
+function relayPeerCheck(config: Pick<Config, 'relayUid' | 'relayUser'>, log: Logger): (socket: Socket) => string | null {
+  const relayUid = config.relayUid ?? resolveUser(config.relayUser)?.uid;
+  const ownUid = process.getuid?.() ?? -1;
+  if (relayUid === undefined) log.warn({ relayUser: config.relayUser }, 'relay user not found: the link admits only processes of our own user');
+  const who = relayUid === undefined ? `our own uid ${ownUid}` : `the relay user ${config.relayUser} (uid ${relayUid}) or our own uid ${ownUid}`;
+  return (socket) => {
+    let uid: number;
+    let pid: number;
+    try {
+      ({ uid, pid } = peerCredentials(socket));
+    } catch (e) {
+      return `cannot tell who connected: ${(e as Error).message}`;
+    }
+    return uid === relayUid || uid === ownUid ? null : `process ${pid} of uid ${uid} connected to the link; only ${who} may`;
+  };
 }
 
 /** Ready when a relay is connected and, if eBPF is required, the program is attached. */

@@ -42,6 +42,7 @@ export const INSTRUMENTS = {
   flagState: { name: 'turnpike.flag.state', kind: 'observable-gauge', unit: '1', description: 'Feature flag state (1 on, 0 off)', attributes: ['flag'] },
   streamDropped: { name: 'turnpike.log_stream.dropped', kind: 'counter', unit: '{line}', description: 'Log lines not streamed to Sentry because the streaming bound was reached', attributes: [] },
   logRateLimited: { name: 'turnpike.log.rate_limited', kind: 'observable-counter', unit: '{line}', description: 'Session log lines a client triggered beyond its per-source budget (not logged), by process', attributes: ['process'] },
+  securityRefusals: { name: 'turnpike.security.refusals', kind: 'counter', unit: '{refusal}', description: 'Requests refused for security (link peer, relay limits, admin token and host), by rule', attributes: ['rule'] },
 } as const satisfies Record<string, InstrumentSpec>;
 
 type Specs = typeof INSTRUMENTS;

@@ -95,6 +95,8 @@ export interface Metrics {
   setFlag(name: string, on: boolean): void;
   /** Log lines not streamed because of the streaming bound. */
   onStreamDropped(n: number): void;
+  /** One security refusal (sidecar/security.ts rules: a fixed, small set). */
+  onSecurityRefusal(rule: string): void;
   /** GET /metrics in Prometheus text format. */
   prometheus(req: IncomingMessage, res: ServerResponse): void;
   readonly otlpEnabled: boolean;
@@ -293,6 +295,9 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     },
     onStreamDropped(n) {
       if (n > 0) inst.streamDropped.add(n);
+    },
+    onSecurityRefusal(rule) {
+      inst.securityRefusals.add(1, { rule });
     },
     prometheus(req, res) {
       prom.getMetricsRequestHandler(req, res);

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { createServer, type AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, randomPortRange, repoRoot } from '../interop/harness.ts';
@@ -135,8 +135,15 @@ export async function startLoopbackPair(opts: PairOptions = {}): Promise<Loopbac
       return sidecar.lines().some((l) => l.msg === 'relay state resynced');
     }, 20_000);
 
+    // State-changing admin requests carry the token the sidecar keeps in its state directory.
+    const token = readFileSync(join(stateDir, 'admin-token'), 'utf8').trim();
     const http = async (method: 'GET' | 'POST', path: string, body?: string) => {
-      const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, { method, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(5000) });
+      const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
+        method,
+        ...(body !== undefined ? { body } : {}),
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(5000),
+      });
       return { status: res.status, body: await res.text() };
     };
     return {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createConnection } from 'node:net';
 import { LinkServer } from '../../src/link/server.ts';
-import { encodeFrame } from '../../src/link/protocol.ts';
+import { PROTOCOL_VERSION, encodeFrame } from '../../src/link/protocol.ts';
 import type { LinkConnection } from '../../src/link/connection.ts';
 import { captureLogger, tempSocketPath } from './helpers.ts';
 
@@ -14,7 +14,7 @@ const RESERVE = 64 * 1024;
 async function stuckRelay(path: string) {
   const s = createConnection(path);
   await once(s, 'connect');
-  s.write(encodeFrame({ kind: 'hello', version: 1, role: 'relay', pid: 2, software: 'stuck' }));
+  s.write(encodeFrame({ kind: 'hello', version: PROTOCOL_VERSION, role: 'relay', pid: 2, software: 'stuck' }));
   // Read the sidecar's hello, then stop reading for good.
   await once(s, 'data');
   s.pause();
@@ -100,7 +100,7 @@ test('many frames in one turn leave in one socket write burst', async () => {
     const opened = once(server, 'open') as Promise<[LinkConnection]>;
     const s = createConnection(path);
     await once(s, 'connect');
-    s.write(encodeFrame({ kind: 'hello', version: 1, role: 'relay', pid: 3, software: 'r' }));
+    s.write(encodeFrame({ kind: 'hello', version: PROTOCOL_VERSION, role: 'relay', pid: 3, software: 'r' }));
     const [conn] = await opened;
     const flushesBefore = conn.stats().flushes;
     for (let i = 0; i < 100; i++) conn.send({ kind: 'packet-in', local: { family: 6, port: 3478 }, remote: { family: 6, address: '2001:db8::5', port: 1 }, data: Buffer.alloc(100) });

@@ -48,12 +48,35 @@ test('the frame table has the type bytes of the spec, and packets, logs and coun
   assert.deepEqual(droppable.sort(), ['counters', 'log', 'packet-in', 'packet-out']);
 });
 
-test('the samples encode to the version-1 bytes, byte for byte', () => {
-  // The digest of the encoder before the frame table; a change here is a wire change: bump PROTOCOL_VERSION.
-  assert.equal(PROTOCOL_VERSION, 1);
+test('the samples encode to the version-2 bytes, byte for byte', () => {
+  // A change here is a wire change: bump PROTOCOL_VERSION (2: HELLO carries the relayed addresses).
+  assert.equal(PROTOCOL_VERSION, 2);
   const h = createHash('sha256');
   for (const f of samples) h.update(encodeFrame(f));
-  assert.equal(h.digest('hex'), '87ca14d79ea7ee21d849ddad8b0d6d1a2eeddb96a55637f316e34d5d3df9a083');
+  assert.equal(h.digest('hex'), 'd84dfa096e14480b65a0d8475d795b9ccd4b35a1e86d2fd48fc6ec928483ba07');
+});
+
+test('HELLO: a version-1 one (no relayed addresses) still decodes, so the version check can name both versions', () => {
+  const v1 = Buffer.concat([Buffer.from([0, 0, 0, 0, 0x01]), Buffer.from('54504c4b000102000000070173', 'hex')]);
+  v1.writeUInt32BE(v1.length - 4, 0);
+  const r = decodeFrame(v1, 4, v1.length);
+  assert.ok(r.ok);
+  assert.deepEqual(r.frame, { kind: 'hello', version: 1, role: 'relay', pid: 7, software: 's' });
+});
+
+test('HELLO: byte layout of the sidecar\'s, with its relayed addresses', () => {
+  const buf = encodeFrame({ kind: 'hello', version: 2, role: 'sidecar', pid: 5, software: 'x', relayAddresses: { v4: '1.2.3.4' } });
+  const str8 = (s: string) => Buffer.from([s.length]).toString('hex') + Buffer.from(s).toString('hex');
+  assert.equal(buf.toString('hex'), '00000017' + '01' + '54504c4b' + '0002' + '01' + '00000005' + str8('x') + str8('1.2.3.4') + str8(''));
+});
+
+test('HELLO: a relayed address that is not an address of its family is malformed', () => {
+  for (const relayAddresses of [{ v4: '2001:db8::1' }, { v6: '203.0.113.1' }, { v4: 'not-an-ip' }]) {
+    const buf = encodeFrame({ kind: 'hello', version: PROTOCOL_VERSION, role: 'sidecar', pid: 1, software: 's', relayAddresses });
+    const r = decodeFrame(buf, 4, buf.length);
+    assert.equal(r.ok, false, JSON.stringify(relayAddresses));
+    assert.match(!r.ok ? r.reason : '', /malformed hello frame: relayed IPv[46] address/);
+  }
 });
 
 test('payloads decode as views of the input, not copies', () => {

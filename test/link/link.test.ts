@@ -6,7 +6,7 @@ import { createConnection, createServer } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { LinkClient, backoffDelay } from '../../src/link/client.ts';
 import { LinkServer } from '../../src/link/server.ts';
-import { MAX_BODY_BYTES, encodeFrame, type Frame } from '../../src/link/protocol.ts';
+import { MAX_BODY_BYTES, PROTOCOL_VERSION, encodeFrame, type Frame } from '../../src/link/protocol.ts';
 import type { LinkConnection } from '../../src/link/connection.ts';
 import { captureLogger, tempSocketPath, until } from './helpers.ts';
 
@@ -95,7 +95,7 @@ test('version mismatch: a clear error on both sides, and no tight reconnect loop
     client.start();
     const [info] = (await once(client, 'close')) as [{ rejected?: string; reason: string }];
     assert.equal(info.rejected, 'version');
-    assert.match(info.reason, /version mismatch: .* speaks version (1|99).* speaks version (1|99)/);
+    assert.match(info.reason, new RegExp(`version mismatch: .* speaks version (${PROTOCOL_VERSION}|99).* speaks version (${PROTOCOL_VERSION}|99)`));
     await until(() => slog.has(/version mismatch/) && clog.has(/version mismatch/), 'both sides logging the mismatch');
     const errors = [...slog.records, ...clog.records].filter((r) => r.level === 50 && /version mismatch/.test(r.msg));
     assert.ok(errors.length >= 2, 'logged at error level on both sides');
@@ -190,7 +190,7 @@ test('keepalive: a peer that goes silent is dropped', async () => {
     // A relay that says hello and then never answers pings.
     const s = createConnection(path);
     await once(s, 'connect');
-    s.write(encodeFrame({ kind: 'hello', version: 1, role: 'relay', pid: 1, software: 'mute' }));
+    s.write(encodeFrame({ kind: 'hello', version: PROTOCOL_VERSION, role: 'relay', pid: 1, software: 'mute' }));
     s.resume();
     const [, info] = (await once(server, 'close')) as [unknown, { reason: string }];
     assert.match(info.reason, /keepalive timeout/);

@@ -15,6 +15,8 @@ import { SidecarTransport } from '../../src/relay/transport/sidecar.ts';
 import { LinkServer } from '../../src/link/server.ts';
 import { UdpSockets } from '../../src/sidecar/sockets.ts';
 import { RelayBridge, type ChannelMap } from '../../src/sidecar/sockets/relay-bridge.ts';
+import { relayLimits } from '../../src/sidecar/sockets/relay-guard.ts';
+import { PROTOCOL_VERSION } from '../../src/link/protocol.ts';
 import { TurnClient, TurnError } from '../helpers/turn-client.ts';
 import { captureLogger, tempSocketPath, until } from './helpers.ts';
 
@@ -71,7 +73,7 @@ async function world(opts: { ackTimeoutMs?: number } = {}) {
   await sockets.listenAll();
   const link = new LinkServer({ path, software: 'sidecar-test', logger: sidecarLog.logger });
   await link.listen();
-  bridge = new RelayBridge({ server: link, sockets, channels, logger: sidecarLog.logger });
+  bridge = new RelayBridge({ server: link, sockets, channels, limits: relayLimits(config), logger: sidecarLog.logger });
 
   const server = new TurnServer(buildServerOptions(config, { relayAddresses: { v4: '127.0.0.1' } }));
   const transport = new SidecarTransport({ path, software: 'relay-test', logger: relayLog.logger, snapshot: () => server.snapshot(), backoff: fast, ackTimeoutMs: opts.ackTimeoutMs ?? 5000 });
@@ -96,7 +98,7 @@ async function world(opts: { ackTimeoutMs?: number } = {}) {
     await sockets.close();
     cleanup();
   };
-  return { path, listenPort, sockets, link, bridge, channels, server, transport, driver, peer, client, close, relayLog, sidecarLog };
+  return { path, config, listenPort, sockets, link, bridge, channels, server, transport, driver, peer, client, close, relayLog, sidecarLog };
 }
 
 const peerAddr = (peer: Socket) => ({ family: 4 as const, address: '127.0.0.1', port: peer.address().port });
@@ -201,7 +203,7 @@ test('sidecar restart: the relay reconnects on its own and resyncs a fresh sidec
     assert.equal(w.sockets.hasPort(4, relayed.port), false);
     // The "new" sidecar process: same sockets object, new link server and bridge.
     const link2 = new LinkServer({ path: w.path, software: 'sidecar-2', logger: captureLogger('s2').logger });
-    const bridge2 = new RelayBridge({ server: link2, sockets: w.sockets, channels: w.channels, logger: captureLogger('b2').logger });
+    const bridge2 = new RelayBridge({ server: link2, sockets: w.sockets, channels: w.channels, limits: relayLimits(w.config), logger: captureLogger('b2').logger });
     await link2.listen();
     const [, ports] = (await once(bridge2, 'resynced')) as [number, number];
     assert.equal(ports, 1);
@@ -289,7 +291,8 @@ test('open-port with the sidecar away fails at once; a taken port reports false'
   const sockets = new UdpSockets({ listenPort: 0, listenAddresses: ['127.0.0.1'], onPacket: () => {} });
   const link = new LinkServer({ path, software: 's', logger: captureLogger('s').logger });
   await link.listen();
-  new RelayBridge({ server: link, sockets, logger: captureLogger('b').logger });
+  // Any port: the taken one is an ephemeral port of the host.
+  new RelayBridge({ server: link, sockets, limits: relayLimits(configSchema.parse({ portRange: '1024-65535', listenPort: 1 })), logger: captureLogger('b').logger });
   try {
     transport.start();
     await once(transport, 'open');
@@ -311,7 +314,7 @@ test('version mismatch through the transport: both sides log it, the transport s
   const slog = captureLogger('s');
   const link = new LinkServer({ path, software: 's', logger: slog.logger });
   await link.listen();
-  const transport = new SidecarTransport({ path, software: 'r', logger: rlog.logger, snapshot: () => [], backoff: fast, version: 2 });
+  const transport = new SidecarTransport({ path, software: 'r', logger: rlog.logger, snapshot: () => [], backoff: fast, version: PROTOCOL_VERSION + 1 });
   try {
     let opened = false;
     transport.on('open', () => (opened = true));

@@ -8,6 +8,7 @@
 // (what /status and turnpike.map.* show), and says when the maps have room
 // again. A kernel write that fails for another reason (a CHANNEL_ACK that is
 // not ok) does not fail the ChannelBind either: the relay fails open.
+import { relayLimits } from '../../src/sidecar/sockets/relay-guard.ts';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
@@ -48,7 +49,7 @@ async function pair(channels: ChannelMap) {
   await sockets.listenAll();
   const link = new LinkServer({ path, software: 'sidecar-test', logger: captureLogger('link').logger });
   await link.listen();
-  bridge = new RelayBridge({ server: link, sockets, channels, logger: captureLogger('bridge').logger });
+  bridge = new RelayBridge({ server: link, sockets, channels, limits: relayLimits(config, { v4: '127.0.0.1' }), logger: captureLogger('bridge').logger });
   const server = new TurnServer(buildServerOptions(config, { relayAddresses: { v4: '127.0.0.1' } }));
   const transport = new SidecarTransport({ path, software: 'relay-test', logger: relayLog.logger, snapshot: () => server.snapshot(), backoff: { initialMs: 10, maxMs: 50, jitter: 0, rejectedRetryMs: 60_000 } });
   const driver = new Driver(server, transport);

@@ -21,10 +21,10 @@
 //   the client's ChannelData is passed up and relayed here in userspace, while
 //   failing the ChannelBind would break the client for a sidecar hiccup.
 import { portKey } from '../../shared/endpoint.ts';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import type { Logger } from 'pino';
 import { LinkClient, type BackoffOptions } from '../../link/client.ts';
-import type { LinkConnection, LinkStats } from '../../link/connection.ts';
+import type { Hello, LinkConnection, LinkStats } from '../../link/connection.ts';
 import type { Frame } from '../../link/protocol.ts';
 import type { RelayCounters } from '../../link/counters.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
@@ -32,6 +32,7 @@ import { Driver, type DatapathPort } from './driver.ts';
 import type { StartTransport } from './runner.ts';
 import { linkSocketPath } from '../../config/paths.ts';
 import { startRelayTelemetry } from '../telemetry/index.ts';
+import type { TurnServer } from '../server/server.ts';
 
 /** The driver surface this transport feeds (src/relay/transport/driver.ts). */
 export interface DriverInput {
@@ -83,7 +84,8 @@ export interface SidecarTransportStats {
 }
 
 type Events = {
-  open: [];
+  /** The link is open; `peer` is the sidecar's HELLO (with the relayed addresses). */
+  open: [peer: Hello];
   close: [reason: string];
   /** The sidecar applied a snapshot; `failed` lists ports it could not reopen. */
   resynced: [generation: number, failed: { family: Family; port: number; error: string }[]];
@@ -133,7 +135,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
       controlReserveBytes: opts.controlReserveBytes,
       version: opts.version,
     });
-    this.client.on('open', (conn) => this.onOpen(conn));
+    this.client.on('open', (conn, peer) => this.onOpen(conn, peer));
     this.client.on('close', (info) => {
       if (info.opened) this.onClosed(info.reason);
     });
@@ -227,12 +229,12 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
 
   // ---- link -----------------------------------------------------------------
 
-  private onOpen(conn: LinkConnection): void {
+  private onOpen(conn: LinkConnection, peer: Hello): void {
     this.conn = conn;
     this.s.connects++;
     conn.on('frame', (f) => this.onFrame(f));
     void this.sendSnapshot(conn);
-    this.emit('open');
+    this.emit('open', peer);
   }
 
   private onClosed(reason: string): void {
@@ -376,24 +378,47 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
 
 // ---- runner adapter (added by the integration helper; see runner.ts) --------
 
-/** Runs a TurnServer behind the sidecar link (cmd/relay.ts picks it with --transport sidecar). */
-export const startSidecarTransport: StartTransport = async ({ config, server, logs, logDestination }) => {
+/**
+ * Runs a TurnServer behind the sidecar link (cmd/relay.ts picks it with
+ * --transport sidecar). The server is built once the first HELLO names the
+ * relayed addresses; until then no datagram can arrive (they come over the
+ * link), and the first snapshot is empty, as a new relay's state is. A later
+ * sidecar that names other addresses fails the transport: allocations already
+ * handed out carry the old ones, so the relay starts anew.
+ */
+export const startSidecarTransport: StartTransport = async ({ config, buildServer, logs, logDestination }) => {
   const log = logs.get('transport');
   const path = linkSocketPath(config);
+  let server: TurnServer | undefined;
   const transport = new SidecarTransport({
     path,
     software: `turnpike-relay/${config.software}`,
     logger: log,
-    snapshot: () => server.snapshot(),
+    snapshot: () => server?.snapshot() ?? [],
   });
+  const firstHello = once(transport, 'open');
+  transport.start();
+  const [hello] = await firstHello;
+  const addresses = hello.relayAddresses ?? {};
+  server = buildServer(addresses);
+  const failed = new Promise<string>((resolve) =>
+    transport.on('open', (peer) => {
+      const now = peer.relayAddresses ?? {};
+      if (now.v4 !== addresses.v4 || now.v6 !== addresses.v6) {
+        resolve(`the sidecar now names relayed addresses ${JSON.stringify(now)} instead of ${JSON.stringify(addresses)}`);
+      }
+    }),
+  );
   const driver = new Driver(server, transport, { log });
   transport.attach(driver);
   // Counters (and the sidecar's log filter) travel over the link; the sidecar exports them.
   const telemetry = startRelayTelemetry({ link: transport, server, logs, destination: logDestination, extra: () => ({ transport: transport.stats() }) });
-  transport.start();
   driver.kick();
+  const fromSidecar = (a: string | undefined) => (a ? `${a} (sidecar)` : 'unavailable');
   return {
-    describe: () => ({ transport: 'sidecar', socket: path }),
+    server,
+    failed,
+    describe: () => ({ transport: 'sidecar', socket: path, relayAddresses: { v4: fromSidecar(addresses.v4), v6: fromSidecar(addresses.v6) } }),
     stats: () => ({ ...transport.stats() }),
     close: async () => {
       telemetry.close();

@@ -8,6 +8,7 @@ import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '..
 import { Driver, type DatapathPort } from './driver.ts';
 import type { StartTransport } from './runner.ts';
 import { ErrorCounter } from '../../net/error-log.ts';
+import { chooseRelayAddresses, describeRelayAddresses } from '../../net/relay-address.ts';
 import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../../shared/endpoint.ts';
 
@@ -205,8 +206,10 @@ export class StandaloneTransport implements DatapathPort {
 }
 
 /** Runs a TurnServer behind the relay's own UDP sockets (see runner.ts). */
-export const startStandaloneTransport: StartTransport = async ({ config, server, logs }) => {
+export const startStandaloneTransport: StartTransport = async ({ config, buildServer, logs }) => {
   const log = logs.get('transport');
+  const relay = await chooseRelayAddresses(config, logs.get('relay'));
+  const server = buildServer({ v4: relay.v4.address, v6: relay.v6.address });
   const transport = new StandaloneTransport({
     listenPort: config.listenPort,
     listenAddresses: config.listenAddresses,
@@ -217,7 +220,12 @@ export const startStandaloneTransport: StartTransport = async ({ config, server,
   await transport.listenAll();
   driver.kick();
   return {
-    describe: () => ({ transport: 'standalone', listen: transport.boundAddresses().map((a) => (a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`)) }),
+    server,
+    describe: () => ({
+      transport: 'standalone',
+      listen: transport.boundAddresses().map((a) => (a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`)),
+      relayAddresses: describeRelayAddresses(relay),
+    }),
     stats: () => ({ ...transport.stats() }),
     close: async () => {
       driver.close();

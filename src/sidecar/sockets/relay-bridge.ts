@@ -8,7 +8,10 @@
 //   SNAPSHOT_ACK; changes that arrive while a snapshot streams are folded into it
 // - relay gone -> close every allocation port and clear the map, so the
 //   kernel never relays for a binding the relay no longer has
-// - LOG/COUNTERS -> 'log'/'counters' events for the telemetry agent.
+// - LOG/COUNTERS -> 'log'/'counters' events for the telemetry agent; a log
+//   line is marked as the relay's and cannot pass for one of the sidecar's
+// Every frame is first checked against what the relay may ask (relay-guard.ts);
+// a violation closes the link and is reported as a security event.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { LinkConnection } from '../../link/connection.ts';
@@ -18,6 +21,9 @@ import type { RelayCounters } from '../../link/counters.ts';
 import { portKey, type Family, type LocalEndpoint, type TransportAddress } from '../../shared/endpoint.ts';
 import type { ChannelBinding } from '../../shared/binding.ts';
 import type { UdpSockets } from '../sockets.ts';
+import type { SecurityEvents, SecurityRefusal } from '../security.ts';
+import { RelayGuard, type RelayLimits } from './relay-guard.ts';
+import { relayLogLine } from '../relay-line.ts';
 
 /** The kernel channel map as the bridge needs it; the eBPF map writer implements it (userspace mode: omit it). */
 export interface ChannelMap {
@@ -33,6 +39,10 @@ export interface RelayBridgeOptions {
   server: LinkServer;
   sockets: UdpSockets;
   channels?: ChannelMap;
+  /** What the relay may ask for (ports, peers, control rate). */
+  limits: RelayLimits;
+  /** Where violations are reported; without it they are logged on `logger` only. */
+  security?: SecurityEvents;
   logger: Logger;
 }
 
@@ -48,6 +58,10 @@ export interface RelayBridgeStats {
   mapWriteFailures: number;
   resyncs: number;
   disconnectCleanups: number;
+  /** Datagrams from an allocation port the relay does not hold (yet), dropped. */
+  droppedNotHeld: number;
+  /** Links closed because the relay asked for something it may not. */
+  violations: number;
 }
 
 type Events = {
@@ -74,20 +88,24 @@ export class RelayBridge extends EventEmitter<Events> {
   private readonly log: Logger;
   private readonly s = {
     packetsToRelay: 0, packetsFromRelay: 0, droppedNoRelay: 0, droppedBackpressure: 0, portsOpened: 0,
-    portOpenFailures: 0, mapWrites: 0, mapWriteFailures: 0, resyncs: 0, disconnectCleanups: 0,
+    portOpenFailures: 0, mapWrites: 0, mapWriteFailures: 0, resyncs: 0, disconnectCleanups: 0, droppedNotHeld: 0, violations: 0,
   };
+  private guard: RelayGuard | null = null;
 
   constructor(private readonly opts: RelayBridgeOptions) {
     super();
     this.log = opts.logger;
     opts.server.on('open', (conn) => {
       this.conn = conn;
+      const listen = new Set(opts.sockets.boundAddresses().map((a) => portKey(a.family, a.port)));
+      this.guard = new RelayGuard(opts.limits, listen);
       conn.on('frame', (f) => this.onFrame(conn, f));
       this.emit('relay-open');
     });
     opts.server.on('close', (conn, info) => {
       if (this.conn !== conn) return;
       this.conn = null;
+      this.guard = null;
       this.snap = null;
       this.cleanup(info.reason);
     });
@@ -119,6 +137,12 @@ export class RelayBridge extends EventEmitter<Events> {
 
   private onFrame(conn: LinkConnection, f: Frame): void {
     const { sockets } = this.opts;
+    const verdict = this.guard?.check(f) ?? null;
+    if (verdict === 'drop') {
+      this.s.droppedNotHeld++;
+      return;
+    }
+    if (verdict) return this.violation(conn, verdict);
     switch (f.kind) {
       case 'packet-out':
         this.s.packetsFromRelay++;
@@ -175,7 +199,8 @@ export class RelayBridge extends EventEmitter<Events> {
         return;
       }
       case 'log':
-        this.emit('log', f.level, f.module, f.json);
+        // Not a JSON object: the telemetry agent reports it as unparseable, never as a line.
+        this.emit('log', f.level, f.module, relayLogLine(f.json) ?? f.json);
         return;
       case 'counters':
         this.emit('counters', f.counters);
@@ -183,6 +208,15 @@ export class RelayBridge extends EventEmitter<Events> {
       default:
         this.log.debug({ kind: f.kind }, 'unexpected frame from the relay ignored');
     }
+  }
+
+  /** The relay asked for something it may not: nothing of it is done, the link closes. */
+  private violation(conn: LinkConnection, r: SecurityRefusal): void {
+    this.s.violations++;
+    const fields = { peerPid: conn.peer?.pid };
+    if (this.opts.security) this.opts.security.refuse(r, fields);
+    else this.log.error({ ...fields, event: 'security', rule: r.rule, detail: r.detail }, `security: ${r.detail}`);
+    conn.close(`security: ${r.detail}`);
   }
 
   private mapOp(op: (m: ChannelMap) => void | Promise<void>, done: (ok: boolean, error: string) => void): void {

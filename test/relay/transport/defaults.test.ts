@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configSchema } from '../../../src/config/schema.ts';
-import { chooseRelayAddress, ensureCredentials, probeDefaultRoute, SECRET_FILE } from '../../../src/relay/defaults.ts';
+import { ensureCredentials, SECRET_FILE } from '../../../src/relay/defaults.ts';
+import { chooseRelayAddress, probeDefaultRoute } from '../../../src/net/relay-address.ts';
 import { buildCredentials } from '../../../src/relay/build.ts';
 import { mintFromConfig, parseCliArgs } from '../../../src/cmd/credential.ts';
 import { pickTransport } from '../../../src/cmd/relay.ts';

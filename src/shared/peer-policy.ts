@@ -17,8 +17,10 @@
 //   addresses (listen and relayed), directly or embedded, so no client relays
 //   into the relay or chains allocations through it.
 import { isIP } from 'node:net';
-import { cidrContains, parseCidr, type Cidr } from '../../shared/cidr.ts';
-import { addressToBytes16, toBytes16 } from '../../shared/ip.ts';
+import { networkInterfaces } from 'node:os';
+import { familyOf, isWildcard } from './endpoint.ts';
+import { cidrContains, parseCidr, type Cidr } from './cidr.ts';
+import { addressToBytes16, toBytes16 } from './ip.ts';
 
 export type DenyReason =
   | 'denied-list'
@@ -212,4 +214,36 @@ export function createPeerPolicy(opts: PeerPolicyOptions = {}): PeerPolicy {
       return ALLOW;
     },
   };
+}
+
+/** What relaySelfOf needs of the configuration. */
+export interface RelaySelfSettings {
+  readonly listenPort: number;
+  readonly listenAddresses: readonly string[];
+  readonly portRange: { readonly min: number; readonly max: number };
+  readonly allowRelayedPeers?: boolean;
+}
+
+/**
+ * The relay's own transport addresses, the same for the relay's policy and the
+ * sidecar's second check: listen and relayed addresses (a wildcard listen
+ * address standing for the host's addresses of its family) with the listen
+ * port and, unless allocations may reach each other, the allocation range.
+ */
+export function relaySelfOf(
+  config: RelaySelfSettings,
+  relayed: { readonly v4?: string | undefined; readonly v6?: string | undefined },
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): RelaySelf {
+  const addresses = new Set<string>();
+  for (const a of config.listenAddresses) {
+    addresses.add(a);
+    if (!isWildcard(a)) continue;
+    for (const i of Object.values(interfaces).flat()) if (i && familyOf(i.address) === familyOf(a)) addresses.add(i.address);
+  }
+  for (const a of [relayed.v4, relayed.v6]) if (a) addresses.add(a);
+  // The listen port is never a peer (a TURN loop). Allocation ports are refused
+  // too unless the operator lets allocations reach each other.
+  const listen = { min: config.listenPort, max: config.listenPort };
+  return { addresses: [...addresses], ports: config.allowRelayedPeers ? [listen] : [listen, config.portRange] };
 }
