@@ -118,7 +118,7 @@ export class Sidecar {
       server: link,
       sockets,
       channels: kernelBindings?.channels,
-      limits: relayLimits(config, helloAddresses(relayAddresses)),
+      limits: relayLimits(config),
       security,
       logger: hub.get('link'),
     });

@@ -49,7 +49,7 @@ async function pair(channels: ChannelMap) {
   await sockets.listenAll();
   const link = new LinkServer({ path, software: 'sidecar-test', logger: captureLogger('link').logger });
   await link.listen();
-  bridge = new RelayBridge({ server: link, sockets, channels, limits: relayLimits(config, { v4: '127.0.0.1' }), logger: captureLogger('bridge').logger });
+  bridge = new RelayBridge({ server: link, sockets, channels, limits: relayLimits(config), logger: captureLogger('bridge').logger });
   const server = new TurnServer(buildServerOptions(config, { relayAddresses: { v4: '127.0.0.1' } }));
   const transport = new SidecarTransport({ path, software: 'relay-test', logger: relayLog.logger, snapshot: () => server.snapshot(), backoff: { initialMs: 10, maxMs: 50, jitter: 0, rejectedRetryMs: 60_000 } });
   const driver = new Driver(server, transport);

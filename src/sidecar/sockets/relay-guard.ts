@@ -16,7 +16,7 @@ import type { Config } from '../../config/schema.ts';
 import type { Frame } from '../../link/protocol.ts';
 import type { ChannelBinding } from '../../shared/binding.ts';
 import { portKey, type Family, type TransportAddress } from '../../shared/endpoint.ts';
-import { createPeerPolicy, relaySelfOf, type PeerPolicy } from '../../shared/peer-policy.ts';
+import { createPeerPolicy, type PeerPolicy } from '../../shared/peer-policy.ts';
 import type { SecurityRefusal } from '../security.ts';
 
 export interface RelayLimits {
@@ -28,14 +28,14 @@ export interface RelayLimits {
 }
 
 /** The limits the configuration sets: the range, the same peer policy the relay applies, the control rate. */
-export function relayLimits(
-  config: Pick<Config, 'portRange' | 'allowedPeers' | 'deniedPeers' | 'linkControlRate' | 'listenPort' | 'listenAddresses' | 'allowRelayedPeers'>,
-  relayed: { readonly v4?: string; readonly v6?: string } = {},
-): RelayLimits {
+export function relayLimits(config: Pick<Config, 'portRange' | 'allowedPeers' | 'deniedPeers' | 'linkControlRate'>): RelayLimits {
   return {
     portRange: config.portRange,
-    // The relay's own policy, rebuilt from the same settings: a stricter one here would call legitimate traffic a violation.
-    peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers, relay: relaySelfOf(config, relayed) }),
+    // The relay's lists and structural refusals, checked per peer address. Not its
+    // "relay itself" rule: that one is per port, the relay applies it per request
+    // and per datagram, and an address-only version here would turn a client's
+    // peer on the relay's host into a violation that closes the link.
+    peerPolicy: createPeerPolicy({ allowed: config.allowedPeers, denied: config.deniedPeers }),
     controlPerSecond: config.linkControlRate,
   };
 }
