@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // @ts-check
 // The per-node settings of a turnpike pair on Kubernetes, as a configuration
-// file both halves load with --config (environment variables still win):
-//   publicIpv4 / publicIpv6  the relayed addresses clients are told
+// file the sidecar loads with --config (environment variables still win):
+//   publicIpv4 / publicIpv6  the relayed addresses clients are told (the
+//                            sidecar names them to the relay over the link)
 //   interface                the NIC the XDP program attaches to
 // A node behind cloud NAT does not see its public address on any interface,
 // and the downward API gives a pod only the node's internal one, so this reads
@@ -17,7 +18,6 @@
 // address (the init container sees the host's interfaces).
 //
 //   node-addresses.mjs write FILE   env NODE_NAME (spec.nodeName), HOST_IP (status.hostIP)
-//   node-addresses.mjs wait FILE    waits until the file exists (the relay's init container)
 //
 // Plain JavaScript with no dependencies: it runs from the image as it is.
 // KUBE_API and SERVICEACCOUNT_DIR override where the API and the token are.
@@ -133,7 +133,7 @@ export function readNode(name, env) {
   });
 }
 
-/** Writes `value` as JSON to `file` in one rename, readable by the relay's user. */
+/** Writes `value` as JSON to `file` in one rename (a reader never sees half of it). */
 function writeJson(/** @type {string} */ file, /** @type {unknown} */ value) {
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
@@ -147,21 +147,8 @@ function writeJson(/** @type {string} */ file, /** @type {unknown} */ value) {
  * @returns {Promise<number>}
  */
 export async function main(argv, env) {
-  const [command, file, ...rest] = argv;
+  const [command, file] = argv;
   const say = (/** @type {Record<string, unknown>} */ fields, /** @type {string} */ msg) => process.stdout.write(JSON.stringify({ time: Date.now(), module: 'node-addresses', ...fields, msg }) + '\n');
-  if (command === 'wait' && file) {
-    const timeoutMs = 1000 * Number(rest[0] ?? 600);
-    const until = Date.now() + timeoutMs;
-    while (!existsSync(file)) {
-      if (Date.now() > until) {
-        say({ file }, 'no node settings yet; is the turnpike-sidecar pod running on this node?');
-        return 1;
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    say({ file }, 'node settings present');
-    return 0;
-  }
   if (command === 'write' && file) {
     if (!env.NODE_NAME) {
       say({}, 'NODE_NAME is not set (the downward API field spec.nodeName)');
@@ -179,7 +166,7 @@ export async function main(argv, env) {
       return 1;
     }
   }
-  process.stderr.write('usage: node-addresses.mjs write FILE | wait FILE [SECONDS]\n');
+  process.stderr.write('usage: node-addresses.mjs write FILE\n');
   return 2;
 }
 

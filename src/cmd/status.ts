@@ -19,7 +19,8 @@ import { isWildcard } from '../shared/endpoint.ts';
 
 const USAGE = `usage: turnpike status [--json] [--watch] [--interval SECONDS] [--admin HOST:PORT] [--config PATH]
   Shows the sidecar's GET /status: datapath, relay link, allocations, kernel
-  maps, relayed packets per second by datapath, drops and refusals by reason.
+  maps, relayed packets per second by datapath, drops and refusals by reason,
+  security refusals by rule.
   --json      the /status document with a "rates" field (one line per refresh with --watch)
   --watch     refresh every interval until interrupted
   --interval  seconds between the two reads a rate needs, and between refreshes (default 1)
@@ -56,6 +57,8 @@ export interface StatusDoc {
   } | null;
   link?: { queueFrames?: number } | null;
   flags?: Record<string, boolean>;
+  /** Security refusals by rule (link peer, relay guard, admin token and host), where the sidecar reports them. */
+  security?: Record<string, number>;
 }
 
 type Flow = { packets: number; bytes: number };
@@ -66,7 +69,7 @@ type Datapath = (typeof DATAPATHS)[number];
 export interface Sample {
   readonly atMs: number;
   readonly relayed: Record<Datapath, Flow>;
-  /** Drop and refusal counters by `source:reason` (kernel:bounds, relay:no-permission, refused:allocations-per-user). */
+  /** Drop and refusal counters by `source:reason` (kernel:bounds, relay:no-permission, refused:allocations-per-user, security:admin-token). */
   readonly events: Record<string, number>;
 }
 
@@ -93,6 +96,7 @@ export function sampleOf(doc: StatusDoc, atMs: number): Sample {
   }
   for (const [name, v] of Object.entries(doc.relayCounters?.dropped ?? {})) events[`relay:${name}`] = v;
   for (const [name, v] of Object.entries(doc.relayCounters?.refused ?? {})) events[`refused:${name}`] = v;
+  for (const [name, v] of Object.entries(doc.security ?? {})) events[`security:${name}`] = v;
   return { atMs, relayed: { xdp, userspace }, events };
 }
 
@@ -194,6 +198,7 @@ export function renderStatus(doc: StatusDoc, sample: Sample, rates: Rates | unde
   lines.push(row('drops', `kernel: ${eventList(sample, rates, 'kernel')}`));
   lines.push(row('', `relay: ${eventList(sample, rates, 'relay')}`));
   lines.push(row('refusals', eventList(sample, rates, 'refused')));
+  if (doc.security) lines.push(row('security', eventList(sample, rates, 'security')));
   const errors = Object.entries(doc.sockets?.errors ?? {}).filter(([, n]) => n > 0);
   if (errors.length > 0) lines.push(row('socket errs', errors.map(([k, n]) => `${k} ${count(n)}`).join(', ')));
   const flags = Object.entries(doc.flags ?? {});

@@ -3,7 +3,7 @@
 // (ExternalIP: 1:1 NAT), then the internal ones; the interface is the one
 // holding the node's internal address unless annotated; a bad annotation
 // stops the pod with the reason. Run as the pod runs it, against a stand-in
-// API server that checks the token and the path; and the relay's `wait`.
+// API server that checks the token and the path.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -114,18 +114,4 @@ test('write: reads the Node with the pod token and writes node.json (0644, what 
   } finally {
     await api.close().catch(() => {});
   }
-});
-
-test('wait: returns once the sidecar pod wrote the file; gives up after its timeout', async () => {
-  const file = join(dir, 'wait', 'node.json');
-  const waiting = run(['wait', file, '20'], {});
-  setTimeout(() => {
-    mkdirSync(join(dir, 'wait'), { recursive: true });
-    writeFileSync(file, '{}');
-  }, 700);
-  const r = await waiting;
-  assert.equal(r.code, 0, r.out);
-  const late = await run(['wait', join(dir, 'never.json'), '1'], {});
-  assert.equal(late.code, 1);
-  assert.match(late.out, /is the turnpike-sidecar pod running on this node\?/);
 });

@@ -164,6 +164,7 @@ test('rates: a counter that went down was restarted and counts from zero; the xd
     relay: { relayConnected: true, resyncs: 1 },
     relayCounters: { allocations: 1, relayed: { toPeer: { packets: relayPackets, bytes: relayPackets * 10 }, toClient: { packets: 0, bytes: 0 } } },
     flags: {},
+    security: { 'admin-token': boundsDrops > 0 ? 2 : 1 },
   });
   const a = sampleOf(doc(1000, 500), 0);
   const b = sampleOf(doc(3000, 20, 4), 2000);
@@ -171,12 +172,13 @@ test('rates: a counter that went down was restarted and counts from zero; the xd
   assert.equal(r.seconds, 2);
   assert.deepEqual(r.relayed.xdp, { packetsPerSecond: 1000, bitsPerSecond: 1_000_000 });
   assert.deepEqual(r.relayed.userspace, { packetsPerSecond: 10, bitsPerSecond: 800 }, 'the relay restarted: 20 since');
-  assert.deepEqual(r.events, { 'kernel:bounds': 4 });
+  assert.deepEqual(r.events, { 'kernel:bounds': 4, 'security:admin-token': 1 });
   const text = renderStatus(doc(3000, 20, 4), b, r, '127.0.0.1:9469');
   assert.match(text, /^datapath +xdp on eth0 \(native\), relayed addresses 203\.0\.113\.7 \/ -$/m);
   assert.match(text, /^kernel maps +tp_chan_to_peer 16,384\/65,536 \(25\.0%\)$/m);
   assert.match(text, /^ +xdp +1,000 packets\/s +1\.0 Mbit\/s +99\.0%$/m);
   assert.match(text, /^drops +kernel: bounds 4 \(\+4\)$/m);
+  assert.match(text, /^security +admin-token 2 \(\+1\)$/m);
   assert.equal(adminUrl({ host: '::', port: 9469 }), 'http://[::1]:9469');
   assert.equal(adminUrl({ host: '0.0.0.0', port: 1 }), 'http://127.0.0.1:1');
   assert.equal(adminUrl({ host: '10.1.2.3', port: 9469 }), 'http://10.1.2.3:9469');

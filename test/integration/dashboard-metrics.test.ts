@@ -74,17 +74,24 @@ test('after traffic through both datapaths, every metric the dashboard queries i
     assert.equal(result.refused, 486, 'the second allocation of the user is refused by its quota');
     assert.ok(result.received > 0, 'echoes came back');
 
+    // Every byte the client sent reached the peer and came back (received == sent): in all,
+    // xdp + userspace relayed 2 x (30 x 100 + 10 x 60) bytes once both datapaths' counters are in.
+    const relayedBytes = 2 * (30 * 100 + 10 * 60);
+    assert.equal(result.received, result.sent, 'every echo came back');
     const wanted = dashboardMetrics();
     let text = '';
-    await waitUntil('every dashboard metric in /metrics', async () => {
+    const bytesOf = (datapath: string) => sum(text, 'turnpike_relayed_bytes_total', [`datapath="${datapath}"`]);
+    await waitUntil('every dashboard metric in /metrics, and the traffic counted', async () => {
       text = (await pair!.get('/metrics')).body;
-      return wanted.every((name) => hasSample(text, name)) && sum(text, 'turnpike_relay_refused_total') > 0 && sum(text, 'data_relayed_userspace_bytes_total') > 0;
-    }, 15_000).catch(() => assert.fail(`not in /metrics after traffic: ${wanted.filter((n) => !hasSample(text, n)).join(', ') || '(refusal or userspace bytes not counted yet)'}`));
+      return wanted.every((name) => hasSample(text, name)) && sum(text, 'turnpike_relay_refused_total') > 0 && bytesOf('xdp') + bytesOf('userspace') === relayedBytes;
+    }, 15_000).catch(() =>
+      assert.fail(`after traffic: missing ${wanted.filter((n) => !hasSample(text, n)).join(', ') || 'none'}; refused ${sum(text, 'turnpike_relay_refused_total')}; relayed xdp ${bytesOf('xdp')} + userspace ${bytesOf('userspace')} of ${relayedBytes} bytes`),
+    );
     t.diagnostic(`dashboard metrics present: ${wanted.length}`);
 
     // The Firezone names: one scrape, so both sides come from the same collection.
-    const xdpBytes = sum(text, 'turnpike_relayed_bytes_total', ['datapath="xdp"']);
-    const userspaceBytes = sum(text, 'turnpike_relayed_bytes_total', ['datapath="userspace"']);
+    const xdpBytes = bytesOf('xdp');
+    const userspaceBytes = bytesOf('userspace');
     t.diagnostic(`xdp ${xdpBytes} B, userspace ${userspaceBytes} B`);
     assert.ok(xdpBytes > 0, 'the kernel relayed');
     assert.ok(userspaceBytes > 0, 'the relay relayed');
