@@ -173,13 +173,21 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       if (cur) cur.total += total;
       else xdp.set(id, { what, attrs: { datapath: 'xdp', ...a }, total });
     }
-    for (const { what, attrs, total } of xdp.values()) observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
+    let xdpBytes = 0;
+    for (const { what, attrs, total } of xdp.values()) {
+      observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
+      if (what === 'bytes') xdpBytes += total;
+    }
+    let userspaceBytes = 0;
     for (const [key, total] of acc.entries('r/relayed|')) {
       const [, family, direction, what] = key.split('|') as [string, string, string, string];
       const attrs: AttributesOf<'bytes'> = { datapath: 'userspace', direction };
       if (family !== 'any') attrs.family = family;
       observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
+      if (what === 'bytes') userspaceBytes += total;
     }
+    observe('firezoneEbpfBytes', xdpBytes);
+    observe('firezoneUserspaceBytes', userspaceBytes);
     for (const [key, total] of acc.entries('k/reason|')) {
       const r = reasonAttributes(key.slice('k/reason|'.length));
       if (r) observe(r.verdict === 'pass' ? 'xdpPass' : 'xdpDrop', total, { reason: reasonCap.label(r.reason) });
