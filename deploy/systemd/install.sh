@@ -141,8 +141,9 @@ done
 
 if [ -n "$start" ] && [ -z "$root" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  systemctl enable --now turnpike-sidecar.service turnpike-relay.service
+  # Running services pick up changed units by a restart; stopped ones just start.
   if [ -n "$changed" ]; then systemctl try-restart turnpike-sidecar.service turnpike-relay.service; fi
+  systemctl enable --now turnpike-sidecar.service turnpike-relay.service
   say "enabled and started turnpike-sidecar and turnpike-relay (journalctl -u 'turnpike-*' -f)"
 else
   say "not started (systemd not running here, --no-start, or an install root); start with:"
