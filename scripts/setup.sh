@@ -36,6 +36,8 @@ for p in clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool make gcc libc6-d
 done
 if [ "$mode" = "--test" ]; then
   for p in coturn tcpdump; do have "$p" || need_pkgs+=("$p"); done
+  # systemd-analyze verifies the shipped units (test/deploy/systemd.test.ts).
+  command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
