@@ -93,8 +93,9 @@ type AuthMode = 'valid' | 'none' | 'wrong-key' | 'bad-nonce' | 'stale-nonce' | '
 interface View {
   /** Open-port answers outstanding. */
   readonly tokens: number;
-  /** Indexes of the clients with an allocation, and of all clients. */
+  /** Indexes of the clients with an allocation. */
   readonly allocated: readonly number[];
+  /** How many clients the sequence has. */
   readonly clients: number;
   /** The relayed families of client i's allocation, and the peer addresses it has permissions for. */
   families(i: number): Family[];
@@ -114,9 +115,18 @@ function randomStep(rng: Rng, view: View): Step {
   const permitted = PEERS.flatMap((p, i) => (view.permitted(client).includes(p.address) ? [i] : []));
   const peer = () => (rng.chance(0.75) && fitting.length > 0 ? rng.pick(fitting) : rng.chance(0.7) ? rng.int(ALLOWED_PEERS) : rng.int(PEERS.length));
   const dataPeer = () => (rng.chance(0.75) && permitted.length > 0 ? rng.pick(permitted) : peer());
+  // Now and then a payload at the size limits (MAX_DATAGRAM, less the Data indication's or ChannelData's overhead).
   const size = () => (rng.chance(0.01) ? rng.pick([65507 - 52, 65507 - 51, 65507 - 4, 65507 - 3, 65508]) : rng.int(120));
+  const allocate = (): Step => ({
+    op: 'allocate',
+    client: newcomer,
+    ...(rng.chance(0.3) ? { family: rng.pick([4, 6, 'dual', 'dual', 'unsupported'] as const) } : {}),
+    ...(rng.chance(0.05) ? { even: true, reserve: rng.chance(0.5) } : {}),
+    ...(rng.chance(0.2) ? { lifetime: rng.pick([0, 30, 600, 3600, 86400]) } : {}),
+    ...(rng.chance(0.05) ? { token: true } : {}),
+  });
   return rng.weighted<() => Step>([
-    [view.allocated.length === 0 ? 30 : 8, () => ({ op: 'allocate', client: newcomer, ...(rng.chance(0.3) ? { family: rng.pick([4, 6, 'dual', 'dual', 'unsupported'] as const) } : {}), ...(rng.chance(0.05) ? { even: true, reserve: rng.chance(0.5) } : {}), ...(rng.chance(0.2) ? { lifetime: rng.pick([0, 30, 600, 3600, 86400]) } : {}), ...(rng.chance(0.05) ? { token: true } : {}) })],
+    [view.allocated.length === 0 ? 30 : 8, allocate],
     [5, () => ({ op: 'refresh', client, ...(rng.chance(0.7) ? { lifetime: rng.pick([0, 0, 1, 600, 3600, 0xffffffff]) } : {}) })],
     [10, () => ({ op: 'permission', client, peers: Array.from({ length: rng.chance(0.02) ? 200 : rng.range(1, 3) }, peer) })],
     [10, () => ({ op: 'bind', client, channel: rng.pick(CHANNELS), peer: peer() })],
