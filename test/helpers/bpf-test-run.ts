@@ -28,12 +28,12 @@ export function testRun(router: XdpRouter, frame: Uint8Array, { repeat = 1 }: { 
   const inPtr = koffi.alloc('uint8_t', Math.max(frame.length, 1)) as bigint;
   const outPtr = koffi.alloc('uint8_t', outCap) as bigint;
   try {
-    new Uint8Array(koffi.view(inPtr, frame.length)).set(frame);
+    koffi.encode(inPtr, 'uint8_t', frame, frame.length);
     const run = sizedOpts<TestRunOpts>(BpfTestRunOpts, { data_in: inPtr, data_out: outPtr, data_size_in: frame.length, data_size_out: outCap, repeat });
     const err = libbpf().progTestRunOpts(progFd, run);
     if (err < 0) throw BpfError.fromErrno(`test run of ${router.programName} on a ${frame.length}-byte frame`, -err);
     const action = run.retval!;
-    const data = new Uint8Array(koffi.view(outPtr, run.data_size_out)).slice();
+    const data = koffi.decode(outPtr, 'uint8_t', run.data_size_out) as Uint8Array;
     return { action, actionName: XDP_ACTION_NAMES[action] ?? `action_${action}`, data, durationNs: run.duration! };
   } finally {
     koffi.free(inPtr);

@@ -35,7 +35,7 @@ export function openDiagnostics(router: XdpRouter, opts: DiagnosticsOptions): Di
 
   const sample = koffi.register((_ctx: unknown, cpu: number, data: bigint, size: number) => {
     try {
-      const ev = decodeDiagEvent(new Uint8Array(koffi.view(data, size)).slice());
+      const ev = decodeDiagEvent(koffi.decode(data, 'uint8_t', size) as Uint8Array);
       if (ev) opts.onEvent(ev, cpu);
       else log?.warn({ cpu, size }, 'short tp_diag sample ignored');
     } catch (err) {

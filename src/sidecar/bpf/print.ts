@@ -29,7 +29,7 @@ export function routeLibbpfLogs(log: Logger): void {
     // Format from a copy of the va_list first, so a message longer than the
     // buffer can be formatted again from the original at its full length.
     apCopy ??= koffi.alloc('uint8_t', VA_LIST_SIZE) as bigint;
-    new Uint8Array(koffi.view(apCopy, VA_LIST_SIZE)).set(new Uint8Array(koffi.view(ap, VA_LIST_SIZE)));
+    koffi.encode(apCopy, 'uint8_t', koffi.decode(ap, 'uint8_t', VA_LIST_SIZE) as Uint8Array, VA_LIST_SIZE);
     const n = lib.vsnprintf(buf, buf.length, fmt, apCopy);
     if (n <= 0) return 0;
     let text: string;

@@ -20,7 +20,9 @@ import {
   decodeFrame,
   encodeFrame,
   type Frame,
+  RejectCode,
   type FrameKind,
+  type RejectReason,
 } from '../../../src/link/index.ts';
 import type { ChannelBinding } from '../../../src/shared/binding.ts';
 import type { TransportAddress } from '../../../src/shared/endpoint.ts';
@@ -74,7 +76,7 @@ export function randomFrame(rng: Rng): Frame {
   const kind = rng.pick(KINDS);
   switch (kind) {
     case 'hello': return { kind, version: rng.int(0x10000), role: rng.pick(['relay', 'sidecar'] as const), pid: rng.u32(), software: ascii(rng, 40) };
-    case 'reject': return { kind, code: rng.pick(['version', 'role', 'busy', 'protocol'] as const), reason: randomText(rng, 100) };
+    case 'reject': return { kind, code: rng.pick(Object.keys(RejectCode) as RejectReason[]), reason: randomText(rng, 100) };
     case 'packet-in': return { kind, local: lep(), remote: address(rng), data: data() };
     case 'packet-out': return { kind, from: lep(), to: address(rng), data: data() };
     case 'open-port': return { kind, token: rng.u32(), ...lep() };
@@ -203,7 +205,7 @@ export function checkFrame(f: Frame, problem: Problem): void {
   };
   switch (f.kind) {
     case 'hello': if (f.role !== 'relay' && f.role !== 'sidecar') problem(`role ${f.role}`); checkU32(f.pid, 'pid', problem); break;
-    case 'reject': if (!['version', 'role', 'busy', 'protocol'].includes(f.code)) problem(`reject code ${f.code}`); break;
+    case 'reject': if (!(f.code in RejectCode)) problem(`reject code ${f.code}`); break;
     case 'packet-in': lep(f.local, 'local'); checkAddr(f.remote, 'remote', problem); break;
     case 'packet-out': lep(f.from, 'from'); checkAddr(f.to, 'to', problem); break;
     case 'open-port':
