@@ -74,6 +74,20 @@ async function expectBindingSuccess(s: Socket): Promise<void> {
   if (d.kind === 'message') assert.equal(d.message.cls, 'success');
 }
 
+/** A fresh TCP connection gets a Binding answered. */
+async function assertServes(port: number): Promise<void> {
+  const s = await tcp(port);
+  s.write(binding());
+  await expectBindingSuccess(s);
+  s.destroy();
+}
+
+/** The relay counts a connection when its side has closed, a moment after the client sees it: wait for that. */
+async function allClosed(transport: StandaloneTransport): Promise<void> {
+  const open = () => transport.stats().streams!.open;
+  for (let i = 0; i < 50 && open().tcp + open().tls > 0; i++) await new Promise((r) => setTimeout(r, 20));
+}
+
 /** Resolves when the relay closes the stream; rejects after `ms`. */
 function closedWithin(s: Socket, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -124,17 +138,13 @@ test('bad input is closed and counted, and the relay still serves: garbage, over
     await Promise.all([closedWithin(garbage, 2000), closedWithin(silent, 2000), closedWithin(slow, 2000), closedWithin(handshake, 2000)]);
     // 4 + 65535 padded is 65540, within the default read buffer: that one is still waiting for its bytes, and times out.
     await closedWithin(oversize, 2000);
-    // The relay counts when its side has closed, a moment after the client sees it.
-    for (let i = 0; i < 50 && relay.transport.stats().streams!.open.tcp + relay.transport.stats().streams!.open.tls > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await allClosed(relay.transport);
     const closed = relay.transport.stats().streams!.closed;
     assert.equal(closed['tcp:garbage'], 1, JSON.stringify(closed));
     assert.equal(closed['tcp:handshake-timeout'], 2, JSON.stringify(closed)); // silent, and the unfinished ChannelData before any message
     assert.equal(closed['tcp:frame-timeout'], 1, JSON.stringify(closed));
     assert.equal(closed['tls:handshake-timeout'], 1, JSON.stringify(closed));
-    const ok = await tcp(relay.listenPort);
-    ok.write(binding());
-    await expectBindingSuccess(ok);
-    ok.destroy();
+    await assertServes(relay.listenPort);
   } finally {
     await relay.close();
   }
@@ -162,11 +172,8 @@ test('connections per source are capped; a refused one reads nothing and frees n
     assert.equal(stats.closed['tcp:source-limit'], 1);
     assert.equal(stats.open.tcp + stats.open.tls, 2);
     for (const s of held) s.destroy();
-    for (let i = 0; i < 50 && relay.transport.stats().streams!.open.tcp > 0; i++) await new Promise((r) => setTimeout(r, 20));
-    const again = await tcp(relay.listenPort);
-    again.write(binding());
-    await expectBindingSuccess(again);
-    again.destroy();
+    await allClosed(relay.transport);
+    await assertServes(relay.listenPort);
   } finally {
     await relay.close();
   }
