@@ -106,6 +106,23 @@ export const configSchema = z
     allowRelayedPeers: bool.default(false),
     nonceLifetime: positiveInt.default(3600),
     software: z.string().default('turnpike'),
+    // TURN over TCP and TLS (RFC 8656 §3.1; relay/transport/stream-*.ts)
+    /** TURN over TCP on the listen port. */
+    tcp: bool.default(true),
+    /** PEM certificate (chains accepted) and key: both set turn TLS on, on tlsPort. Reloaded when the files change. */
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    tlsPort: port.default(5349),
+    streamMaxConnections: positiveInt.default(10_000),
+    streamMaxConnectionsPerSource: positiveInt.default(100),
+    /** Seconds to finish the TLS handshake and the first message, and to complete any message once started. */
+    streamHandshakeTimeout: positiveInt.max(600).default(10),
+    /** Seconds without a byte from a client before its connection (and allocation) closes. */
+    streamIdleTimeout: positiveInt.default(600),
+    /** The largest message a stream client may send, bytes (its read buffer); the default fits any STUN message or ChannelData. */
+    streamReadBuffer: positiveInt.min(1024).max(1 << 20).default(65_556),
+    /** Bytes queued to a client that does not read before further messages to it are dropped. */
+    streamWriteBuffer: positiveInt.min(4096).default(1 << 20),
 
     ebpf: z.enum(['off', 'auto', 'required']).default('auto'),
     interface: z.string().trim().min(1).optional(),
@@ -169,6 +186,10 @@ export const configSchema = z
   .refine((c) => c.defaultLifetime <= c.maxLifetime, {
     path: ['defaultLifetime'],
     message: 'must not exceed maxLifetime',
+  })
+  .refine((c) => (c.tlsCert === undefined) === (c.tlsKey === undefined), {
+    path: ['tlsCert'],
+    message: 'TLS needs both a certificate and a key',
   })
   .refine((c) => c.listenPort < c.portRange.min || c.listenPort > c.portRange.max, {
     path: ['listenPort'],

@@ -11,11 +11,25 @@ export interface TransportAddress {
   readonly port: number;
 }
 
+/** How a client reaches the relay (a low-cardinality metric and log attribute). */
+export type ClientTransport = 'udp' | 'tcp' | 'tls';
+
 /** The local side of a datagram: which relay port (listen or allocation) it arrived on / leaves from. */
 export interface LocalEndpoint {
   readonly family: Family;
   readonly port: number;
+  /**
+   * A client's TCP or TLS connection (RFC 8656 §3.1): the id its transport
+   * gave it, unique while it is open. Absent for UDP. Messages framed from a
+   * stream carry it in, and replies carry it back out to the same connection.
+   */
+  readonly connection?: number;
+  /** The connection's transport; absent means udp. */
+  readonly transport?: ClientTransport;
 }
+
+/** The transport of a client-side endpoint. */
+export const transportOf = (local: LocalEndpoint): ClientTransport => local.transport ?? 'udp';
 
 /** One integer per (family, port): a Map key that needs no string. */
 export type PortKey = number & { readonly __brand: 'PortKey' };

@@ -189,6 +189,12 @@ export class PendingAllocations<T> {
     return undefined;
   }
 
+  /** Give up the Allocate pending on this 5-tuple (its connection closed): ports freed and closed, nothing answered. */
+  cancel(fiveTuple: string): void {
+    const entry = this.#byFiveTuple.get(fiveTuple);
+    if (entry !== undefined) this.#fail(entry, undefined);
+  }
+
   /** The next Allocate whose deadline is due at `now`, failed; undefined when none is. */
   popExpired(now: number): PendingAllocation<T> | undefined {
     const t = this.#heap.popDue(now);

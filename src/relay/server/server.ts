@@ -128,7 +128,8 @@ export class TurnServer {
       if (data.length > MAX_DATAGRAM) return this.#drop('oversize');
       const from = canonicalAddress(remote);
       if (from === undefined) return this.#drop('bad-source');
-      if (local.port === this.#opts.listenPort) return this.#fromClient(data, local, from, now);
+      // A stream connection is client traffic whatever its port (TCP on the listen port, TLS on its own).
+      if (local.connection !== undefined || local.port === this.#opts.listenPort) return this.#fromClient(data, local, from, now);
       const allocation = this.#state.byPort.get(portKey(local.family, local.port));
       if (allocation === undefined) return this.#drop('no-allocation');
       this.#relay.fromPeer(allocation, data, local.family, from);
@@ -165,6 +166,26 @@ export class TurnServer {
       if (allocation === undefined) return;
       this.#log?.warn({ family, port, client: allocation.client }, 'relay port lost: allocation deleted');
       this.#state.removeAllocation(allocation);
+    } catch (err) {
+      this.#internalError(err);
+    }
+  }
+
+  /**
+   * A client's TCP or TLS connection closed (`local` carries its id): its
+   * allocation dies with it (RFC 8656 §3.1: the 5-tuple is gone), with the
+   * usual channel-unbound, port-closed events and close-port outputs, and an
+   * Allocate still waiting for its ports is given up. Never throws.
+   */
+  connectionClosed(local: LocalEndpoint, remote: TransportAddress, now: number): void {
+    try {
+      const client = canonicalAddress(remote);
+      if (client === undefined) return;
+      this.#state.expire(now);
+      const fiveTuple = fiveTupleKey(local, client);
+      this.#pending.cancel(fiveTuple);
+      const allocation = this.#state.byFiveTuple.get(fiveTuple);
+      if (allocation !== undefined) this.#state.removeAllocation(allocation);
     } catch (err) {
       this.#internalError(err);
     }

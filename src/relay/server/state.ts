@@ -105,7 +105,9 @@ export interface Reservation {
 }
 
 export function fiveTupleKey(local: LocalEndpoint, client: TransportAddress): string {
-  return `${local.family}/${local.port}|${client.address}|${client.port}`;
+  // A stream connection is its own 5-tuple (TCP, unlike a UDP one with the same addresses).
+  const stream = local.connection === undefined ? '' : `#${local.connection}`;
+  return `${local.family}/${local.port}${stream}|${client.address}|${client.port}`;
 }
 
 export function peerKey(peer: TransportAddress): string {
@@ -228,7 +230,7 @@ export class RelayState {
   allocationOf(local: LocalEndpoint, client: TransportAddress): Allocation | undefined {
     const a = this.#byClient.get(client.address)?.get(client.port);
     if (a === undefined) return undefined;
-    if (a.local.port === local.port && a.local.family === local.family) return a;
+    if (a.local.port === local.port && a.local.family === local.family && a.local.connection === local.connection) return a;
     // One client address and port talking to two listen endpoints: rare, take the exact map.
     return this.byFiveTuple.get(fiveTupleKey(local, client));
   }
@@ -336,7 +338,7 @@ export class RelayState {
       existing.state = 'active';
       existing.binding = binding;
       this.#heap.schedule(existing.timer, expiresAt);
-      if (existing.live) this.#event({ type: 'channel-refreshed', binding });
+      if (existing.live) this.#channelEvent(existing, { type: 'channel-refreshed', binding });
       else if (permitted) this.#announce(existing);
       return revived ? 'bound' : 'refreshed';
     }
@@ -457,7 +459,7 @@ export class RelayState {
       if (a.ports.v4 !== undefined) out.push({ type: 'allocation-port-opened', family: 4, port: a.ports.v4, client: a.client });
       if (a.ports.v6 !== undefined) out.push({ type: 'allocation-port-opened', family: 6, port: a.ports.v6, client: a.client });
       for (const c of a.channelsByNumber.values()) {
-        if (c.live) out.push({ type: 'channel-bound', binding: c.binding });
+        if (c.live && a.local.connection === undefined) out.push({ type: 'channel-bound', binding: c.binding });
       }
     }
     return out;
@@ -467,14 +469,24 @@ export class RelayState {
   #announce(c: Channel): void {
     c.live = true;
     this.#channels++;
-    this.#event({ type: 'channel-bound', binding: c.binding });
+    this.#channelEvent(c, { type: 'channel-bound', binding: c.binding });
   }
 
   /** Tell the data plane to stop relaying this channel. */
   #unannounce(c: Channel): void {
     c.live = false;
     this.#channels--;
-    this.#event({ type: 'channel-unbound', binding: c.binding });
+    this.#channelEvent(c, { type: 'channel-unbound', binding: c.binding });
+  }
+
+  /**
+   * A channel of a TCP/TLS client is relayed here, never by the kernel (whose
+   * fast path writes ChannelData to a UDP client): its events go to the
+   * observer only.
+   */
+  #channelEvent(c: Channel, event: DataPlaneEvent): void {
+    if (c.allocation.local.connection === undefined) return this.#event(event);
+    this.observer?.event(event);
   }
 
   #event(event: DataPlaneEvent): void {

@@ -13,6 +13,8 @@ export interface SansIoServer {
   portOpened(token: number, ok: boolean, now: number): void;
   /** An allocation port the data plane lost (TurnServer deletes its allocation); optional for servers without ports. */
   portLost?(family: Family, port: number, now: number): void;
+  /** A client's stream connection (local.connection) closed; optional for servers without streams. */
+  connectionClosed?(local: LocalEndpoint, remote: TransportAddress, now: number): void;
   handleTimeout(now: number): void;
   nextDeadline(): number | undefined;
   pollOutput(): Output | undefined;
@@ -76,6 +78,13 @@ export class Driver {
   portLost(family: Family, port: number): void {
     if (this.closed) return;
     this.guard('portLost', () => this.server.portLost?.(family, port, this.clock()));
+    this.drain();
+  }
+
+  /** A client's TCP/TLS connection closed: its allocation goes with it. */
+  connectionClosed(local: LocalEndpoint, remote: TransportAddress): void {
+    if (this.closed) return;
+    this.guard('connectionClosed', () => this.server.connectionClosed?.(local, remote, this.clock()));
     this.drain();
   }
 

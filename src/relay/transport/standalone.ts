@@ -2,6 +2,10 @@
 // without the sidecar). One socket per listen address on the listen port, one
 // per allocation port bound on demand. Socket errors are counted and logged,
 // never fatal; the TURN logic lives entirely in the server behind the Driver.
+// TURN over TCP (on the listen port) and TLS (on its own port) listen on the
+// same addresses (stream-listener.ts); their messages reach the same Driver
+// with the connection in their LocalEndpoint, and a closed connection ends
+// its allocation.
 import type { Socket } from 'node:dgram';
 import type { Logger } from 'pino';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
@@ -11,6 +15,10 @@ import { ErrorCounter } from '../../net/error-log.ts';
 import { chooseRelayAddresses, describeRelayAddresses } from '../../net/relay-address.ts';
 import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../../shared/endpoint.ts';
+import type { Config } from '../../config/schema.ts';
+import { StreamConnections, type StreamCaps, type StreamStats } from './stream-connections.ts';
+import { StreamListener, type StreamLimits } from './stream-listener.ts';
+import { TlsContextSource, type TlsFiles } from './tls-context.ts';
 
 export interface StandaloneOptions {
   readonly listenPort: number;
@@ -21,6 +29,32 @@ export interface StandaloneOptions {
   /** Socket send/receive buffer size requested from the kernel (it may clamp). */
   readonly bufferBytes?: number;
   readonly log?: Logger;
+  /** TURN over TCP and TLS; absent: UDP only. */
+  readonly streams?: StreamOptions;
+}
+
+export interface StreamOptions {
+  /** TCP on the listen port. */
+  readonly tcp: boolean;
+  /** TLS on `port` with the certificate in `files` (reloaded when they change). */
+  readonly tls?: { readonly port: number; readonly files: TlsFiles };
+  readonly caps: StreamCaps;
+  readonly limits: StreamLimits;
+}
+
+/** The stream settings of a configuration. */
+export function streamOptions(config: Config): StreamOptions {
+  return {
+    tcp: config.tcp,
+    ...(config.tlsCert !== undefined && config.tlsKey !== undefined ? { tls: { port: config.tlsPort, files: { cert: config.tlsCert, key: config.tlsKey } } } : {}),
+    caps: { maxConnections: config.streamMaxConnections, maxConnectionsPerSource: config.streamMaxConnectionsPerSource },
+    limits: {
+      handshakeTimeoutMs: config.streamHandshakeTimeout * 1000,
+      idleTimeoutMs: config.streamIdleTimeout * 1000,
+      readBufferBytes: config.streamReadBuffer,
+      writeBufferBytes: config.streamWriteBuffer,
+    },
+  };
 }
 
 export interface TransportStats {
@@ -29,6 +63,9 @@ export interface TransportStats {
   /** "send:EHOSTUNREACH", "receive:ENOBUFS", "bind:EADDRINUSE", "no-socket", ... */
   errors: Record<string, number>;
   openPorts: number;
+  /** TCP/TLS connections (when streams are on). */
+  streams?: StreamStats;
+  tls?: { reloads: number; reloadFailures: number };
 }
 
 const DEFAULT_BUFFER = 4 * 1024 * 1024;
@@ -48,11 +85,15 @@ export class StandaloneTransport implements DatapathPort {
   private readonly received = { packets: 0, bytes: 0 };
   private readonly sent = { packets: 0, bytes: 0 };
   private readonly bufferBytes: number;
+  private readonly streams: StreamListener[] = [];
+  private readonly connections: StreamConnections | undefined;
+  private tlsContext: TlsContextSource | undefined;
   private closed = false;
 
   constructor(private readonly opts: StandaloneOptions) {
     this.errors = new ErrorCounter(opts.log);
     this.bufferBytes = opts.bufferBytes ?? DEFAULT_BUFFER;
+    if (opts.streams) this.connections = new StreamConnections(opts.streams.caps);
   }
 
   attach(driver: Driver): void {
@@ -77,10 +118,47 @@ export class StandaloneTransport implements DatapathPort {
         });
         socket.on('error', (e: NodeJS.ErrnoException) => this.socketError('receive', e, { port: this.opts.listenPort, address }));
       }
+      await this.listenStreams();
     } catch (e) {
       await this.close();
       throw e;
     }
+  }
+
+  private async listenStreams(): Promise<void> {
+    const streams = this.opts.streams;
+    if (!streams || !this.connections) return;
+    if (streams.tls) this.tlsContext = new TlsContextSource(streams.tls.files, this.opts.log).watch();
+    const tls = this.tlsContext;
+    for (const address of this.opts.listenAddresses) {
+      const wanted: [('tcp' | 'tls'), number][] = [];
+      if (streams.tcp) wanted.push(['tcp', this.opts.listenPort]);
+      if (streams.tls) wanted.push(['tls', streams.tls.port]);
+      for (const [transport, port] of wanted) {
+        const listener = new StreamListener({
+          transport,
+          address,
+          port,
+          limits: streams.limits,
+          connections: this.connections,
+          ...(tls ? { secureContext: () => tls.current } : {}),
+          log: this.opts.log,
+          onMessage: (data, local, remote) => {
+            this.received.packets++;
+            this.received.bytes += data.byteLength;
+            this.driver?.datagram(data, local, remote);
+          },
+          onClose: (local, remote) => this.driver?.connectionClosed(local, remote),
+        });
+        this.streams.push(listener);
+        await listener.listen();
+      }
+    }
+  }
+
+  /** TCP and TLS listeners actually bound. */
+  boundStreams(): { transport: 'tcp' | 'tls'; address: string; port: number; family: Family }[] {
+    return this.streams.map((l) => ({ transport: l.transport, ...l.address() }));
   }
 
   /** The addresses actually bound (port resolved when listenPort was 0, for tests). */
@@ -96,6 +174,7 @@ export class StandaloneTransport implements DatapathPort {
   }
 
   send(from: LocalEndpoint, to: TransportAddress, data: Uint8Array): void {
+    if (from.connection !== undefined) return this.sendStream(from.connection, data);
     const socket = this.socketFor(from, to);
     if (!socket) {
       this.errors.record('no-socket', { family: from.family, port: from.port }, 'no socket for a datagram the server sent; dropped');
@@ -111,6 +190,18 @@ export class StandaloneTransport implements DatapathPort {
       // Synchronous throws (a closed socket, a bad port) are as non-fatal as asynchronous ones.
       this.socketError('send', e as NodeJS.ErrnoException, { port: from.port, peer: `${to.address}:${to.port}` });
     }
+  }
+
+  /** To a TCP/TLS client: its connection, if still open (a closed one's allocation is going away). */
+  private sendStream(connection: number, data: Uint8Array): void {
+    for (const l of this.streams) {
+      const c = l.connection(connection);
+      if (c === undefined) continue;
+      this.sent.packets++;
+      this.sent.bytes += data.byteLength;
+      return c.write(data);
+    }
+    this.errors.count('no-connection');
   }
 
   openPort(token: number, family: Family, port: number): void {
@@ -168,11 +259,15 @@ export class StandaloneTransport implements DatapathPort {
       sent: { ...this.sent },
       errors: { ...this.errors.counts },
       openPorts: this.allocations.size,
+      ...(this.connections ? { streams: this.connections.stats() } : {}),
+      ...(this.tlsContext ? { tls: this.tlsContext.stats() } : {}),
     };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.tlsContext?.close();
+    await Promise.all(this.streams.splice(0).map((l) => l.close()));
     const all = [...[...this.listen.values()].flat().map((l) => l.socket), ...this.allocations.values()];
     this.listen.clear();
     this.allocations.clear();
@@ -214,6 +309,7 @@ export const startStandaloneTransport: StartTransport = async ({ config, buildSe
     listenPort: config.listenPort,
     listenAddresses: config.listenAddresses,
     log,
+    streams: streamOptions(config),
   });
   const driver = new Driver(server, transport, { log });
   transport.attach(driver);
@@ -223,7 +319,8 @@ export const startStandaloneTransport: StartTransport = async ({ config, buildSe
     server,
     describe: () => ({
       transport: 'standalone',
-      listen: transport.boundAddresses().map((a) => (a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`)),
+      listen: transport.boundAddresses().map((a) => hostPort(a)),
+      streams: transport.boundStreams().map((a) => `${a.transport}:${hostPort(a)}`),
       relayAddresses: describeRelayAddresses(relay),
     }),
     stats: () => ({ ...transport.stats() }),
@@ -233,3 +330,5 @@ export const startStandaloneTransport: StartTransport = async ({ config, buildSe
     },
   };
 };
+
+const hostPort = (a: { address: string; port: number; family: Family }): string => (a.family === 6 ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
