@@ -85,14 +85,17 @@ export class SendBatcher {
   }
 
   /**
-   * Queues one datagram; false when it was not queued (too big, or the
+   * Queues one datagram (with channel >= 0: a ChannelData header for that
+   * channel, then data); false when it was not queued (too big, or the
    * address is not an IP literal) and the caller must send it itself —
    * pending datagrams of every socket are flushed first, so order holds.
    */
-  enqueue(socket: Socket, data: Uint8Array, port: number, address: string): boolean {
+  enqueue(socket: Socket, data: Uint8Array, port: number, address: string, channel = -1): boolean {
     if (this.closed) return false;
+    const head = channel >= 0 ? 4 : 0;
+    const len = data.byteLength + head;
     // Port 0 and the like: dgram.send refuses them synchronously (ERR_SOCKET_BAD_PORT); let it.
-    if (data.byteLength > MAX_BATCHED_BYTES || !(port > 0 && port < 65536 && (port | 0) === port)) {
+    if (len > MAX_BATCHED_BYTES || !(port > 0 && port < 65536 && (port | 0) === port)) {
       this.flush();
       return false;
     }
@@ -104,9 +107,15 @@ export class SendBatcher {
     if (this.used === SLOTS) this.flush();
     const i = this.used++;
     const meta = this.metaAt + i * this.L.meta;
-    this.bytes.set(data, this.dataAt + i * MAX_BATCHED_BYTES);
+    const at = this.dataAt + i * MAX_BATCHED_BYTES;
+    if (head !== 0) {
+      // A ChannelData header (RFC 8656 12.4) in front of the payload, written here so the payload is copied once.
+      this.view.setUint16(at, channel, false);
+      this.view.setUint16(at + 2, data.byteLength, false);
+    }
+    this.bytes.set(data, at + head);
     // iov_len is a size_t: its high half stays zero.
-    this.view.setUint32(meta + this.L.iovLen, data.byteLength, true);
+    this.view.setUint32(meta + this.L.iovLen, len, true);
     this.bytes.set(sa, meta + this.L.addr);
     this.toAddress[i] = address;
     this.toPort[i] = port;

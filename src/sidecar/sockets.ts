@@ -22,6 +22,21 @@ export type SocketKind = 'listen' | 'allocation';
  */
 export type PacketHandler = (local: LocalEndpoint, remote: TransportAddress, data: Buffer, kind: SocketKind) => void | boolean;
 
+/**
+ * The userspace fast path (fastpath.ts), offered every datagram before
+ * `onPacket`; true when it took it (relayed or dropped), so the relay never
+ * sees it.
+ */
+export type FastPathHandler = (local: LocalEndpoint, kind: SocketKind, data: Buffer, family: Family, address: string, port: number) => boolean;
+
+/** A fast-path output: where to, from which of our sockets, and a ChannelData header's channel (-1: none). */
+export interface ForwardTarget {
+  readonly to: TransportAddress;
+  readonly from: LocalEndpoint;
+  readonly fromKind: SocketKind;
+  readonly channel: number;
+}
+
 export interface UdpSocketsOptions {
   listenPort: number;
   /** e.g. ['0.0.0.0', '::']; IPv6 sockets are v6-only so both wildcards bind. */
@@ -32,6 +47,7 @@ export interface UdpSocketsOptions {
   bufferBytes?: number;
   logger?: Logger;
   onPacket: PacketHandler;
+  fastPath?: FastPathHandler;
   /** Minimum ms between two log lines of one error kind. */
   errorLogIntervalMs?: number;
   /**
@@ -112,6 +128,7 @@ export class UdpSockets {
 
   /** Binds the listen sockets; rejects (closing what was bound) if one cannot bind. */
   async listenAll(): Promise<void> {
+    const fast = this.opts.fastPath;
     try {
       for (const address of this.opts.listenAddresses) {
         const family = familyOf(address);
@@ -122,9 +139,10 @@ export class UdpSockets {
         list.push(entry);
         this.listen.set(family, list);
         const deliver: DrainedHandler = (msg, family, address, port) => {
+          this.count(this.traffic.in.listen, msg.length);
+          if (fast !== undefined && fast(entry.local, 'listen', msg, family === 'IPv4' ? 4 : 6, address, port)) return true;
           const remote = remoteOf({ family, address, port });
           if (list.length > 1) this.replyVia.remember(remote, socket);
-          this.count(this.traffic.in.listen, msg.length);
           return this.opts.onPacket(entry.local, remote, msg, 'listen') !== false;
         };
         socket.on('message', (msg, rinfo) => {
@@ -164,8 +182,10 @@ export class UdpSockets {
       return this.closed ? { ok: false, error: 'ESHUTDOWN' } : { ok: true, error: '' };
     }
     const local: LocalEndpoint = { family, port };
+    const fast = this.opts.fastPath;
     const deliver: DrainedHandler = (msg, family, address, port) => {
       this.count(this.traffic.in.allocation, msg.length);
+      if (fast !== undefined && fast(local, 'allocation', msg, family === 'IPv4' ? 4 : 6, address, port)) return true;
       return this.opts.onPacket(local, remoteOf({ family, address, port }), msg, 'allocation') !== false;
     };
     socket.on('message', (msg, rinfo) => {
@@ -221,6 +241,21 @@ export class UdpSockets {
     this.count(this.traffic.out[kind], data.byteLength);
     if (this.batcher?.enqueue(socket, data, to.port, to.address)) return true;
     return this.plainSend(socket, data, to.port, to.address);
+  }
+
+  /** Sends a fast-path output (fastpath.ts); false when the port has no socket (closed meanwhile). */
+  forward(t: ForwardTarget, data: Uint8Array): boolean {
+    let socket: Socket | undefined;
+    if (t.fromKind === 'listen') {
+      const list = this.listen.get(t.from.family);
+      if (list === undefined || list.length === 0) return false;
+      socket = list.length === 1 ? list[0]!.socket : this.replyVia.get(t.to) ?? list[0]!.socket;
+    } else socket = this.allocations.get(portKey(t.from.family, t.from.port));
+    if (socket === undefined) return false;
+    const to = t.to;
+    this.count(this.traffic.out[t.fromKind], data.byteLength + (t.channel >= 0 ? 4 : 0));
+    if (this.batcher?.enqueue(socket, data, to.port, to.address, t.channel)) return true;
+    return this.plainSend(socket, t.channel >= 0 ? withChannelHeader(t.channel, data) : data, to.port, to.address);
   }
 
   private plainSend(socket: Socket, data: Uint8Array, port: number, address: string): boolean {
@@ -323,4 +358,13 @@ function localPortOf(socket: Socket): number {
   } catch {
     return 0;
   }
+}
+
+/** ChannelData (RFC 8656 12.4, no padding, as the XDP program sends it) for a send that cannot write the header in place. */
+function withChannelHeader(channel: number, data: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(4 + data.byteLength);
+  b.writeUInt16BE(channel, 0);
+  b.writeUInt16BE(data.byteLength, 2);
+  b.set(data, 4);
+  return b;
 }
