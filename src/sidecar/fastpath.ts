@@ -210,12 +210,18 @@ function sameBinding(a: ChannelBinding, b: ChannelBinding): boolean {
 /** Where decide() puts a relayed output: the target, the payload's span in the input, the path. */
 export interface Output {
   target: Target | undefined;
+  /**
+   * Set with a pass reason when the kernel passes a datagram that the relay
+   * would then send exactly as filled in here (the peer is a port of this
+   * host that is neither the listen port nor an allocation port).
+   */
+  assisted: boolean;
   start: number;
   end: number;
   path: number;
 }
 
-export const newOutput = (): Output => ({ target: undefined, start: 0, end: 0, path: 0 });
+export const newOutput = (): Output => ({ target: undefined, assisted: false, start: 0, end: 0, path: 0 });
 
 /** IPv4 in IPv6 form as node:dgram writes it (::ffff:a.b.c.d). */
 const isMappedText = (address: string) => address.startsWith('::ffff:') && address.includes('.');
@@ -229,7 +235,8 @@ function emitCheck(cfg: FastPathConfig, to: TransportAddress, udpPayload: number
 
 /**
  * The XDP program's decision for one datagram as the socket layer sees it
- * (`kind`: which of our sockets it reached; `localPort`: that socket's port).
+ * (`kind`: which of our sockets it reached; `localPort`: that socket's port;
+ * the datagram is data[off, off + ulen)).
  * RELAYED with `out` filled, or the kernel's reason (REASON_NAMES index).
  * Pure: reads the table and the first bytes of `data`, writes only `out`.
  */
@@ -242,18 +249,20 @@ export function decide(
   address: string,
   port: number,
   data: Uint8Array,
+  off: number,
+  ulen: number,
   out: Output,
 ): number {
+  out.assisted = false;
   // parse_frame: an IPv6 source in ::ffff:0:0/96 is dropped before anything.
   if (family === 6 && isMappedText(address)) return R.v4Mapped;
-  const ulen = data.length;
   if (kind === 'listen') {
     // from_client
     if (ulen < CHAN_HLEN) return R.stun;
-    const channel = (data[0]! << 8) | data[1]!;
+    const channel = (data[off]! << 8) | data[off + 1]!;
     if ((channel & 0xc000) === 0) return R.stun;
     if ((channel & 0xc000) !== 0x4000) return R.badChannelData;
-    const len = (data[2]! << 8) | data[3]!;
+    const len = (data[off + 2]! << 8) | data[off + 3]!;
     if (len > ulen - CHAN_HLEN) return R.badChannelData;
     if (ulen - CHAN_HLEN - len > 3) return R.badChannelData;
     if (len > MAX_IP_LEN) return R.tooBig;
@@ -267,7 +276,19 @@ export function decide(
     let hdr = 0;
     if (v.peer.address === relayAddr) {
       // The peer is this relay: only another allocation here is a target.
-      if (v.peer.port < cfg.portMin || v.peer.port > cfg.portMax) return R.noBinding;
+      if (v.peer.port < cfg.portMin || v.peer.port > cfg.portMax) {
+        // The kernel cannot send to its own host and passes; the relay then
+        // sends the payload as UDP (its per-datagram rule refuses only the
+        // listen port and allocation ports). So can we: `assisted`.
+        if (v.peer.port !== cfg.listenPort && emitCheck(cfg, v.peer, len) === RELAYED) {
+          out.target = v.target;
+          out.start = off + CHAN_HLEN;
+          out.end = off + CHAN_HLEN + len;
+          out.path = p;
+          out.assisted = true;
+        }
+        return R.noBinding;
+      }
       const v2 = table.peer(outFamily, relayAddr, v.allocationPort, v.peer.port);
       if (v2 === undefined) return R.noBinding;
       const clientFamily = v2.target.to.family;
@@ -279,8 +300,8 @@ export function decide(
     const r = emitCheck(cfg, target.to, hdr + len);
     if (r !== RELAYED) return r;
     out.target = target;
-    out.start = CHAN_HLEN;
-    out.end = CHAN_HLEN + len;
+    out.start = off + CHAN_HLEN;
+    out.end = off + CHAN_HLEN + len;
     out.path = p;
     return RELAYED;
   }
@@ -293,8 +314,8 @@ export function decide(
   const r = emitCheck(cfg, v.target.to, CHAN_HLEN + ulen);
   if (r !== RELAYED) return r;
   out.target = v.target;
-  out.start = 0;
-  out.end = ulen;
+  out.start = off;
+  out.end = off + ulen;
   out.path = pathOf('udp_to_chan_44', family, clientFamily);
   return RELAYED;
 }
@@ -304,8 +325,8 @@ export function normalized(cfg: FastPathConfig): FastPathConfig {
   return { ...cfg, relayV4: cfg.relayV4 && dgramText(cfg.relayV4), relayV6: cfg.relayV6 && dgramText(cfg.relayV6) };
 }
 
-/** Sends one output: `data` (prefixed with a ChannelData header when target.channel >= 0) from target.from; false when it could not leave. */
-export type Forward = (target: Target, data: Uint8Array) => boolean;
+/** Sends one output: data[start, end) (behind a ChannelData header when target.channel >= 0) from target.from; false when it could not leave. */
+export type Forward = (target: Target, data: Uint8Array, start: number, end: number) => boolean;
 
 export interface FastPathStats {
   /** Relayed per path (PATH_NAMES), payload bytes as the kernel counts them (no ChannelData header or padding). */
@@ -346,16 +367,16 @@ export class UserspaceRelayer {
     this.table.setListenPort(this.cfg.listenPort);
   }
 
-  readonly handle = (local: LocalEndpoint, kind: 'listen' | 'allocation', data: Uint8Array, family: Family, address: string, port: number): boolean => {
+  readonly handle = (local: LocalEndpoint, kind: 'listen' | 'allocation', data: Uint8Array, off: number, len: number, family: Family, address: string, port: number): boolean => {
     const forward = this.forward;
     if (forward === undefined || this.table.size === 0) return false;
     const out = this.out;
-    const r = decide(this.table, this.cfg, kind, local.port, family, address, port, data, out);
-    if (r !== RELAYED) {
+    const r = decide(this.table, this.cfg, kind, local.port, family, address, port, data, off, len, out);
+    if (r !== RELAYED && !out.assisted) {
       this.reasons[r]!++;
       return r === R.v4Mapped;
     }
-    if (!forward(out.target!, out.start === 0 && out.end === data.length ? data : data.subarray(out.start, out.end))) {
+    if (!forward(out.target!, data, out.start, out.end)) {
       this.unsent++;
       return true;
     }

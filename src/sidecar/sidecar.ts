@@ -111,7 +111,7 @@ export class Sidecar {
 
     // The relay has no network of its own: it relays from the addresses chosen here, named in our HELLO.
     const relayAddresses = await chooseRelayAddresses(config, log);
-    fastPath.attach((target, data) => sockets.forward(target, data), {
+    fastPath.attach((target, data, start, end) => sockets.forward(target, data, start, end), {
       listenPort: sockets.boundAddresses()[0]?.port ?? config.listenPort,
       relayV4: state.relayV4 ?? relayAddresses.v4.address,
       relayV6: state.relayV6 ?? relayAddresses.v6.address,
@@ -180,6 +180,7 @@ export class Sidecar {
       link: link.current?.stats() ?? null,
       flags: Object.fromEntries(STATUS_FLAGS.map((f) => [f, telemetry.flags.isEnabled(f)])),
       security: security.stats(),
+      fastPath: fastPath.stats(),
     });
     const adminToken = ensureAdminToken(stateDir(config));
     if (adminToken.created) log.info({ file: adminToken.file }, 'created the admin token (state-changing admin requests need it)');

@@ -122,7 +122,7 @@ function userspace(c: Case): string {
   const d = decodeFrame(c.input)!;
   const kind = d.dst.port === cfg.listenPort ? 'listen' : 'allocation';
   const out = newOutput();
-  const r = decide(table, normalized(cfg), kind, d.dst.port, d.family, dgramText(d.src.address), d.src.port, d.payload, out);
+  const r = decide(table, normalized(cfg), kind, d.dst.port, d.family, dgramText(d.src.address), d.src.port, d.payload, 0, d.payload.length, out);
   if (r !== RELAYED) return `${REASON_NAMES[r]!.startsWith('drop_') ? 'XDP_DROP' : 'XDP_PASS'} ${REASON_NAMES[r]}`;
   const t = out.target!;
   const body = d.payload.subarray(out.start, out.end);
