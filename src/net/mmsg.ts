@@ -51,7 +51,9 @@ export class SendBatcher {
   private used = 0;
   private readonly pending = new Map<Socket, Pending>();
   private scheduled = false;
-  private readonly sockaddrCache = new Map<string, Uint8Array>();
+  /** address -> port -> sockaddr: destinations repeat, and the lookup builds no string. */
+  private readonly sockaddrCache = new Map<string, Map<number, Uint8Array>>();
+  private sockaddrCount = 0;
   private readonly flushNow = () => this.flush();
   private closed = false;
 
@@ -85,14 +87,17 @@ export class SendBatcher {
   }
 
   /**
-   * Queues one datagram; false when it was not queued (too big, or the
+   * Queues one datagram, data[start, end) (with channel >= 0: a ChannelData
+   * header for that channel in front); false when it was not queued (too big, or the
    * address is not an IP literal) and the caller must send it itself —
    * pending datagrams of every socket are flushed first, so order holds.
    */
-  enqueue(socket: Socket, data: Uint8Array, port: number, address: string): boolean {
+  enqueue(socket: Socket, data: Uint8Array, port: number, address: string, channel = -1, start = 0, end = data.byteLength): boolean {
     if (this.closed) return false;
+    const head = channel >= 0 ? 4 : 0;
+    const len = end - start + head;
     // Port 0 and the like: dgram.send refuses them synchronously (ERR_SOCKET_BAD_PORT); let it.
-    if (data.byteLength > MAX_BATCHED_BYTES || !(port > 0 && port < 65536 && (port | 0) === port)) {
+    if (len > MAX_BATCHED_BYTES || !(port > 0 && port < 65536 && (port | 0) === port)) {
       this.flush();
       return false;
     }
@@ -104,9 +109,16 @@ export class SendBatcher {
     if (this.used === SLOTS) this.flush();
     const i = this.used++;
     const meta = this.metaAt + i * this.L.meta;
-    this.bytes.set(data, this.dataAt + i * MAX_BATCHED_BYTES);
+    const at = this.dataAt + i * MAX_BATCHED_BYTES;
+    if (head !== 0) {
+      // A ChannelData header (RFC 8656 12.4) in front of the payload, written here so the payload is copied once.
+      this.view.setUint16(at, channel, false);
+      this.view.setUint16(at + 2, end - start, false);
+    }
+    if (start === 0 && end === data.byteLength) this.bytes.set(data, at + head);
+    else copyRange(data, this.bytes, at + head, start, end);
     // iov_len is a size_t: its high half stays zero.
-    this.view.setUint32(meta + this.L.iovLen, data.byteLength, true);
+    this.view.setUint32(meta + this.L.iovLen, len, true);
     this.bytes.set(sa, meta + this.L.addr);
     this.toAddress[i] = address;
     this.toPort[i] = port;
@@ -206,8 +218,8 @@ export class SendBatcher {
 
   /** sockaddr_in/sockaddr_in6 bytes for an IP literal (cached: destinations repeat); null for anything else. */
   private sockaddr(address: string, port: number): Uint8Array | null {
-    const key = `${address}|${port}`;
-    let sa = this.sockaddrCache.get(key);
+    let byPort = this.sockaddrCache.get(address);
+    let sa = byPort?.get(port);
     if (sa) return sa;
     // Names need a lookup and scoped IPv6 a scope id: dgram.send takes those.
     const ip = isIP(address) !== 0 && !address.includes('%') ? addressToBytes(address) : undefined;
@@ -217,8 +229,14 @@ export class SendBatcher {
     v.setUint16(this.L.family, ip.length === 4 ? AF_INET : AF_INET6, true);
     v.setUint16(this.L.port, port, false);
     sa.set(ip, ip.length === 4 ? this.L.sinAddr : this.L.sin6Addr);
-    if (this.sockaddrCache.size >= 65536) this.sockaddrCache.clear();
-    this.sockaddrCache.set(key, sa);
+    if (this.sockaddrCount >= 65536) {
+      this.sockaddrCache.clear();
+      this.sockaddrCount = 0;
+      byPort = undefined;
+    }
+    if (!byPort) this.sockaddrCache.set(address, (byPort = new Map()));
+    byPort.set(port, sa);
+    this.sockaddrCount++;
     return sa;
   }
 }
@@ -232,6 +250,12 @@ const RECV_STRIDE = RECV_BYTES + 320;
 
 /** One datagram read by a drain; `family` is the sockaddr's, as node:dgram reports it. Every datagram read is delivered. */
 export type DrainedHandler = (data: Buffer, family: 'IPv4' | 'IPv6', address: string, port: number) => unknown;
+/**
+ * Offered each datagram first, in place: bytes[off, off + len) of the drain's
+ * own memory, valid only during the call. True: taken, not delivered (and
+ * never copied out).
+ */
+export type DrainPeek = (bytes: Buffer, off: number, len: number, family: 4 | 6, address: string, port: number) => boolean;
 
 /**
  * Reads what a socket's receive queue holds with recvmmsg(MSG_DONTWAIT),
@@ -245,6 +269,7 @@ export class RecvDrainer {
   private readonly metaAt: number;
   private readonly dataAt: number;
   private readonly addrCache = new Map<string, string>();
+  private readonly v4Cache = new Map<number, string>();
   private lastUsed = RECV_SLOTS;
   private closed = false;
 
@@ -276,7 +301,7 @@ export class RecvDrainer {
    * errno (EAGAIN, an empty queue, is 0). Truncated datagrams cannot happen
    * with 64 KiB slots but would be dropped, not delivered cut.
    */
-  drain(fd: number, deliver: DrainedHandler): number {
+  drain(fd: number, deliver: DrainedHandler, peek?: DrainPeek): number {
     if (this.closed || fd < 0) return 0;
     const v = this.view;
     const L = this.L;
@@ -298,11 +323,13 @@ export class RecvDrainer {
       const len = v.getUint32(m + msgLen, true);
       const sa = addrAt + i * meta;
       const off = this.dataAt + i * RECV_STRIDE;
+      const port = v.getUint16(sa + portAt, false);
+      const v4 = v.getUint16(sa + family, true) === AF_INET;
+      const address = v4 ? this.ipv4At(sa + sinAddr) : this.ipv6At(sa + sin6Addr);
+      if (peek !== undefined && peek(this.bytes, off, len, v4 ? 4 : 6, address, port)) continue;
       const data = Buffer.allocUnsafe(len);
       this.bytes.copy(data, 0, off, off + len);
-      const port = v.getUint16(sa + portAt, false);
-      if (v.getUint16(sa + family, true) === AF_INET) deliver(data, 'IPv4', formatV4(this.bytes, sa + sinAddr), port);
-      else deliver(data, 'IPv6', this.ipv6At(sa + sin6Addr), port);
+      deliver(data, v4 ? 'IPv4' : 'IPv6', address, port);
     }
     return n;
   }
@@ -311,6 +338,18 @@ export class RecvDrainer {
     if (this.closed) return;
     this.closed = true;
     this.arena.free();
+  }
+
+  /** Sources repeat: one string per address, not one per datagram. */
+  private ipv4At(off: number): string {
+    const key = this.view.getInt32(off, false);
+    let s = this.v4Cache.get(key);
+    if (s === undefined) {
+      s = formatV4(this.bytes, off);
+      if (this.v4Cache.size >= 65536) this.v4Cache.clear();
+      this.v4Cache.set(key, s);
+    }
+    return s;
   }
 
   private ipv6At(off: number): string {
@@ -333,6 +372,12 @@ export class RecvDrainer {
 export function dgramIPv6Text(b: Uint8Array): string {
   for (let k = 0; k < 12; k++) if (b[k] !== 0) return formatAddress(b);
   return b[12] === 0 && b[13] === 0 ? formatAddress(b) : `::${formatV4(b, 12)}`;
+}
+
+/** src[start, end) into dst at `at`, without a view object per call. */
+function copyRange(src: Uint8Array, dst: Buffer, at: number, start: number, end: number): void {
+  if (Buffer.isBuffer(src)) src.copy(dst, at, start, end);
+  else dst.set(src.subarray(start, end), at);
 }
 
 export type BatcherUnavailable = { reason: string };

@@ -13,6 +13,7 @@
 // The Host check stops DNS rebinding (a page whose name now points at
 // 127.0.0.1 sends its own name as Host) and the token stops cross-site
 // requests from a browser on the host (they cannot read the file).
+import type { FastPathStats } from './fastpath.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
@@ -119,6 +120,8 @@ export interface SidecarStatus {
   flags: Record<string, boolean>;
   /** Security refusals so far, by rule. */
   security: Partial<Record<SecurityRule, number>>;
+  /** The sidecar's userspace fast path (bound channels the kernel did not relay), cumulative. */
+  fastPath?: FastPathStats;
 }
 
 /**
@@ -140,6 +143,7 @@ export function statusDocument(s: SidecarStatus) {
     link: s.link,
     flags: s.flags,
     security: s.security,
+    fastPath: s.fastPath ?? null,
   };
 }
 

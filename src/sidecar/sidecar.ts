@@ -14,6 +14,7 @@ import { filterTexts, formatLogFilter, type LogHub } from '../shared/logger.ts';
 import type { Telemetry } from '../telemetry/index.ts';
 import { LinkServer, LinkServerError, type RelayCounters, type RelayedAddresses } from '../link/index.ts';
 import { UdpSockets } from './sockets.ts';
+import { ChannelTable, UserspaceRelayer, bothMaps } from './fastpath.ts';
 import { RelayBridge } from './sockets/relay-bridge.ts';
 import { relayLimits } from './sockets/relay-guard.ts';
 import { ensureAdminToken, startAdmin, statusDocument, type Admin, type Readiness, type SidecarStatus } from './admin.ts';
@@ -85,11 +86,19 @@ export class Sidecar {
     telemetry.flags.setProperties({ datapath: state.datapath });
 
     let bridge: RelayBridge | undefined;
+    // Bound channels the kernel did not relay are relayed here, by the XDP program's rules (fastpath.ts).
+    const fastPath = new UserspaceRelayer(new ChannelTable(config.listenPort), {
+      listenPort: config.listenPort,
+      portMin: config.portRange.min,
+      portMax: config.portRange.max,
+      mtu: config.mtu,
+    });
     const sockets = new UdpSockets({
       listenPort: config.listenPort,
       listenAddresses: config.listenAddresses,
       logger: hub.get('sockets'),
       onPacket: (local, remote, data) => bridge?.packetIn(local, remote, data),
+      fastPath: fastPath.handle,
       batchedIo: config.batchedIo,
     });
     try {
@@ -102,6 +111,11 @@ export class Sidecar {
 
     // The relay has no network of its own: it relays from the addresses chosen here, named in our HELLO.
     const relayAddresses = await chooseRelayAddresses(config, log);
+    fastPath.attach((target, data, start, end) => sockets.forward(target, data, start, end), {
+      listenPort: sockets.boundAddresses()[0]?.port ?? config.listenPort,
+      relayV4: state.relayV4 ?? relayAddresses.v4.address,
+      relayV6: state.relayV6 ?? relayAddresses.v6.address,
+    });
     const security = new SecurityEvents(hub.get('security'), (rule) => telemetry.metrics.onSecurityRefusal(rule));
     const link = new LinkServer({
       path: socketPath,
@@ -117,7 +131,7 @@ export class Sidecar {
     bridge = new RelayBridge({
       server: link,
       sockets,
-      channels: kernelBindings?.channels,
+      channels: bothMaps(fastPath.table, kernelBindings?.channels),
       limits: relayLimits(config),
       security,
       logger: hub.get('link'),
@@ -150,6 +164,7 @@ export class Sidecar {
       const ls = link.current?.stats();
       telemetry.metrics.onLinkStats({ queueDepth: ls?.queueFrames ?? 0, droppedFrames: (ls?.packetsDropped ?? 0) + (ls?.telemetryDropped ?? 0) });
       telemetry.metrics.onMapStats(kernelBindings?.stats() ?? {});
+      telemetry.metrics.onSidecarRelayed(fastPath.stats().paths);
     }, 1000);
     statsTimer.unref();
 
@@ -165,6 +180,7 @@ export class Sidecar {
       link: link.current?.stats() ?? null,
       flags: Object.fromEntries(STATUS_FLAGS.map((f) => [f, telemetry.flags.isEnabled(f)])),
       security: security.stats(),
+      fastPath: fastPath.stats(),
     });
     const adminToken = ensureAdminToken(stateDir(config));
     if (adminToken.created) log.info({ file: adminToken.file }, 'created the admin token (state-changing admin requests need it)');

@@ -3,13 +3,13 @@
 // passes up arrives here and goes to `onPacket`; the relay's replies leave via
 // `send`. No TURN logic. A socket error is counted (by operation and code) and
 // logged at most once per interval per kind, never fatal.
-import type { Socket } from 'node:dgram';
+import type { RemoteInfo, Socket } from 'node:dgram';
 import type { Logger } from 'pino';
 import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint.ts';
 import { ErrorCounter } from '../net/error-log.ts';
 import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../shared/endpoint.ts';
-import { RecvDrainer, SendBatcher, openRecvDrainer, openSendBatcher, type DrainedHandler } from '../net/mmsg.ts';
+import { RecvDrainer, SendBatcher, openRecvDrainer, openSendBatcher, type DrainPeek, type DrainedHandler } from '../net/mmsg.ts';
 import { fdOf, forgetFd } from '../net/socket-fd.ts';
 import { errnoCode } from '../shared/errno.ts';
 
@@ -22,6 +22,21 @@ export type SocketKind = 'listen' | 'allocation';
  */
 export type PacketHandler = (local: LocalEndpoint, remote: TransportAddress, data: Buffer, kind: SocketKind) => void | boolean;
 
+/**
+ * The userspace fast path (fastpath.ts), offered every datagram before
+ * `onPacket`; true when it took it (relayed or dropped), so the relay never
+ * sees it.
+ */
+export type FastPathHandler = (local: LocalEndpoint, kind: SocketKind, data: Buffer, off: number, len: number, family: Family, address: string, port: number) => boolean;
+
+/** A fast-path output: where to, from which of our sockets, and a ChannelData header's channel (-1: none). */
+export interface ForwardTarget {
+  readonly to: TransportAddress;
+  readonly from: LocalEndpoint;
+  readonly fromKind: SocketKind;
+  readonly channel: number;
+}
+
 export interface UdpSocketsOptions {
   listenPort: number;
   /** e.g. ['0.0.0.0', '::']; IPv6 sockets are v6-only so both wildcards bind. */
@@ -32,6 +47,7 @@ export interface UdpSocketsOptions {
   bufferBytes?: number;
   logger?: Logger;
   onPacket: PacketHandler;
+  fastPath?: FastPathHandler;
   /** Minimum ms between two log lines of one error kind. */
   errorLogIntervalMs?: number;
   /**
@@ -122,14 +138,17 @@ export class UdpSockets {
         list.push(entry);
         this.listen.set(family, list);
         const deliver: DrainedHandler = (msg, family, address, port) => {
+          this.count(this.traffic.in.listen, msg.length);
           const remote = remoteOf({ family, address, port });
           if (list.length > 1) this.replyVia.remember(remote, socket);
-          this.count(this.traffic.in.listen, msg.length);
           return this.opts.onPacket(entry.local, remote, msg, 'listen') !== false;
         };
+        const peek = this.peekFor(entry.local, 'listen');
         socket.on('message', (msg, rinfo) => {
           // A consumer that refuses this datagram (backpressure) would drop a drained batch too: let the kernel drop it instead.
-          if (deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) this.drain(socket, deliver, { port, address });
+          if (this.offer(peek, msg, rinfo) || deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) {
+            this.drain(socket, deliver, peek, { port, address });
+          }
         });
         socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { port, address }));
         this.opts.logger?.info({ address, port, buffers: this.buffersOf(socket) }, 'listen socket bound');
@@ -168,8 +187,11 @@ export class UdpSockets {
       this.count(this.traffic.in.allocation, msg.length);
       return this.opts.onPacket(local, remoteOf({ family, address, port }), msg, 'allocation') !== false;
     };
+    const peek = this.peekFor(local, 'allocation');
     socket.on('message', (msg, rinfo) => {
-      if (deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) this.drain(socket, deliver, { family, port });
+      if (this.offer(peek, msg, rinfo) || deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) {
+        this.drain(socket, deliver, peek, { family, port });
+      }
     });
     socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { family, port }));
     this.allocations.set(key, socket);
@@ -223,6 +245,22 @@ export class UdpSockets {
     return this.plainSend(socket, data, to.port, to.address);
   }
 
+  /** Sends a fast-path output (fastpath.ts); false when the port has no socket (closed meanwhile). */
+  forward(t: ForwardTarget, data: Uint8Array, start: number, end: number): boolean {
+    let socket: Socket | undefined;
+    if (t.fromKind === 'listen') {
+      const list = this.listen.get(t.from.family);
+      if (list === undefined || list.length === 0) return false;
+      socket = list.length === 1 ? list[0]!.socket : this.replyVia.get(t.to) ?? list[0]!.socket;
+    } else socket = this.allocations.get(portKey(t.from.family, t.from.port));
+    if (socket === undefined) return false;
+    const to = t.to;
+    this.count(this.traffic.out[t.fromKind], end - start + (t.channel >= 0 ? 4 : 0));
+    if (this.batcher?.enqueue(socket, data, to.port, to.address, t.channel, start, end)) return true;
+    // Copied: the fallback send outlives the caller's buffer (a drain's own memory).
+    return this.plainSend(socket, withChannelHeader(t.channel, data.subarray(start, end)), to.port, to.address);
+  }
+
   private plainSend(socket: Socket, data: Uint8Array, port: number, address: string): boolean {
     try {
       // A completion callback costs a closure and a tick per datagram (~10% of
@@ -271,11 +309,27 @@ export class UdpSockets {
    * After libuv hands over one datagram, read what else is queued with one
    * recvmmsg: one wake-up then delivers many datagrams, in arrival order.
    */
-  private drain(socket: Socket, deliver: DrainedHandler, fields: Record<string, unknown>): void {
+  private drain(socket: Socket, deliver: DrainedHandler, peek: DrainPeek | undefined, fields: Record<string, unknown>): void {
     const d = this.drainer;
     if (!d) return;
-    const r = d.drain(fdOf(socket), deliver);
+    const r = d.drain(fdOf(socket), deliver, peek);
     if (r < 0) this.error('receive', { code: errnoCode(-r), message: 'recvmmsg failed' }, fields);
+  }
+
+  /** The fast path for one socket, counting what it takes (what it leaves is counted on delivery). */
+  private peekFor(local: LocalEndpoint, kind: SocketKind): DrainPeek | undefined {
+    const fast = this.opts.fastPath;
+    if (fast === undefined) return undefined;
+    const t = this.traffic.in[kind];
+    return (bytes, off, len, family, address, port) => {
+      if (!fast(local, kind, bytes, off, len, family, address, port)) return false;
+      this.count(t, len);
+      return true;
+    };
+  }
+
+  private offer(peek: DrainPeek | undefined, msg: Buffer, rinfo: RemoteInfo): boolean {
+    return peek !== undefined && peek(msg, 0, msg.length, rinfo.family === 'IPv4' ? 4 : 6, rinfo.address, rinfo.port);
   }
 
   private isListenPort(from: LocalEndpoint): boolean {
@@ -323,4 +377,16 @@ function localPortOf(socket: Socket): number {
   } catch {
     return 0;
   }
+}
+
+/** A copy of data, as ChannelData (RFC 8656 12.4, no padding, as the XDP program sends it) when channel >= 0. */
+function withChannelHeader(channel: number, data: Uint8Array): Buffer {
+  const head = channel >= 0 ? 4 : 0;
+  const b = Buffer.allocUnsafe(head + data.byteLength);
+  if (head) {
+    b.writeUInt16BE(channel, 0);
+    b.writeUInt16BE(data.byteLength, 2);
+  }
+  b.set(data, head);
+  return b;
 }

@@ -21,11 +21,11 @@ interface InstrumentSpec {
 }
 
 export const INSTRUMENTS = {
-  bytes: { name: 'turnpike.relayed.bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed, by datapath, direction and output family', attributes: ['datapath', 'direction', 'family'] },
-  packets: { name: 'turnpike.relayed.packets', kind: 'observable-counter', unit: '{packet}', description: 'Packets relayed, by datapath, direction and output family', attributes: ['datapath', 'direction', 'family'] },
+  bytes: { name: 'turnpike.relayed.bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed, by datapath (xdp, sidecar: its userspace fast path, userspace: the relay), direction and output family', attributes: ['datapath', 'direction', 'family'] },
+  packets: { name: 'turnpike.relayed.packets', kind: 'observable-counter', unit: '{packet}', description: 'Packets relayed, by datapath (xdp, sidecar, userspace), direction and output family', attributes: ['datapath', 'direction', 'family'] },
   // Firezone's relay exports these two (no attributes); the same bytes as turnpike.relayed.bytes, summed per datapath.
   firezoneEbpfBytes: { name: 'data_relayed_ebpf_bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed by the kernel fast path (Firezone relay name; turnpike.relayed.bytes with datapath=xdp, summed)', attributes: [] },
-  firezoneUserspaceBytes: { name: 'data_relayed_userspace_bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed in userspace (Firezone relay name; turnpike.relayed.bytes with datapath=userspace, summed)', attributes: [] },
+  firezoneUserspaceBytes: { name: 'data_relayed_userspace_bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed in userspace (Firezone relay name; turnpike.relayed.bytes with datapath sidecar or userspace, summed)', attributes: [] },
   xdpPass: { name: 'turnpike.xdp.passed', kind: 'observable-counter', unit: '{frame}', description: 'Frames the XDP program passed to the network stack, by reason', attributes: ['reason'] },
   xdpDrop: { name: 'turnpike.xdp.dropped', kind: 'observable-counter', unit: '{frame}', description: 'Frames the XDP program dropped, by reason', attributes: ['reason'] },
   perfLost: { name: 'turnpike.perf.events_lost', kind: 'counter', unit: '{event}', description: 'Kernel diagnostic events lost before the sidecar read them', attributes: [] },

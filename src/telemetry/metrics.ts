@@ -85,6 +85,11 @@ export interface Metrics {
   /** The kernel counters were recreated (program reloaded): the next snapshot counts from zero. */
   kernelReset(): void;
   onRelayStats(s: RelayStats): void;
+  /**
+   * The sidecar's userspace fast path (datapath "sidecar"): cumulative
+   * counts by kernel path name, of what neither the kernel nor the relay relayed.
+   */
+  onSidecarRelayed(paths: Record<string, { packets: number; bytes: number }>): void;
   /** The relay went away: its gauges go to 0 and its next counters count from zero. */
   relayDisconnected(): void;
   onLinkStats(s: LinkStats): void;
@@ -157,28 +162,33 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   let maps: MapStats = {};
   const flags = new Map<string, boolean>();
 
-  // Accumulator keys: k/ kernel, r/ relay, l/ link. `|` separates parts.
+  // Accumulator keys: k/ kernel, s/ sidecar fast path, r/ relay, l/ link. `|` separates parts.
   const inst = createInstruments(meter);
   observeAll(meter, inst, (observe) => {
     // Several kernel paths share one attribute set (chan_to_udp_44 and
     // chan_to_udp_64 are both to_peer/ipv4): sum them, since a second
     // observe() of the same attributes replaces the first.
-    const xdp = new Map<string, { what: string; attrs: AttributesOf<'bytes'>; total: number }>();
-    for (const [key, total] of acc.entries('k/path|')) {
-      const [, name, what] = key.split('|') as [string, string, string];
-      const a = pathAttributes(name);
-      if (!a) continue;
-      const id = `${what}|${a.direction}|${a.family}`;
-      const cur = xdp.get(id);
-      if (cur) cur.total += total;
-      else xdp.set(id, { what, attrs: { datapath: 'xdp', ...a }, total });
-    }
+    // The sidecar's userspace fast path counts by the kernel's path names, summed the same way.
+    // Firezone's two names: eBPF is xdp; userspace is everything else (the sidecar's fast path and the relay).
     let xdpBytes = 0;
-    for (const { what, attrs, total } of xdp.values()) {
-      observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
-      if (what === 'bytes') xdpBytes += total;
-    }
     let userspaceBytes = 0;
+    for (const [prefix, datapath] of [['k/path|', 'xdp'], ['s/path|', 'sidecar']] as const) {
+      const byAttrs = new Map<string, { what: string; attrs: AttributesOf<'bytes'>; total: number }>();
+      for (const [key, total] of acc.entries(prefix)) {
+        const [, name, what] = key.split('|') as [string, string, string];
+        const a = pathAttributes(name);
+        if (!a) continue;
+        const id = `${what}|${a.direction}|${a.family}`;
+        const cur = byAttrs.get(id);
+        if (cur) cur.total += total;
+        else byAttrs.set(id, { what, attrs: { datapath, ...a }, total });
+      }
+      for (const { what, attrs, total } of byAttrs.values()) {
+        observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
+        if (what === 'bytes' && datapath === 'xdp') xdpBytes += total;
+        else if (what === 'bytes') userspaceBytes += total;
+      }
+    }
     for (const [key, total] of acc.entries('r/relayed|')) {
       const [, family, direction, what] = key.split('|') as [string, string, string, string];
       const attrs: AttributesOf<'bytes'> = { datapath: 'userspace', direction };
@@ -265,6 +275,13 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       for (const [k, v] of Object.entries(s.dropped ?? {})) acc.observe(`r/dropped|${relayDropCap.label(k)}`, v);
       for (const [k, v] of Object.entries(s.refused ?? {})) acc.observe(`r/refused|${relayRefusedCap.label(k)}`, v);
       if (s.logs?.rateLimited !== undefined) acc.observe('r/logs-rate-limited', s.logs.rateLimited);
+    },
+    onSidecarRelayed(paths) {
+      for (const [name, v] of Object.entries(paths)) {
+        if (!pathAttributes(name) || v.packets === 0) continue;
+        acc.observe(`s/path|${name}|packets`, v.packets);
+        acc.observe(`s/path|${name}|bytes`, v.bytes);
+      }
     },
     relayDisconnected() {
       relay = undefined;

@@ -64,9 +64,11 @@ const num = (v: string | number | undefined) => Number(v ?? 0);
 function kernelRelayed(s: Status): number {
   return (s.kernel?.paths ?? []).reduce((n, p) => n + num(p.packets), 0);
 }
+/** Relayed in userspace: by the relay, and by the sidecar's fast path (what the kernel did not relay). */
 function userspaceRelayed(s: Status): number {
   const r = s.relayCounters?.relayed;
-  return r ? r.toPeer.packets + r.toClient.packets : 0;
+  const sidecar = Object.values(s.fastPath?.paths ?? {}).reduce((n, p) => n + p.packets, 0);
+  return (r ? r.toPeer.packets + r.toClient.packets : 0) + sidecar;
 }
 
 async function withPair(t: TestContext, topo: Topology, opts: Parameters<typeof startPair>[1], run: (pair: Pair) => Promise<void>): Promise<StopReport> {

@@ -31,7 +31,11 @@ after(async () => {
 
 const packets = (s: Status) => ({
   kernel: (s.kernel?.paths ?? []).reduce((n, p) => n + Number(p.packets), 0),
-  user: (s.relayCounters?.relayed.toPeer.packets ?? 0) + (s.relayCounters?.relayed.toClient.packets ?? 0),
+  // the relay's, and the sidecar fast path's (issue 13: it relays the overflow now)
+  user:
+    (s.relayCounters?.relayed.toPeer.packets ?? 0) +
+    (s.relayCounters?.relayed.toClient.packets ?? 0) +
+    Object.values(s.fastPath?.paths ?? {}).reduce((n, p) => n + p.packets, 0),
 });
 
 test('kernel maps full: 0 lost, the overflow relayed in userspace, reported once, in /status and /metrics', async (t) => {

@@ -71,6 +71,8 @@ export interface Status {
   kernel: { paths: { path: string; packets: string | number; bytes: string | number }[]; reasons: Record<string, string | number> } | null;
   relay: { relayConnected: boolean; packetsToRelay: number; packetsFromRelay: number; resyncs: number; disconnectCleanups: number };
   relayCounters?: { channels: number; allocations: number; relayed: { toPeer: { packets: number }; toClient: { packets: number } } } | null;
+  /** The sidecar's userspace fast path (issue 13). */
+  fastPath?: { paths: Record<string, { packets: number; bytes: number }> } | null;
   [k: string]: unknown;
 }
 

@@ -1,8 +1,10 @@
-// Issue 5 on the real pair (loopback, eBPF off: datapath userspace): after an
-// end-to-end relay run through a real allocation, the relay's counters reach
-// the sidecar as COUNTERS frames, and both the OTLP export (real gRPC
-// exporter against an in-test collector) and /metrics report relayed bytes
-// and packets equal to what the test sent and the peer received.
+// Issue 5 on the real pair (loopback, eBPF off): after an end-to-end relay
+// run through a real allocation, both the OTLP export (real gRPC exporter
+// against an in-test collector) and /metrics report relayed bytes and packets
+// equal to what the test sent and the peer received. The bound channel's
+// traffic is relayed by the sidecar's userspace fast path (datapath
+// "sidecar", issue 13), so the relay's own counters (datapath "userspace",
+// COUNTERS frames) do not see it and no datagram is counted twice.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
@@ -49,7 +51,7 @@ function otlpValue(e: DecodedExport, name: string, match: Record<string, string>
   return pts.length === 0 ? undefined : pts.reduce((n, p) => n + p.value, 0);
 }
 
-test('relayed bytes and packets (userspace) in OTLP and /metrics equal what was sent and received', async () => {
+test('relayed bytes and packets (sidecar fast path) in OTLP and /metrics equal what was sent and received', async () => {
   const peer: Socket = createSocket('udp4');
   await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()));
   const peerAddr = toStunAddress('127.0.0.1', peer.address().port);
@@ -91,25 +93,31 @@ test('relayed bytes and packets (userspace) in OTLP and /metrics equal what was 
       to_client: { packets: N_TO_CLIENT, bytes: N_TO_CLIENT * SIZE_TO_CLIENT },
     });
 
-    const series = (read: (name: string, attrs: Record<string, string>) => number | undefined, extra: Record<string, string> = {}) =>
+    const series = (read: (name: string, attrs: Record<string, string>) => number | undefined, extra: Record<string, string> = {}, datapath = 'sidecar') =>
       Object.fromEntries(
         (['to_peer', 'to_client'] as const).map((direction) => [
           direction,
           {
-            packets: read('packets', { datapath: 'userspace', direction, ...extra }),
-            bytes: read('bytes', { datapath: 'userspace', direction, ...extra }),
+            packets: read('packets', { datapath, direction, ...extra }),
+            bytes: read('bytes', { datapath, direction, ...extra }),
           },
         ]),
       );
 
-    // /metrics (Prometheus, admin port): the relay's counters arrive every second.
+    // /metrics (Prometheus, admin port): the sidecar's counters are read every second.
     let prom: unknown;
     await waitUntil('/metrics to report the run', async () => {
       const text = (await pair.http('GET', '/metrics')).body;
       const read = (what: string, attrs: Record<string, string>) => promValue(text, `turnpike_relayed_${what}_total`, attrs);
       prom = series(read);
       // Everything went IPv4 (loopback): the family split puts it all in the ipv4 series.
-      return JSON.stringify(prom) === JSON.stringify(expected) && JSON.stringify(series(read, { family: 'ipv4' })) === JSON.stringify(expected);
+      const none = { packets: undefined, bytes: undefined };
+      return (
+        JSON.stringify(prom) === JSON.stringify(expected) &&
+        JSON.stringify(series(read, { family: 'ipv4' })) === JSON.stringify(expected) &&
+        // The relay relayed nothing of it: its series are absent or zero, never a second count.
+        [none, { packets: 0, bytes: 0 }].some((z) => JSON.stringify(series(read, {}, 'userspace')) === JSON.stringify({ to_peer: z, to_client: z }))
+      );
     }, 10_000).catch((e: Error) => assert.fail(`${e.message}; last /metrics: ${JSON.stringify(prom)} expected ${JSON.stringify(expected)}`));
 
     // OTLP export (gRPC, every second): the same totals, as monotonic sums.
@@ -121,16 +129,17 @@ test('relayed bytes and packets (userspace) in OTLP and /metrics equal what was 
     assert.equal(bytes.kind, 'sum');
     assert.equal(bytes.monotonic, true);
     assert.equal(bytes.unit, 'By');
-    assert.equal(pointValue(exp, 'turnpike.relayed.bytes', { datapath: 'userspace', direction: 'to_peer', family: 'ipv4' }), N_TO_PEER * SIZE_TO_PEER);
-    assert.equal(otlpValue(exp, 'turnpike.relayed.packets', { datapath: 'userspace', family: 'ipv6' }) ?? 0, 0);
+    assert.equal(pointValue(exp, 'turnpike.relayed.bytes', { datapath: 'sidecar', direction: 'to_peer', family: 'ipv4' }), N_TO_PEER * SIZE_TO_PEER);
+    assert.equal(otlpValue(exp, 'turnpike.relayed.packets', { datapath: 'sidecar', family: 'ipv6' }) ?? 0, 0);
+    assert.equal(otlpValue(exp, 'turnpike.relayed.packets', { datapath: 'userspace' }) ?? 0, 0);
     assert.equal(exp.resource['service.name'], 'turnpike-sidecar');
     // No kernel series: eBPF is off, nothing was relayed by XDP.
     assert.equal(pointValue(exp, 'turnpike.relayed.packets', { datapath: 'xdp' }), undefined);
 
-    // The relay's /status view agrees (the same COUNTERS frame).
+    // The relay's /status view agrees: the channel never reached it.
     const st = await pair.status();
-    assert.equal(st.relayCounters.relayed.toPeer.packets, N_TO_PEER);
-    assert.equal(st.relayCounters.relayed.toClient.bytes, N_TO_CLIENT * SIZE_TO_CLIENT);
+    assert.equal(st.relayCounters.relayed.toPeer.packets, 0);
+    assert.equal(st.relayCounters.relayed.toClient.bytes, 0);
   } finally {
     await client.close();
     peer.close();

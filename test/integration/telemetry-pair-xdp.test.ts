@@ -76,8 +76,12 @@ type Totals = Record<'to_peer' | 'to_client', Flow>;
 
 /** Kernel path counters from /status, summed per direction (chan_to_udp: to the peer, udp_to_chan: to the client). */
 function kernelTotals(s: Status): Totals {
+  return pathTotals(s.kernel?.paths ?? []);
+}
+
+function pathTotals(paths: readonly { path: string; packets: string | number; bytes: string | number }[]): Totals {
   const t: Totals = { to_peer: { packets: 0, bytes: 0 }, to_client: { packets: 0, bytes: 0 } };
-  for (const p of s.kernel?.paths ?? []) {
+  for (const p of paths) {
     const dir = p.path.startsWith('chan_to_udp') ? 'to_peer' : p.path.startsWith('udp_to_chan') ? 'to_client' : undefined;
     if (!dir) continue;
     t[dir].packets += num(p.packets);
@@ -86,13 +90,25 @@ function kernelTotals(s: Status): Totals {
   return t;
 }
 
+/** Relayed in userspace: by the relay and by the sidecar's fast path (what the kernel passed, issue 13). */
 function relayTotals(s: Status): Totals {
   const r = (s.relayCounters as any)?.relayed;
-  return {
-    to_peer: { packets: r?.toPeer.packets ?? 0, bytes: r?.toPeer.bytes ?? 0 },
-    to_client: { packets: r?.toClient.packets ?? 0, bytes: r?.toClient.bytes ?? 0 },
-  };
+  return addTotals(
+    {
+      to_peer: { packets: r?.toPeer.packets ?? 0, bytes: r?.toPeer.bytes ?? 0 },
+      to_client: { packets: r?.toClient.packets ?? 0, bytes: r?.toClient.bytes ?? 0 },
+    },
+    pathTotals(Object.entries(s.fastPath?.paths ?? {}).map(([path, v]) => ({ path, ...v }))),
+  );
 }
+
+function addTotals(a: Totals, b: Totals): Totals {
+  const add = (x: Flow, y: Flow) => ({ packets: x.packets + y.packets, bytes: x.bytes + y.bytes });
+  return { to_peer: add(a.to_peer, b.to_peer), to_client: add(a.to_client, b.to_client) };
+}
+
+/** The userspace series: the relay's and the sidecar fast path's. */
+const userSeries = (read: (match: Record<string, string>) => number[]) => addTotals(sumSeries(read, 'userspace'), sumSeries(read, 'sidecar'));
 
 /** Sums a metric over the series matching `match` (xdp series are split by family). */
 function sumSeries(read: (match: Record<string, string>) => number[], datapath: string): Totals {
@@ -166,13 +182,13 @@ test('XDP native: relayed bytes and packets per datapath in OTLP and /metrics ma
     await waitUntil('/metrics per datapath', async () => {
       const text = (await pair!.get('/metrics')).body;
       const read = promRead(text);
-      seen = `xdp ${JSON.stringify(sumSeries(read, 'xdp'))} userspace ${JSON.stringify(sumSeries(read, 'userspace'))}\n${text.split('\n').filter((l) => l.startsWith('turnpike_relayed')).join('\n')}`;
-      return JSON.stringify(sumSeries(read, 'xdp')) === JSON.stringify(sources.k) && JSON.stringify(sumSeries(read, 'userspace')) === JSON.stringify(sources.u);
+      seen = `xdp ${JSON.stringify(sumSeries(read, 'xdp'))} userspace ${JSON.stringify(userSeries(read))}\n${text.split('\n').filter((l) => l.startsWith('turnpike_relayed')).join('\n')}`;
+      return JSON.stringify(sumSeries(read, 'xdp')) === JSON.stringify(sources.k) && JSON.stringify(userSeries(read)) === JSON.stringify(sources.u);
     }, 10_000).catch((e: Error) => assert.fail(`${e.message}; /metrics: ${seen}`));
 
     // OTLP export: the same.
     const matches = (e: DecodedExport) =>
-      JSON.stringify(sumSeries(otlpRead(e), 'xdp')) === JSON.stringify(sources.k) && JSON.stringify(sumSeries(otlpRead(e), 'userspace')) === JSON.stringify(sources.u);
+      JSON.stringify(sumSeries(otlpRead(e), 'xdp')) === JSON.stringify(sources.k) && JSON.stringify(userSeries(otlpRead(e))) === JSON.stringify(sources.u);
     const exp = await Promise.race([
       collector!.waitFor(matches),
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no OTLP export matching the datapath counters')), 10_000).unref()),

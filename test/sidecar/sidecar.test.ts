@@ -46,7 +46,7 @@ test('start, /status and /readyz follow the relay, stop closes everything once',
   const client = new LinkClient({ path: join(s.config.stateDir!, 'link.sock'), software: 'relay-test', logger: captureLogger('relay').logger, backoff: { initialMs: 10 } });
   try {
     const st = await status();
-    assert.deepEqual(Object.keys(st), ['version', 'instanceId', 'mode', 'ebpf', 'interface', 'maps', 'kernel', 'sockets', 'relay', 'relayCounters', 'link', 'flags', 'security']);
+    assert.deepEqual(Object.keys(st), ['version', 'instanceId', 'mode', 'ebpf', 'interface', 'maps', 'kernel', 'sockets', 'relay', 'relayCounters', 'link', 'flags', 'security', 'fastPath']);
     assert.equal(st.version, '0.0.0-test');
     assert.equal(st.instanceId, s.telemetry.identity.id);
     assert.equal(st.mode, 'userspace');

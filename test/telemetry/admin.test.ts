@@ -171,7 +171,7 @@ test('the /status document: its fields in order, mode and interface from the eBP
   const a2 = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, ready: () => readiness, status: () => statusDocument(source) });
   try {
     const doc = (await (await fetch(`http://127.0.0.1:${a2.port}/status`)).json()) as any;
-    assert.deepEqual(Object.keys(doc), ['version', 'instanceId', 'mode', 'ebpf', 'interface', 'maps', 'kernel', 'sockets', 'relay', 'relayCounters', 'link', 'flags', 'security']);
+    assert.deepEqual(Object.keys(doc), ['version', 'instanceId', 'mode', 'ebpf', 'interface', 'maps', 'kernel', 'sockets', 'relay', 'relayCounters', 'link', 'flags', 'security', 'fastPath']);
     assert.deepEqual(doc.security, { 'admin-token': 2 });
     assert.equal(doc.mode, 'xdp');
     assert.equal(doc.interface, 'veth0');
