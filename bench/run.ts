@@ -28,7 +28,7 @@ import { createTopology, type Topology } from '../test/helpers/netns.ts';
 import type { Contender, ContenderHandle, ContenderOptions } from './contenders/types.ts';
 import { coturn, coturnVersion } from './contenders/coturn.ts';
 import { turnpikeStandalone, turnpikeUserspace, turnpikeXdpNative, turnpikeXdpSkb } from './contenders/turnpike.ts';
-import { buildTools } from './lib/build.ts';
+import { buildTools, ensureRelayUser } from './lib/build.ts';
 import { baselineFlows, controlRun, memoryRun, rttRun, setupFlows, throughputRun, type Family, type Flow, type RttRun, type Setup, type ThroughputRun, type Tools } from './lib/measure.ts';
 import { measureMapMemory } from './lib/map-memory.ts';
 import { caseKey, summarizeCase, type SizeResult } from './lib/aggregate.ts';
@@ -295,6 +295,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   progress(`building bench/flood.c and bench/sink.c`);
   const tools = buildTools();
+  ensureRelayUser();
   const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown CPU';
   const results: BenchResults = {
     startedAt,

@@ -28,6 +28,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ensureRelayUser } from './lib/build.ts';
 import { cmdline, cpuDelta, cpuSnapshot, withDescendants } from './lib/procfs.ts';
 
 const root = new URL('../', import.meta.url).pathname;
@@ -56,6 +57,7 @@ const progress = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // Own copies of bench/flood.c and bench/sink.c, so a concurrent rebuild of bench/bin cannot pull them away mid-run.
+ensureRelayUser();
 const BIN_DIR = mkdtempSync(join(tmpdir(), 'tp-uspath-bin-'));
 
 function ensureBinaries(): void {

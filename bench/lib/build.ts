@@ -19,3 +19,13 @@ export function buildTools(): { flood: string; sink: string } {
   }
   return { flood: out.flood!, sink: out.sink! };
 }
+
+/**
+ * The user `npm start` runs the relay as (set-up creates it for `npm start`;
+ * a benchmark starts the launcher the same way, so it needs it too). Only
+ * created when missing, and only as root, where the launcher drops to it.
+ */
+export function ensureRelayUser(name = 'turnpike-relay'): void {
+  if (process.getuid?.() !== 0) return;
+  execFileSync('bash', [join(benchDir, '..', 'scripts', 'setup.sh'), '--relay-user', name], { stdio: ['ignore', 'inherit', 'inherit'] });
+}
