@@ -24,6 +24,7 @@ import { createLogHub } from '../shared/logger.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
 import { LIFELINE_FD, readFatalReason } from './lifeline.ts';
 import { passRelayOutput } from './relay-output.ts';
+import { openRelayStreams, type RelayStreams } from './relay-streams.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = extname(fileURLToPath(import.meta.url)); // .ts under tsx, .js when built
@@ -115,10 +116,20 @@ if (relayIdentity) {
 // not): a generated REST secret is handed to the relay through its environment,
 // which holds the relay's own settings and nothing else of ours.
 const creds = ensureCredentials(config, dir, log);
+// TURN over TCP/TLS listens here, in this network namespace, and the relay
+// inherits the sockets on the slots after its lifeline (relay-streams.ts).
+let streams: RelayStreams;
+try {
+  streams = openRelayStreams(config, LIFELINE_FD + 1, relayIdentity, log);
+} catch (e) {
+  log.fatal({ reason: (e as Error).message }, 'cannot start the relay');
+  process.exit(2);
+}
 let relayEnv: Record<string, string>;
 try {
   relayEnv = relayEnvironment({
     ...config,
+    ...(streams.entries.length > 0 ? { streamFds: streams.entries } : {}),
     stateDir: dir,
     socket: linkSocketPath(config),
     relayTransport: 'sidecar',
@@ -170,7 +181,8 @@ function start(c: Child): void {
   // fd 3 is the lifeline: the child stops when it closes, i.e. when this process is gone.
   // The relay's output goes through us, marked as its own; the sidecar writes ours directly.
   const output = c.name === 'relay' ? 'pipe' : 'inherit';
-  const proc = spawn(c.command, c.args, { env: c.env, stdio: ['ignore', output, output, 'pipe'] });
+  const inherited = c.name === 'relay' ? streams.fds : [];
+  const proc = spawn(c.command, c.args, { env: c.env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
   c.proc = proc;
   if (c.name === 'relay') passRelayOutput(proc.stdout!, proc.stderr!, hub, log);
   const lifeline = proc.stdio[LIFELINE_FD] as NodeJS.ReadableStream;

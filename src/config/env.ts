@@ -82,6 +82,7 @@ export const ENV_NAMES: Readonly<Record<Exclude<keyof Config, 'flagOverrides'>, 
   bpfObject: 'TURNPIKE_BPF_OBJECT',
   batchedIo: 'TURNPIKE_BATCHED_IO',
   sentryFlushMs: 'TURNPIKE_SENTRY_FLUSH_MS',
+  streamFds: 'TURNPIKE_STREAM_FDS',
 };
 
 /** `TURNPIKE_FLAG_<NAME>` and `TURNPIKE_FLAG_<NAME>_PAYLOAD` land in flagOverrides under `<NAME>` and `<NAME>_PAYLOAD`. */

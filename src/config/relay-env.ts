@@ -7,11 +7,14 @@ import { ENV_NAMES, fromEnv } from './env.ts';
 import { ConfigError } from './errors.ts';
 import { configSchema, type Config } from './schema.ts';
 
-/** What the relay process reads: its TURN server's settings, its log filter, where the link is and its lifeline. */
+/** What the relay process reads: its TURN server's settings, its log filter, where the link is, its lifeline and its stream sockets. */
 export const RELAY_FIELDS = [
   'listenPort', 'portRange', 'realm', 'users', 'restSecret', 'firezoneSecret', 'allowedPeers', 'deniedPeers',
   'defaultLifetime', 'maxLifetime', 'maxAllocations', 'maxAllocationsPerUser', 'unauthRatePerSecond', 'nonceLifetime',
   'software', 'log', 'stateDir', 'socket', 'relayTransport', 'lifelineFd',
+  // TURN over TCP and TLS: the relay parses both (certificate files it must be able to read), on sockets the launcher made
+  'tcp', 'tlsCert', 'tlsKey', 'tlsPort', 'streamMaxConnections', 'streamMaxConnectionsPerSource', 'streamHandshakeTimeout',
+  'streamIdleTimeout', 'streamReadBuffer', 'streamWriteBuffer', 'streamFds',
 ] as const satisfies readonly (keyof typeof ENV_NAMES)[];
 export type RelayField = (typeof RELAY_FIELDS)[number];
 

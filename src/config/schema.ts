@@ -70,6 +70,9 @@ const otlpUrl = z
 /** A key of flagOverrides: a flag's name in capitals, `-` as `_` (STREAM_LOGS). */
 export const FLAG_OVERRIDE_KEY = /^[A-Z0-9_]+$/;
 
+/** One inherited listening socket: `tcp:0.0.0.0:3478=4`, `tls:[::]:5349=5`. */
+export const STREAM_FD = /^(tcp|tls):(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d+)=(\d+)$/;
+
 const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
 
 export const configSchema = z
@@ -181,6 +184,12 @@ export const configSchema = z
     batchedIo: z.enum(['auto', 'off']).default('auto'),
     /** Idle flush of log lines buffered for Sentry, in ms; unset: the SDK's (5000). */
     sentryFlushMs: positiveInt.optional(),
+    /**
+     * Listening TCP sockets the launcher made for the relay and passed down
+     * as inherited descriptors: `TRANSPORT:HOST:PORT=FD` (tcp:0.0.0.0:3478=4,
+     * tls:[::]:5349=5); relay/transport/stream-sockets.ts reads them.
+     */
+    streamFds: list(z.string().regex(STREAM_FD, 'expected tcp|tls:HOST:PORT=FD')).optional(),
   })
   .strict()
   .refine((c) => c.defaultLifetime <= c.maxLifetime, {

@@ -33,6 +33,8 @@ import type { StartTransport } from './runner.ts';
 import { linkSocketPath } from '../../config/paths.ts';
 import { startRelayTelemetry } from '../telemetry/index.ts';
 import type { TurnServer } from '../server/server.ts';
+import { StreamServers, routeStreams, streamOptions } from './streams.ts';
+import { inheritedStreamSockets } from './stream-sockets.ts';
 
 /** The driver surface this transport feeds (src/relay/transport/driver.ts). */
 export interface DriverInput {
@@ -409,8 +411,19 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
       }
     }),
   );
-  const driver = new Driver(server, transport, { log });
+  // TURN over TCP/TLS: the relay accepts and parses on sockets the launcher
+  // made; replies go back on the connection, never over the link.
+  const sockets = inheritedStreamSockets(config.streamFds ?? []);
+  let noConnection = 0;
+  const streams = sockets.length === 0 ? undefined : new StreamServers(
+    streamOptions(config),
+    { message: (data, local, remote) => driver.datagram(data, local, remote), closed: (local, remote) => driver.connectionClosed(local, remote) },
+    log,
+  );
+  const driver = new Driver(server, streams ? routeStreams(transport, streams, () => noConnection++) : transport, { log });
   transport.attach(driver);
+  if (streams) await streams.listen(sockets);
+  else if (config.tcp || config.tlsCert !== undefined) log.info('TURN over TCP/TLS not served: no listening sockets were handed to this relay (the launcher makes them)');
   // Counters (and the sidecar's log filter) travel over the link; the sidecar exports them.
   const telemetry = startRelayTelemetry({ link: transport, server, logs, destination: logDestination, extra: () => ({ transport: transport.stats() }) });
   driver.kick();
@@ -418,11 +431,17 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
   return {
     server,
     failed,
-    describe: () => ({ transport: 'sidecar', socket: path, relayAddresses: { v4: fromSidecar(addresses.v4), v6: fromSidecar(addresses.v6) } }),
-    stats: () => ({ ...transport.stats() }),
+    describe: () => ({
+      transport: 'sidecar',
+      socket: path,
+      relayAddresses: { v4: fromSidecar(addresses.v4), v6: fromSidecar(addresses.v6) },
+      streams: streams?.bound().map((a) => `${a.transport}:${a.family === 6 ? `[${a.address}]` : a.address}:${a.port}`) ?? [],
+    }),
+    stats: () => ({ ...transport.stats(), ...streams?.stats(), ...(noConnection > 0 ? { noConnection } : {}) }),
     close: async () => {
       telemetry.close();
       driver.close();
+      await streams?.close();
       transport.stop();
     },
   };

@@ -16,9 +16,10 @@ import { chooseRelayAddresses, describeRelayAddresses } from '../../net/relay-ad
 import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../../shared/endpoint.ts';
 import type { Config } from '../../config/schema.ts';
-import { StreamConnections, type StreamCaps, type StreamStats } from './stream-connections.ts';
-import { StreamListener, type StreamLimits } from './stream-listener.ts';
-import { TlsContextSource, type TlsFiles } from './tls-context.ts';
+import type { StreamStats } from './stream-connections.ts';
+import { StreamServers, streamOptions, streamSockets, type StreamOptions } from './streams.ts';
+
+export { streamOptions, type StreamOptions } from './streams.ts';
 
 export interface StandaloneOptions {
   readonly listenPort: number;
@@ -31,30 +32,6 @@ export interface StandaloneOptions {
   readonly log?: Logger;
   /** TURN over TCP and TLS; absent: UDP only. */
   readonly streams?: StreamOptions;
-}
-
-export interface StreamOptions {
-  /** TCP on the listen port. */
-  readonly tcp: boolean;
-  /** TLS on `port` with the certificate in `files` (reloaded when they change). */
-  readonly tls?: { readonly port: number; readonly files: TlsFiles };
-  readonly caps: StreamCaps;
-  readonly limits: StreamLimits;
-}
-
-/** The stream settings of a configuration. */
-export function streamOptions(config: Config): StreamOptions {
-  return {
-    tcp: config.tcp,
-    ...(config.tlsCert !== undefined && config.tlsKey !== undefined ? { tls: { port: config.tlsPort, files: { cert: config.tlsCert, key: config.tlsKey } } } : {}),
-    caps: { maxConnections: config.streamMaxConnections, maxConnectionsPerSource: config.streamMaxConnectionsPerSource },
-    limits: {
-      handshakeTimeoutMs: config.streamHandshakeTimeout * 1000,
-      idleTimeoutMs: config.streamIdleTimeout * 1000,
-      readBufferBytes: config.streamReadBuffer,
-      writeBufferBytes: config.streamWriteBuffer,
-    },
-  };
 }
 
 export interface TransportStats {
@@ -85,15 +62,26 @@ export class StandaloneTransport implements DatapathPort {
   private readonly received = { packets: 0, bytes: 0 };
   private readonly sent = { packets: 0, bytes: 0 };
   private readonly bufferBytes: number;
-  private readonly streams: StreamListener[] = [];
-  private readonly connections: StreamConnections | undefined;
-  private tlsContext: TlsContextSource | undefined;
+  private readonly streams: StreamServers | undefined;
   private closed = false;
 
   constructor(private readonly opts: StandaloneOptions) {
     this.errors = new ErrorCounter(opts.log);
     this.bufferBytes = opts.bufferBytes ?? DEFAULT_BUFFER;
-    if (opts.streams) this.connections = new StreamConnections(opts.streams.caps);
+    if (opts.streams) {
+      this.streams = new StreamServers(
+        opts.streams,
+        {
+          message: (data, local, remote) => {
+            this.received.packets++;
+            this.received.bytes += data.byteLength;
+            this.driver?.datagram(data, local, remote);
+          },
+          closed: (local, remote) => this.driver?.connectionClosed(local, remote),
+        },
+        opts.log,
+      );
+    }
   }
 
   attach(driver: Driver): void {
@@ -126,39 +114,12 @@ export class StandaloneTransport implements DatapathPort {
   }
 
   private async listenStreams(): Promise<void> {
-    const streams = this.opts.streams;
-    if (!streams || !this.connections) return;
-    if (streams.tls) this.tlsContext = new TlsContextSource(streams.tls.files, this.opts.log).watch();
-    const tls = this.tlsContext;
-    for (const address of this.opts.listenAddresses) {
-      const wanted: [('tcp' | 'tls'), number][] = [];
-      if (streams.tcp) wanted.push(['tcp', this.opts.listenPort]);
-      if (streams.tls) wanted.push(['tls', streams.tls.port]);
-      for (const [transport, port] of wanted) {
-        const listener = new StreamListener({
-          transport,
-          address,
-          port,
-          limits: streams.limits,
-          connections: this.connections,
-          ...(tls ? { secureContext: () => tls.current } : {}),
-          log: this.opts.log,
-          onMessage: (data, local, remote) => {
-            this.received.packets++;
-            this.received.bytes += data.byteLength;
-            this.driver?.datagram(data, local, remote);
-          },
-          onClose: (local, remote) => this.driver?.connectionClosed(local, remote),
-        });
-        this.streams.push(listener);
-        await listener.listen();
-      }
-    }
+    if (this.opts.streams) await this.streams?.listen(streamSockets(this.opts.streams, this.opts.listenAddresses, this.opts.listenPort));
   }
 
   /** TCP and TLS listeners actually bound. */
   boundStreams(): { transport: 'tcp' | 'tls'; address: string; port: number; family: Family }[] {
-    return this.streams.map((l) => ({ transport: l.transport, ...l.address() }));
+    return this.streams?.bound() ?? [];
   }
 
   /** The addresses actually bound (port resolved when listenPort was 0, for tests). */
@@ -194,14 +155,9 @@ export class StandaloneTransport implements DatapathPort {
 
   /** To a TCP/TLS client: its connection, if still open (a closed one's allocation is going away). */
   private sendStream(connection: number, data: Uint8Array): void {
-    for (const l of this.streams) {
-      const c = l.connection(connection);
-      if (c === undefined) continue;
-      this.sent.packets++;
-      this.sent.bytes += data.byteLength;
-      return c.write(data);
-    }
-    this.errors.count('no-connection');
+    if (!this.streams?.send(connection, data)) return this.errors.count('no-connection');
+    this.sent.packets++;
+    this.sent.bytes += data.byteLength;
   }
 
   openPort(token: number, family: Family, port: number): void {
@@ -259,15 +215,13 @@ export class StandaloneTransport implements DatapathPort {
       sent: { ...this.sent },
       errors: { ...this.errors.counts },
       openPorts: this.allocations.size,
-      ...(this.connections ? { streams: this.connections.stats() } : {}),
-      ...(this.tlsContext ? { tls: this.tlsContext.stats() } : {}),
+      ...this.streams?.stats(),
     };
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    this.tlsContext?.close();
-    await Promise.all(this.streams.splice(0).map((l) => l.close()));
+    await this.streams?.close();
     const all = [...[...this.listen.values()].flat().map((l) => l.socket), ...this.allocations.values()];
     this.listen.clear();
     this.allocations.clear();

@@ -1,0 +1,118 @@
+// TURN over TCP and TLS through the pair as `npm start` runs it as root: the
+// launcher makes the listening sockets (TCP on the listen port, TLS on 443,
+// which needs root) in the host's namespace and the relay, in a network
+// namespace with only loopback and as its own user, accepts on them and
+// parses TLS and TURN framing itself; the peer leg is UDP through the
+// sidecar. coturn's uclient over TCP (-t) and TLS (-t -S), several clients,
+// against a UDP turnutils_peer: 0 lost. A relay restarted by the launcher
+// finds the same sockets again.
+import { test, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
+import { createTopology, type Topology } from '../helpers/netns.ts';
+import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
+import { startPair, inNs, sleep, type Pair, USER, PASS } from './pair-harness.ts';
+
+const PEER_PORT = 3480;
+const TLS_PORT = 443;
+const haveTools = ['turnutils_uclient', 'turnutils_peer', 'nsenter', 'curl', 'unshare', 'ip', 'openssl'].every(hasCommand);
+let topo: Topology | undefined;
+const certDir = mkdtempSync(join(tmpdir(), 'tp-pair-tls-'));
+const cert = join(certDir, 'cert.pem');
+const key = join(certDir, 'key.pem');
+
+before(async () => {
+  if (!(process.getuid?.() === 0 && haveTools)) return;
+  topo = await createTopology({ prefix: 'tpst', ipv6: false });
+  topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
+  // A test CA and a server certificate it signed, for the relay's address.
+  const ca = join(certDir, 'ca.pem');
+  const caKey = join(certDir, 'ca-key.pem');
+  const csr = join(certDir, 'server.csr');
+  const ext = join(certDir, 'server.ext');
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', ca, '-days', '2', '-subj', '/CN=turnpike test CA');
+  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${topo.addr.relay4}`);
+  execFileSync('sh', ['-c', `printf 'subjectAltName=IP:${topo.addr.relay4}\\n' > ${ext}`]);
+  ssl('x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext);
+  // The relay reads them as its own user (README: the certificate must be readable by it).
+  chmodSync(certDir, 0o755);
+  for (const f of [cert, key]) chmodSync(f, 0o644);
+  await sleep(300);
+});
+
+after(async () => {
+  await topo?.destroy();
+  rmSync(certDir, { recursive: true, force: true });
+});
+
+function gate(t: TestContext): Topology | undefined {
+  if (!requireRoot(t) || !requireCapability(t, haveTools && topo !== undefined, 'needs coturn, nsenter, curl, unshare, ip and openssl')) return undefined;
+  return topo;
+}
+
+async function uclient(topo: Topology, port: number, flags: string[]): Promise<UclientSummary> {
+  const args = ['-p', String(port), '-u', USER, '-w', PASS, '-e', topo.addr.peer4, '-r', String(PEER_PORT), '-n', '50', '-l', '120', ...flags, topo.addr.relay4];
+  const out = await inNs(topo, 'client', 'turnutils_uclient', args, 40_000).catch((e: { stdout?: string; stderr?: string }) => `${e.stdout}\n${e.stderr}`);
+  return parseUclient(out, 0);
+}
+
+function assertNoLoss(t: TestContext, name: string, run: UclientSummary): void {
+  t.diagnostic(`${name}: ${describeRun(run)}`);
+  assert.deepEqual(run.errors, [], `${name}: TURN errors: ${describeRun(run)}`);
+  assert.ok(run.sent > 0, `${name}: nothing sent: ${describeRun(run)}\n${run.output.slice(-2000)}`);
+  assert.equal(run.lost, 0, `${name}: lost packets: ${describeRun(run)}`);
+  assert.equal(run.received, run.sent, `${name}: received != sent: ${describeRun(run)}`);
+}
+
+test('the pair serves TURN over TCP and TLS (port 443) from a relay with no network: uclient -t and -t -S, several clients, 0 lost; again after a relay restart', async (t) => {
+  const topo = gate(t);
+  if (!topo) return;
+  const pair: Pair = await startPair(topo, { ebpf: 'off', env: { TURNPIKE_TLS_CERT: cert, TURNPIKE_TLS_KEY: key, TURNPIKE_TLS_PORT: String(TLS_PORT) } });
+  try {
+    await pair.waitReady();
+    const relay = pair.childPid('relay')!;
+    const sidecar = pair.childPid('sidecar')!;
+    assert.notEqual(readlinkSync(`/proc/${relay}/ns/net`), readlinkSync(`/proc/${sidecar}/ns/net`), 'the relay has a network namespace of its own');
+    const ready = pair.lines().find((l) => l.process === 'relay' && l.msg === 'relay ready');
+    assert.ok(ready, 'relay ready line');
+    assert.deepEqual(
+      [...(ready.streams as string[])].sort(),
+      [`tcp:0.0.0.0:${pair.listenPort}`, `tcp:[::]:${pair.listenPort}`, `tls:0.0.0.0:${TLS_PORT}`, `tls:[::]:${TLS_PORT}`].sort(),
+      'the relay serves the sockets the launcher made',
+    );
+
+    assertNoLoss(t, 'TCP, 5 clients, channels', await uclient(topo, pair.listenPort, ['-t', '-m', '5']));
+    assertNoLoss(t, 'TCP, Send indications', await uclient(topo, pair.listenPort, ['-t', '-s', '-m', '3']));
+    assertNoLoss(t, 'TLS, 5 clients, channels', await uclient(topo, TLS_PORT, ['-t', '-S', '-m', '5']));
+    assertNoLoss(t, 'TLS, Send indications', await uclient(topo, TLS_PORT, ['-t', '-S', '-s', '-m', '3']));
+
+    // The sockets belong to the launcher: a relay it restarts serves them again.
+    process.kill(relay, 'SIGKILL');
+    await pair.waitForStart('relay', 2);
+    await pair.waitReady();
+    await waitRelayConnected(pair);
+    assertNoLoss(t, 'TCP after a relay restart', await uclient(topo, pair.listenPort, ['-t', '-m', '3']));
+    assertNoLoss(t, 'TLS after a relay restart', await uclient(topo, TLS_PORT, ['-t', '-S', '-m', '3']));
+
+    const status = await pair.status();
+    assert.deepEqual(status.security, {}, 'no refusals along the way');
+  } catch (e) {
+    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
+    throw e;
+  } finally {
+    await pair.stop();
+  }
+});
+
+async function waitRelayConnected(pair: Pair): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await pair.status()).relay.relayConnected) return;
+    await sleep(100);
+  }
+  throw new Error('the restarted relay did not reconnect');
+}
