@@ -4,8 +4,10 @@
 // own user (relayUser, created by scripts/setup.sh), in a network namespace
 // of its own with nothing but loopback (the link is a path-based Unix socket,
 // which reaches across namespaces), with an environment holding only its own
-// settings. Each child holds a lifeline pipe from this process and stops when
-// it closes, so no child outlives the launcher, whatever killed it. The
+// settings. TURN over TCP/TLS listens on sockets made here, in this network
+// namespace, which the relay inherits and accepts on (relay-streams.ts).
+// Each child holds a lifeline pipe from this process and stops when it
+// closes, so no child outlives the launcher, whatever killed it. The
 // relay's output passes through the launcher, marked as the relay's. A child
 // that dies is restarted with backoff, up to restartLimit quick failures in a
 // row; one that cannot start (bad configuration, eBPF required but not
