@@ -121,6 +121,7 @@ export class Sidecar {
       limits: relayLimits(config),
       security,
       logger: hub.get('link'),
+      graceMs: config.relayGraceMs,
     });
     try {
       await link.listen();
@@ -233,6 +234,8 @@ export class Sidecar {
     parts.stopFollowingLogFilter();
     await parts.admin.close().catch(() => {});
     await parts.link.close().catch(() => {});
+    // The relay's state goes with this process: nothing waits for it any more.
+    parts.bridge.stopGrace();
     await parts.bridge.settled();
     await parts.diagnostics?.close().catch(() => {});
     if (router) {
