@@ -60,6 +60,10 @@
  *                                Sent on connect and on every change of either (POST /log, the flag).
  *                                No newline part: nothing is streamed (what version 1 sidecars send;
  *                                a version 1 relay refuses a filter with a newline and keeps its own).
+ * 0x63  DRAIN             s->r u8 has | addr alternate (when has = 1)                        (since version 3)
+ *                                the sidecar drains (SIGTERM, POST /drain): refuse new Allocates, with
+ *                                300 Try Alternate naming `alternate` when there is one, else 508; existing
+ *                                allocations are served. Sent again on every reconnect while draining.
  * 0x70  STATE             both u32 id | u8 final | rest bytes: one chunk of the relay's state document
  *                                (src/relay/server/state-document.ts; opaque to the sidecar, at most
  *                                MAX_STATE_CHUNK bytes per frame). r->s: the relay's current state,
@@ -135,6 +139,7 @@ export type Frame =
   | { kind: 'counters'; counters: RelayCounters }
   /** `stream`: the stream filter, absent while nothing is streamed. */
   | { kind: 'log-filter'; filter: string; stream?: string }
+  | { kind: 'drain'; alternate?: TransportAddress }
   /** One chunk of a state document (see STATE above). */
   | { kind: 'state'; id: number; final: boolean; data: Uint8Array };
 
@@ -493,6 +498,16 @@ const FRAMES: FrameTable = {
       const nl = text.indexOf('\n');
       return nl < 0 ? { kind: 'log-filter', filter: text } : { kind: 'log-filter', filter: text.slice(0, nl), stream: text.slice(nl + 1) };
     },
+  },
+  drain: {
+    type: 0x63,
+    droppable: false,
+    size: (f) => 1 + (f.alternate ? addrSize(f.alternate) : 0),
+    encode(f, buf, off) {
+      buf[off] = f.alternate ? 1 : 0;
+      return f.alternate ? writeAddr(buf, off + 1, f.alternate) : off + 1;
+    },
+    decode: (c) => (c.bool() ? { kind: 'drain', alternate: c.addr() } : { kind: 'drain' }),
   },
   state: {
     type: 0x70,

@@ -19,7 +19,7 @@ import { buildServerOptions } from '../../src/relay/build.ts';
 import { TurnServer } from '../../src/relay/server/index.ts';
 import { startSidecarTransport } from '../../src/relay/transport/sidecar.ts';
 import type { RelayedAddresses } from '../../src/link/protocol.ts';
-import { TurnClient } from '../helpers/turn-client.ts';
+import { TurnClient, TurnError } from '../helpers/turn-client.ts';
 import { sink } from '../telemetry/sink.ts';
 import { MemoryChannelMap, captureLogger, freeUdpPort, tempSocketPath, until } from './helpers.ts';
 
@@ -54,7 +54,8 @@ async function world(graceMs: number) {
     await sockets.close();
     cleanup();
   };
-  return { bridge: bridge!, sockets, channels, peer, client, startRelay, relayLines, sidecarLog, close };
+  const newClient = () => TurnClient.open({ server: { address: '127.0.0.1', port: listenPort }, username: 'alice', password: 'secret1', retransmitMs: 300 });
+  return { bridge: bridge!, link, sockets, channels, peer, client, newClient, startRelay, relayLines, sidecarLog, close };
 }
 
 const peerAddr = (peer: Socket) => ({ family: 4 as const, address: '127.0.0.1', port: peer.address().port });
@@ -143,6 +144,41 @@ test('no relay within the grace time: ports closed, map cleared, state forgotten
       await second.close();
     }
   } finally {
+    await w.close();
+  }
+});
+
+test('drain: new Allocates get 300 with ALTERNATE-SERVER (or 508 without one), existing allocations keep working, also after a relay restart', async () => {
+  const w = await world(5000);
+  const others: TurnClient[] = [];
+  try {
+    const first = await startRelay(w);
+    await w.client.allocate();
+    await w.client.createPermission([peerAddr(w.peer)]);
+    await w.client.channelBind(0x4001, peerAddr(w.peer));
+    w.link.current!.send({ kind: 'drain', alternate: { family: 4, address: '192.0.2.50', port: 3478 } });
+    await until(() => first.server.draining, 'relay draining');
+    const late = await w.newClient();
+    others.push(late);
+    await assert.rejects(late.allocate(), (e: unknown) => e instanceof TurnError && e.code === 300);
+    await echoThrough(w, 'still served');
+    assert.equal(await w.client.refresh(600), 600);
+    // A restarted relay is told again (as the sidecar does on every connect while draining); without an alternate: 508.
+    await first.close();
+    const second = await startRelay(w);
+    try {
+      await until(() => w.bridge.stats().relayConnected, 'relay back');
+      w.link.current!.send({ kind: 'drain' });
+      await until(() => second.server.draining, 'second relay draining');
+      const later = await w.newClient();
+      others.push(later);
+      await assert.rejects(later.allocate(), (e: unknown) => e instanceof TurnError && e.code === 508);
+      await echoThrough(w, 'served after the restart');
+    } finally {
+      await second.close();
+    }
+  } finally {
+    for (const c of others) await c.close();
     await w.close();
   }
 });

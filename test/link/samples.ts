@@ -85,6 +85,8 @@ export const samples: Frame[] = [
   { kind: 'log', level: 40, module: 'server', json: '{"msg":"héllo","n":1}' },
   { kind: 'counters', counters: relayCounters },
   { kind: 'log-filter', filter: 'info,server=debug' },
+  { kind: 'drain' },
+  { kind: 'drain', alternate: { family: 6, address: '2001:db8::5', port: 3478 } },
   { kind: 'state', id: 7, final: false, data: new Uint8Array(Buffer.from('{"version":1,')) },
   { kind: 'state', id: 7, final: true, data: new Uint8Array(0) },
   // version 2: the sidecar's HELLO names the relayed addresses; REJECT forbidden

@@ -86,6 +86,8 @@ export class TurnServer {
   readonly #session: SessionLog | undefined;
   #nonces: NonceManager;
   #nonceKey: Uint8Array;
+  /** Set while draining: new Allocates are refused (300 to this alternate, or 508 without one). */
+  #draining: { alternate: TransportAddress | undefined } | undefined;
   /** Bumped by every change a state document would carry (the transport saves it when this moves). */
   #changes = 0;
   readonly #state: RelayState;
@@ -215,6 +217,22 @@ export class TurnServer {
   /** Current allocation ports and active channel bindings, for re-announcing to a (re)started data plane. */
   snapshot(): DataPlaneEvent[] {
     return this.#state.snapshot();
+  }
+
+  /**
+   * Drain for a rolling upgrade: existing allocations are served to their
+   * end; a new Allocate is refused with 300 Try Alternate and ALTERNATE-SERVER
+   * when `alternate` is given (RFC 8656 §7.2 lets the server redirect), else
+   * with 508 Insufficient Capacity: the code RFC 8656 gives a server that
+   * cannot allocate now, which clients take as "try another server", whereas
+   * 403 would say the request itself is forbidden.
+   */
+  drain(alternate?: TransportAddress): void {
+    this.#draining = { alternate };
+  }
+
+  get draining(): boolean {
+    return this.#draining !== undefined;
   }
 
   /** A counter that moves whenever the tables changed in a way a state document carries. */
@@ -375,6 +393,10 @@ export class TurnServer {
         return { kind: 'deferred' };
       }
       return { kind: 'error', code: ERROR.ALLOCATION_MISMATCH };
+    }
+    if (this.#draining !== undefined) {
+      const alternate = this.#draining.alternate;
+      return alternate ? { kind: 'error', code: ERROR.TRY_ALTERNATE, attributes: { alternateServer: alternate } } : { kind: 'error', code: ERROR.INSUFFICIENT_CAPACITY };
     }
     const plan = planAllocate(msg.attributes, this.#opts.relayAddresses, this.#state.reservations, this.#opts);
     if (plan.kind === 'error') return plan;

@@ -114,6 +114,8 @@ type Events = {
   resynced: [generation: number, failed: { family: Family; port: number; error: string }[]];
   /** The sidecar's log filters, local and stream (on connect and on every change); src/relay/telemetry applies them. */
   'log-filter': [filter: string, stream: string | undefined];
+  /** The sidecar drains: refuse new Allocates (300 to `alternate`, else 508). */
+  drain: [alternate: TransportAddress | undefined];
   /** The state document the sidecar holds for us (undefined: none), sent after its HELLO. */
   'held-state': [doc: Buffer | undefined];
 };
@@ -150,6 +152,8 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   private stateSentAt = -1;
   private stateId = 0;
   private sendingState = false;
+  /** The sidecar's DRAIN, kept: it may arrive before the server is built. */
+  drainRequest: { alternate: TransportAddress | undefined } | undefined;
   private readonly s = {
     connects: 0, packetsIn: 0, packetsOut: 0, droppedDisconnected: 0, droppedBackpressure: 0, droppedHeldOverflow: 0,
     heldForAck: 0, ackTimeouts: 0, ackFailures: 0, openPortsFailedNoLink: 0, snapshotsSent: 0, snapshotPortFailures: 0, logsDropped: 0,
@@ -193,6 +197,22 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
 
   start(): void {
     this.client.start();
+  }
+
+  /**
+   * The state as it is now, to the sidecar before a graceful stop (SIGTERM,
+   * an upgrade): the debounce would otherwise lose the last changes.
+   */
+  async saveFinal(): Promise<void> {
+    const src = this.opts.state;
+    const conn = this.conn;
+    if (!src || !conn || !this.isReady) return;
+    // One document at a time: chunks of two would interleave under backpressure.
+    while (this.sendingState && conn.state === 'open') await new Promise((r) => setImmediate(r));
+    const id = (this.stateId = (this.stateId + 1) >>> 0);
+    await sendStateChunks(conn, id, src.encode());
+    conn.flush();
+    await conn.waitWritable();
   }
 
   stop(): void {
@@ -336,6 +356,10 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
         return;
       case 'log-filter':
         this.emit('log-filter', f.filter, f.stream);
+        return;
+      case 'drain':
+        this.drainRequest = { alternate: f.alternate };
+        this.emit('drain', f.alternate);
         return;
       case 'state': {
         const r = this.incoming.add(f.id, f.final, f.data);
@@ -506,6 +530,12 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
       }
     }),
   );
+  const drain = (alternate: TransportAddress | undefined) => {
+    if (!server!.draining) log.info({ alternate }, 'draining: new allocations refused, existing ones served');
+    server!.drain(alternate);
+  };
+  transport.on('drain', drain);
+  if (transport.drainRequest) drain(transport.drainRequest.alternate);
   const driver = new Driver(server, transport, { log, clock });
   transport.attach(driver);
   // Counters (and the sidecar's log filter) travel over the link; the sidecar exports them.
@@ -520,6 +550,7 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
     close: async () => {
       telemetry.close();
       driver.close();
+      await transport.saveFinal();
       transport.stop();
     },
   };
