@@ -48,6 +48,7 @@ async function main(): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let stopping = false;
+    let draining = false;
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
@@ -55,8 +56,10 @@ async function main(): Promise<number> {
       await telemetry.shutdown().catch(() => {});
       resolve(0);
     };
-    process.on('SIGTERM', () => void stop('SIGTERM'));
+    // With a drain deadline, SIGTERM drains first (rolling upgrades); a second SIGTERM, or SIGINT, stops at once.
+    process.on('SIGTERM', () => (config.drainDeadline > 0 && !draining ? ((draining = true), sidecar.drain('SIGTERM')) : void stop('SIGTERM')));
     process.on('SIGINT', () => void stop('SIGINT'));
+    void sidecar.drained.then(() => stop('drained'));
     onLauncherGone = () => void stop('launcher gone');
     if (launcherGone) onLauncherGone();
   });

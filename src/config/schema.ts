@@ -141,6 +141,12 @@ export const configSchema = z
     relayUser: z.string().min(1).default('turnpike-relay'),
     /** Control frames per second the sidecar accepts from the relay (burst: two seconds' worth); beyond, the link is closed. */
     linkControlRate: positiveInt.default(20_000),
+    /** How long the sidecar keeps a departed relay's ports, bindings and state for its return (0: cleared at once). */
+    relayGraceMs: z.coerce.number().int().min(0).default(30_000),
+    /** Where a draining relay sends new Allocates (300 Try Alternate with ALTERNATE-SERVER); unset: they get 508. */
+    alternateServer: hostPort.optional(),
+    /** Seconds a drain serves existing allocations before the sidecar stops; 0: SIGTERM stops at once (POST /drain then waits for the allocations to end). */
+    drainDeadline: z.coerce.number().int().min(0).default(0),
     /** Restarts in a row of a child that ran under 30 s before the launcher gives up (exit 1). */
     restartLimit: z.coerce.number().int().min(0).default(5),
     admin: hostPort.default({ host: '127.0.0.1', port: 9469 }),

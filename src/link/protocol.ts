@@ -60,6 +60,18 @@
  *                                Sent on connect and on every change of either (POST /log, the flag).
  *                                No newline part: nothing is streamed (what version 1 sidecars send;
  *                                a version 1 relay refuses a filter with a newline and keeps its own).
+ * 0x63  DRAIN             s->r u8 has | addr alternate (when has = 1)                        (since version 3)
+ *                                the sidecar drains (SIGTERM, POST /drain): refuse new Allocates, with
+ *                                300 Try Alternate naming `alternate` when there is one, else 508; existing
+ *                                allocations are served. Sent again on every reconnect while draining.
+ * 0x70  STATE             both u32 id | u8 final | rest bytes: one chunk of the relay's state document
+ *                                (src/relay/server/state-document.ts; opaque to the sidecar, at most
+ *                                MAX_STATE_CHUNK bytes per frame). r->s: the relay's current state,
+ *                                sent on connect and whenever it changed (debounced); the sidecar keeps
+ *                                the latest complete one. s->r: right after HELLO, the document the
+ *                                sidecar holds for a restarted relay; a final frame with no bytes and
+ *                                no chunks before it = none. Chunks of one document share the id and
+ *                                arrive in order; the one with final = 1 completes it.   (since version 3)
  *
  * Session: on connect both sides send HELLO at once. Each checks the other's
  * magic, version and role; on a mismatch it sends REJECT (with a reason that
@@ -67,7 +79,8 @@
  * The sidecar first checks who connected (SO_PEERCRED): a process that is not
  * the relay's user gets REJECT forbidden before any other frame is read.
  * The relay builds its TURN server with the relayed addresses of the first
- * HELLO it gets.
+ * HELLO it gets, restored from the STATE document the sidecar sends after
+ * its HELLO (if any: a relay that restarted within the sidecar's grace time).
  * Then the relay sends a snapshot (BEGIN, PORT*, CHANNEL*, END): the sidecar
  * makes its sockets and maps equal to it and answers SNAPSHOT_ACK. Droppable
  * frames may be discarded by a sender whose queue is full; every other frame
@@ -78,8 +91,8 @@ import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint
 import type { ChannelBinding } from '../shared/binding.ts';
 import { parseCounters, type RelayCounters } from './counters.ts';
 
-/** 2: HELLO carries the relayed addresses, REJECT code 5 (forbidden). */
-export const PROTOCOL_VERSION = 2;
+/** 2: HELLO carries the relayed addresses, REJECT code 5 (forbidden). 3: STATE. */
+export const PROTOCOL_VERSION = 3;
 export const MAGIC = 0x54504c4b;
 export const LENGTH_BYTES = 4;
 export const HEADER_BYTES = 5;
@@ -89,6 +102,8 @@ export const MAX_FRAME_BYTES = HEADER_BYTES + MAX_BODY_BYTES;
 const MAX_ADDRESS_CHARS = 64;
 /** Failed ports listed in one SNAPSHOT_ACK; the total is still reported. */
 export const MAX_SNAPSHOT_FAILURES = 1000;
+/** Bytes of a state document carried by one STATE frame. */
+export const MAX_STATE_CHUNK = 60_000;
 
 export type Role = 'sidecar' | 'relay';
 
@@ -123,7 +138,10 @@ export type Frame =
   | { kind: 'log'; level: number; module: string; json: string }
   | { kind: 'counters'; counters: RelayCounters }
   /** `stream`: the stream filter, absent while nothing is streamed. */
-  | { kind: 'log-filter'; filter: string; stream?: string };
+  | { kind: 'log-filter'; filter: string; stream?: string }
+  | { kind: 'drain'; alternate?: TransportAddress }
+  /** One chunk of a state document (see STATE above). */
+  | { kind: 'state'; id: number; final: boolean; data: Uint8Array };
 
 export type FrameKind = Frame['kind'];
 type FrameOf<K extends FrameKind> = Extract<Frame, { kind: K }>;
@@ -479,6 +497,34 @@ const FRAMES: FrameTable = {
       const text = c.restUtf8();
       const nl = text.indexOf('\n');
       return nl < 0 ? { kind: 'log-filter', filter: text } : { kind: 'log-filter', filter: text.slice(0, nl), stream: text.slice(nl + 1) };
+    },
+  },
+  drain: {
+    type: 0x63,
+    droppable: false,
+    size: (f) => 1 + (f.alternate ? addrSize(f.alternate) : 0),
+    encode(f, buf, off) {
+      buf[off] = f.alternate ? 1 : 0;
+      return f.alternate ? writeAddr(buf, off + 1, f.alternate) : off + 1;
+    },
+    decode: (c) => (c.bool() ? { kind: 'drain', alternate: c.addr() } : { kind: 'drain' }),
+  },
+  state: {
+    type: 0x70,
+    droppable: false,
+    size: (f) => 4 + 1 + f.data.length,
+    encode(f, buf, off) {
+      off = writeU32(buf, off, f.id);
+      buf[off++] = f.final ? 1 : 0;
+      buf.set(f.data, off);
+      return off + f.data.length;
+    },
+    decode(c) {
+      const id = c.u32();
+      const final = c.bool();
+      const data = c.rest();
+      if (data.length > MAX_STATE_CHUNK) throw new Malformed(`state chunk of ${data.length} bytes exceeds ${MAX_STATE_CHUNK}`);
+      return { kind: 'state', id, final, data };
     },
   },
 };

@@ -50,6 +50,8 @@ export interface AdminOptions {
   /** Where refusals are reported (logged on `log` otherwise). */
   security?: SecurityEvents;
   log?: Logger;
+  /** POST /drain: starts a graceful drain (src/sidecar/drain.ts); 404 when absent. */
+  drain?: () => void;
 }
 
 /** The admin token's file in the state directory. */
@@ -186,6 +188,7 @@ const ROUTES: Record<string, string[]> = {
   '/status': ['GET'],
   '/metrics': ['GET'],
   '/log': ['GET', 'POST'],
+  '/drain': ['POST'],
 };
 
 function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
@@ -210,7 +213,7 @@ export async function startAdmin(opts: AdminOptions): Promise<Admin> {
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://admin').pathname;
     const methods = ROUTES[path];
-    if (!methods || (path === '/metrics' && !opts.metrics)) throw new HttpError(404, 'not found');
+    if (!methods || (path === '/metrics' && !opts.metrics) || (path === '/drain' && !opts.drain)) throw new HttpError(404, 'not found');
     if (!methods.includes(req.method ?? '')) {
       res.setHeader('allow', methods.join(', '));
       throw new HttpError(405, 'method not allowed');
@@ -238,6 +241,9 @@ export async function startAdmin(opts: AdminOptions): Promise<Admin> {
         return json(res, 200, await opts.status());
       case '/metrics':
         return opts.metrics!.prometheus(req, res);
+      case '/drain':
+        opts.drain!();
+        return json(res, 202, { draining: true });
       case '/log': {
         if (req.method === 'GET') return send(res, 200, formatLogFilter(opts.logHub.filter()) + '\n');
         const body = await readBody(req, maxBody);

@@ -22,6 +22,7 @@ import { peerCredentials } from './peercred.ts';
 import { SecurityEvents } from './security.ts';
 import { startEbpf, KernelBindings, EbpfStartError, type EbpfState } from './ebpf.ts';
 import { startResyncGrace, type ResyncGrace } from './resync-grace.ts';
+import { createDrain, type Drain } from './drain.ts';
 import { openDiagnostics, type DiagnosticsReader } from './bpf/perf.ts';
 import type { XdpRouter } from './bpf/router.ts';
 import { REASON_NAMES, PATH_NAMES } from './bpf/abi.ts';
@@ -56,6 +57,7 @@ interface Parts {
   statsTimer: NodeJS.Timeout;
   stopFollowingLogFilter: () => void;
   admin: Admin;
+  drain: Drain;
 }
 
 export class Sidecar {
@@ -65,7 +67,15 @@ export class Sidecar {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly parts: Parts,
+    /** Settles when a drain is over (the entry point then stops the sidecar). */
+    readonly drained: Promise<void>,
+    private readonly startDrain: (reason: string) => void,
   ) {}
+
+  /** Starts a graceful drain (see drain.ts); `drained` settles when it is over. */
+  drain(reason: string): void {
+    this.startDrain(reason);
+  }
 
   static async start(config: Config, deps: SidecarDeps): Promise<Sidecar> {
     const { logHub: hub, telemetry, version } = deps;
@@ -135,6 +145,7 @@ export class Sidecar {
       limits: relayLimits(config),
       security,
       logger: hub.get('link'),
+      graceMs: config.relayGraceMs,
     });
     try {
       await link.listen();
@@ -182,6 +193,17 @@ export class Sidecar {
       security: security.stats(),
       fastPath: fastPath.stats(),
     });
+    const drain = createDrain({
+      sendToRelay: (f) => link.current?.send(f) ?? false,
+      onRelayOpen: (fn) => bridge.on('relay-open', fn),
+      allocations: () => relay.counters()?.allocations,
+      alternate: config.alternateServer,
+      deadlineMs: config.drainDeadline * 1000,
+      log,
+    });
+    let drained: () => void = () => {};
+    const onDrained = new Promise<void>((resolve) => (drained = resolve));
+    const startDrain = (reason: string) => void drain.start(reason).then(drained);
     const adminToken = ensureAdminToken(stateDir(config));
     if (adminToken.created) log.info({ file: adminToken.file }, 'created the admin token (state-changing admin requests need it)');
     const admin = await startAdmin({
@@ -192,7 +214,8 @@ export class Sidecar {
       logHub: hub,
       metrics: telemetry.metrics,
       log: hub.get('admin'),
-      ready: () => readiness(config, state, bridge.stats().relayConnected),
+      ready: () => readiness(config, state, bridge.stats().relayConnected, drain.active),
+      drain: () => startDrain('POST /drain'),
       status: () => statusDocument(currentStatus()),
     });
     log.info(
@@ -220,7 +243,8 @@ export class Sidecar {
       statsTimer,
       stopFollowingLogFilter: relay.stopFollowingLogFilter,
       admin,
-    });
+      drain,
+    }, onDrained, startDrain);
   }
 
   /** Where the admin server listens (port 0 in the config: the one the kernel chose). */
@@ -245,10 +269,13 @@ export class Sidecar {
     const { router } = parts;
     this.log.info({ signal, keepPinned: config.keepPinned }, 'shutting down');
     parts.grace?.cancel();
+    parts.drain.cancel();
     clearInterval(parts.statsTimer);
     parts.stopFollowingLogFilter();
     await parts.admin.close().catch(() => {});
     await parts.link.close().catch(() => {});
+    // The relay's state goes with this process: nothing waits for it any more.
+    parts.bridge.stopGrace();
     await parts.bridge.settled();
     await parts.diagnostics?.close().catch(() => {});
     if (router) {
@@ -290,8 +317,9 @@ function relayPeerCheck(config: Pick<Config, 'relayUid' | 'relayUser'>, log: Log
 }
 
 /** Ready when a relay is connected and, if eBPF is required, the program is attached. */
-function readiness(config: Pick<Config, 'ebpf'>, state: EbpfState, relayConnected: boolean): Readiness {
+function readiness(config: Pick<Config, 'ebpf'>, state: EbpfState, relayConnected: boolean, draining: boolean): Readiness {
   const reasons: string[] = [];
+  if (draining) reasons.push('draining');
   if (!relayConnected) reasons.push('relay not connected');
   if (config.ebpf === 'required' && state.datapath !== 'xdp') reasons.push('eBPF required but not attached');
   // auto accepts the userspace fallback (it warned at start; /status says why).

@@ -1,6 +1,7 @@
 // Restarts under traffic, with the pair run by its launcher (src/cmd/turnpike.ts) in
 // the relay namespace and the XDP program in native mode:
-// - relay killed (SIGKILL): the sidecar clears the binding maps and closes the
+// - relay killed (SIGKILL) with TURNPIKE_RELAY_GRACE_MS=0 (no grace: see
+//   restart-calls.test.ts for the default): the sidecar clears the binding maps and closes the
 //   relay's ports, so the kernel stops relaying for bindings the relay no
 //   longer has; the launcher restarts the relay, and new allocations work.
 // - sidecar killed (SIGKILL): the pinned XDP link and maps keep relaying a
@@ -37,8 +38,8 @@ function gate(t: TestContext): Topology | undefined {
 const entries = (s: Status) => s.maps.tp_chan_to_peer?.entries ?? -1;
 const kernelPackets = (s: Status) => (s.kernel?.paths ?? []).reduce((n, p) => n + Number(p.packets), 0);
 
-async function withPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>): Promise<void> {
-  const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native' });
+async function withPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>, env?: Record<string, string>): Promise<void> {
+  const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', ...(env ? { env } : {}) });
   try {
     await pair.waitReady();
     await run(pair);
@@ -57,7 +58,7 @@ async function uclientNoLoss(topo: Topology, pair: Pair): Promise<void> {
   assert.ok(s.sent > 0 && s.lost === 0 && s.received === s.sent && s.errors.length === 0, `uclient: ${describeRun(s)}`);
 }
 
-test('relay killed mid-flow: no stale binding stays in the maps, the restarted relay serves new allocations', async (t) => {
+test('relay killed mid-flow with no grace time: no stale binding stays in the maps, the restarted relay serves new allocations', async (t) => {
   const topo = gate(t);
   if (!topo) return;
   await withPair(t, topo, async (pair) => {
@@ -96,7 +97,7 @@ test('relay killed mid-flow: no stale binding stays in the maps, the restarted r
     }
     // New allocations (and their bindings) work through the restarted relay.
     await uclientNoLoss(topo, pair);
-  });
+  }, { TURNPIKE_RELAY_GRACE_MS: '0' });
 });
 
 test('sidecar killed mid-flow: pinned link and maps keep relaying during the gap; state agrees after the resync', async (t) => {

@@ -42,18 +42,18 @@ test('the frame table has the type bytes of the spec, and packets, logs and coun
     hello: 0x01, reject: 0x02, 'packet-in': 0x10, 'packet-out': 0x11, 'open-port': 0x20, 'port-opened': 0x21, 'close-port': 0x22,
     'channel-bound': 0x30, 'channel-refreshed': 0x31, 'channel-unbound': 0x32, 'channel-ack': 0x33,
     'snapshot-begin': 0x40, 'snapshot-port': 0x41, 'snapshot-channel': 0x42, 'snapshot-end': 0x43, 'snapshot-ack': 0x44,
-    ping: 0x50, pong: 0x51, log: 0x60, counters: 0x61, 'log-filter': 0x62,
+    ping: 0x50, pong: 0x51, log: 0x60, counters: 0x61, 'log-filter': 0x62, drain: 0x63, state: 0x70,
   });
   const droppable = (Object.keys(FrameType) as FrameKind[]).filter(isDroppable);
   assert.deepEqual(droppable.sort(), ['counters', 'log', 'packet-in', 'packet-out']);
 });
 
-test('the samples encode to the version-2 bytes, byte for byte', () => {
-  // A change here is a wire change: bump PROTOCOL_VERSION (2: HELLO carries the relayed addresses).
-  assert.equal(PROTOCOL_VERSION, 2);
+test('the samples encode to the version-3 bytes, byte for byte', () => {
+  // A change here is a wire change: bump PROTOCOL_VERSION (2: HELLO carries the relayed addresses; 3: STATE).
+  assert.equal(PROTOCOL_VERSION, 3);
   const h = createHash('sha256');
   for (const f of samples) h.update(encodeFrame(f));
-  assert.equal(h.digest('hex'), 'd84dfa096e14480b65a0d8475d795b9ccd4b35a1e86d2fd48fc6ec928483ba07');
+  assert.equal(h.digest('hex'), '00c66548b6f07696fb05e9f4304b1263cd68e268f1a1aae0c6f171e683b22f9b');
 });
 
 test('HELLO: a version-1 one (no relayed addresses) still decodes, so the version check can name both versions', () => {
@@ -99,7 +99,7 @@ test('every truncation of every frame is rejected, never thrown', () => {
     // Frames whose last field is "rest" legitimately decode when cut inside it; the rest must not parse.
     for (let end = 5; end < buf.length; end++) {
       const r = decodeFrame(buf, 4, end);
-      if (r.ok) assert.ok(['reject', 'packet-in', 'packet-out', 'port-opened', 'channel-ack', 'log', 'counters', 'log-filter', 'hello'].includes(f.kind), `${f.kind} cut at ${end} decoded`);
+      if (r.ok) assert.ok(['reject', 'packet-in', 'packet-out', 'port-opened', 'channel-ack', 'log', 'counters', 'log-filter', 'hello', 'state'].includes(f.kind), `${f.kind} cut at ${end} decoded`);
     }
   }
 });

@@ -1,5 +1,5 @@
 // One sample frame (or more) per frame kind, for the codec tests; the golden
-// digest in codec.test.ts pins their version-2 bytes.
+// digest in codec.test.ts pins their version-3 bytes.
 import { PROTOCOL_VERSION, type Frame } from '../../src/link/protocol.ts';
 import type { RelayCounters } from '../../src/link/counters.ts';
 import type { ChannelBinding } from '../../src/shared/binding.ts';
@@ -85,6 +85,10 @@ export const samples: Frame[] = [
   { kind: 'log', level: 40, module: 'server', json: '{"msg":"héllo","n":1}' },
   { kind: 'counters', counters: relayCounters },
   { kind: 'log-filter', filter: 'info,server=debug' },
+  { kind: 'drain' },
+  { kind: 'drain', alternate: { family: 6, address: '2001:db8::5', port: 3478 } },
+  { kind: 'state', id: 7, final: false, data: new Uint8Array(Buffer.from('{"version":1,')) },
+  { kind: 'state', id: 7, final: true, data: new Uint8Array(0) },
   // version 2: the sidecar's HELLO names the relayed addresses; REJECT forbidden
   { kind: 'hello', version: PROTOCOL_VERSION, role: 'sidecar', pid: 9, software: 'turnpike-sidecar/0.1.0', relayAddresses: { v4: '203.0.113.5', v6: '2001:db8::5' } },
   { kind: 'hello', version: PROTOCOL_VERSION, role: 'sidecar', pid: 9, software: 's', relayAddresses: { v6: '2001:db8::5' } },

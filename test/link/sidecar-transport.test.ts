@@ -14,50 +14,13 @@ import { Driver } from '../../src/relay/transport/driver.ts';
 import { SidecarTransport } from '../../src/relay/transport/sidecar.ts';
 import { LinkServer } from '../../src/link/server.ts';
 import { UdpSockets } from '../../src/sidecar/sockets.ts';
-import { RelayBridge, type ChannelMap } from '../../src/sidecar/sockets/relay-bridge.ts';
+import { RelayBridge } from '../../src/sidecar/sockets/relay-bridge.ts';
 import { relayLimits } from '../../src/sidecar/sockets/relay-guard.ts';
 import { PROTOCOL_VERSION } from '../../src/link/protocol.ts';
 import { TurnClient, TurnError } from '../helpers/turn-client.ts';
-import { captureLogger, tempSocketPath, until } from './helpers.ts';
+import { MemoryChannelMap, captureLogger, freeUdpPort, tempSocketPath, until } from './helpers.ts';
 
 const fast = { initialMs: 10, maxMs: 50, jitter: 0, rejectedRetryMs: 60_000 };
-
-/** A channel map in memory, whose installs can be held back to test ordering. */
-class MemoryChannelMap implements ChannelMap {
-  readonly map = new Map<string, ChannelBinding>();
-  readonly ops: string[] = [];
-  gate: Promise<void> | null = null;
-  installsStarted = 0;
-  private key = (b: ChannelBinding) => `${b.client.address}|${b.client.port}|${b.channel}`;
-  async install(b: ChannelBinding) {
-    this.installsStarted++;
-    if (this.gate) await this.gate;
-    this.map.set(this.key(b), b);
-    this.ops.push(`install ${b.channel}`);
-  }
-  remove(b: ChannelBinding) {
-    this.map.delete(this.key(b));
-    this.ops.push(`remove ${b.channel}`);
-  }
-  replaceAll(bs: readonly ChannelBinding[]) {
-    this.map.clear();
-    for (const b of bs) this.map.set(this.key(b), b);
-    this.ops.push(`replace ${bs.length}`);
-  }
-  clear() {
-    this.map.clear();
-    this.ops.push('clear');
-  }
-}
-
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  s.bind(0, '127.0.0.1');
-  await once(s, 'listening');
-  const p = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 async function world(opts: { ackTimeoutMs?: number } = {}) {
   const { path, cleanup } = tempSocketPath();

@@ -61,6 +61,7 @@ import { encodeReply, type Reply } from './reply.ts';
 import { allocationRefusal, quotaUser } from './limits.ts';
 import { RelayState, fiveTupleKey, portKey, type Allocation } from './state.ts';
 import { SessionLog } from './session-log.ts';
+import { nonceKeyOf, restoreState, saveState, type RestoreCounts, type StateDocument } from './state-document.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
 import type { RelayDropReason, RelayRefusal } from '../../shared/reasons.ts';
 import type { ResponseKey } from '../../shared/stats.ts';
@@ -83,7 +84,12 @@ export class TurnServer {
   readonly #opts: Required<Pick<TurnServerOptions, 'defaultLifetime' | 'maxLifetime' | 'portAttempts' | 'portOpenTimeout' | 'maxChannel'>> & TurnServerOptions;
   readonly #log: Logger | undefined;
   readonly #session: SessionLog | undefined;
-  readonly #nonces: NonceManager;
+  #nonces: NonceManager;
+  #nonceKey: Uint8Array;
+  /** Set while draining: new Allocates are refused (300 to this alternate, or 508 without one). */
+  #draining: { alternate: TransportAddress | undefined } | undefined;
+  /** Bumped by every change a state document would carry (the transport saves it when this moves). */
+  #changes = 0;
   readonly #state: RelayState;
   readonly #pending: PendingAllocations<AllocateRequest>;
   readonly #relay: RelayPath;
@@ -101,7 +107,8 @@ export class TurnServer {
     this.#opts = { defaultLifetime: 600, maxLifetime: 3600, portAttempts: 3, portOpenTimeout: 10_000, maxChannel: CHANNEL_MAX, ...opts };
     if (this.#opts.maxChannel < CHANNEL_MAX || this.#opts.maxChannel > 0x7fff) throw new RangeError(`maxChannel must be 0x4fff-0x7fff`);
     this.#log = opts.logger;
-    this.#nonces = createNonceManager({ secret: opts.nonce.secret, ...(opts.nonce.ttlSeconds !== undefined ? { ttlSeconds: opts.nonce.ttlSeconds } : {}) });
+    this.#nonceKey = typeof opts.nonce.secret === 'string' ? new Uint8Array(Buffer.from(opts.nonce.secret, 'utf8')) : opts.nonce.secret;
+    this.#nonces = this.#nonceManager(this.#nonceKey);
     const emit = (o: Output): void => this.#push(o);
     this.#state = new RelayState(opts.portRange, emit);
     this.#session = opts.sessionLog ? new SessionLog(opts.sessionLog, this.#state, opts.peerPolicy) : undefined;
@@ -166,6 +173,7 @@ export class TurnServer {
       if (allocation === undefined) return;
       this.#log?.warn({ family, port, client: allocation.client }, 'relay port lost: allocation deleted');
       this.#state.removeAllocation(allocation);
+      this.#changes++;
     } catch (err) {
       this.#internalError(err);
     }
@@ -230,6 +238,66 @@ export class TurnServer {
   /** Current allocation ports and active channel bindings, for re-announcing to a (re)started data plane. */
   snapshot(): DataPlaneEvent[] {
     return this.#state.snapshot();
+  }
+
+  /**
+   * Drain for a rolling upgrade: existing allocations are served to their
+   * end; a new Allocate is refused with 300 Try Alternate and ALTERNATE-SERVER
+   * when `alternate` is given (RFC 8656 §7.2 lets the server redirect), else
+   * with 508 Insufficient Capacity: the code RFC 8656 gives a server that
+   * cannot allocate now, which clients take as "try another server", whereas
+   * 403 would say the request itself is forbidden.
+   */
+  drain(alternate?: TransportAddress): void {
+    this.#draining = { alternate };
+  }
+
+  get draining(): boolean {
+    return this.#draining !== undefined;
+  }
+
+  /** A counter that moves whenever the tables changed in a way a state document carries. */
+  get stateChanges(): number {
+    return this.#changes;
+  }
+
+  /** The tables and the nonce key as a document a later relay process restores (state-document.ts). */
+  saveState(now: number, wallNow: number): StateDocument {
+    const { v4, v6 } = this.#opts.relayAddresses;
+    const relayAddresses = { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+    return saveState(this.#state, { software: this.#opts.software ?? '', relayAddresses, nonceKey: this.#nonceKey }, now, wallNow);
+  }
+
+  /**
+   * Takes over a previous relay process's state: its allocations with their
+   * remaining lifetimes and its nonce key (clients keep their nonces). Only on
+   * a fresh server, before any traffic; refused (thrown) when the document's
+   * relayed addresses are not this server's, since its allocations told
+   * clients those. Queues no output: snapshot() re-announces the restored state.
+   */
+  restoreState(doc: StateDocument, now: number, wallNow: number): RestoreCounts {
+    if (this.#state.allocations > 0) throw new Error('restoreState on a server that already has allocations');
+    const mine = this.#opts.relayAddresses;
+    if ((doc.relayAddresses.v4 ?? '') !== (mine.v4 ?? '') || (doc.relayAddresses.v6 ?? '') !== (mine.v6 ?? '')) {
+      throw new Error(`the saved state relays from ${JSON.stringify(doc.relayAddresses)}, this relay from ${JSON.stringify(mine)}`);
+    }
+    const observer = this.#state.observer;
+    this.#state.observer = undefined;
+    try {
+      const counts = restoreState(this.#state, doc, now, wallNow);
+      this.#nonceKey = nonceKeyOf(doc);
+      this.#nonces = this.#nonceManager(this.#nonceKey);
+      return counts;
+    } finally {
+      this.#state.observer = observer;
+      this.#out.length = 0;
+      this.#outHead = 0;
+    }
+  }
+
+  #nonceManager(secret: Uint8Array): NonceManager {
+    const ttl = this.#opts.nonce.ttlSeconds;
+    return createNonceManager({ secret, ...(ttl !== undefined ? { ttlSeconds: ttl } : {}) });
   }
 
   stats(): ServerStats {
@@ -347,6 +415,10 @@ export class TurnServer {
       }
       return { kind: 'error', code: ERROR.ALLOCATION_MISMATCH };
     }
+    if (this.#draining !== undefined) {
+      const alternate = this.#draining.alternate;
+      return alternate ? { kind: 'error', code: ERROR.TRY_ALTERNATE, attributes: { alternateServer: alternate } } : { kind: 'error', code: ERROR.INSUFFICIENT_CAPACITY };
+    }
     const plan = planAllocate(msg.attributes, this.#opts.relayAddresses, this.#state.reservations, this.#opts);
     if (plan.kind === 'error') return plan;
 
@@ -401,6 +473,7 @@ export class TurnServer {
       this.#push({ kind: 'event', event: { type: 'allocation-port-opened', family: slot.family, port: slot.port, client: allocation.client } });
     }
     this.#count('allocate:success');
+    this.#changes++;
     this.#session?.allocated(allocation, req.lifetime);
     this.#push({ kind: 'send', from: req.local, to: req.client, data: response });
   }
@@ -417,6 +490,7 @@ export class TurnServer {
     if (reply.kind === 'deferred') return;
     this.#session?.answered(req, local, client, reply, auth);
     const data = encodeReply(req, reply, auth, this.#opts.software);
+    if (reply.kind === 'success' && req.method !== METHOD.BINDING) this.#changes++;
     this.#count(`${methodName(req.method)}:${reply.kind === 'success' ? 'success' : reply.code}`);
     if (reply.kind === 'error' && reply.refused !== undefined) this.#refused[reply.refused] = (this.#refused[reply.refused] ?? 0) + 1;
     this.#push({ kind: 'send', from: local, to: client, data });

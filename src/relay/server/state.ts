@@ -137,6 +137,14 @@ export interface NewAllocation {
   readonly response: Uint8Array;
 }
 
+/** A permission, channel or reservation of a restored allocation, its deadlines on this process's clock. */
+export interface RestoredAllocation extends NewAllocation {
+  readonly permissions: readonly { readonly peerIp: string; readonly expiresAt: number }[];
+  /** `held`: expired, kept to block reuse until bindingExpiresAt + CHANNEL_HOLD_MS. */
+  readonly channels: readonly { readonly number: number; readonly peer: TransportAddress; readonly held: boolean; readonly bindingExpiresAt: number }[];
+  readonly reservation?: { readonly token: string; readonly family: Family; readonly port: number; readonly expiresAt: number } | undefined;
+}
+
 export class RelayState {
   readonly byFiveTuple = new Map<string, Allocation>();
   /** By relayed port (portKey). */
@@ -283,11 +291,7 @@ export class RelayState {
   installPermission(a: Allocation, peerIp: string, now: number): void {
     let p = a.permissions.get(peerIp);
     if (p === undefined) {
-      const created: Permission = { allocation: a, peerIp, expiresAt: 0, timer: undefined as unknown as Timer<Timed> };
-      (created as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'permission', permission: created });
-      a.permissions.set(peerIp, created);
-      this.#permissions++;
-      p = created;
+      p = this.#newPermission(a, peerIp);
       const samePeerIp = a.channelsByPeer.get(peerIp);
       if (samePeerIp !== undefined) {
         for (const c of samePeerIp.values()) if (c.state === 'active' && !c.live) this.#announce(c);
@@ -295,6 +299,14 @@ export class RelayState {
     }
     p.expiresAt = now + PERMISSION_LIFETIME_MS;
     this.#heap.schedule(p.timer, p.expiresAt);
+  }
+
+  #newPermission(a: Allocation, peerIp: string): Permission {
+    const created: Permission = { allocation: a, peerIp, expiresAt: 0, timer: undefined as unknown as Timer<Timed> };
+    (created as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'permission', permission: created });
+    a.permissions.set(peerIp, created);
+    this.#permissions++;
+    return created;
   }
 
   hasPermission(a: Allocation, peerIp: string): boolean {
@@ -342,6 +354,14 @@ export class RelayState {
       else if (permitted) this.#announce(existing);
       return revived ? 'bound' : 'refreshed';
     }
+    const c = this.#newChannel(a, binding, expiresAt);
+    if (permitted) this.#announce(c);
+    return 'bound';
+  }
+
+  /** An active channel for `binding`, not announced, its timer at `at`. */
+  #newChannel(a: Allocation, binding: ChannelBinding, at: number): Channel {
+    const { channel: number, peer } = binding;
     const c: Channel = {
       allocation: a,
       number,
@@ -358,9 +378,8 @@ export class RelayState {
     let samePeerIp = a.channelsByPeer.get(peer.address);
     if (samePeerIp === undefined) a.channelsByPeer.set(peer.address, (samePeerIp = new Map()));
     samePeerIp.set(peer.port, c);
-    this.#heap.schedule(c.timer, expiresAt);
-    if (permitted) this.#announce(c);
-    return 'bound';
+    this.#heap.schedule(c.timer, at);
+    return c;
   }
 
   /** The active channel with this number, if any. */
@@ -463,6 +482,45 @@ export class RelayState {
       }
     }
     return out;
+  }
+
+  /**
+   * Put back an allocation a previous relay process held (state-document.ts):
+   * its ports and reservation taken in the pools, every timer at its saved
+   * deadline. Emits nothing: the data plane still has it all, and the
+   * snapshot that follows the restore re-announces it.
+   */
+  restore(r: RestoredAllocation): Allocation {
+    if (r.ports.v4 !== undefined) this.pools[4].take(r.ports.v4);
+    if (r.ports.v6 !== undefined) this.pools[6].take(r.ports.v6);
+    const a = this.addAllocation(r);
+    for (const saved of r.permissions) {
+      const p = this.#newPermission(a, saved.peerIp);
+      p.expiresAt = saved.expiresAt;
+      this.#heap.schedule(p.timer, p.expiresAt);
+    }
+    for (const saved of r.channels) {
+      const binding: ChannelBinding = {
+        client: a.client,
+        channel: saved.number,
+        peer: saved.peer,
+        allocationPort: (saved.peer.family === 4 ? a.ports.v4 : a.ports.v6) ?? 0,
+        allocationPorts: { ...a.ports },
+        expiresAt: saved.bindingExpiresAt,
+      };
+      const c = this.#newChannel(a, binding, saved.held ? saved.bindingExpiresAt + CHANNEL_HOLD_MS : saved.bindingExpiresAt);
+      if (saved.held) c.state = 'held';
+      else if (a.permissions.has(saved.peer.address)) {
+        c.live = true;
+        this.#channels++;
+      }
+    }
+    const res = r.reservation;
+    if (res !== undefined) {
+      this.pools[res.family].take(res.port);
+      this.addReservation(res.token, res.family, res.port, res.expiresAt - RESERVATION_LIFETIME_MS, a);
+    }
+    return a;
   }
 
   /** Tell the data plane to relay this channel. */

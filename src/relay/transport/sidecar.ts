@@ -20,12 +20,20 @@
 //   optional accelerator: a binding missing from the kernel map only means
 //   the client's ChannelData is passed up and relayed here in userspace, while
 //   failing the ChannelBind would break the client for a sidecar hiccup.
+// - State kept across a restart of this process: the server's state document
+//   (server/state-document.ts) goes to the sidecar in STATE frames on every
+//   connect and, debounced, whenever the tables changed; the sidecar keeps the
+//   latest and hands it to the next relay after its HELLO, which restores it
+//   before it answers anything. The snapshot waits for that (serverReady), so
+//   a restarted relay never announces an empty state over the one the sidecar
+//   still relays.
 import { portKey } from '../../shared/endpoint.ts';
 import { EventEmitter, once } from 'node:events';
 import type { Logger } from 'pino';
 import { LinkClient, type BackoffOptions } from '../../link/client.ts';
 import type { Hello, LinkConnection, LinkStats } from '../../link/connection.ts';
 import type { Frame } from '../../link/protocol.ts';
+import { StateAssembler, sendStateChunks } from '../../link/state-chunks.ts';
 import type { RelayCounters } from '../../link/counters.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, TransportAddress } from '../server/types.ts';
 import { Driver, type DatapathPort } from './driver.ts';
@@ -35,6 +43,8 @@ import { startRelayTelemetry } from '../telemetry/index.ts';
 import type { TurnServer } from '../server/server.ts';
 import { StreamServers, routeStreams, streamOptions } from './streams.ts';
 import { inheritedStreamSockets } from './stream-sockets.ts';
+import { encodeStateDocument, parseStateDocument } from '../server/state-document.ts';
+import { monotonicClock } from './clock.ts';
 
 /** The driver surface this transport feeds (src/relay/transport/driver.ts). */
 export interface DriverInput {
@@ -63,6 +73,19 @@ export interface SidecarTransportOptions {
   controlReserveBytes?: number;
   /** Announce another protocol version (tests only). */
   version?: number;
+  /** The server's state document for the sidecar to hold; without it none is sent. */
+  state?: StateSource;
+  /** Snapshots wait for serverReady() (the server is built and restored); default: they go at once. */
+  gated?: boolean;
+}
+
+export interface StateSource {
+  /** Moves whenever the state changed (TurnServer.stateChanges). */
+  changes(): number;
+  /** The document's bytes now. */
+  encode(): Uint8Array;
+  /** Least ms between two documents (default 250). */
+  intervalMs?: number;
 }
 
 export interface SidecarTransportStats {
@@ -93,6 +116,10 @@ type Events = {
   resynced: [generation: number, failed: { family: Family; port: number; error: string }[]];
   /** The sidecar's log filters, local and stream (on connect and on every change); src/relay/telemetry applies them. */
   'log-filter': [filter: string, stream: string | undefined];
+  /** The sidecar drains: refuse new Allocates (300 to `alternate`, else 508). */
+  drain: [alternate: TransportAddress | undefined];
+  /** The state document the sidecar holds for us (undefined: none), sent after its HELLO. */
+  'held-state': [doc: Buffer | undefined];
 };
 
 interface Hold {
@@ -118,6 +145,17 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
    * must not be deleted for it. Undefined when no ack is awaited.
    */
   private openedDuringResync: Set<number> | undefined;
+  private ready: Promise<void>;
+  private isReady: boolean;
+  private markReady: () => void = () => {};
+  /** Chunks of the document the sidecar is sending us. */
+  private readonly incoming = new StateAssembler();
+  private stateTimer: NodeJS.Timeout | undefined;
+  private stateSentAt = -1;
+  private stateId = 0;
+  private sendingState = false;
+  /** The sidecar's DRAIN, kept: it may arrive before the server is built. */
+  drainRequest: { alternate: TransportAddress | undefined } | undefined;
   private readonly s = {
     connects: 0, packetsIn: 0, packetsOut: 0, droppedDisconnected: 0, droppedBackpressure: 0, droppedHeldOverflow: 0,
     heldForAck: 0, ackTimeouts: 0, ackFailures: 0, openPortsFailedNoLink: 0, snapshotsSent: 0, snapshotPortFailures: 0, logsDropped: 0,
@@ -141,6 +179,18 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     this.client.on('close', (info) => {
       if (info.opened) this.onClosed(info.reason);
     });
+    this.isReady = !opts.gated;
+    this.ready = opts.gated ? new Promise((resolve) => (this.markReady = resolve)) : Promise.resolve();
+    if (opts.state) {
+      this.stateTimer = setInterval(() => this.saveState(false), opts.state.intervalMs ?? 250);
+      this.stateTimer.unref();
+    }
+  }
+
+  /** The server is built (and restored): snapshots may go. */
+  serverReady(): void {
+    this.isReady = true;
+    this.markReady();
   }
 
   attach(driver: DriverInput): void {
@@ -151,7 +201,24 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     this.client.start();
   }
 
+  /**
+   * The state as it is now, to the sidecar before a graceful stop (SIGTERM,
+   * an upgrade): the debounce would otherwise lose the last changes.
+   */
+  async saveFinal(): Promise<void> {
+    const src = this.opts.state;
+    const conn = this.conn;
+    if (!src || !conn || !this.isReady) return;
+    // One document at a time: chunks of two would interleave under backpressure.
+    while (this.sendingState && conn.state === 'open') await new Promise((r) => setImmediate(r));
+    const id = (this.stateId = (this.stateId + 1) >>> 0);
+    await sendStateChunks(conn, id, src.encode());
+    conn.flush();
+    await conn.waitWritable();
+  }
+
   stop(): void {
+    clearInterval(this.stateTimer);
     this.client.stop();
     if (this.conn) this.onClosed('stopped');
   }
@@ -235,7 +302,12 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     this.conn = conn;
     this.s.connects++;
     conn.on('frame', (f) => this.onFrame(f));
-    void this.sendSnapshot(conn);
+    this.incoming.reset();
+    void this.ready.then(async () => {
+      await this.sendSnapshot(conn);
+      // A new sidecar holds nothing for us: give it our state now, not at the next change.
+      if (this.conn === conn) this.saveState(true);
+    });
     this.emit('open', peer);
   }
 
@@ -287,9 +359,31 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
       case 'log-filter':
         this.emit('log-filter', f.filter, f.stream);
         return;
+      case 'drain':
+        this.drainRequest = { alternate: f.alternate };
+        this.emit('drain', f.alternate);
+        return;
+      case 'state': {
+        const r = this.incoming.add(f.id, f.final, f.data);
+        if (r.done && 'doc' in r) this.emit('held-state', r.doc);
+        return;
+      }
       default:
         this.log.debug({ kind: f.kind }, 'unexpected frame from the sidecar ignored');
     }
+  }
+
+  /** Sends the state document when it changed since the last one (or `force`), in chunks, minding backpressure. */
+  private saveState(force: boolean): void {
+    const src = this.opts.state;
+    const conn = this.conn;
+    if (!src || !conn || !this.isReady || this.sendingState) return;
+    const changes = src.changes();
+    if (!force && changes === this.stateSentAt) return;
+    this.stateSentAt = changes;
+    this.sendingState = true;
+    const id = (this.stateId = (this.stateId + 1) >>> 0);
+    void sendStateChunks(conn, id, src.encode()).finally(() => (this.sendingState = false));
   }
 
   /** Deletes (via the server) the allocations whose ports the sidecar could not reopen. */
@@ -388,21 +482,48 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
  * sidecar that names other addresses fails the transport: allocations already
  * handed out carry the old ones, so the relay starts anew.
  */
+/** How long a new relay waits after HELLO for the state the sidecar holds (it sends it at once). */
+const HELD_STATE_WAIT_MS = 3000;
+
+/** Takes over the state a previous relay process left with the sidecar; a document it cannot use leaves the server empty. */
+function restoreHeld(server: TurnServer, held: Buffer, now: number, log: Logger): void {
+  const parsed = parseStateDocument(held);
+  if (!parsed.ok) {
+    log.warn({ reason: parsed.reason, bytes: held.length }, 'the state the sidecar held is unusable; starting empty');
+    return;
+  }
+  try {
+    const counts = server.restoreState(parsed.doc, now, Date.now());
+    log.info({ ...counts, from: parsed.doc.software, version: parsed.from, savedAgoMs: Date.now() - parsed.doc.savedAt }, 'state restored from the previous relay');
+  } catch (e) {
+    log.warn({ reason: (e as Error).message }, 'cannot restore the previous relay state; starting empty');
+  }
+}
+
 export const startSidecarTransport: StartTransport = async ({ config, buildServer, logs, logDestination }) => {
   const log = logs.get('transport');
   const path = linkSocketPath(config);
   let server: TurnServer | undefined;
+  const clock = monotonicClock();
   const transport = new SidecarTransport({
     path,
     software: `turnpike-relay/${config.software}`,
     logger: log,
     snapshot: () => server?.snapshot() ?? [],
+    gated: true,
+    state: { changes: () => server?.stateChanges ?? 0, encode: () => encodeStateDocument(server!.saveState(clock(), Date.now())) },
+    // Back within a second of a restarted sidecar: reconnecting to a local socket costs nothing.
+    backoff: { initialMs: 50, maxMs: 250 },
   });
   const firstHello = once(transport, 'open');
+  const firstState = once(transport, 'held-state');
   transport.start();
   const [hello] = await firstHello;
   const addresses = hello.relayAddresses ?? {};
+  const [held] = await Promise.race([firstState, new Promise<[undefined]>((r) => setTimeout(() => r([undefined]), HELD_STATE_WAIT_MS).unref())]);
   server = buildServer(addresses);
+  if (held) restoreHeld(server, held, clock(), log);
+  transport.serverReady();
   const failed = new Promise<string>((resolve) =>
     transport.on('open', (peer) => {
       const now = peer.relayAddresses ?? {};
@@ -411,6 +532,13 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
       }
     }),
   );
+  const drain = (alternate: TransportAddress | undefined) => {
+    if (!server!.draining) log.info({ alternate }, 'draining: new allocations refused, existing ones served');
+    server!.drain(alternate);
+  };
+  transport.on('drain', drain);
+  if (transport.drainRequest) drain(transport.drainRequest.alternate);
+
   // TURN over TCP/TLS: the relay accepts and parses on sockets the launcher
   // made; replies go back on the connection, never over the link.
   const sockets = inheritedStreamSockets(config.streamFds ?? []);
@@ -420,7 +548,7 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
     { message: (data, local, remote) => driver.datagram(data, local, remote), closed: (local, remote) => driver.connectionClosed(local, remote) },
     log,
   );
-  const driver = new Driver(server, streams ? routeStreams(transport, streams, () => noConnection++) : transport, { log });
+  const driver = new Driver(server, streams ? routeStreams(transport, streams, () => noConnection++) : transport, { log, clock });
   transport.attach(driver);
   if (streams) await streams.listen(sockets);
   else if (config.tcp || config.tlsCert !== undefined) log.info('TURN over TCP/TLS not served: no listening sockets were handed to this relay (the launcher makes them)');
@@ -441,6 +569,7 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
     close: async () => {
       telemetry.close();
       driver.close();
+      await transport.saveFinal();
       await streams?.close();
       transport.stop();
     },

@@ -6,8 +6,15 @@
 //   CHANNEL_ACK (the relay holds the ChannelBind answer until then)
 // - SNAPSHOT_* -> reconcile sockets and map to the relay's state, then
 //   SNAPSHOT_ACK; changes that arrive while a snapshot streams are folded into it
-// - relay gone -> close every allocation port and clear the map, so the
-//   kernel never relays for a binding the relay no longer has
+// - STATE -> the relay's state document, kept (latest complete one, unread)
+//   and handed to the next relay right after its HELLO
+// - relay gone -> for graceMs nothing changes: ports stay open (datagrams for
+//   the relay are dropped and counted, never buffered), bindings stay in the
+//   kernel, which keeps relaying, and the document is kept for the relay's
+//   return. A relay that comes back restores the document and re-announces;
+//   the reconcile leaves what it still holds as it is. After graceMs without
+//   one (or at once, graceMs 0): close every allocation port, clear the map,
+//   forget the document, so the kernel never relays for a binding nobody has
 // - LOG/COUNTERS -> 'log'/'counters' events for the telemetry agent; a log
 //   line is marked as the relay's and cannot pass for one of the sidecar's
 // Every frame is first checked against what the relay may ask (relay-guard.ts);
@@ -24,6 +31,10 @@ import type { UdpSockets } from '../sockets.ts';
 import type { SecurityEvents, SecurityRefusal } from '../security.ts';
 import { RelayGuard, type RelayLimits } from './relay-guard.ts';
 import { relayLogLine } from '../relay-line.ts';
+import { StateAssembler, sendStateChunks } from '../../link/state-chunks.ts';
+
+/** Largest state document the sidecar keeps for the relay (about 2 KiB per allocation). */
+const MAX_STATE_BYTES = 256 << 20;
 
 /** The kernel channel map as the bridge needs it; the eBPF map writer implements it (userspace mode: omit it). */
 export interface ChannelMap {
@@ -44,6 +55,8 @@ export interface RelayBridgeOptions {
   /** Where violations are reported; without it they are logged on `logger` only. */
   security?: SecurityEvents;
   logger: Logger;
+  /** How long ports, bindings and the state document wait for a relay that left (0: cleared at once). */
+  graceMs?: number;
 }
 
 export interface RelayBridgeStats {
@@ -62,6 +75,10 @@ export interface RelayBridgeStats {
   droppedNotHeld: number;
   /** Links closed because the relay asked for something it may not. */
   violations: number;
+  /** Relays that left and came back within the grace time (nothing was cleared). */
+  graceReturns: number;
+  /** Bytes of the state document held for the relay (0: none). */
+  heldStateBytes: number;
 }
 
 type Events = {
@@ -69,6 +86,8 @@ type Events = {
   counters: [counters: RelayCounters];
   'relay-open': [];
   'relay-close': [reason: string];
+  /** The grace time after the relay left ran out: ports closed, map cleared. */
+  'grace-expired': [];
   resynced: [generation: number, ports: number, channels: number, failed: number];
 };
 
@@ -89,8 +108,15 @@ export class RelayBridge extends EventEmitter<Events> {
   private readonly s = {
     packetsToRelay: 0, packetsFromRelay: 0, droppedNoRelay: 0, droppedBackpressure: 0, portsOpened: 0,
     portOpenFailures: 0, mapWrites: 0, mapWriteFailures: 0, resyncs: 0, disconnectCleanups: 0, droppedNotHeld: 0, violations: 0,
+    graceReturns: 0,
   };
   private guard: RelayGuard | null = null;
+  /** The relay's latest complete state document, for its next process. */
+  private heldState: Buffer | undefined;
+  private readonly incomingState = new StateAssembler(MAX_STATE_BYTES);
+  private stateId = 0;
+  /** Running while a relay that left may come back to what it had. */
+  private graceTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: RelayBridgeOptions) {
     super();
@@ -100,6 +126,10 @@ export class RelayBridge extends EventEmitter<Events> {
       const listen = new Set(opts.sockets.boundAddresses().map((a) => portKey(a.family, a.port)));
       this.guard = new RelayGuard(opts.limits, listen);
       conn.on('frame', (f) => this.onFrame(conn, f));
+      this.returned();
+      // Right after HELLO: the relay restores this before it announces anything.
+      this.stateId = (this.stateId + 1) >>> 0;
+      void sendStateChunks(conn, this.stateId, this.heldState ?? new Uint8Array(0));
       this.emit('relay-open');
     });
     opts.server.on('close', (conn, info) => {
@@ -107,8 +137,15 @@ export class RelayBridge extends EventEmitter<Events> {
       this.conn = null;
       this.guard = null;
       this.snap = null;
-      this.cleanup(info.reason);
+      this.incomingState.reset();
+      this.left(info.reason);
     });
+  }
+
+  /** Stop waiting for the relay (the sidecar stops); what it held is then cleared by the caller's order. */
+  stopGrace(): void {
+    clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
   }
 
   /** Pass to UdpSockets as `onPacket`; false when the datagram was dropped (no relay, or the link is backpressured). */
@@ -132,7 +169,7 @@ export class RelayBridge extends EventEmitter<Events> {
   }
 
   stats(): RelayBridgeStats {
-    return { ...this.s, relayConnected: this.conn !== null };
+    return { ...this.s, relayConnected: this.conn !== null, heldStateBytes: this.heldState?.length ?? 0 };
   }
 
   private onFrame(conn: LinkConnection, f: Frame): void {
@@ -205,6 +242,15 @@ export class RelayBridge extends EventEmitter<Events> {
       case 'counters':
         this.emit('counters', f.counters);
         return;
+      case 'state': {
+        const r = this.incomingState.add(f.id, f.final, f.data);
+        if (!r.done) return;
+        if ('tooLarge' in r) {
+          this.heldState = undefined;
+          this.log.warn({ bytes: r.tooLarge, max: MAX_STATE_BYTES }, 'relay state document too large to hold; a restarted relay will start empty');
+        } else this.heldState = r.doc;
+        return;
+      }
       default:
         this.log.debug({ kind: f.kind }, 'unexpected frame from the relay ignored');
     }
@@ -261,11 +307,36 @@ export class RelayBridge extends EventEmitter<Events> {
     this.emit('resynced', snap.generation, snap.ports.size, bindings.length, failed.length);
   }
 
-  private cleanup(reason: string): void {
+  /** The relay left: wait graceMs for it with everything as it was, or clear now. */
+  private left(reason: string): void {
+    const graceMs = this.opts.graceMs ?? 0;
+    this.emit('relay-close', reason);
+    if (graceMs <= 0) return this.cleanup(reason, 'relay disconnected');
+    this.stopGrace();
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined;
+      this.cleanup(reason, `no relay back within the grace time of ${graceMs} ms`);
+      this.emit('grace-expired');
+    }, graceMs);
+    this.graceTimer.unref();
+    this.log.warn(
+      { reason, graceMs, ports: this.opts.sockets.allocationPorts().length, heldStateBytes: this.heldState?.length ?? 0 },
+      'relay disconnected: ports and bindings kept for its return; datagrams for it are dropped meanwhile',
+    );
+  }
+
+  private returned(): void {
+    if (this.graceTimer === undefined) return;
+    this.stopGrace();
+    this.s.graceReturns++;
+    this.log.info({ heldStateBytes: this.heldState?.length ?? 0 }, 'relay back within the grace time');
+  }
+
+  private cleanup(reason: string, why: string): void {
     const closed = this.opts.sockets.closeAllocationPorts();
     this.s.disconnectCleanups++;
+    this.heldState = undefined;
     this.mapOp((m) => m.clear(), () => {});
-    this.log.warn({ reason, closedPorts: closed }, 'relay disconnected: allocation ports closed, channel map cleared');
-    this.emit('relay-close', reason);
+    this.log.warn({ reason, closedPorts: closed }, `${why}: allocation ports closed, channel map cleared`);
   }
 }

@@ -102,6 +102,8 @@ export function randomFrame(rng: Rng): Frame {
       return Object.keys(c.responses).length > MAX_REASON_KEYS || Object.keys(c.dropped).length > MAX_REASON_KEYS ? { kind: 'ping', nonce: 0 } : { kind, counters: c };
     }
     case 'log-filter': return { kind, filter: ascii(rng, 40) };
+    case 'drain': return rng.chance(0.5) ? { kind } : { kind, alternate: address(rng) };
+    case 'state': return { kind, id: rng.u32(), final: rng.chance(0.5), data: data() };
   }
 }
 

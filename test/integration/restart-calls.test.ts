@@ -1,0 +1,138 @@
+// Calls that outlive a restart (issue 12), with the pair run by its launcher,
+// XDP native, and coturn's turnutils_uclient sessions running through it:
+// - relay SIGKILLed mid-call: the sidecar keeps ports, bindings and the
+//   relay's state for its grace time; the kernel relays the channel sessions
+//   throughout, the restarted relay restores its state and the Send-indication
+//   sessions (userspace) resume: loss only in the gap, no session fails.
+// - sidecar SIGKILLed mid-call: the pinned maps relay the channel sessions;
+//   the relay reconnects to the new sidecar, which reopens the same ports.
+// The figures (sent, received, lost, the gap) go to the test's diagnostics.
+import { test, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
+import { createTopology, type Topology } from '../helpers/netns.ts';
+import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
+import { startPair, startFlow, inNs, waitUntil, sleep, type Pair, type Status, USER, PASS } from './pair-harness.ts';
+
+const PEER_PORT = 3480;
+const haveTools = hasCommand('turnutils_uclient') && hasCommand('turnutils_peer') && hasCommand('nsenter') && hasCommand('curl');
+let topo: Topology | undefined;
+
+before(async () => {
+  if (!(process.getuid?.() === 0 && haveTools)) return;
+  topo = await createTopology({ prefix: 'tprc', ipv6: false });
+  await topo.enableRelayXdpTx();
+  topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
+  await sleep(300);
+});
+
+after(async () => {
+  await topo?.destroy();
+});
+
+function gate(t: TestContext): Topology | undefined {
+  if (!requireRoot(t) || !requireCapability(t, haveTools && topo !== undefined, 'needs coturn (turnutils_uclient, turnutils_peer), nsenter and curl')) return undefined;
+  return topo;
+}
+
+const entries = (s: Status) => s.maps.tp_chan_to_peer?.entries ?? -1;
+const allocationPorts = (s: Status) => (s.sockets as { allocationPorts: number }).allocationPorts;
+/** Session length: 600 messages every 20 ms per client, about 12 s. */
+const MESSAGES = 600;
+
+/** A uclient run of `clients` sessions; `channels: false` relays with Send/Data indications (the userspace path). */
+function uclient(topo: Topology, pair: Pair, opts: { clients: number; channels: boolean }): Promise<UclientSummary> {
+  const args = ['-p', String(pair.listenPort), '-u', USER, '-w', PASS, '-e', topo.addr.peer4, '-r', String(PEER_PORT), '-n', String(MESSAGES), '-l', '120', '-z', '20', '-m', String(opts.clients)];
+  if (!opts.channels) args.push('-c');
+  args.push(topo.addr.relay4);
+  return inNs(topo, 'client', 'turnutils_uclient', args, 60_000)
+    .catch((e: { stdout?: string; stderr?: string }) => `${e.stdout}\n${e.stderr}`)
+    .then((out) => parseUclient(out, 0));
+}
+
+async function withPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>): Promise<void> {
+  const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native' });
+  try {
+    await pair.waitReady();
+    await run(pair);
+  } catch (e) {
+    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
+    throw e;
+  } finally {
+    await pair.stop();
+  }
+}
+
+const lossMs = (s: UclientSummary, clients: number) => Math.round(((s.sent - s.received) * 20) / clients);
+
+test('relay SIGKILLed mid-call: channel sessions lose nothing, Send sessions only the gap; the restarted relay has every allocation', async (t) => {
+  const topo = gate(t);
+  if (!topo) return;
+  await withPair(t, topo, async (pair) => {
+    const flow = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 200 });
+    try {
+      await flow.bound;
+      await waitUntil('echoes through the fast path', () => flow.received() > 50 || undefined);
+      const withChannels = uclient(topo, pair, { clients: 4, channels: true });
+      const withSend = uclient(topo, pair, { clients: 2, channels: false });
+      await sleep(4000);
+      const before = await pair.status();
+      const relayPid = pair.childPid('relay')!;
+      const killedAt = Date.now();
+      process.kill(relayPid, 'SIGKILL');
+      await pair.waitForStart('relay', 2);
+      const synced = await waitUntil('restarted relay restored and resynced', async () => {
+        const s = await pair.status();
+        return s.relay.relayConnected && s.relay.resyncs >= 2 && s.relayCounters ? s : undefined;
+      }, 15_000);
+      const backMs = Date.now() - killedAt;
+      assert.equal(synced.relay.disconnectCleanups, 0, 'nothing was cleared');
+      assert.equal(entries(synced), entries(before), 'the kernel kept every binding');
+      assert.equal(synced.relayCounters!.allocations, before.relayCounters!.allocations, 'every allocation restored');
+      assert.equal(synced.relayCounters!.channels, entries(synced), 'map bindings == relay channels');
+      const [c, s] = await Promise.all([withChannels, withSend]);
+      const inGap = flow.ticks().filter((k) => k.now > killedAt && k.now < killedAt + backMs);
+      const flowGap = inGap.length > 1 ? `${inGap.at(-1)!.received - inGap[0]!.received} echoes in ${inGap.at(-1)!.now - inGap[0]!.now} ms` : 'no ticks';
+      t.diagnostic(`relay killed; back and resynced after ${backMs} ms (status polled). ChannelData flow during it: ${flowGap} (200/s)`);
+      t.diagnostic(`uclient, 4 channel sessions: ${describeRun(c)}`);
+      t.diagnostic(`uclient, 2 Send-indication sessions: ${describeRun(s)}; loss = ${lossMs(s, 2)} ms of traffic per session`);
+      assert.equal(c.errors.length, 0, describeRun(c));
+      assert.equal(s.errors.length, 0, describeRun(s));
+      assert.ok(c.received >= c.sent * 0.99, `channel sessions lost traffic: ${describeRun(c)}`);
+      assert.ok(s.received > 0 && lossMs(s, 2) <= backMs + 1000, `Send sessions lost more than the gap: ${describeRun(s)}`);
+      assert.ok(inGap.length < 2 || inGap.at(-1)!.received - inGap[0]!.received > 0, 'the kernel relayed during the gap');
+    } finally {
+      await flow.stop();
+    }
+  });
+});
+
+test('sidecar SIGKILLed mid-call: channel sessions ride the pinned maps; Send sessions resume on the same ports', async (t) => {
+  const topo = gate(t);
+  if (!topo) return;
+  await withPair(t, topo, async (pair) => {
+    const withChannels = uclient(topo, pair, { clients: 4, channels: true });
+    const withSend = uclient(topo, pair, { clients: 2, channels: false });
+    await sleep(4000);
+    const before = await pair.status();
+    const killedAt = Date.now();
+    process.kill(pair.childPid('sidecar')!, 'SIGKILL');
+    const newPid = await pair.waitForStart('sidecar', 2);
+    const ready = await waitUntil('restarted sidecar ready', () => pair.lines().find((l) => l.msg === 'sidecar ready' && l.pid === newPid));
+    const readyAt = Date.parse(ready.time as string);
+    const synced = await waitUntil('relay resynced the new sidecar', () => pair.lines().find((l) => l.msg === 'relay state resynced' && l.pid === newPid));
+    const syncedAt = Date.parse(synced.time as string);
+    const after = await pair.status();
+    t.diagnostic(`sidecar killed; new one ready after ${readyAt - killedAt} ms, relay resynced it ${syncedAt - readyAt} ms later (ports ${synced.ports}, channels ${synced.channels}, failed ${synced.failed})`);
+    assert.equal(synced.failed, 0, 'every port reopened');
+    assert.equal(allocationPorts(after), allocationPorts(before), 'the same allocation ports');
+    assert.ok(syncedAt - readyAt < 1000, `userspace path back ${syncedAt - readyAt} ms after the sidecar`);
+    const [c, s] = await Promise.all([withChannels, withSend]);
+    t.diagnostic(`uclient, 4 channel sessions: ${describeRun(c)}`);
+    t.diagnostic(`uclient, 2 Send-indication sessions: ${describeRun(s)}; loss = ${lossMs(s, 2)} ms of traffic per session`);
+    assert.equal(c.errors.length, 0, describeRun(c));
+    assert.equal(s.errors.length, 0, describeRun(s));
+    assert.ok(c.received >= c.sent * 0.99, `channel sessions lost traffic: ${describeRun(c)}`);
+    assert.ok(lossMs(s, 2) <= syncedAt - killedAt + 1000, `Send sessions lost more than the gap: ${describeRun(s)}`);
+  });
+});
