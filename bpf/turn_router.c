@@ -13,7 +13,8 @@
  * tp_reasons. Relayed frames are counted per path in tp_path_stats.
  *
  * Next-hop MACs come from the FIB when the host forwards, else from the
- * MACs learned from frames addressed to the relay (neigh.h, rewrite.h).
+ * kernel's routes and neighbours as the sidecar mirrors them (neigh.h,
+ * rewrite.h); frames never teach the program anything.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -158,7 +159,7 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 					 udp_len, o->chan, o->channel, o->n)));
 	}
 
-	r = fib_macs(ctx, in, o, ip_len);
+	r = fib_macs(ctx, o, ip_len);
 	if (r != TP_CONTINUE)
 		return r;
 
@@ -372,15 +373,8 @@ static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg
 	int r;
 
 	r = parse_frame(data, end, cfg, &in);
-	if (r != TP_CONTINUE) {
-		if (r == TP_PASS_NOT_IP || r == TP_PASS_NOT_UDP)
-			neigh_learn_resolution(ctx, cfg, data, end); /* ARP, IPv6 ND */
+	if (r != TP_CONTINUE)
 		return r;
-	}
-	/* Every datagram to a relay address teaches the next hop towards its
-	 * source, before any decision: STUN and Send traffic count too, so a
-	 * peer's MAC is usually known before its first ChannelData is due. */
-	neigh_learn(ctx, &in.saddr, in.family, in.smac, 0);
 	if (in.dport == cfg->listen_port)
 		return from_client(ctx, cfg, &in);
 	if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {
