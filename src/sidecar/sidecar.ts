@@ -83,6 +83,7 @@ export class Sidecar {
     }
     const { router, state } = ebpf;
     telemetry.flags.setProperties({ datapath: state.datapath });
+    telemetry.metrics.setDatapath(state.datapath, state.attachMode);
 
     let bridge: RelayBridge | undefined;
     const sockets = new UdpSockets({
@@ -279,7 +280,7 @@ function readiness(config: Pick<Config, 'ebpf'>, state: EbpfState, relayConnecte
   if (!relayConnected) reasons.push('relay not connected');
   if (config.ebpf === 'required' && state.datapath !== 'xdp') reasons.push('eBPF required but not attached');
   // auto accepts the userspace fallback (it warned at start; /status says why).
-  return { ready: reasons.length === 0, reasons };
+  return { ready: reasons.length === 0, reasons, datapath: state.datapath };
 }
 
 /**

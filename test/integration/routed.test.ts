@@ -182,8 +182,10 @@ test('npm start with no settings attaches the program to the default route\'s in
   // Both routers, each in both families (IPv6 via their link-local addresses).
   assert.equal(ebpf.nextHops.needed, 4);
   assert.equal(ebpf.nextHops.resolved, 4);
-  assert.equal((await pair!.get('/readyz')).status, 200);
-  assert.match((await pair!.get('/metrics')).body, /turnpike_xdp_/);
+  const ready = await pair!.get('/readyz');
+  assert.equal(ready.status, 200);
+  assert.equal((JSON.parse(ready.body) as { datapath: string }).datapath, 'xdp');
+  assert.match((await pair!.get('/metrics')).body, /^turnpike_datapath\{[^}]*datapath="xdp",mode="native"[^}]*\} 1$/m);
 });
 
 for (const f of FLOWS.filter((x) => x.name.startsWith('one-way') || x.name.startsWith('two-way'))) {

@@ -177,14 +177,16 @@ export interface DefaultRouteInterface {
 }
 
 /**
- * The interfaces of the default routes (main table, lowest metric, a live
- * path), IPv4's first; interfaces that are not Ethernet (tunnels,
+ * The interfaces of the default routes (main table, lowest metric, a path
+ * that is not dead; one whose link is down counts), IPv4's first; interfaces that are not Ethernet (tunnels,
  * WireGuard: no Ethernet header for the program to rewrite) or not found
  * are left out, each with the reason.
  */
 export function defaultRouteInterfaces(kernel: Iterable<KernelRoute>, links: ReadonlyMap<number, KernelLink>): { found: DefaultRouteInterface[]; skipped: string[] } {
+  // A link that is down now (no carrier yet at boot) is still the one to attach to.
+  const up = (flags: number) => flags & ~RTNH_F.LINKDOWN;
   const table = routeTable(
-    [...kernel].filter((r) => r.dstLen === 0),
+    [...kernel].filter((r) => r.dstLen === 0).map((r) => ({ ...r, flags: up(r.flags), nextHops: r.nextHops.map((p) => ({ ...p, flags: up(p.flags) })) })),
     [],
     new Set(),
     Infinity,
