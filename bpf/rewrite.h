@@ -143,7 +143,6 @@ static __always_inline int next_hop(struct xdp_md *ctx, const struct tp_out *o, 
 static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 ip_len)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
-	struct nh_entry tmp = {};
 	int r;
 
 	if (TP_NH_TTL_JIFFIES != 0) {
@@ -157,6 +156,8 @@ static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 
 			    e->family != o->family || !addr_eq(&e->daddr, &o->daddr)) {
 				/* Decide into tmp: a pass must not leave a
 				 * half-updated slot behind for the next frame. */
+				struct nh_entry tmp;
+
 				r = next_hop(ctx, o, ip_len, &tmp);
 				if (r != TP_CONTINUE)
 					return r;
@@ -173,6 +174,8 @@ static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 
 			return TP_CONTINUE;
 		}
 	}
+	struct nh_entry tmp;
+
 	r = next_hop(ctx, o, ip_len, &tmp);
 	if (r != TP_CONTINUE)
 		return r;
@@ -181,13 +184,13 @@ static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 
 	return TP_CONTINUE;
 }
 
-static __always_inline void write_eth(struct ethhdr *eth, const struct tp_out *o)
+static __always_inline void write_eth(struct ethhdr *eth, const struct tp_out *o, const int family)
 {
 	void *p = eth;
 
 	mac_store(p, o->dmac);
 	mac_store(p + 6, o->smac);
-	*(__be16 *)(p + 12) = o->family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
+	*(__be16 *)(p + 12) = family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
 }
 
 /* The header is assembled as five words in registers (memory order, read

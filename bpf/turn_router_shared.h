@@ -63,6 +63,16 @@ struct tp_chan_value {
 	__be16 alloc_port;    /* network order: the allocation's relayed port in the peer's family */
 	__u8 peer_family;    /* enum tp_family of peer_addr */
 	__u8 pad[3];          /* zero */
+	/* When the peer is another allocation of this relay (its address and an
+	 * allocation port) whose channel to this allocation is bound too: that
+	 * channel's client, so channel -> channel takes one lookup. Written and
+	 * cleared by the sidecar with the partner's binding; all zero (channel
+	 * 0, never a valid one) when there is none. */
+	__u8 partner_addr[16];   /* network order, IPv4-mapped for IPv4 */
+	__be16 partner_port;     /* network order */
+	__be16 partner_channel;  /* network order; 0: no partner */
+	__u8 partner_family;     /* enum tp_family of partner_addr */
+	__u8 pad2[3];            /* zero */
 };
 
 /* Map "tp_peer_to_chan": UDP from a peer to an allocation port -> ChannelData

@@ -27,6 +27,9 @@ import {
   encodeRouteValue,
   decodeRoute,
   TP_ROUTE_UNICAST,
+  encodeChanValue,
+  decodeChanValue,
+  decodePartner,
 } from '../../src/sidecar/bpf/abi.ts';
 import { KERNEL_REASONS, reasonName } from '../../src/shared/reasons.ts';
 import { requireCapability, hasCommand } from '../helpers/env.ts';
@@ -197,6 +200,19 @@ test('route keys: family and pad always match, then the prefix of the 16-byte fo
   const onLink = decodeRoute(encodeRouteKey({ prefix: '0.0.0.0', prefixLength: 0 }), encodeRouteValue({ kind: 'stack', ifindex: 0, mtu: 0 }));
   assert.deepEqual(onLink, { prefix: '0.0.0.0', prefixLength: 0, kind: 'stack', ifindex: 0, gateway: undefined, mtu: 0 });
   assert.throws(() => encodeRouteKey({ prefix: '10.0.0.0', prefixLength: 33 }), /prefix length/);
+});
+
+test('channel values: the binding, then the partner (channel -> channel) or zeros', () => {
+  const v = { peer: { address: '203.0.113.1', port: 50012 }, allocationPort: 50011 };
+  const alone = encodeChanValue(v);
+  assert.equal(alone.length, STRUCTS.tp_chan_value.size);
+  assert.deepEqual([...alone.subarray(24)], new Array(24).fill(0));
+  assert.equal(decodePartner(alone), undefined);
+  const linked = encodeChanValue(v, { client: { address: '2001:db8:c::11', port: 50200 }, channel: 0x4022 });
+  assert.deepEqual(linked.subarray(0, 24), alone.subarray(0, 24));
+  assert.deepEqual([...linked.subarray(40)], [0xc4, 0x18, 0x40, 0x22, 6, 0, 0, 0]);
+  assert.deepEqual(decodePartner(linked), { client: { address: '2001:db8:c::11', port: 50200 }, channel: 0x4022 });
+  assert.deepEqual(decodeChanValue(linked), v);
 });
 
 test('neighbour values: both MACs, each followed by two zero bytes', () => {

@@ -255,6 +255,12 @@ fixtures.push(
     inFrame(C4, toListen(C4), channelData(0x4009, data)),
     { bindings: [...BINDINGS, bind(C4, 0x4009, { address: RELAY4, port: LISTEN }, 50009)] },
   ),
+  pass('channel -> channel with the other end\'s channel not bound', 'pass_no_binding', inFrame(C4, toListen(C4), channelData(0x4011, data)), {
+    bindings: BINDINGS.filter((b) => b.channel !== 0x4012),
+  }),
+  pass('channel -> channel after the other end\'s binding went (the sidecar unlinked it first)', 'pass_no_binding', inFrame(C4, toListen(C4), channelData(0x4011, data)), {
+    between: (r) => assert.ok(r.deleteChannel(BINDINGS.find((b) => b.channel === 0x4012)!)),
+  }),
   pass('peer family without a relay address (v4 client, v6 peer)', 'pass_family_unavailable', inFrame(C4, toListen(C4), channelData(0x4002, data)), {
     config: { ...BASE_CONFIG, relayV6: undefined },
   }),
@@ -271,6 +277,21 @@ fixtures.push(
 );
 
 // The MTU boundary itself relays: a 1500-byte output passes the check.
+// The other end bound again (second of the two): both are linked again.
+fixtures.push({
+  name: 'channel -> channel: the other end bound again after it went relays again',
+  bindings: BINDINGS,
+  between: (r) => {
+    const other = BINDINGS.find((b) => b.channel === 0x4012)!;
+    r.deleteChannel(other);
+    r.putChannel(other);
+  },
+  input: inFrame(C4, toListen(C4), channelData(0x4011, data)),
+  action: 'XDP_TX',
+  output: outFrame(toListen({ address: '192.0.2.11', port: 50100 }), { address: '192.0.2.11', port: 50100 }, channelData(0x4012, data)),
+  path: { name: 'chan_to_chan_44', bytes: data.length },
+});
+
 fixtures.push({
   name: 'output exactly at the MTU relays',
   input: inFrame(P4, alloc(P4, 50001), payloadOf(1500 - 28 - 4)),

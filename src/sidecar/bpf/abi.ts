@@ -47,11 +47,14 @@ export const STRUCTS = {
       client_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
     },
   },
+  // ...and the partner's client (channel -> channel) after it, in the same shape.
   tp_chan_value: {
-    size: 24,
+    size: 48,
     fields: {
       peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 },
       peer_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
+      partner_addr: { offset: 24, size: 16 }, partner_port: { offset: 40, size: 2 }, partner_channel: { offset: 42, size: 2 },
+      partner_family: { offset: 44, size: 1 }, pad2: { offset: 45, size: 3 },
     },
   },
   tp_peer_key: {
@@ -269,8 +272,13 @@ export function checkChannel(channel: number): number {
 
 export const encodeChanKey = (k: ChanKey) =>
   encodeAddrPortPort(k.client.address, k.client.port, checkChannel(k.channel), ['client address', 'client port', 'channel']);
-export const encodeChanValue = (v: ChanValue) =>
-  encodeAddrPortPort(v.peer.address, v.peer.port, v.allocationPort, ['peer address', 'peer port', 'allocationPort']);
+/** The channel's value; with partner, the client of the other allocation's channel to this one (channel -> channel). */
+export function encodeChanValue(v: ChanValue, partner?: PeerValue): Uint8Array {
+  const out = new Uint8Array(STRUCTS.tp_chan_value.size);
+  out.set(encodeAddrPortPort(v.peer.address, v.peer.port, v.allocationPort, ['peer address', 'peer port', 'allocationPort']));
+  if (partner) out.set(encodePeerValue(partner), PARTNER_AT);
+  return out;
+}
 export const encodePeerKey = (k: PeerKey) =>
   encodeAddrPortPort(k.peer.address, k.peer.port, k.allocationPort, ['peer address', 'peer port', 'allocationPort']);
 export const encodePeerValue = (v: PeerValue) =>
@@ -283,6 +291,13 @@ export function decodeChanKey(b: Uint8Array): ChanKey {
 export function decodeChanValue(b: Uint8Array): ChanValue {
   const [address, port, allocationPort] = decodeAddrPortPort(b);
   return { peer: { address, port }, allocationPort };
+}
+
+/** Where a channel's value holds its partner, and the partner itself (undefined: none). */
+export const PARTNER_AT = STRUCTS.tp_chan_value.fields.partner_addr.offset;
+export function decodePartner(b: Uint8Array): PeerValue | undefined {
+  const partner = b.subarray(PARTNER_AT, PARTNER_AT + BINDING_STRUCT_SIZE);
+  return partner.length === BINDING_STRUCT_SIZE && (partner[18]! | partner[19]!) !== 0 ? decodePeerValue(partner) : undefined;
 }
 export function decodePeerKey(b: Uint8Array): PeerKey {
   const [address, port, allocationPort] = decodeAddrPortPort(b);
