@@ -111,6 +111,7 @@ export const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4 } as const;
 export const IFA = { ADDRESS: 1, LOCAL: 2 } as const;
 export const ARPHRD_ETHER = 1;
 export const IFF_UP = 0x1;
+export const IFF_LOWER_UP = 0x10000;
 
 export const FRA = { PRIORITY: 6, TABLE: 15 } as const;
 export const FR_ACT_TO_TBL = 1;

@@ -16,7 +16,7 @@ import {
   type KernelRule,
   type NlMessage,
 } from '../../net/rtnetlink/codec.ts';
-import { AF_UNSPEC, NTF, RT_TABLE, RTM } from '../../net/rtnetlink/layout.ts';
+import { AF_UNSPEC, IFF_LOWER_UP, IFF_UP, NTF, RT_TABLE, RTM } from '../../net/rtnetlink/layout.ts';
 import { RtnetlinkSocket } from '../../net/rtnetlink/socket.ts';
 
 export const neighbourKey = (family: Family, address: string, ifindex: number) => `${family}|${address}|${ifindex}`;
@@ -27,8 +27,9 @@ const ruleKey = (r: KernelRule) => `${r.family}|${r.priority}|${r.table}|${r.act
 export type Change =
   | { readonly kind: 'routes' }
   | { readonly kind: 'rules' }
-  | { readonly kind: 'link'; readonly index: number }
-  | { readonly kind: 'addresses' }
+  /** stateChanged: it went up or down (or away), when IPv4 flushes its routes without a word. */
+  | { readonly kind: 'link'; readonly index: number; readonly stateChanged: boolean }
+  | { readonly kind: 'addresses'; readonly removed: boolean }
   | { readonly kind: 'neighbour'; readonly key: string }
   | undefined;
 
@@ -76,9 +77,11 @@ export class KernelView {
       case RTM.DELLINK: {
         const l = decodeLink(m);
         if (!l) return undefined;
+        const before = this.links.get(l.index);
         if (m.type === RTM.NEWLINK) this.links.set(l.index, l);
         else this.links.delete(l.index);
-        return { kind: 'link', index: l.index };
+        const state = (x: KernelLink | undefined) => (x ? x.flags & (IFF_UP | IFF_LOWER_UP) : -1);
+        return { kind: 'link', index: l.index, stateChanged: state(before) !== state(this.links.get(l.index)) };
       }
       case RTM.NEWADDR:
       case RTM.DELADDR: {
@@ -87,7 +90,7 @@ export class KernelView {
         const key = `${a.family}|${a.address}`;
         if (m.type === RTM.NEWADDR) this.addresses.add(key);
         else this.addresses.delete(key);
-        return { kind: 'addresses' };
+        return { kind: 'addresses', removed: m.type === RTM.DELADDR };
       }
       case RTM.NEWNEIGH:
       case RTM.DELNEIGH: {

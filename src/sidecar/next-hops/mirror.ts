@@ -17,6 +17,8 @@
 //   itself); stale ones are asked to be confirmed (unicast probes). Until
 //   an entry is usable the program passes the packets: never a guessed MAC.
 // - A lost notification (ENOBUFS) or a read error leads to a full resync,
+//   so does a link going up or down or an address going (IPv4 removes the
+//   routes that used them without a notification), at most once a second,
 //   and one happens every resyncMs anyway.
 // Bindings are followed through the router's binding observer: each end
 // that is on-link on an XDP interface is a needed next hop while bound.
@@ -70,6 +72,7 @@ const GROUPS = [RTNLGRP.LINK, RTNLGRP.NEIGH, RTNLGRP.IPV4_IFADDR, RTNLGRP.IPV6_I
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 const CONFIRM_EVERY_MS = 5000;
+const RESYNC_SOON_MS = 1000;
 /** Requests per poll at most (a flood of new on-link ends is spread over polls). */
 const REQUESTS_PER_POLL = 256;
 
@@ -95,6 +98,8 @@ export class NextHopMirror implements BindingObserver {
   #resyncs = 0;
   #closed = false;
   #cacheStale = false;
+  /** A link went up or down, or an address went: IPv4 drops the routes that used them without telling, so dump again (at most once a second). */
+  #resyncSoon = false;
 
   /** What the maps hold (as this mirror wrote or found them). */
   readonly #routes = new Map<string, Route>();
@@ -238,8 +243,8 @@ export class NextHopMirror implements BindingObserver {
   #poll(): void {
     if (this.#closed) return;
     this.#guard(() => {
-      if (Date.now() - this.#lastResync >= this.#resyncMs) {
-        this.#resync('periodic');
+      if (Date.now() - this.#lastResync >= (this.#resyncSoon ? RESYNC_SOON_MS : this.#resyncMs)) {
+        this.#resync(this.#resyncSoon ? 'a link or address went' : 'periodic');
       } else {
         let routesChanged = false;
         const links = new Set<number>();
@@ -248,7 +253,8 @@ export class NextHopMirror implements BindingObserver {
           for (const m of batch) {
             const c = this.#view.apply(m);
             if (c?.kind === 'routes' || c?.kind === 'rules' || c?.kind === 'addresses') routesChanged = true;
-            else if (c?.kind === 'link' && this.#watched.has(c.index)) links.add(c.index);
+            if ((c?.kind === 'link' && c.stateChanged) || (c?.kind === 'addresses' && c.removed)) this.#resyncSoon = true;
+            if (c?.kind === 'link' && this.#watched.has(c.index)) links.add(c.index);
             else if (c?.kind === 'neighbour') neighbours.add(c.key);
           }
         }
@@ -298,6 +304,7 @@ export class NextHopMirror implements BindingObserver {
       neighbours: dump(RTM.GETNEIGH),
     });
     this.#lastResync = Date.now();
+    this.#resyncSoon = false;
     this.#resyncs++;
     this.#recompute();
     this.#flush();
