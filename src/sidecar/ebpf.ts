@@ -199,9 +199,11 @@ export function startEbpf(config: Config, log: Logger): { router: XdpRouter | un
     );
     return { router, state };
   } catch (e) {
-    // Interfaces attached before the failure must not keep relaying through their pinned links.
+    // Interfaces attached before the failure must not keep relaying through
+    // their pinned links, and maps this start pinned go too (pins it found
+    // may serve a program an earlier run left attached: they stay).
     if (state.interfaces.length > 0) router?.detach();
-    router?.close();
+    router?.close({ unpin: router.reusedMaps.length === 0 });
     state.interfaces = [];
     state.interface = config.interface;
     return fallback((e as Error).message);
