@@ -28,7 +28,7 @@ import { XdpRouter } from '../src/sidecar/bpf/router.ts';
 import { testRun } from '../test/helpers/bpf-test-run.ts';
 import { channelData, payloadOf } from '../test/bpf/frames.ts';
 import {
-  BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, SCENE_ENDPOINTS, alloc, inFrame, learnFrame, toListen,
+  BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, alloc, inFrame, installNextHops, toListen,
 } from '../test/bpf/golden-scene.ts';
 
 const CALLS = Number(process.argv[2] ?? 4000);
@@ -57,10 +57,13 @@ const cases: Array<{ name: string; frame: Uint8Array; expect: string; repeatable
   { name: 'pass: STUN', frame: inFrame(C4, toListen(C4), Uint8Array.from([0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, ...payloadOf(12)])), expect: 'XDP_PASS', repeatable: true },
 ];
 
-function perCall(r: XdpRouter, frame: Uint8Array, n: number): number {
-  let total = 0;
-  for (let i = 0; i < n; i++) total += testRun(r, frame).durationNs;
-  return total / n;
+/** Mean and 20th percentile of n single runs. On a loaded machine the mean
+ * carries preemptions and interrupts; the low percentile is the program. */
+function perCall(r: XdpRouter, frame: Uint8Array, n: number): { mean: number; p20: number } {
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) xs.push(testRun(r, frame).durationNs);
+  xs.sort((a, b) => a - b);
+  return { mean: xs.reduce((a, b) => a + b, 0) / n, p20: xs[Math.floor(n / 5)]! };
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -69,9 +72,9 @@ const empty = XdpRouter.load({ objectPath: EMPTY_OBJECT, log });
 try {
   router.writeConfig(BASE_CONFIG);
   for (const b of BINDINGS) router.putChannel(b);
-  // Test runs have no usable FIB: outputs go to MACs learned from each
-  // destination's own frames, so every destination sends one frame first.
-  for (const e of SCENE_ENDPOINTS) testRun(router, learnFrame(e));
+  // Test runs have no usable FIB: outputs go where the mirrored kernel
+  // tables say (a default route per family, every destination resolved).
+  installNextHops(router);
   for (const c of cases) {
     const got = testRun(router, c.frame).actionName;
     if (got !== c.expect) throw new Error(`${c.name}: expected ${c.expect}, got ${got}`);
@@ -83,20 +86,22 @@ try {
   const after = router.readPathStats().find((p) => p.path === 'chan_to_udp_44')!.packets;
   console.log(`one test run with repeat=1000 on a chan_to_udp_44 frame relayed ${after - before} packet(s); the rest saw the rewritten frame`);
 
-  const emptySamples: number[] = [];
-  const samples = cases.map(() => [] as number[]);
+  const emptySamples: { mean: number; p20: number }[] = [];
+  const samples = cases.map(() => [] as { mean: number; p20: number }[]);
   for (let round = 0; round < ROUNDS; round++) {
     emptySamples.push(perCall(empty, cases[0]!.frame, CALLS));
     cases.forEach((c, i) => samples[i]!.push(perCall(router, c.frame, CALLS)));
   }
-  const emptyNs = median(emptySamples);
+  const emptyNs = median(emptySamples.map((x) => x.mean));
+  const emptyP20 = median(emptySamples.map((x) => x.p20));
   const emptyRepeat = testRun(empty, cases[0]!.frame, { repeat: REPEAT }).durationNs;
 
   // Per-run harness cost: what the empty program's single run takes beyond
   // its per-run time in a repeat loop (which still includes bh on/off).
   const overhead = emptyNs - emptyRepeat;
   const rows = cases.map((c, i) => {
-    const ns = median(samples[i]!);
+    const ns = median(samples[i]!.map((x) => x.mean));
+    const p20 = median(samples[i]!.map((x) => x.p20));
     const rep = c.repeatable ? testRun(router, c.frame, { repeat: REPEAT }).durationNs : undefined;
     const ratio = ns / emptyNs;
     return {
@@ -105,10 +110,12 @@ try {
       'above empty': (ns - emptyNs).toFixed(1),
       ratio: ratio.toFixed(2),
       '<= 2x': ratio <= 2 ? 'PASS' : `MISS by ${((ratio / 2 - 1) * 100).toFixed(0)}%`,
+      'p20 above empty': (p20 - emptyP20).toFixed(1),
+      'p20 ratio': (p20 / emptyP20).toFixed(2),
       [`ns/run (repeat=${REPEAT})`]: rep === undefined ? '-' : String(rep),
     };
   });
-  console.log(`empty XDP program: ${emptyNs.toFixed(1)} ns per run with repeat=1 (median of ${ROUNDS} rounds x ${CALLS} runs), ${emptyRepeat} ns per run with repeat=${REPEAT}`);
+  console.log(`empty XDP program: ${emptyNs.toFixed(1)} ns per run with repeat=1 (median of ${ROUNDS} rounds x ${CALLS} runs; 20th percentile ${emptyP20.toFixed(1)} ns), ${emptyRepeat} ns per run with repeat=${REPEAT}`);
   console.log(`harness overhead per single run ~ ${overhead.toFixed(1)} ns (timer, bh on/off, dispatch; cold caches): ${(overhead / emptyNs * 100).toFixed(0)}% of the empty program's single-run time`);
   console.table(rows);
   const relay = rows.filter((r, i) => cases[i]!.expect === 'XDP_TX' && !cases[i]!.name.includes('1000 B'));

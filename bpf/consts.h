@@ -23,18 +23,20 @@
 #define TP_MAX_IP_LEN 9216
 #endif
 
-/* 1: next-hop MACs from bpf_fib_lookup first (rewrite.h), then the learned
- * neighbours. 0: learned neighbours only; saves the lookup's cost where
- * forwarding is off anyway (the FIB then always answers FWD_DISABLED). */
+/* 1: next-hop MACs from bpf_fib_lookup first (rewrite.h), then the
+ * mirrored routes and neighbours. 0: the mirror only; saves the lookup's
+ * cost where forwarding is off anyway (the FIB then always answers
+ * FWD_DISABLED). */
 #ifndef TP_FIB_LOOKUP
 #define TP_FIB_LOOKUP 1
 #endif
 
 /* Next-hop cache (maps.h nh_cache): slots per CPU (a power of two) and how
  * long an answer is trusted, in jiffies: 50 = 50 ms at HZ=1000, 200 ms at
- * HZ=250, 500 ms at HZ=100. After a neighbour's MAC changes, frames may go
- * to the old MAC for at most this long (the FIB itself serves the kernel's
- * neighbour entry, which also lags a change). 0 disables the cache. */
+ * HZ=250, 500 ms at HZ=100. After a route or a neighbour's MAC changes,
+ * frames may go to the old next hop for at most this long after the mirror
+ * has it (the sidecar's part is about 100 ms): within a second in all. 0
+ * disables the cache. */
 #ifndef TP_NH_SLOTS
 #define TP_NH_SLOTS 256
 #endif
@@ -42,22 +44,12 @@
 #define TP_NH_TTL_JIFFIES 50
 #endif
 
-/* Learned neighbours (maps.h tp_neigh): capacity of the LRU (the least
- * recently used address is evicted when full), and how often a confirmed
- * entry's timestamp is rewritten: a steady flow costs no write, and with
- * nb_seen below not even the hash lookup on most packets. */
+/* Capacity of the mirrored tables (maps.h tp_routes, tp_neigh). */
+#ifndef TP_MAX_ROUTES
+#define TP_MAX_ROUTES 16384
+#endif
 #ifndef TP_MAX_NEIGH
-#define TP_MAX_NEIGH 65536
-#endif
-#ifndef TP_NEIGH_REFRESH_NS
-#define TP_NEIGH_REFRESH_NS 1000000000ull
-#endif
-/* How long a CPU trusts that tp_neigh already holds a source's MAC
- * (maps.h nb_seen) before looking again: 250 ms at HZ=1000, 1 s at HZ=250.
- * Shorter than the refresh above, so seen_ns of an active source stays
- * within about one refresh interval. 0 disables the shortcut. */
-#ifndef TP_NEIGH_CONFIRM_JIFFIES
-#define TP_NEIGH_CONFIRM_JIFFIES 250
+#define TP_MAX_NEIGH 16384
 #endif
 
 /* Header values of the packets the relay originates (it is an endpoint, not
@@ -75,11 +67,7 @@
 #define TP_ETH_P_IPV6 0x86DD
 #define TP_ETH_P_8021Q 0x8100
 #define TP_ETH_P_8021AD 0x88A8
-#define TP_ETH_P_ARP 0x0806
 #define TP_IPPROTO_UDP 17
-#define TP_IPPROTO_ICMPV6 58
-#define TP_ND_NEIGHBOR_SOLICIT 135
-#define TP_ND_NEIGHBOR_ADVERT 136
 #define TP_AF_INET 2
 #define TP_AF_INET6 10
 

@@ -81,64 +81,48 @@ struct {
 } tp_diag_budget SEC(".maps");
 
 /*
- * Learned neighbours (turn_router_shared.h). An LRU so a flood of new source
- * addresses evicts the least recently used entries instead of failing, and
- * pinned like the other tp_ maps so a restarted sidecar keeps what was
- * learned. Preallocated: 65,536 entries take 6,816,640 bytes of memlock
- * on kernel 6.18 with 2 CPUs (test/bpf/loader.test.ts prints it); not a
- * binding map, so outside the binding maps' 16 MiB budget.
+ * The kernel's routes and the neighbours the program needs, mirrored by the
+ * sidecar (turn_router_shared.h); the program only reads them. Pinned like
+ * the other tp_ maps, so a restarted sidecar finds them filled and only
+ * corrects what changed meanwhile. An LPM trie is never preallocated; a
+ * host with more routes than fit has its mirror emptied by the sidecar (a
+ * missing more-specific route would send to the wrong next hop). The
+ * neighbour hash is preallocated: 16,384 entries take about 1.7 MiB.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TP_MAX_ROUTES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tp_route_key);
+	__type(value, struct tp_route_value);
+} tp_routes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, TP_MAX_NEIGH);
 	__type(key, struct tp_neigh_key);
 	__type(value, struct tp_neigh_value);
 } tp_neigh SEC(".maps");
 
 /*
- * Recently confirmed sources (kernel-internal, no "tp_" prefix): what each
- * CPU last wrote or verified in tp_neigh for a source address, so a steady
- * flow skips the tp_neigh hash lookup (a jhash and a bucket walk, ~15 ns
- * cold in the benchmark) for an array slot it reads anyway. Valid for
- * TP_NEIGH_CONFIRM_JIFFIES, and only while the frame's MAC and interface
- * still match; direct-mapped, a collision just evicts.
- */
-struct nb_seen {
-	union tp_addr addr;    /* the source address (IPv4-mapped for IPv4) */
-	__u64 mac;             /* as mac_load() reads it */
-	__u64 until;           /* jiffies: trusted while jiffies < until */
-	__u32 ifindex;
-	__u8 family;           /* of addr: 4 or 6 */
-	__u8 pad[3];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TP_NH_SLOTS);
-	__type(key, __u32);
-	__type(value, struct nb_seen);
-} nb_seen SEC(".maps");
-
-/*
  * Next-hop cache (kernel-internal, not part of the contract, so no "tp_"
  * prefix: the loader neither pins nor reuses it). bpf_fib_lookup and the
- * tp_neigh lookup are the costliest steps of a relayed frame, and their
- * answer changes only when a route or a neighbour does, so each CPU keeps
- * the last answer per output destination for TP_NH_TTL_JIFFIES and then
- * asks again. Entries are 64 bytes (one cache line); direct-mapped, a
- * collision just evicts. Only answers that relay are cached: a pass (no MAC
- * known yet) asks again on the next frame.
+ * route and neighbour lookups are the costliest steps of a relayed frame,
+ * and their answer changes only when a route or a neighbour does, so each
+ * CPU keeps the last answer per output destination for TP_NH_TTL_JIFFIES
+ * and then asks again. Entries are 64 bytes (one cache line);
+ * direct-mapped, a collision just evicts. Only answers that relay are
+ * cached: a pass asks again on the next frame.
  */
 struct nh_entry {
 	union tp_addr daddr;   /* the output's destination (IPv4-mapped for IPv4) */
 	__u64 expires;         /* jiffies: valid while jiffies < expires */
-	__u64 smac;            /* as mac_load() reads it; unused when own_from_frame */
+	__u64 smac;            /* as mac_load() reads it */
 	__u64 dmac;
 	__u32 ifindex;         /* ingress ifindex the answer was for */
 	__u16 max_ip_len;      /* longest output IP packet the answer covers */
-	__u8 own_from_frame;   /* 1: source MAC = the input frame's destination MAC (ours) */
 	__u8 family;           /* of daddr: 4 or 6 */
-	__u8 pad[8];
+	__u8 pad[9];
 };
 
 struct {

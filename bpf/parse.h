@@ -39,8 +39,6 @@ union tp_addr {
 struct tp_in {
 	union tp_addr saddr;
 	union tp_addr daddr;
-	__u64 smac;      /* Ethernet addresses as mac_load() reads them */
-	__u64 dmac;
 	__u8 family;     /* 4 or 6 */
 	__be16 sport;    /* network order */
 	__be16 dport;    /* network order */
@@ -207,8 +205,8 @@ static __always_inline int parse_frame(void *data, void *end, const struct tp_co
 			return TP_PASS_NOT_RELAY_ADDR;
 		/* ::ffff:a.b.c.d is IPv4 in IPv6 form, never a source on the
 		 * wire (the stack drops it as well), and in the program's
-		 * 16-byte form it is a.b.c.d: drop it before anything (neighbour
-		 * learning, binding lookups) can take it for that IPv4 host. */
+		 * 16-byte form it is a.b.c.d: drop it before a binding lookup
+		 * can take it for that IPv4 host. */
 		if (addr_is_v4(&in->saddr))
 			return TP_DROP_V4_MAPPED;
 	} else if (proto == bpf_htons(TP_ETH_P_8021Q) || proto == bpf_htons(TP_ETH_P_8021AD)) {
@@ -216,8 +214,6 @@ static __always_inline int parse_frame(void *data, void *end, const struct tp_co
 	} else {
 		return TP_PASS_NOT_IP;
 	}
-	in->dmac = mac_load(data);
-	in->smac = mac_load(data + 6);
 	return TP_CONTINUE;
 }
 

@@ -73,33 +73,29 @@ static __always_inline __u64 csum_udp_headers(const union tp_addr *s, const unio
  * (XDP_TX). Two sources, in order:
  * 1. bpf_fib_lookup, an output lookup restricted to the ingress interface:
  *    authoritative when it answers (route via this interface, neighbour
- *    resolved), and it also bounds the packet by the route's MTU. Observed
- *    on 6.18: even with BPF_FIB_LOOKUP_OUTPUT it answers
- *    BPF_FIB_LKUP_RET_FWD_DISABLED unless forwarding is on for the
- *    interface (net.ipv4.conf.IF.forwarding / net.ipv6.conf.IF.forwarding),
- *    the normal state of a relay host, which is why (2) exists. In
- *    BPF_PROG_TEST_RUN (ingress = lo) it answers FWD_DISABLED, or
- *    NOT_FWDED when forwarding is on but nothing routes via lo.
- * 2. Otherwise (FWD_DISABLED, NOT_FWDED, NO_NEIGH, a route via another
- *    interface, ...) the MAC learned from the destination's own frames on
- *    this interface (neigh.h), with our MAC (the input's destination MAC)
- *    as source. For a destination behind a gateway that is the gateway's
- *    MAC, right for symmetric routing.
- * If neither knows, the frame is passed (TP_PASS_NO_NEIGH when the FIB
- * found the route here but not the neighbour, else TP_PASS_NOT_LEARNED):
- * the stack sends it (resolving the neighbour) via the sidecar and relay,
- * and once the destination sends us anything its MAC is learned. The frame
- * is never bounced to its sender's MAC unless that is the learned next hop
- * of the destination too.
+ *    resolved; policy routing and multipath included), and it also bounds
+ *    the packet by the route's MTU. Observed on 6.18: even with
+ *    BPF_FIB_LOOKUP_OUTPUT it answers BPF_FIB_LKUP_RET_FWD_DISABLED unless
+ *    forwarding is on for the interface (net.ipv4.conf.IF.forwarding /
+ *    net.ipv6.conf.IF.forwarding), and forwarding is off on a relay host,
+ *    which is why (2) exists. In BPF_PROG_TEST_RUN (ingress = lo) it
+ *    answers FWD_DISABLED, or NOT_FWDED when forwarding is on but nothing
+ *    routes via lo.
+ * 2. Otherwise the kernel's route and neighbour entry as the sidecar
+ *    mirrors them (neigh.h): the same answer the stack would give, read
+ *    from maps no frame can write.
+ * If neither answers, the frame is passed with the mirror's reason
+ * (pass_no_route, pass_other_interface, pass_no_neigh): the stack sends it
+ * via the sidecar and relay, resolving the neighbour if need be.
  * Returns TP_CONTINUE with e filled, TP_PASS_TOO_BIG when the route's MTU
- * is smaller, or one of the two pass reasons above.
+ * is smaller, or one of the pass reasons above.
  */
 static __always_inline int next_hop(struct xdp_md *ctx, const struct tp_out *o, __u16 ip_len,
 				    struct nh_entry *e)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
-	int fib_no_neigh = 0;
-	__u64 dmac;
+	struct tp_hop h;
+	int r;
 
 	if (TP_FIB_LOOKUP) {
 		struct bpf_fib_lookup fib = {};
@@ -123,12 +119,10 @@ static __always_inline int next_hop(struct xdp_md *ctx, const struct tp_out *o, 
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 			return TP_PASS_TOO_BIG;
 		if (rc == BPF_FIB_LKUP_RET_SUCCESS && fib.ifindex == ifindex) {
-			__u64 smac = 0;
+			__u64 smac = 0, dmac = 0;
 
-			dmac = 0;
 			__builtin_memcpy(&smac, fib.smac, 6);
 			__builtin_memcpy(&dmac, fib.dmac, 6);
-			e->own_from_frame = 0;
 			e->smac = smac;
 			e->dmac = dmac;
 			/* On success tot_len holds the route's MTU (mtu_result):
@@ -136,31 +130,19 @@ static __always_inline int next_hop(struct xdp_md *ctx, const struct tp_out *o, 
 			e->max_ip_len = fib.mtu_result;
 			return TP_CONTINUE;
 		}
-		fib_no_neigh = rc == BPF_FIB_LKUP_RET_NO_NEIGH && fib.ifindex == ifindex;
 	}
-	dmac = neigh_mac(&o->daddr, o->family, ifindex);
-	if (dmac == 0)
-		return fib_no_neigh ? TP_PASS_NO_NEIGH : TP_PASS_NOT_LEARNED;
-	e->own_from_frame = 1;
-	e->smac = 0;
-	e->dmac = dmac;
-	/* No MTU to learn: covers outputs up to this one's length; a longer
-	 * one asks again, in case its route would refuse it. */
-	e->max_ip_len = ip_len;
+	r = mirror_next_hop(&o->daddr, o->family, ifindex, ip_len, &h);
+	if (r != TP_CONTINUE)
+		return r;
+	e->smac = h.smac;
+	e->dmac = h.dmac;
+	e->max_ip_len = h.max_ip_len;
 	return TP_CONTINUE;
 }
 
-static __always_inline void use_answer(const struct nh_entry *e, const struct tp_in *in, struct tp_out *o)
-{
-	o->smac = e->own_from_frame ? in->dmac : e->smac;
-	o->dmac = e->dmac;
-}
-
-static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, struct tp_out *o,
-				    __u16 ip_len)
+static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 ip_len)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
-	struct nh_entry tmp = {};
 	int r;
 
 	if (TP_NH_TTL_JIFFIES != 0) {
@@ -174,10 +156,11 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 			    e->family != o->family || !addr_eq(&e->daddr, &o->daddr)) {
 				/* Decide into tmp: a pass must not leave a
 				 * half-updated slot behind for the next frame. */
+				struct nh_entry tmp;
+
 				r = next_hop(ctx, o, ip_len, &tmp);
 				if (r != TP_CONTINUE)
 					return r;
-				e->own_from_frame = tmp.own_from_frame;
 				e->smac = tmp.smac;
 				e->dmac = tmp.dmac;
 				e->max_ip_len = tmp.max_ip_len;
@@ -186,24 +169,28 @@ static __always_inline int fib_macs(struct xdp_md *ctx, const struct tp_in *in, 
 				e->ifindex = ifindex;
 				e->expires = now + TP_NH_TTL_JIFFIES;
 			}
-			use_answer(e, in, o);
+			o->smac = e->smac;
+			o->dmac = e->dmac;
 			return TP_CONTINUE;
 		}
 	}
+	struct nh_entry tmp;
+
 	r = next_hop(ctx, o, ip_len, &tmp);
 	if (r != TP_CONTINUE)
 		return r;
-	use_answer(&tmp, in, o);
+	o->smac = tmp.smac;
+	o->dmac = tmp.dmac;
 	return TP_CONTINUE;
 }
 
-static __always_inline void write_eth(struct ethhdr *eth, const struct tp_out *o)
+static __always_inline void write_eth(struct ethhdr *eth, const struct tp_out *o, const int family)
 {
 	void *p = eth;
 
 	mac_store(p, o->dmac);
 	mac_store(p + 6, o->smac);
-	*(__be16 *)(p + 12) = o->family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
+	*(__be16 *)(p + 12) = family == 4 ? bpf_htons(TP_ETH_P_IP) : bpf_htons(TP_ETH_P_IPV6);
 }
 
 /* The header is assembled as five words in registers (memory order, read

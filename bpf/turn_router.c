@@ -13,7 +13,8 @@
  * tp_reasons. Relayed frames are counted per path in tp_path_stats.
  *
  * Next-hop MACs come from the FIB when the host forwards, else from the
- * MACs learned from frames addressed to the relay (neigh.h, rewrite.h).
+ * kernel's routes and neighbours as the sidecar mirrors them (neigh.h,
+ * rewrite.h); frames never teach the program anything.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -117,11 +118,11 @@ static __always_inline int is_alloc_port(const struct tp_config *cfg, __be16 por
  * removed: checksum sum of what the input carried besides the payload
  * (ChannelData header, padding) beyond its UDP headers; pad: padding bytes.
  */
-static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
-				 const struct tp_in *in, struct tp_out *o,
-				 __u32 in_hlen, __u64 removed, __u32 pad)
+static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cfg,
+				   const struct tp_in *in, struct tp_out *o,
+				   __u32 in_hlen, __u64 removed, __u32 pad, const int in_fam, const int out_fam)
 {
-	__u32 ip_hlen = out_ip_hlen(o);
+	__u32 ip_hlen = out_fam == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN;
 	__u32 udp_len = out_udp_len(o);
 	__u32 ip_len = ip_hlen + udp_len;
 	__u32 out_hlen = TP_ETH_HLEN + ip_hlen + TP_UDP_HLEN + (o->chan ? TP_CHAN_HLEN : 0);
@@ -132,13 +133,13 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 
 	/* The relay refuses such peers; a binding that names one anyway must
 	 * not put IPv4 in IPv6 form on the wire. */
-	if (o->family == 6 && addr_is_v4(&o->daddr))
+	if (out_fam == 6 && addr_is_v4(&o->daddr))
 		return TP_DROP_V4_MAPPED;
 	if (ip_len > cfg->mtu || ip_len > TP_MAX_IP_LEN)
 		return TP_PASS_TOO_BIG;
 
-	if (in->family == 4 && in->udp_csum == 0) {
-		if (o->family == 4) {
+	if (in_fam == 4 && in->udp_csum == 0) {
+		if (out_fam == 4) {
 			check = 0; /* no checksum stays no checksum within IPv4 */
 		} else {
 			int sum = tp_csum_payload(ctx, in_hlen, o->n);
@@ -150,15 +151,15 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 							     udp_len, o->chan, o->channel, o->n)));
 		}
 	} else {
-		removed += csum_udp_headers(&in->saddr, &in->daddr, in->family == 6, in->sport,
+		removed += csum_udp_headers(&in->saddr, &in->daddr, in_fam == 6, in->sport,
 					    in->dport, in->udp_len, 0, 0, 0);
 		check = csum_udp_field(csum_replace(
 			in->udp_csum, removed,
-			csum_udp_headers(&o->saddr, &o->daddr, o->family == 6, o->sport, o->dport,
+			csum_udp_headers(&o->saddr, &o->daddr, out_fam == 6, o->sport, o->dport,
 					 udp_len, o->chan, o->channel, o->n)));
 	}
 
-	r = fib_macs(ctx, in, o, ip_len);
+	r = fib_macs(ctx, o, ip_len);
 	if (r != TP_CONTINUE)
 		return r;
 
@@ -174,14 +175,14 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	if (o->family == 4) {
+	if (out_fam == 4) {
 		struct iphdr *ip = data + TP_ETH_HLEN;
 		struct udphdr *udp = data + TP_ETH_HLEN + TP_IPV4_HLEN;
 		__be16 *ch = data + TP_ETH_HLEN + TP_IPV4_HLEN + TP_UDP_HLEN;
 
 		if ((void *)(udp + 1) > end)
 			return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
-		write_eth(data, o);
+		write_eth(data, o, out_fam);
 		write_ipv4(ip, o, ip_len);
 		write_udp(udp, o, udp_len, check);
 		if (o->chan) {
@@ -197,7 +198,7 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 
 		if ((void *)(udp + 1) > end)
 			return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
-		write_eth(data, o);
+		write_eth(data, o, out_fam);
 		write_ipv6(ip6, o, udp_len);
 		write_udp(udp, o, udp_len, check);
 		if (o->chan) {
@@ -209,6 +210,20 @@ static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 	}
 	count_path(o->path, o->n);
 	return TP_RELAYED;
+}
+
+/* emit_t with the families as constants: one copy of the rewrite per input
+ * and output family, each without the other family's branches (and the
+ * registers they would keep alive). */
+static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
+				const struct tp_in *in, struct tp_out *o,
+				__u32 in_hlen, __u64 removed, __u32 pad)
+{
+	if (in->family == 4)
+		return o->family == 4 ? emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 4, 4)
+				      : emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 4, 6);
+	return o->family == 4 ? emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 6, 4)
+			      : emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 6, 6);
 }
 
 /* Path index: base + input family (IPv6: +2) + output family (IPv6: +1). */
@@ -332,28 +347,19 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 
 	if (addr_eq(&peer, &o.saddr)) {
 		/* The peer is this relay. Only another allocation here is a
-		 * valid target (both ends allocated on this relay); anything
-		 * else is the relay's to refuse. */
-		struct tp_peer_key k2 __attribute__((aligned(8))) = {};
-		struct tp_peer_value *v2;
-
-		if (!is_alloc_port(cfg, v->peer_port))
+		 * valid target (both ends allocated on this relay, the other
+		 * end's channel bound: the sidecar names its client in this
+		 * value); anything else is the relay's to refuse. */
+		if (!is_alloc_port(cfg, v->peer_port) || v->partner_channel == 0)
 			return TP_PASS_NO_BINDING;
-		addr_load((union tp_addr *)k2.peer_addr, o.saddr.b);
-		k2.peer_port = v->alloc_port;
-		k2.alloc_port = v->peer_port;
-		k2.peer_family = o.family;
-		v2 = bpf_map_lookup_elem(&tp_peer_to_chan, &k2);
-		if (!v2)
-			return TP_PASS_NO_BINDING;
-		addr_load(&o.daddr, v2->client_addr);
-		o.family = v2->client_family;
+		addr_load(&o.daddr, v->partner_addr);
+		o.family = v->partner_family;
 		if (relay_addr(cfg, o.family, &o.saddr))
 			return TP_PASS_FAMILY_UNAVAILABLE;
 		o.sport = cfg->listen_port;
-		o.dport = v2->client_port;
+		o.dport = v->partner_port;
 		o.chan = 1;
-		o.channel = v2->channel;
+		o.channel = v->partner_channel;
 		o.path = path_of(TP_PATH_CHAN_TO_CHAN_44, in->family, o.family);
 	} else {
 		o.daddr = peer;
@@ -372,15 +378,8 @@ static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg
 	int r;
 
 	r = parse_frame(data, end, cfg, &in);
-	if (r != TP_CONTINUE) {
-		if (r == TP_PASS_NOT_IP || r == TP_PASS_NOT_UDP)
-			neigh_learn_resolution(ctx, cfg, data, end); /* ARP, IPv6 ND */
+	if (r != TP_CONTINUE)
 		return r;
-	}
-	/* Every datagram to a relay address teaches the next hop towards its
-	 * source, before any decision: STUN and Send traffic count too, so a
-	 * peer's MAC is usually known before its first ChannelData is due. */
-	neigh_learn(ctx, &in.saddr, in.family, in.smac, 0);
 	if (in.dport == cfg->listen_port)
 		return from_client(ctx, cfg, &in);
 	if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {

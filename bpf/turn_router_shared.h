@@ -63,6 +63,16 @@ struct tp_chan_value {
 	__be16 alloc_port;    /* network order: the allocation's relayed port in the peer's family */
 	__u8 peer_family;    /* enum tp_family of peer_addr */
 	__u8 pad[3];          /* zero */
+	/* When the peer is another allocation of this relay (its address and an
+	 * allocation port) whose channel to this allocation is bound too: that
+	 * channel's client, so channel -> channel takes one lookup. Written and
+	 * cleared by the sidecar with the partner's binding; all zero (channel
+	 * 0, never a valid one) when there is none. */
+	__u8 partner_addr[16];   /* network order, IPv4-mapped for IPv4 */
+	__be16 partner_port;     /* network order */
+	__be16 partner_channel;  /* network order; 0: no partner */
+	__u8 partner_family;     /* enum tp_family of partner_addr */
+	__u8 pad2[3];            /* zero */
 };
 
 /* Map "tp_peer_to_chan": UDP from a peer to an allocation port -> ChannelData
@@ -84,24 +94,61 @@ struct tp_peer_value {
 	__u8 pad[3];          /* zero */
 };
 
-/* ---- learned neighbours: LRU hash "tp_neigh" ----------------------------
- * Filled by the program from frames addressed to the relay: the Ethernet
- * source of a UDP datagram from address A arriving on interface I is the
- * next hop towards A from I (A itself on the LAN, else the gateway A's
- * packets come through). Used for outputs when bpf_fib_lookup cannot answer,
- * which is always the case when forwarding is off on the interface. The
- * sidecar may read it (diagnostics); it never has to write it. */
+/* ---- next hops: the kernel's tables, mirrored by the sidecar ------------
+ * The relay host usually does not forward, so bpf_fib_lookup cannot answer
+ * (it says FWD_DISABLED) and the program needs another source for the
+ * Ethernet addresses of an output. The sidecar mirrors what the kernel itself
+ * knows, from rtnetlink, kept current within a second of a change:
+ * - "tp_routes" (LPM trie): the kernel's main routing table, per family:
+ *   prefix -> output interface and gateway (or on-link);
+ * - "tp_neigh" (hash): the kernel's neighbour entries, with a usable
+ *   link-layer address, of the next hops the program needs on the
+ *   interfaces it runs on (route gateways, on-link ends of bindings).
+ * The program only reads them: nothing a frame carries changes where
+ * relayed traffic goes. A destination without an answer is passed to the
+ * stack, which routes and resolves it (and the sidecar has the kernel
+ * resolve a needed neighbour it lacks): never a guessed MAC. */
+
+/* What a route says to do (tp_route_value.kind). */
+enum tp_route_kind {
+	TP_ROUTE_UNICAST = 1, /* out of ifindex, to gateway (or on-link when gateway_family is 0) */
+	TP_ROUTE_STACK = 2,   /* anything else (blackhole, unreachable, multicast, a nexthop object...): the stack decides */
+};
+
+/* Key of "tp_routes". The trie matches prefixlen bits from family on:
+ * family and pad (32 bits) always, then the route's prefix of addr, so an
+ * IPv6 route never covers an IPv4 destination (IPv4 is stored IPv4-mapped:
+ * an IPv4 /n is prefixlen 32 + 96 + n, an IPv6 /n is 32 + n). */
+struct tp_route_key {
+	__u32 prefixlen;      /* host order: 32 + bits of addr that must match */
+	__u8 family;          /* enum tp_family of addr */
+	__u8 pad[3];          /* zero */
+	__u8 addr[16];        /* network order, IPv4-mapped for IPv4; zero beyond the prefix */
+};
+
+struct tp_route_value {
+	__u8 gateway[16];     /* network order, IPv4-mapped for IPv4; zero when on-link */
+	__u32 ifindex;        /* host order: the route's output interface */
+	__u8 gateway_family;  /* enum tp_family of gateway (an IPv4 route may have an IPv6 gateway), 0 when on-link */
+	__u8 kind;            /* enum tp_route_kind */
+	__u16 mtu;            /* host order: the route's MTU, 0 when it has none (the interface's applies) */
+};
+
+/* Key of "tp_neigh": a next hop on one interface. */
 struct tp_neigh_key {
 	__u8 addr[16];        /* network order, IPv4-mapped for IPv4 */
-	__u32 ifindex;        /* host order: interface the frames arrived on */
+	__u32 ifindex;        /* host order: the interface the neighbour is on */
 	__u8 family;          /* enum tp_family of addr */
 	__u8 pad[3];          /* zero */
 };
 
+/* Both Ethernet addresses of an output to that next hop. Each is followed
+ * by two zero bytes: the program reads mac + pad as one 64-bit word. */
 struct tp_neigh_value {
-	__u8 mac[6];          /* Ethernet source address of A's frames on ifindex */
-	__u8 pad[2];          /* zero (the program reads mac + pad as one 64-bit word) */
-	__u64 seen_ns;        /* host order: CLOCK_MONOTONIC (coarse) ns when last confirmed, refreshed at most every TP_NEIGH_REFRESH_NS */
+	__u8 mac[6];          /* the neighbour's link-layer address, as the kernel's entry has it */
+	__u8 pad[2];          /* zero */
+	__u8 own_mac[6];      /* the interface's own address: source of the output */
+	__u8 pad2[2];         /* zero */
 };
 
 /* ---- counters: per-CPU arrays ----------------------------------------- */
@@ -155,9 +202,10 @@ enum tp_reason {
 	/* Added after the first layout (appended so earlier numbers stay): */
 	TP_PASS_BAD_CHECKSUM,       /* IPv4 header checksum wrong, or IPv6 UDP checksum 0: the stack drops it */
 	TP_PASS_NO_HEADROOM,        /* bpf_xdp_adjust_head refused before anything changed (driver headroom) */
-	TP_PASS_NO_NEIGH,           /* next hop on this interface has no neighbour entry yet: the stack resolves it */
-	TP_PASS_NOT_LEARNED,        /* the FIB cannot answer (e.g. forwarding off) and tp_neigh has no MAC for the output's destination yet */
+	TP_PASS_NO_NEIGH,           /* the next hop on this interface has no usable neighbour entry (tp_neigh) yet: the stack resolves it */
+	TP_PASS_NO_ROUTE,           /* the FIB cannot answer (e.g. forwarding off) and tp_routes has no unicast route to the output's destination */
 	TP_DROP_V4_MAPPED,          /* IPv6 source to the relay, or a binding's IPv6 destination, in ::ffff:0:0/96: IPv4 in IPv6 form, never on the wire */
+	TP_PASS_OTHER_INTERFACE,    /* the output's route leaves by another interface than the frame came in on (XDP_TX cannot) */
 	TP_REASON_MAX
 };
 

@@ -59,9 +59,10 @@ export const KERNEL_REASONS = [
   // appended after the first layout, so earlier numbers stay
   { verdict: 'pass', reason: 'bad_checksum', description: 'IPv4 header checksum wrong, or IPv6 UDP checksum 0: the stack drops it' },
   { verdict: 'pass', reason: 'no_headroom', description: 'bpf_xdp_adjust_head refused before anything changed (driver headroom)' },
-  { verdict: 'pass', reason: 'no_neigh', description: 'next hop on this interface has no neighbour entry yet: the stack resolves it' },
-  { verdict: 'pass', reason: 'not_learned', description: "the FIB cannot answer (e.g. forwarding off) and tp_neigh has no MAC for the output's destination yet" },
+  { verdict: 'pass', reason: 'no_neigh', description: 'the next hop on this interface has no usable neighbour entry (tp_neigh) yet: the stack resolves it' },
+  { verdict: 'pass', reason: 'no_route', description: "the FIB cannot answer (e.g. forwarding off) and tp_routes has no unicast route to the output's destination" },
   { verdict: 'drop', reason: 'v4_mapped', description: "IPv6 source to the relay, or a binding's IPv6 destination, in ::ffff:0:0/96: IPv4 in IPv6 form, never on the wire" },
+  { verdict: 'pass', reason: 'other_interface', description: 'the output\'s route leaves by another interface than the frame came in on (XDP_TX cannot)' },
 ] as const satisfies readonly KernelReason[];
 
 type NameOf<R> = R extends { readonly verdict: infer V extends string; readonly reason: infer N extends string } ? `${V}_${N}` : never;

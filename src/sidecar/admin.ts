@@ -32,6 +32,8 @@ export interface Readiness {
   ready: boolean;
   /** Why not ready (e.g. "relay not connected", "eBPF required but not loaded"). */
   reasons: string[];
+  /** Which datapath relays: 'xdp' or 'userspace'. */
+  datapath?: string;
 }
 
 export interface AdminOptions {

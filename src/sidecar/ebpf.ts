@@ -1,33 +1,59 @@
-// eBPF set-up for the sidecar: mode off | auto | required, the interface and
-// attach mode from config, the config map written from the relay's actual
-// port range and the interface's addresses. `auto` falls back to userspace
-// with a warning; `required` fails start-up with the reason.
+// eBPF set-up for the sidecar: mode off | auto | required, the interfaces
+// (configured, else those of the default routes) and attach modes, the
+// config map written from the relay's actual port range and the
+// interfaces' addresses, and the next-hop mirror that feeds the program the
+// kernel's routes and neighbours. `auto` tries native attach, then skb,
+// then falls back to userspace, logging each step with its reason;
+// `required` fails start-up with the reason if the asked datapath cannot run.
 import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import { pinDir } from '../config/paths.ts';
-import { BINDING_MAPS, XdpRouter, type ChannelBinding as KernelBinding } from './bpf/router.ts';
+import { BINDING_MAPS, XdpRouter, type AttachMode, type ChannelBinding as KernelBinding } from './bpf/router.ts';
 import type { MapStats } from '../telemetry/index.ts';
 import { BpfError } from './bpf/errors.ts';
 import type { ChannelMap } from './sockets/relay-bridge.ts';
 import type { ChannelBinding } from '../shared/binding.ts';
 import { isLinkLocalV6, isWildcard } from '../shared/endpoint.ts';
 import { bindingFields } from '../shared/log-fields.ts';
+import { NextHopMirror, type MirrorStats } from './next-hops/mirror.ts';
+import { defaultRouteInterfaces } from './next-hops/plan.ts';
+import { kernelRoutesAndLinks } from './next-hops/kernel-view.ts';
 
 
+/** One attach the sidecar tried, in order, and how it went. */
+export interface AttachAttempt {
+  interface: string;
+  mode: AttachMode;
+  ok: boolean;
+  reason?: string;
+}
+
+/** The sidecar's eBPF state as /status shows it (the fields after `relayV6` are absent from states built by hand). */
 export interface EbpfState {
   requested: Config['ebpf'];
   /** What runs: 'xdp' when the program is attached, else 'userspace'. */
   datapath: 'xdp' | 'userspace';
+  /** The first interface the program runs on (see interfaces). */
   interface: string | undefined;
   attachMode: Config['xdpMode'] | undefined;
   /** Why the datapath is userspace although eBPF was not off. */
   reason: string | undefined;
   relayV4: string | undefined;
   relayV6: string | undefined;
+  /** Every interface the program runs on. */
+  interfaces?: string[];
+  /** How the interfaces were chosen. */
+  interfaceSource?: 'configured' | 'default-route' | undefined;
+  /** Each attach tried, with its outcome. */
+  attempts?: AttachAttempt[];
+  /** Where the program's next hops come from: the kernel's tables as the mirror keeps them (live figures), or only the FIB. */
+  nextHops?: ({ source: 'kernel-mirror' } & MirrorStats) | { source: 'fib-only'; reason: string } | undefined;
 }
+
+type StartState = EbpfState & Required<Pick<EbpfState, 'interfaces' | 'attempts'>>;
 
 export class EbpfStartError extends Error {
   readonly code = 'TURNPIKE_EBPF';
@@ -70,15 +96,44 @@ function interfaceMtu(ifname: string, fallback: number): number {
   }
 }
 
+/** The interfaces to run on: the configured one, else those of the default routes (IPv4's first); throws why there is none. */
+function chooseInterfaces(config: Pick<Config, 'interface'>, log: Logger): { names: string[]; byFamily: { 4?: string; 6?: string }; source: 'configured' | 'default-route' } {
+  if (config.interface) return { names: [config.interface], byFamily: { 4: config.interface, 6: config.interface }, source: 'configured' };
+  let found, skipped;
+  try {
+    const { routes, links } = kernelRoutesAndLinks();
+    ({ found, skipped } = defaultRouteInterfaces(routes, links));
+  } catch (e) {
+    throw new Error(`no interface is set (TURNPIKE_INTERFACE) and the routing table could not be read: ${(e as Error).message}`);
+  }
+  for (const why of skipped) log.warn({ reason: why }, 'not attaching to a default route interface');
+  if (found.length === 0) {
+    throw new Error(`no interface is set (TURNPIKE_INTERFACE) and no default route leaves by an Ethernet interface${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
+  }
+  const byFamily = Object.fromEntries(found.map((f) => [f.family, f.name])) as { 4?: string; 6?: string };
+  const names = [...new Set(found.map((f) => f.name))];
+  log.info({ interfaces: names, ipv4: byFamily[4], ipv6: byFamily[6] }, 'no interface set: using the default routes\' interfaces');
+  return { names, byFamily, source: 'default-route' };
+}
+
+/** The attach modes to try: the configured one; under auto, skb after native. */
+function attachModes(config: Pick<Config, 'ebpf' | 'xdpMode'>): AttachMode[] {
+  return config.ebpf === 'auto' && config.xdpMode === 'native' ? ['native', 'skb'] : [config.xdpMode];
+}
+
 export function startEbpf(config: Config, log: Logger): { router: XdpRouter | undefined; state: EbpfState } {
-  const state: EbpfState = {
+  const state: StartState = {
     requested: config.ebpf,
     datapath: 'userspace',
     interface: config.interface,
+    interfaces: [],
+    interfaceSource: undefined,
     attachMode: undefined,
+    attempts: [],
     reason: undefined,
     relayV4: undefined,
     relayV6: undefined,
+    nextHops: undefined,
   };
   const fallback = (reason: string) => {
     if (config.ebpf === 'required') throw new EbpfStartError(`eBPF is required but ${reason}`);
@@ -92,10 +147,20 @@ export function startEbpf(config: Config, log: Logger): { router: XdpRouter | un
     return { router: undefined, state };
   }
   if (process.platform !== 'linux') return fallback('not running on Linux');
-  if (!config.interface) return fallback('no interface is set (TURNPIKE_INTERFACE)');
-  const ifname = config.interface;
-  const addrs = interfaceAddresses(ifname, config);
-  if (!addrs.v4 && !addrs.v6) return fallback(`interface ${ifname} does not exist or has no address`);
+  let chosen;
+  try {
+    chosen = chooseInterfaces(config, log);
+  } catch (e) {
+    return fallback((e as Error).message);
+  }
+  state.interfaceSource = chosen.source;
+  const own = chosen.names.map((n) => interfaceAddresses(n, config));
+  const pick = (f: 4 | 6) => {
+    const first = chosen.byFamily[f];
+    return (first ? interfaceAddresses(first, config)[`v${f}`] : undefined) ?? own.find((a) => a[`v${f}`])?.[`v${f}`];
+  };
+  const addrs = { v4: pick(4), v6: pick(6) };
+  if (!addrs.v4 && !addrs.v6) return fallback(`interface ${chosen.names.join(', ')} does not exist or has no address`);
   const path = objectPath(config);
   if (!existsSync(path)) return fallback(`the XDP object ${path} is not built (make -C bpf)`);
 
@@ -109,25 +174,101 @@ export function startEbpf(config: Config, log: Logger): { router: XdpRouter | un
       portMax: config.portRange.max,
       relayV4: addrs.v4,
       relayV6: addrs.v6,
-      mtu: interfaceMtu(ifname, config.mtu),
+      mtu: Math.min(...chosen.names.map((n) => interfaceMtu(n, config.mtu))),
       diagPerSec: 10,
     });
-    // The link is pinned so a crashed or restarting sidecar leaves the fast
-    // path running; a clean stop detaches unless keepPinned is set.
-    const a = router.attach(ifname, config.xdpMode, { keepPinned: true });
+    const failures: string[] = [];
+    for (const ifname of chosen.names) {
+      const failure = attachOne(router, ifname, attachModes(config), state, log);
+      if (failure) failures.push(failure);
+    }
+    if (state.interfaces.length === 0 || (config.ebpf === 'required' && failures.length > 0)) {
+      throw new Error(failures.join('; '));
+    }
     state.datapath = 'xdp';
-    state.attachMode = config.xdpMode;
+    state.interface = state.interfaces[0];
     state.relayV4 = addrs.v4;
     state.relayV6 = addrs.v6;
+    startNextHops(router, state, config, log);
     log.info(
-      { interface: ifname, mode: config.xdpMode, how: a.how, relayV4: addrs.v4, relayV6: addrs.v6, reusedMaps: router.reusedMaps, capacity: config.mapCapacity },
+      {
+        interfaces: state.interfaces, mode: state.attachMode, relayV4: addrs.v4, relayV6: addrs.v6, reusedMaps: router.reusedMaps,
+        capacity: config.mapCapacity, nextHops: state.nextHops?.source,
+      },
       'eBPF fast path active',
     );
     return { router, state };
   } catch (e) {
-    router?.close();
+    // Interfaces attached before the failure must not keep relaying through
+    // their pinned links, and maps this start pinned go too (pins it found
+    // may serve a program an earlier run left attached: they stay).
+    if (state.interfaces.length > 0) router?.detach();
+    router?.close({ unpin: router.reusedMaps.length === 0 });
+    state.interfaces = [];
+    state.interface = config.interface;
     return fallback((e as Error).message);
   }
+}
+
+/** Attaches to one interface in the first mode that works; returns why none did, or undefined. */
+function attachOne(router: XdpRouter, ifname: string, modes: AttachMode[], state: StartState, log: Logger): string | undefined {
+  const reasons: string[] = [];
+  for (const [i, mode] of modes.entries()) {
+    try {
+      // The link is pinned so a crashed or restarting sidecar leaves the fast
+      // path running; a clean stop detaches unless keepPinned is set.
+      const a = router.attach(ifname, mode, { keepPinned: true });
+      state.attempts.push({ interface: ifname, mode, ok: true });
+      state.interfaces.push(ifname);
+      // Several interfaces may end up in different modes; the first one's is reported.
+      state.attachMode ??= mode;
+      log.info({ interface: ifname, mode, how: a.how }, 'XDP program attached');
+      return undefined;
+    } catch (e) {
+      const reason = e instanceof BpfError ? e.message : (e as Error).message;
+      state.attempts.push({ interface: ifname, mode, ok: false, reason });
+      reasons.push(`${mode}: ${reason}`);
+      const next = modes[i + 1];
+      log.warn({ interface: ifname, mode, reason, next: next ?? 'userspace' }, next ? `XDP ${mode} attach failed: trying ${next}` : `XDP ${mode} attach failed`);
+    }
+  }
+  return `cannot attach to ${ifname} (${reasons.join('; ')})`;
+}
+
+/**
+ * Starts the next-hop mirror for the interfaces the router is attached to,
+ * following its bindings (those already in pinned maps too), and closes it
+ * with the router. Throws when rtnetlink is unusable.
+ */
+export function followKernelNextHops(router: XdpRouter, log: Logger): NextHopMirror {
+  const mirror = NextHopMirror.start({ maps: router, interfaces: router.attachedTo().map((a) => a.ifindex), log });
+  const stopObserving = router.observeBindings(mirror);
+  for (const b of router.listBindings()) mirror.put(b);
+  router.onClose(() => {
+    stopObserving();
+    mirror.close();
+  });
+  return mirror;
+}
+
+/**
+ * The mirror for the attached interfaces. Without it the program still
+ * relays where the FIB answers (forwarding on) and passes everything else:
+ * slower, never wrong. The state's nextHops reads the mirror's figures
+ * whenever it is read (/status).
+ */
+function startNextHops(router: XdpRouter, state: EbpfState, config: Pick<Config, 'ebpf'>, log: Logger): void {
+  let mirror: NextHopMirror;
+  try {
+    mirror = followKernelNextHops(router, log);
+  } catch (e) {
+    const reason = `the next-hop mirror cannot start: ${(e as Error).message}`;
+    if (config.ebpf === 'required') throw new Error(reason);
+    log.warn({ reason }, 'XDP relays only where the FIB answers (forwarding on); other outputs go through userspace');
+    state.nextHops = { source: 'fib-only', reason };
+    return;
+  }
+  Object.defineProperty(state, 'nextHops', { enumerable: true, get: () => ({ source: 'kernel-mirror', ...mirror.stats() }) });
 }
 
 const toKernel = (b: ChannelBinding): KernelBinding => ({

@@ -94,6 +94,7 @@ export class Sidecar {
     }
     const { router, state } = ebpf;
     telemetry.flags.setProperties({ datapath: state.datapath });
+    telemetry.metrics.setDatapath(state.datapath, state.attachMode);
 
     let bridge: RelayBridge | undefined;
     // Bound channels the kernel did not relay are relayed here, by the XDP program's rules (fastpath.ts).
@@ -323,7 +324,7 @@ function readiness(config: Pick<Config, 'ebpf'>, state: EbpfState, relayConnecte
   if (!relayConnected) reasons.push('relay not connected');
   if (config.ebpf === 'required' && state.datapath !== 'xdp') reasons.push('eBPF required but not attached');
   // auto accepts the userspace fallback (it warned at start; /status says why).
-  return { ready: reasons.length === 0, reasons };
+  return { ready: reasons.length === 0, reasons, datapath: state.datapath };
 }
 
 /**

@@ -26,6 +26,7 @@ export const INSTRUMENTS = {
   // Firezone's relay exports these two (no attributes); the same bytes as turnpike.relayed.bytes, summed per datapath.
   firezoneEbpfBytes: { name: 'data_relayed_ebpf_bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed by the kernel fast path (Firezone relay name; turnpike.relayed.bytes with datapath=xdp, summed)', attributes: [] },
   firezoneUserspaceBytes: { name: 'data_relayed_userspace_bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed in userspace (Firezone relay name; turnpike.relayed.bytes with datapath sidecar or userspace, summed)', attributes: [] },
+  datapath: { name: 'turnpike.datapath', kind: 'observable-gauge', unit: '1', description: 'The datapath relaying channel data: 1 on the one that runs (xdp, with its attach mode, or userspace)', attributes: ['datapath', 'mode'] },
   xdpPass: { name: 'turnpike.xdp.passed', kind: 'observable-counter', unit: '{frame}', description: 'Frames the XDP program passed to the network stack, by reason', attributes: ['reason'] },
   xdpDrop: { name: 'turnpike.xdp.dropped', kind: 'observable-counter', unit: '{frame}', description: 'Frames the XDP program dropped, by reason', attributes: ['reason'] },
   perfLost: { name: 'turnpike.perf.events_lost', kind: 'counter', unit: '{event}', description: 'Kernel diagnostic events lost before the sidecar read them', attributes: [] },

@@ -98,6 +98,8 @@ export interface Metrics {
   onPerfLost(n: number | bigint, cpu?: number): void;
   onDiagEvent(e: DiagEvent): void;
   setFlag(name: string, on: boolean): void;
+  /** Which datapath relays (turnpike.datapath): 'xdp' with its attach mode, or 'userspace'. */
+  setDatapath(datapath: 'xdp' | 'userspace', mode?: string): void;
   /** Log lines not streamed because of the streaming bound. */
   onStreamDropped(n: number): void;
   /** One security refusal (sidecar/security.ts rules: a fixed, small set). */
@@ -161,6 +163,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   let link: LinkStats = { queueDepth: 0, droppedFrames: 0 };
   let maps: MapStats = {};
   const flags = new Map<string, boolean>();
+  let datapath: AttributesOf<'datapath'> | undefined;
 
   // Accumulator keys: k/ kernel, s/ sidecar fast path, r/ relay, l/ link. `|` separates parts.
   const inst = createInstruments(meter);
@@ -221,6 +224,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       if (s.refusedWrites !== undefined) observe('mapRefused', s.refusedWrites, { map });
     }
     for (const [flag, on] of flags) observe('flagState', on ? 1 : 0, { flag });
+    if (datapath) observe('datapath', 1, datapath);
     observe('logRateLimited', acc.get('r/logs-rate-limited'), { process: 'relay' });
     observe('logRateLimited', opts.linesRateLimited?.() ?? 0, { process: 'sidecar' });
   });
@@ -290,6 +294,9 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     onLinkStats(s) {
       link = s;
       acc.observe('l/dropped', s.droppedFrames);
+    },
+    setDatapath(d, mode) {
+      datapath = mode === undefined ? { datapath: d } : { datapath: d, mode };
     },
     onMapStats(s) {
       const next: MapStats = {};

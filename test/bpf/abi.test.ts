@@ -23,6 +23,13 @@ import {
   encodeNeighValue,
   decodeNeighbour,
   addressText,
+  encodeRouteKey,
+  encodeRouteValue,
+  decodeRoute,
+  TP_ROUTE_UNICAST,
+  encodeChanValue,
+  decodeChanValue,
+  decodePartner,
 } from '../../src/sidecar/bpf/abi.ts';
 import { KERNEL_REASONS, reasonName } from '../../src/shared/reasons.ts';
 import { requireCapability, hasCommand } from '../helpers/env.ts';
@@ -129,7 +136,7 @@ test('bpf/turn_router.o carries the same layouts for every shared type it contai
   const structs = checkStructs(btf, false);
   checkEnums(btf, false);
   // Every map key/value struct must be present: the maps are declared with them.
-  for (const s of ['tp_config', 'tp_chan_key', 'tp_chan_value', 'tp_peer_key', 'tp_peer_value', 'tp_path_stats']) {
+  for (const s of ['tp_config', 'tp_chan_key', 'tp_chan_value', 'tp_peer_key', 'tp_peer_value', 'tp_path_stats', 'tp_route_key', 'tp_route_value', 'tp_neigh_key', 'tp_neigh_value']) {
     assert.ok(structs.includes(s), `struct ${s} in the object's BTF`);
   }
 });
@@ -176,7 +183,42 @@ test('an IPv4-mapped IPv6 address keeps family 6: another key than the IPv4 addr
   assert.deepEqual(decodePeerKey(v4), { peer: { ...peer, address: '198.51.100.7' }, allocationPort: 50000 });
   const n = encodeNeighKey({ address: '::ffff:198.51.100.7', ifindex: 3 });
   assert.equal(n[STRUCTS.tp_neigh_key.fields.family.offset], 6);
-  assert.equal(decodeNeighbour(n, encodeNeighValue({ mac: '02:00:00:00:00:01', seenNs: 0n })).address, '::ffff:198.51.100.7');
+  assert.equal(decodeNeighbour(n, encodeNeighValue({ mac: '02:00:00:00:00:01', ownMac: '02:00:00:00:00:02' })).address, '::ffff:198.51.100.7');
+});
+
+test('route keys: family and pad always match, then the prefix of the 16-byte form; zero beyond it; round-trip', () => {
+  const k4 = encodeRouteKey({ prefix: '198.51.100.77', prefixLength: 24 });
+  assert.equal(k4.length, STRUCTS.tp_route_key.size);
+  assert.deepEqual([...k4.subarray(0, 8)], [32 + 96 + 24, 0, 0, 0, 4, 0, 0, 0]);
+  assert.deepEqual([...k4.subarray(8)], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 0]);
+  const k6 = encodeRouteKey({ prefix: '2001:db8:ffff::1', prefixLength: 33 });
+  assert.deepEqual([...k6.subarray(0, 8)], [32 + 33, 0, 0, 0, 6, 0, 0, 0]);
+  assert.deepEqual([...k6.subarray(8, 14)], [0x20, 0x01, 0x0d, 0xb8, 0x80, 0]);
+  const v = encodeRouteValue({ kind: 'unicast', ifindex: 7, gateway: 'fe80::1', mtu: 1400 });
+  assert.deepEqual([...v.subarray(16)], [7, 0, 0, 0, 6, TP_ROUTE_UNICAST, 0x78, 0x05]);
+  assert.deepEqual(decodeRoute(k6, v), { prefix: '2001:db8:8000::', prefixLength: 33, kind: 'unicast', ifindex: 7, gateway: 'fe80::1', mtu: 1400 });
+  const onLink = decodeRoute(encodeRouteKey({ prefix: '0.0.0.0', prefixLength: 0 }), encodeRouteValue({ kind: 'stack', ifindex: 0, mtu: 0 }));
+  assert.deepEqual(onLink, { prefix: '0.0.0.0', prefixLength: 0, kind: 'stack', ifindex: 0, gateway: undefined, mtu: 0 });
+  assert.throws(() => encodeRouteKey({ prefix: '10.0.0.0', prefixLength: 33 }), /prefix length/);
+});
+
+test('channel values: the binding, then the partner (channel -> channel) or zeros', () => {
+  const v = { peer: { address: '203.0.113.1', port: 50012 }, allocationPort: 50011 };
+  const alone = encodeChanValue(v);
+  assert.equal(alone.length, STRUCTS.tp_chan_value.size);
+  assert.deepEqual([...alone.subarray(24)], new Array(24).fill(0));
+  assert.equal(decodePartner(alone), undefined);
+  const linked = encodeChanValue(v, { client: { address: '2001:db8:c::11', port: 50200 }, channel: 0x4022 });
+  assert.deepEqual(linked.subarray(0, 24), alone.subarray(0, 24));
+  assert.deepEqual([...linked.subarray(40)], [0xc4, 0x18, 0x40, 0x22, 6, 0, 0, 0]);
+  assert.deepEqual(decodePartner(linked), { client: { address: '2001:db8:c::11', port: 50200 }, channel: 0x4022 });
+  assert.deepEqual(decodeChanValue(linked), v);
+});
+
+test('neighbour values: both MACs, each followed by two zero bytes', () => {
+  const v = encodeNeighValue({ mac: '02:00:00:00:00:9a', ownMac: 'aa:bb:cc:dd:ee:ff' });
+  assert.deepEqual([...v], [2, 0, 0, 0, 0, 0x9a, 0, 0, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0, 0]);
+  assert.throws(() => encodeNeighValue({ mac: '02:00:00:00:00', ownMac: 'aa:bb:cc:dd:ee:ff' }), /not a MAC/);
 });
 
 test('config refuses an IPv4-mapped relay IPv6 address', () => {

@@ -3,14 +3,16 @@
 // combination plus allocation pairs for channel -> channel) and helpers that
 // build input frames and the frames the relay is expected to send.
 //
-// MACs: every endpoint has its own next-hop MAC (macOf), the relay's
-// interface is MAC_B. A test run has no usable FIB (ingress is lo, where
-// forwarding is off: bpf_fib_lookup answers FWD_DISABLED), so an output goes
-// to the MAC the program learned from the destination's own frames, and
-// passes (pass_not_learned) while it has learned none: run learnFrame(e)
-// for each destination first.
+// Next hops: every endpoint has its own MAC (macOf), the relay's interface
+// is MAC_B. A test run has no usable FIB (ingress is lo, where forwarding
+// is off: bpf_fib_lookup answers FWD_DISABLED), so an output goes where the
+// mirrored kernel tables say, as the sidecar's mirror would write them for
+// a host on one LAN with everyone: a default route per family, on-link via
+// lo (SCENE_ROUTES), and a neighbour entry per endpoint with its MAC
+// (SCENE_NEIGHBOURS); installNextHops() writes them.
 import assert from 'node:assert/strict';
-import type { ChannelBinding, RouterConfig } from '../../src/sidecar/bpf/router.ts';
+import type { ChannelBinding, RouterConfig, XdpRouter } from '../../src/sidecar/bpf/router.ts';
+import { macText, type Neighbour, type Route } from '../../src/sidecar/bpf/abi.ts';
 import { MAC_B, buildFrame, canonical, decodeFrame, payloadOf, type Endpoint, type FrameSpec } from './frames.ts';
 
 export const OBJECT = new URL('../../bpf/turn_router.o', import.meta.url).pathname;
@@ -80,15 +82,37 @@ export function macOf(address: string): Uint8Array {
   return Uint8Array.from([0x02, 0x00, h >>> 24, (h >>> 16) & 255, (h >>> 8) & 255, h & 255]);
 }
 
+/** ifindex of lo, the ingress interface of every test run. */
+export const LO = 1;
+
+/** Default routes of both families, on-link out of lo. */
+export const SCENE_ROUTES: Route[] = [
+  { prefix: '0.0.0.0', prefixLength: 0, kind: 'unicast', ifindex: LO, mtu: 0 },
+  { prefix: '::', prefixLength: 0, kind: 'unicast', ifindex: LO, mtu: 0 },
+];
+
+/** The kernel's neighbour entry of an address on lo, as the mirror writes it (own MAC: MAC_B). */
+export const neighbourOf = (address: string, mac: Uint8Array = macOf(address)): Neighbour => ({ address, ifindex: LO, mac: macText(mac), ownMac: macText(MAC_B) });
+
+/** Every scene endpoint resolved. */
+export const SCENE_NEIGHBOURS: Neighbour[] = SCENE_ENDPOINTS.map((e) => neighbourOf(e.address));
+
+/** Replaces the program's next-hop tables (and its cache of them) with these. */
+export function installNextHops(r: XdpRouter, routes: readonly Route[] = SCENE_ROUTES, neighbours: readonly Neighbour[] = SCENE_NEIGHBOURS): void {
+  r.clearNextHops();
+  for (const x of routes) r.putRoute(x);
+  for (const n of neighbours) r.putNeighbour(n);
+}
+
 /** A frame from `from` to `to` as it arrives (from's MAC -> the relay's MAC_B). */
 export const inFrame = (from: Endpoint, to: Endpoint, payload: Uint8Array, extra: Partial<FrameSpec> = {}) =>
   buildFrame({ src: from, dst: to, payload, srcMac: macOf(from.address), ...extra });
 
-/** What the relay sends: from MAC_B to the destination's learned MAC, fresh IP header. */
+/** What the relay sends: from MAC_B to the destination's MAC, fresh IP header. */
 export const outFrame = (from: Endpoint, to: Endpoint, payload: Uint8Array, extra: Partial<FrameSpec> = {}) =>
   buildFrame({ src: from, dst: to, payload, srcMac: MAC_B, dstMac: macOf(to.address), ttl: 64, tos: 0, id: 0, df: true, ...extra });
 
-/** A STUN Binding request from `from` to the listen port: passed (pass_stun), but it teaches the program from's MAC. */
+/** A STUN Binding request from `from` to the listen port: passed (pass_stun); it teaches the program nothing. */
 export const learnFrame = (from: Endpoint, extra: Partial<FrameSpec> = {}) =>
   inFrame(from, { address: relayOf(from.address), port: LISTEN }, Uint8Array.from([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, ...payloadOf(12)]), extra);
 

@@ -1,6 +1,6 @@
 // Golden tests of bpf/turn_router.o through BPF_PROG_TEST_RUN: a fixture
-// table {name, config, bindings, learned neighbours, input, expected action,
-// expected output bytes, expected counter deltas}. Expected outputs are
+// table {name, config, bindings, next hops (routes and neighbours), input,
+// expected action, expected output bytes, expected counter deltas}. Expected outputs are
 // built independently with test/bpf/frames.ts, and every XDP_TX output's
 // IPv4 header and UDP checksums are verified from scratch as well.
 //
@@ -8,13 +8,12 @@
 // namespace, where forwarding is off, so bpf_fib_lookup answers
 // BPF_FIB_LKUP_RET_FWD_DISABLED (observed on 6.18; with forwarding on it
 // would answer NOT_FWDED, as nothing routes via lo, which takes the same
-// branch). Every output therefore goes to the MAC learned from the
-// destination's own frames: before each fixture the learned table is
-// emptied and each endpoint of `neighbours` (default: every endpoint of the
-// scene) sends one STUN request, each with its own MAC (golden-scene macOf).
-// Emptying also clears the program's per-CPU caches in front of the table
-// (confirmed sources, next hops); the learning fixtures use fresh addresses
-// besides, so they do not depend on that.
+// branch). Every output therefore goes where the mirrored kernel tables
+// say: before each fixture tp_routes and tp_neigh are replaced with the
+// fixture's `nextHops` (default: the scene's, golden-scene SCENE_ROUTES and
+// SCENE_NEIGHBOURS: every endpoint on-link with its own MAC, macOf), which
+// also empties the program's per-CPU next-hop cache; the next-hop fixtures
+// use fresh addresses besides, so they do not depend on that.
 //
 // Reasons not triggered here, and why:
 // - pass_no_headroom: BPF_PROG_TEST_RUN always gives 256 bytes of headroom,
@@ -33,29 +32,33 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { XdpRouter, type ChannelBinding, type RouterConfig } from '../../src/sidecar/bpf/router.ts';
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
-import { encodeConfig, PATH_NAMES, REASON_NAMES, type PathName, type ReasonName, type TpDiagEvent } from '../../src/sidecar/bpf/abi.ts';
+import { encodeConfig, PATH_NAMES, REASON_NAMES, type Neighbour, type PathName, type ReasonName, type Route, type TpDiagEvent } from '../../src/sidecar/bpf/abi.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
 import { testRun } from '../helpers/bpf-test-run.ts';
 import { bpffsFor } from '../helpers/bpffs.ts';
-import { MAC_A, MAC_B, canonical, channelData, decodeFrame, hex, internetChecksum, payloadOf, rawAddress, type Endpoint, type FrameSpec } from './frames.ts';
+import { MAC_A, MAC_B, channelData, decodeFrame, canonical, hex, internetChecksum, payloadOf, rawAddress, type Endpoint, type FrameSpec } from './frames.ts';
 import {
   BASE_CONFIG,
   BINDINGS,
   C4,
   C6,
   LISTEN,
+  LO,
   OBJECT,
   P4,
   P6,
   RELAY4,
   RELAY6,
   SCENE_ENDPOINTS,
+  SCENE_NEIGHBOURS,
+  SCENE_ROUTES,
   alloc,
   assertWellFormed,
   bind,
   inFrame,
+  installNextHops,
   learnFrame,
-  macOf,
+  neighbourOf,
   outFrame,
   toListen,
 } from './golden-scene.ts';
@@ -68,10 +71,12 @@ interface Fixture {
   name: string;
   config?: RouterConfig | 'unwritten';
   bindings?: ChannelBinding[];
-  /** Endpoints whose MAC the program learns first (one STUN request each); default SCENE_ENDPOINTS. */
-  neighbours?: Endpoint[];
-  /** Frames run after learning and before the input, with their expected verdicts. */
+  /** The mirrored kernel tables; default: the scene's (SCENE_ROUTES, SCENE_NEIGHBOURS). */
+  nextHops?: { routes?: Route[]; neighbours?: Neighbour[] };
+  /** Frames run after the next hops are written and before the input, with their expected verdicts. */
   before?: { frame: Uint8Array; action: 'XDP_TX' | 'XDP_PASS' | 'XDP_DROP' }[];
+  /** Runs after `before`, just before the input (the sidecar changing the tables). */
+  between?: (r: XdpRouter) => void;
   input: Uint8Array;
   action: 'XDP_TX' | 'XDP_PASS' | 'XDP_DROP';
   output?: Uint8Array;
@@ -250,6 +255,12 @@ fixtures.push(
     inFrame(C4, toListen(C4), channelData(0x4009, data)),
     { bindings: [...BINDINGS, bind(C4, 0x4009, { address: RELAY4, port: LISTEN }, 50009)] },
   ),
+  pass('channel -> channel with the other end\'s channel not bound', 'pass_no_binding', inFrame(C4, toListen(C4), channelData(0x4011, data)), {
+    bindings: BINDINGS.filter((b) => b.channel !== 0x4012),
+  }),
+  pass('channel -> channel after the other end\'s binding went (the sidecar unlinked it first)', 'pass_no_binding', inFrame(C4, toListen(C4), channelData(0x4011, data)), {
+    between: (r) => assert.ok(r.deleteChannel(BINDINGS.find((b) => b.channel === 0x4012)!)),
+  }),
   pass('peer family without a relay address (v4 client, v6 peer)', 'pass_family_unavailable', inFrame(C4, toListen(C4), channelData(0x4002, data)), {
     config: { ...BASE_CONFIG, relayV6: undefined },
   }),
@@ -266,6 +277,21 @@ fixtures.push(
 );
 
 // The MTU boundary itself relays: a 1500-byte output passes the check.
+// The other end bound again (second of the two): both are linked again.
+fixtures.push({
+  name: 'channel -> channel: the other end bound again after it went relays again',
+  bindings: BINDINGS,
+  between: (r) => {
+    const other = BINDINGS.find((b) => b.channel === 0x4012)!;
+    r.deleteChannel(other);
+    r.putChannel(other);
+  },
+  input: inFrame(C4, toListen(C4), channelData(0x4011, data)),
+  action: 'XDP_TX',
+  output: outFrame(toListen({ address: '192.0.2.11', port: 50100 }), { address: '192.0.2.11', port: 50100 }, channelData(0x4012, data)),
+  path: { name: 'chan_to_chan_44', bytes: data.length },
+});
+
 fixtures.push({
   name: 'output exactly at the MTU relays',
   input: inFrame(P4, alloc(P4, 50001), payloadOf(1500 - 28 - 4)),
@@ -274,10 +300,26 @@ fixtures.push({
   path: { name: 'udp_to_chan_44', bytes: 1500 - 28 - 4 },
 });
 
-// ---- next-hop MACs when the FIB cannot answer ------------------------------------
-// Fresh peers (not in SCENE_ENDPOINTS, so neither learned by default nor in
-// the next-hop cache from an earlier fixture), one binding each from C4/C6,
-// or from a fresh client where the client must be unknown.
+// ---- next hops from the mirrored kernel tables --------------------------------------
+// The program's only source of Ethernet addresses when the FIB cannot
+// answer: tp_routes (the kernel's routes) and tp_neigh (its neighbour
+// entries of the next hops), as the sidecar writes them. Fresh peers (not
+// in SCENE_ENDPOINTS, so neither in the scene's neighbours nor in the
+// next-hop cache from an earlier fixture), one binding each.
+//
+// Fixtures changed with the mirror (they encoded learning from data frames):
+// - "destination never seen" (44, 66) now pass as pass_no_neigh: the route
+//   is there (on-link) but the kernel has no entry for the peer yet.
+// - "client never seen" passes as pass_no_neigh, and the peer's own frame
+//   that used to teach its MAC teaches nothing.
+// - "peer learned from its own UDP", "client learned from its ChannelData",
+//   "a destination's MAC changes: the newest one is used" and "client and
+//   peer behind one gateway" became their mirror counterparts: the MAC
+//   comes from tp_neigh (changed by the sidecar, not by frames), and a
+//   gateway route sends to the gateway's entry.
+// - "a multicast source MAC is not learned" and the ARP/ND learning
+//   fixtures became "frames teach nothing": a frame's source MAC, ARP or ND
+//   never adds or changes a next hop.
 
 const fresh = (address: string, port: number, channel: number, allocationPort: number, client = C4) => ({
   peer: { address, port },
@@ -285,83 +327,94 @@ const fresh = (address: string, port: number, channel: number, allocationPort: n
 });
 const N4 = fresh('198.51.100.51', 6051, 0x4051, 50051);
 const N6 = fresh('2001:db8:e::51', 6052, 0x4052, 50052, C6);
-const CL4 = { address: '192.0.2.53', port: 50053 };
-const CL6 = { address: '2001:db8:c::53', port: 50054 };
 const CW4 = { address: '192.0.2.58', port: 50058 };
-const L4 = fresh('198.51.100.53', 6053, 0x4053, 50053, CL4);
-const L6 = fresh('2001:db8:e::53', 6054, 0x4054, 50054, CL6);
 const U4 = fresh('198.51.100.58', 6058, 0x4058, 50058, CW4);
 const M4 = fresh('198.51.100.55', 6055, 0x4055, 50055);
-const G4 = fresh('198.51.100.57', 6057, 0x4057, 50057);
 const W4 = fresh('198.51.100.59', 6059, 0x4059, 50059);
+const W6 = fresh('2001:db8:f::59', 6060, 0x405a, 50060, C6);
+const V4 = fresh('198.51.100.81', 6081, 0x4081, 50081);
+const K4 = fresh('198.51.100.83', 6083, 0x4083, 50083);
+const T4 = fresh('198.51.100.85', 6085, 0x4085, 50085);
 const GATEWAY = Uint8Array.from([0x02, 0, 0, 0, 0, 0x9a]);
+const GATEWAY2 = Uint8Array.from([0x02, 0, 0, 0, 0, 0x9b]);
+const ATTACKER = Uint8Array.from([0x02, 0, 0, 0, 0, 0xee]);
+const BROADCAST = Uint8Array.from([255, 255, 255, 255, 255, 255]);
 const withFresh = (...xs: { binding: ChannelBinding }[]) => [...BINDINGS, ...xs.map((x) => x.binding)];
+const cdTo = (x: { binding: ChannelBinding }, data_: Uint8Array) => inFrame(x.binding.client, toListen(x.binding.client), channelData(x.binding.channel, data_));
+const route = (prefix: string, prefixLength: number, extra: Partial<Route> = {}): Route => ({ prefix, prefixLength, kind: 'unicast', ifindex: LO, mtu: 0, ...extra });
+/** ChannelData to x's peer relays to dstMac (default: the peer's own). */
+const relaysTo = (name: string, x: { peer: Endpoint; binding: ChannelBinding }, extra: Partial<Fixture> & { dstMac?: Uint8Array } = {}): Fixture => {
+  const { dstMac, ...rest } = extra;
+  return {
+    name,
+    bindings: withFresh(x),
+    input: cdTo(x, data),
+    action: 'XDP_TX',
+    output: outFrame(alloc(x.peer, x.binding.allocationPort), x.peer, data, dstMac ? { dstMac } : {}),
+    path: { name: x.peer.address.includes(':') ? 'chan_to_udp_66' : 'chan_to_udp_44', bytes: data.length },
+    ...rest,
+  };
+};
 
 fixtures.push(
-  pass('destination never seen: ChannelData -> UDP 44 passes untouched (pass_not_learned)', 'pass_not_learned', inFrame(C4, toListen(C4), channelData(0x4051, data)), {
-    bindings: withFresh(N4),
-  }),
-  pass('destination never seen: ChannelData -> UDP 66 passes untouched (pass_not_learned)', 'pass_not_learned', inFrame(C6, toListen(C6), channelData(0x4052, data)), {
-    bindings: withFresh(N6),
-  }),
-  pass('client never seen: UDP -> ChannelData passes, although the peer was just learned from this very frame', 'pass_not_learned', inFrame(U4.peer, alloc(U4.peer, 50058), data), {
+  pass('next hop not resolved: ChannelData -> UDP 44 passes untouched (pass_no_neigh)', 'pass_no_neigh', cdTo(N4, data), { bindings: withFresh(N4) }),
+  pass('next hop not resolved: ChannelData -> UDP 66 passes untouched (pass_no_neigh)', 'pass_no_neigh', cdTo(N6, data), { bindings: withFresh(N6) }),
+  pass('client not resolved: UDP -> ChannelData passes, and the peer\'s own frame taught nothing', 'pass_no_neigh', inFrame(U4.peer, alloc(U4.peer, 50058), data), {
     bindings: withFresh(U4),
+    before: [{ frame: learnFrame(CW4), action: 'XDP_PASS' }],
   }),
-  {
-    name: 'peer learned from its own UDP (passed: client unknown), then ChannelData to it goes to its MAC',
-    bindings: withFresh(L4),
-    neighbours: [],
-    before: [{ frame: inFrame(L4.peer, alloc(L4.peer, 50053), data), action: 'XDP_PASS' }],
-    input: inFrame(CL4, toListen(CL4), channelData(0x4053, data)),
-    action: 'XDP_TX',
-    output: outFrame(alloc(L4.peer, 50053), L4.peer, data),
-    path: { name: 'chan_to_udp_44', bytes: data.length },
-  },
-  {
-    name: 'peer learned from its UDP, client learned from its ChannelData: the reply goes to the client\'s MAC (66)',
-    bindings: withFresh(L6),
-    neighbours: [],
-    before: [
-      { frame: inFrame(L6.peer, alloc(L6.peer, 50054), data), action: 'XDP_PASS' },
-      { frame: inFrame(CL6, toListen(CL6), channelData(0x4054, data)), action: 'XDP_TX' },
-    ],
-    input: inFrame(L6.peer, alloc(L6.peer, 50054), odd),
-    action: 'XDP_TX',
-    output: outFrame(toListen(CL6), CL6, channelData(0x4054, odd)),
-    path: { name: 'udp_to_chan_66', bytes: odd.length },
-  },
-  {
-    name: 'a destination\'s MAC changes: the newest one is used',
-    bindings: withFresh(M4),
-    before: [
-      { frame: learnFrame(M4.peer, { srcMac: Uint8Array.from([0x02, 0, 0, 0, 0, 0x01]) }), action: 'XDP_PASS' },
-      { frame: learnFrame(M4.peer), action: 'XDP_PASS' },
-    ],
-    input: inFrame(C4, toListen(C4), channelData(0x4055, data)),
-    action: 'XDP_TX',
-    output: outFrame(alloc(M4.peer, 50055), M4.peer, data),
-    path: { name: 'chan_to_udp_44', bytes: data.length },
-  },
-  pass('a multicast source MAC is not learned', 'pass_not_learned', inFrame(C4, toListen(C4), channelData(0x4057, data)), {
-    bindings: withFresh(G4),
-    before: [{ frame: learnFrame(G4.peer, { srcMac: Uint8Array.from([0x01, 0, 0x5e, 0, 0, 0x01]) }), action: 'XDP_PASS' }],
+  relaysTo('a peer behind a gateway: the output goes to the gateway\'s MAC, the peer needs no entry of its own', W4, {
+    nextHops: { routes: [...SCENE_ROUTES, route('198.51.100.0', 24, { gateway: '203.0.113.254' })], neighbours: [...SCENE_NEIGHBOURS, neighbourOf('203.0.113.254', GATEWAY)] },
+    dstMac: GATEWAY,
   }),
-  {
-    name: 'client and peer behind one gateway: the output goes back to that MAC, learned for the peer',
-    bindings: withFresh(W4),
-    neighbours: [],
-    before: [{ frame: learnFrame(W4.peer, { srcMac: GATEWAY }), action: 'XDP_PASS' }],
-    input: inFrame(C4, toListen(C4), channelData(0x4059, data), { srcMac: GATEWAY }),
-    action: 'XDP_TX',
-    output: outFrame(alloc(W4.peer, 50059), W4.peer, data, { dstMac: GATEWAY }),
-    path: { name: 'chan_to_udp_44', bytes: data.length },
-  },
+  relaysTo('an IPv6 peer behind a link-local gateway (66)', W6, {
+    nextHops: { routes: [...SCENE_ROUTES, route('2001:db8:f::', 48, { gateway: 'fe80::1' })], neighbours: [...SCENE_NEIGHBOURS, neighbourOf('fe80::1', GATEWAY)] },
+    dstMac: GATEWAY,
+  }),
+  relaysTo('an IPv4 route with an IPv6 gateway (RTA_VIA) uses the gateway\'s IPv6 neighbour entry', V4, {
+    nextHops: { routes: [...SCENE_ROUTES, route('198.51.100.80', 28, { gateway: 'fe80::2' })], neighbours: [...SCENE_NEIGHBOURS, neighbourOf('fe80::2', GATEWAY2)] },
+    dstMac: GATEWAY2,
+  }),
+  relaysTo('the longest prefix wins: a /32 via one gateway inside a /24 via another', K4, {
+    nextHops: {
+      routes: [...SCENE_ROUTES, route('198.51.100.0', 24, { gateway: '203.0.113.254' }), route(K4.peer.address, 32, { gateway: '203.0.113.253' })],
+      neighbours: [...SCENE_NEIGHBOURS, neighbourOf('203.0.113.254', GATEWAY), neighbourOf('203.0.113.253', GATEWAY2)],
+    },
+    dstMac: GATEWAY2,
+  }),
+  pass('no route of the output\'s family: pass_no_route', 'pass_no_route', cdTo(T4, data), {
+    bindings: withFresh(T4),
+    nextHops: { routes: [SCENE_ROUTES[1]!], neighbours: [...SCENE_NEIGHBOURS, neighbourOf(T4.peer.address)] },
+  }),
+  pass('an IPv6 default route does not cover IPv4 (nor ::ffff:0:0/96): pass_no_route', 'pass_no_route', cd4(), {
+    nextHops: { routes: [route('::', 0), route('::ffff:0.0.0.0', 96)] },
+  }),
+  pass('a blackhole route (the stack decides): pass_no_route', 'pass_no_route', cdTo(T4, data), {
+    bindings: withFresh(T4),
+    nextHops: { routes: [...SCENE_ROUTES, route('198.51.100.84', 30, { kind: 'stack', ifindex: 0 })], neighbours: [...SCENE_NEIGHBOURS, neighbourOf(T4.peer.address)] },
+  }),
+  pass('a route out of another interface (XDP_TX cannot): pass_other_interface', 'pass_other_interface', cdTo(T4, data), {
+    bindings: withFresh(T4),
+    nextHops: { routes: [...SCENE_ROUTES, route('198.51.100.84', 30, { ifindex: 999 })], neighbours: [...SCENE_NEIGHBOURS, neighbourOf(T4.peer.address)] },
+  }),
+  pass('an output over the route\'s MTU: pass_too_big', 'pass_too_big', cdTo(T4, payloadOf(1000)), {
+    bindings: withFresh(T4),
+    nextHops: { routes: [...SCENE_ROUTES, route('198.51.100.84', 30, { mtu: 1000 })], neighbours: [...SCENE_NEIGHBOURS, neighbourOf(T4.peer.address)] },
+  }),
+  relaysTo('the gateway\'s MAC changes in tp_neigh: the next output goes to the new one (the sidecar empties the cache)', M4, {
+    nextHops: { routes: [...SCENE_ROUTES, route('198.51.100.55', 32, { gateway: '203.0.113.254' })], neighbours: [...SCENE_NEIGHBOURS, neighbourOf('203.0.113.254', GATEWAY)] },
+    before: [{ frame: cdTo(M4, data), action: 'XDP_TX' }],
+    between: (r) => {
+      r.putNeighbour(neighbourOf('203.0.113.254', GATEWAY2));
+      r.forgetCachedNextHops();
+    },
+    dstMac: GATEWAY2,
+  }),
 );
 
-// ---- next hops learned from address resolution (ARP, IPv6 ND) ---------------------
-// The stack resolves a destination for the first relayed packets; its
-// answer (or its own request for the relay's address) teaches the program
-// the MAC, so a peer that never sends UDP still gets a fast path.
+// ---- frames from the LAN teach the program nothing -----------------------------------------
+// Neither a data frame's source MAC nor ARP or IPv6 ND: what the program
+// sends where is the kernel's (the mirror's) alone.
 
 function arpFrame(o: { op: 1 | 2; sha: Uint8Array; spa: string; tpa: string; ethDst?: Uint8Array }): Uint8Array {
   const f = new Uint8Array(42);
@@ -411,71 +464,44 @@ function ndFrame(o: { type: 135 | 136; ethSrc: Uint8Array; src: string; dst: str
 
 const A4 = fresh('198.51.100.61', 6061, 0x4061, 50061);
 const R4 = fresh('198.51.100.63', 6063, 0x4063, 50063);
-const Q4 = fresh('198.51.100.65', 6065, 0x4065, 50065);
-const GA4 = fresh('198.51.100.67', 6067, 0x4067, 50067);
-const GB4 = fresh('198.51.100.69', 6069, 0x4069, 50069);
 const A6 = fresh('2001:db8:e::61', 6062, 0x4062, 50062, C6);
 const S6 = fresh('2001:db8:e::63', 6064, 0x4064, 50064, C6);
-const H6 = fresh('2001:db8:e::65', 6066, 0x4066, 50066, C6);
-const U6 = fresh('2001:db8:e::67', 6068, 0x4068, 50068, C6);
-const OLD = Uint8Array.from([0x02, 0, 0, 0, 0, 0x0d]);
-const cdTo = (x: { binding: ChannelBinding }, data_: Uint8Array) => inFrame(x.binding.client, toListen(x.binding.client), channelData(x.binding.channel, data_));
-const learnedTx = (name: string, x: { peer: Endpoint; binding: ChannelBinding }, before: Fixture['before']): Fixture => ({
-  name,
-  bindings: withFresh(x),
-  before,
-  input: cdTo(x, data),
-  action: 'XDP_TX',
-  output: outFrame(alloc(x.peer, x.binding.allocationPort), x.peer, data),
-  path: { name: x.peer.address.includes(':') ? 'chan_to_udp_66' : 'chan_to_udp_44', bytes: data.length },
-});
-const pass_ = (x: { binding: ChannelBinding }) => ({ frame: cdTo(x, data), action: 'XDP_PASS' as const });
+/** Frames claiming the peer's address from another MAC, each passed as before. */
+const spoofs = (peer: Endpoint): Fixture['before'] =>
+  peer.address.includes(':')
+    ? [
+        { frame: learnFrame(peer, { srcMac: ATTACKER }), action: 'XDP_PASS' },
+        { frame: ndFrame({ type: 136, ethSrc: ATTACKER, src: peer.address, dst: RELAY6, target: peer.address }), action: 'XDP_PASS' },
+        { frame: ndFrame({ type: 136, ethSrc: ATTACKER, src: peer.address, dst: 'ff02::1', target: peer.address }), action: 'XDP_PASS' },
+        { frame: ndFrame({ type: 135, ethSrc: ATTACKER, src: peer.address, dst: 'ff02::1:ff00:1', target: RELAY6 }), action: 'XDP_PASS' },
+      ]
+    : [
+        { frame: learnFrame(peer, { srcMac: ATTACKER }), action: 'XDP_PASS' },
+        { frame: learnFrame(peer, { srcMac: Uint8Array.from([0x01, 0, 0x5e, 0, 0, 0x01]) }), action: 'XDP_PASS' },
+        { frame: arpFrame({ op: 2, sha: ATTACKER, spa: peer.address, tpa: RELAY4 }), action: 'XDP_PASS' },
+        { frame: arpFrame({ op: 1, sha: ATTACKER, spa: peer.address, tpa: RELAY4, ethDst: BROADCAST }), action: 'XDP_PASS' },
+        { frame: arpFrame({ op: 1, sha: ATTACKER, spa: peer.address, tpa: peer.address, ethDst: BROADCAST }), action: 'XDP_PASS' },
+      ];
 
 fixtures.push(
-  learnedTx('ARP reply to the relay teaches the peer\'s MAC: the next ChannelData to it relays', A4, [
-    pass_(A4),
-    { frame: arpFrame({ op: 2, sha: macOf(A4.peer.address), spa: A4.peer.address, tpa: RELAY4 }), action: 'XDP_PASS' },
-  ]),
-  learnedTx('ARP request for the relay\'s address teaches the requester\'s MAC', R4, [
-    { frame: arpFrame({ op: 1, sha: macOf(R4.peer.address), spa: R4.peer.address, tpa: RELAY4, ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' },
-  ]),
-  pass('ARP request for another address teaches nothing', 'pass_not_learned', cdTo(Q4, data), {
-    bindings: withFresh(Q4),
-    before: [{ frame: arpFrame({ op: 1, sha: macOf(Q4.peer.address), spa: Q4.peer.address, tpa: '203.0.113.77', ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' }],
+  relaysTo('spoofed UDP and ARP from another MAC leave a resolved IPv4 peer\'s next hop alone', A4, {
+    nextHops: { routes: SCENE_ROUTES, neighbours: [...SCENE_NEIGHBOURS, neighbourOf(A4.peer.address)] },
+    before: spoofs(A4.peer),
   }),
-  learnedTx('gratuitous ARP updates a learned MAC', GA4, [
-    { frame: learnFrame(GA4.peer, { srcMac: OLD }), action: 'XDP_PASS' },
-    { frame: arpFrame({ op: 1, sha: macOf(GA4.peer.address), spa: GA4.peer.address, tpa: GA4.peer.address, ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' },
-  ]),
-  pass('gratuitous ARP does not add an unknown address', 'pass_not_learned', cdTo(GB4, data), {
-    bindings: withFresh(GB4),
-    before: [{ frame: arpFrame({ op: 1, sha: macOf(GB4.peer.address), spa: GB4.peer.address, tpa: GB4.peer.address, ethDst: Uint8Array.from([255, 255, 255, 255, 255, 255]) }), action: 'XDP_PASS' }],
+  relaysTo('spoofed UDP and ND from another MAC leave a resolved IPv6 peer\'s next hop alone', A6, {
+    nextHops: { routes: SCENE_ROUTES, neighbours: [...SCENE_NEIGHBOURS, neighbourOf(A6.peer.address)] },
+    before: spoofs(A6.peer),
   }),
-  learnedTx('IPv6 Neighbor Advertisement to the relay teaches the target\'s MAC', A6, [
-    pass_(A6),
-    { frame: ndFrame({ type: 136, ethSrc: macOf(A6.peer.address), src: A6.peer.address, dst: RELAY6, target: A6.peer.address }), action: 'XDP_PASS' },
-  ]),
-  learnedTx('IPv6 Neighbor Solicitation for the relay\'s address teaches the solicitor\'s MAC', S6, [
-    { frame: ndFrame({ type: 135, ethSrc: macOf(S6.peer.address), src: S6.peer.address, dst: 'ff02::1:ff00:1', target: RELAY6 }), action: 'XDP_PASS' },
-  ]),
-  pass('IPv6 Neighbor Advertisement with hop limit below 255 teaches nothing', 'pass_not_learned', cdTo(H6, data), {
-    bindings: withFresh(H6),
-    before: [{ frame: ndFrame({ type: 136, ethSrc: macOf(H6.peer.address), src: H6.peer.address, dst: RELAY6, target: H6.peer.address, hopLimit: 64 }), action: 'XDP_PASS' }],
-  }),
-  pass('unsolicited IPv6 Neighbor Advertisement (to all nodes) does not add an unknown address', 'pass_not_learned', cdTo(U6, data), {
-    bindings: withFresh(U6),
-    before: [{ frame: ndFrame({ type: 136, ethSrc: macOf(U6.peer.address), src: U6.peer.address, dst: 'ff02::1', target: U6.peer.address }), action: 'XDP_PASS' }],
-  }),
+  pass('spoofed UDP and ARP do not resolve an unresolved IPv4 peer', 'pass_no_neigh', cdTo(R4, data), { bindings: withFresh(R4), before: spoofs(R4.peer) }),
+  pass('spoofed UDP and ND do not resolve an unresolved IPv6 peer', 'pass_no_neigh', cdTo(S6, data), { bindings: withFresh(S6), before: spoofs(S6.peer) }),
 );
 
 // ---- IPv4 in IPv6 form never meets IPv4 state -------------------------------------------
 // ::ffff:a.b.c.d is a.b.c.d in the program's 16-byte form. An IPv6 frame from
-// such a source is dropped before any lookup or learning, a binding's IPv6
-// address in that form is keyed and sent as IPv6 (so never as the IPv4 one),
-// and what ND teaches about such an address stays an IPv6 neighbour.
+// such a source is dropped before any lookup, and a binding's IPv6 address
+// in that form is keyed and sent as IPv6 (so never as the IPv4 one).
 
 const mapped = (e: Endpoint): Endpoint => ({ address: `::ffff:${e.address}`, port: e.port });
-const ATTACKER = Uint8Array.from([0x02, 0, 0, 0, 0, 0xee]);
 const dropped = (name: string, input: Uint8Array, extra: Partial<Fixture> = {}): Fixture => ({
   name,
   input,
@@ -487,23 +513,18 @@ const dropped = (name: string, input: Uint8Array, extra: Partial<Fixture> = {}):
 const X4 = fresh('198.51.100.71', 6071, 0x4071, 50071, C6);
 const XM = { binding: bind(C6, 0x4071, mapped(X4.peer), 50071) }; // the same peer named as IPv6
 const Y4 = fresh('198.51.100.73', 6073, 0x4073, 50073);
-const Z4 = fresh('198.51.100.75', 6075, 0x4075, 50075);
 
 fixtures.push(
   dropped('IPv6 UDP from ::ffff:<peer> to the IPv4 binding\'s allocation port is dropped, not relayed to the IPv4 client', inFrame(mapped(P4), { address: RELAY6, port: 50001 }, data)),
   dropped('IPv6 ChannelData from ::ffff:<client> with the IPv4 client\'s channel is dropped, not relayed to its peer', inFrame(mapped(C4), toListen(C6), channelData(0x4001, data))),
-  dropped('IPv6 STUN from an IPv4-mapped source is dropped too (nothing is learned from it)', learnFrame(mapped(C4))),
+  dropped('IPv6 STUN from an IPv4-mapped source is dropped too', learnFrame(mapped(C4))),
   dropped('a binding to an IPv6 peer in ::ffff:0:0/96 is not sent as IPv4 to the address it embeds', cdTo(XM, data), {
     bindings: withFresh(XM),
-    neighbours: [...SCENE_ENDPOINTS, X4.peer],
+    nextHops: { routes: SCENE_ROUTES, neighbours: [...SCENE_NEIGHBOURS, neighbourOf(X4.peer.address)] },
   }),
-  pass('an IPv6 frame from ::ffff:<peer> teaches nothing about the IPv4 peer', 'pass_not_learned', cdTo(Y4, data), {
+  pass('an IPv6 frame from ::ffff:<peer> does not resolve the IPv4 peer', 'pass_no_neigh', cdTo(Y4, data), {
     bindings: withFresh(Y4),
     before: [{ frame: learnFrame(mapped(Y4.peer), { srcMac: ATTACKER }), action: 'XDP_DROP' }],
-  }),
-  pass('a Neighbor Solicitation from ::ffff:<peer> teaches an IPv6 neighbour, not the IPv4 peer', 'pass_not_learned', cdTo(Z4, data), {
-    bindings: withFresh(Z4),
-    before: [{ frame: ndFrame({ type: 135, ethSrc: ATTACKER, src: mapped(Z4.peer).address, dst: 'ff02::1:ff00:1', target: RELAY6 }), action: 'XDP_PASS' }],
   }),
 );
 
@@ -521,6 +542,8 @@ before(() => {
 after(() => {
   router?.close();
 });
+
+const byAddress = (a: { address: string }, b: { address: string }) => a.address.localeCompare(b.address);
 
 function delta<K extends string>(names: readonly K[], a: Record<K, bigint>, b: Record<K, bigint>): Partial<Record<K, bigint>> {
   const out: Partial<Record<K, bigint>> = {};
@@ -546,9 +569,10 @@ for (const fx of fixtures) {
       if (fx.config !== 'unwritten') r.writeConfig(fx.config ?? BASE_CONFIG);
       r.clearBindings();
       for (const b of fx.bindings ?? BINDINGS) r.putChannel(b);
-      r.clearNeighbours();
-      for (const e of fx.neighbours ?? SCENE_ENDPOINTS) testRun(r, learnFrame(e));
+      installNextHops(r, fx.nextHops?.routes ?? SCENE_ROUTES, fx.nextHops?.neighbours ?? SCENE_NEIGHBOURS);
+      const written = JSON.stringify(r.neighbours().sort(byAddress));
       for (const [i, b] of (fx.before ?? []).entries()) assert.equal(testRun(r, b.frame).actionName, b.action, `verdict of frame ${i} before the input`);
+      fx.between?.(r);
       const reasons0 = r.readReasons();
       const paths0 = pathTotals(r);
 
@@ -565,25 +589,27 @@ for (const fx of fixtures) {
       const bytes = delta(PATH_NAMES, paths0.bytes, paths1.bytes);
       assert.deepEqual(packets, fx.path ? { [fx.path.name]: 1n } : {}, 'path packet counters');
       assert.deepEqual(bytes, fx.path && fx.path.bytes > 0 ? { [fx.path.name]: BigInt(fx.path.bytes) } : {}, 'path byte counters');
+      if (!fx.between) assert.equal(JSON.stringify(r.neighbours().sort(byAddress)), written, 'tp_neigh as the sidecar wrote it: frames change nothing');
     } finally {
       if (r !== router) r.close();
     }
   });
 }
 
-test('golden: the program learns exactly the scene endpoints, on lo, with their MACs', (t) => {
+test('golden: no frame from any scene endpoint (UDP, STUN, ChannelData) writes to the next-hop tables', (t) => {
   if (!ready(t)) return;
   const r = router!;
   r.writeConfig(BASE_CONFIG);
-  r.clearNeighbours();
-  for (const e of SCENE_ENDPOINTS) testRun(r, learnFrame(e));
-  testRun(r, learnFrame(C4)); // again: still one entry
-  const mac = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
-  const got = r.neighbours().map((n) => ({ address: n.address, ifindex: n.ifindex, mac: n.mac, timed: n.seenNs > 0n }));
-  const want = SCENE_ENDPOINTS.map((e) => ({ address: canonical(e.address), ifindex: 1, mac: mac(macOf(e.address)), timed: true }));
-  const byAddress = (a: { address: string }, b: { address: string }) => a.address.localeCompare(b.address);
-  assert.deepEqual(got.sort(byAddress), want.sort(byAddress));
-  assert.equal(r.clearNeighbours(), SCENE_ENDPOINTS.length);
+  r.clearBindings();
+  for (const b of BINDINGS) r.putChannel(b);
+  installNextHops(r, SCENE_ROUTES, []);
+  for (const e of SCENE_ENDPOINTS) {
+    testRun(r, learnFrame(e));
+    testRun(r, inFrame(e, toListen(e), channelData(0x4001, data)));
+  }
+  assert.deepEqual(r.neighbours(), []);
+  assert.equal(r.routes().length, SCENE_ROUTES.length);
+  assert.deepEqual(r.clearNextHops(), { routes: SCENE_ROUTES.length, neighbours: 0 });
 });
 
 test('golden: the decoder under test agrees with the fixtures (addresses)', () => {
@@ -610,8 +636,8 @@ test('golden: port_min > port_max passes peer traffic and sends one misconfig di
     for (let i = 0; i < 3; i++) assert.equal(testRun(r, input).actionName, 'XDP_PASS');
     const d = delta(REASON_NAMES, before0, r.readReasons());
     assert.deepEqual(d, { pass_not_relay_port: 3n });
-    // the listen port still works (once the peer's MAC is learned)
-    testRun(r, learnFrame(P4));
+    // the listen port still works (the peer's next hop is resolved)
+    installNextHops(r);
     assert.equal(testRun(r, inFrame(C4, toListen(C4), channelData(0x4001, data))).actionName, 'XDP_TX');
     for (let i = 0; i < 50 && events.length === 0; i++) await new Promise((res) => setTimeout(res, 20));
     assert.equal(events.length, 1, 'diag_per_sec = 1 lets one event through per second per CPU');

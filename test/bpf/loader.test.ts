@@ -139,7 +139,7 @@ test('a reload with pinDir reuses pinned maps; a capacity change is reported', (
 
   const second = XdpRouter.load({ objectPath: obj, mapCapacity: 2048, pinDir, log: captureLog().log });
   try {
-    assert.deepEqual([...second.reusedMaps].sort(), ['tp_chan_to_peer', 'tp_config', 'tp_diag', 'tp_diag_budget', 'tp_neigh', 'tp_path_stats', 'tp_peer_to_chan', 'tp_reasons']);
+    assert.deepEqual([...second.reusedMaps].sort(), ['tp_chan_to_peer', 'tp_config', 'tp_diag', 'tp_diag_budget', 'tp_neigh', 'tp_path_stats', 'tp_peer_to_chan', 'tp_reasons', 'tp_routes']);
     assert.deepEqual(second.listBindings(), [b], 'the binding written before the reload is still there');
   } finally {
     second.close();
@@ -257,9 +257,9 @@ test('map memory at 65,536 installed bindings stays within 16 MB (binding maps; 
     const neigh = mem.find((m) => m.name === 'tp_neigh');
     t.diagnostic(
       `${object.split('/').pop()}: binding maps ${bindings} bytes (${(bindings / 2 ** 20).toFixed(2)} MiB), ` +
-        `learned neighbours (tp_neigh, ${neigh?.maxEntries} entries) ${neigh?.memlockBytes} bytes, all maps ${total} bytes`,
+        `mirrored neighbours (tp_neigh, ${neigh?.maxEntries} entries) ${neigh?.memlockBytes} bytes, all maps ${total} bytes`,
     );
-    // The 16 MiB target is for the binding maps; tp_neigh (an LRU of next
+    // The 16 MiB target is for the binding maps; tp_neigh (the mirrored next
     // hops, preallocated) is counted and reported, not part of that target.
     assert.ok(bindings <= 16 * 2 ** 20, `binding maps ${bindings} bytes <= 16 MiB`);
     assert.ok(neigh && neigh.memlockBytes > 0, 'tp_neigh is loaded and its memory counted');

@@ -23,6 +23,8 @@ export const PASS = 'e2e-password';
 
 export interface PairOptions {
   ebpf: 'off' | 'auto' | 'required';
+  /** As `npm start` on a fresh host: no eBPF mode, interface, attach mode or public addresses set (only what the test network needs). */
+  bare?: boolean;
   xdpMode?: 'native' | 'skb';
   keepPinned?: boolean;
   env?: Record<string, string>;
@@ -108,17 +110,17 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: process.env.HOME ?? '/root',
     TURNPIKE_LISTEN_PORT: String(listenPort),
-    TURNPIKE_PUBLIC_IPV4: topo.addr.relay4,
-    ...(topo.addr.relay6 ? { TURNPIKE_PUBLIC_IPV6: topo.addr.relay6 } : {}),
+    ...(opts.bare ? {} : { TURNPIKE_PUBLIC_IPV4: topo.addr.relay4 }),
+    ...(topo.addr.relay6 && !opts.bare ? { TURNPIKE_PUBLIC_IPV6: topo.addr.relay6 } : {}),
     TURNPIKE_ALLOWED_PEERS: [topo.addr.subnet4, topo.addr.subnet6].filter(Boolean).join(','),
     TURNPIKE_USERS: `${USER}:${PASS}`,
     TURNPIKE_REALM: 'e2e',
-    TURNPIKE_EBPF: opts.ebpf,
+    ...(opts.bare ? {} : { TURNPIKE_EBPF: opts.ebpf }),
     TURNPIKE_STATE_DIR: stateDir,
     TURNPIKE_ADMIN: '127.0.0.1:9469',
     TURNPIKE_LOG: 'info',
     TURNPIKE_RELAY_USER: relayUserForTests(),
-    ...(opts.ebpf !== 'off' ? { TURNPIKE_INTERFACE: topo.dev.relay, TURNPIKE_XDP_MODE: opts.xdpMode ?? 'native' } : {}),
+    ...(opts.ebpf !== 'off' && !opts.bare ? { TURNPIKE_INTERFACE: topo.dev.relay, TURNPIKE_XDP_MODE: opts.xdpMode ?? 'native' } : {}),
     ...(opts.keepPinned ? { TURNPIKE_KEEP_PINNED: 'true' } : {}),
     ...opts.env,
   };

@@ -17,7 +17,7 @@ import { familyOf } from '../../src/shared/endpoint.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
 import { testRun } from '../helpers/bpf-test-run.ts';
 import { channelData, decodeFrame, hex, payloadOf, type Endpoint } from '../bpf/frames.ts';
-import { BASE_CONFIG, BINDINGS, C4, C6, LISTEN, OBJECT, P4, P6, RELAY4, SCENE_ENDPOINTS, alloc, bind, inFrame, learnFrame, toListen } from '../bpf/golden-scene.ts';
+import { BASE_CONFIG, BINDINGS, C4, C6, LISTEN, OBJECT, P4, P6, RELAY4, SCENE_NEIGHBOURS, SCENE_ROUTES, alloc, bind, inFrame, installNextHops, learnFrame, neighbourOf, toListen } from '../bpf/golden-scene.ts';
 
 const log = pino({ level: 'silent' });
 
@@ -137,8 +137,8 @@ for (const c of cases) {
     r.writeConfig(c.config ?? BASE_CONFIG);
     r.clearBindings();
     for (const b of c.bindings ?? BINDINGS) r.putChannel(b);
-    r.clearNeighbours();
-    for (const e of [...SCENE_ENDPOINTS, ...(c.learn ?? [])]) testRun(r, learnFrame(e));
+    // Next hops as the sidecar mirrors them from the kernel (nothing is learned from frames).
+    installNextHops(r, SCENE_ROUTES, [...SCENE_NEIGHBOURS, ...(c.learn ?? []).map((e) => neighbourOf(e.address))]);
     assert.equal(userspace(c), kernel(r, c));
   });
 }

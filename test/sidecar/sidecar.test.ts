@@ -97,7 +97,8 @@ test('start, /status and /readyz follow the relay, stop closes everything once',
 });
 
 test('eBPF required but unavailable: fatal "cannot start", nothing opened', async () => {
-  const s = await setup({ ebpf: 'required' });
+  // An interface that is not there: with none named, the default route's (the host's own NIC) would be tried.
+  const s = await setup({ ebpf: 'required', interface: 'tpnosuchif0' });
   await assert.rejects(Sidecar.start(s.config, s.deps), SidecarStartError);
   await s.telemetry.shutdown();
   await tick();

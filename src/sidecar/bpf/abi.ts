@@ -47,11 +47,14 @@ export const STRUCTS = {
       client_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
     },
   },
+  // ...and the partner's client (channel -> channel) after it, in the same shape.
   tp_chan_value: {
-    size: 24,
+    size: 48,
     fields: {
       peer_addr: { offset: 0, size: 16 }, peer_port: { offset: 16, size: 2 }, alloc_port: { offset: 18, size: 2 },
       peer_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
+      partner_addr: { offset: 24, size: 16 }, partner_port: { offset: 40, size: 2 }, partner_channel: { offset: 42, size: 2 },
+      partner_family: { offset: 44, size: 1 }, pad2: { offset: 45, size: 3 },
     },
   },
   tp_peer_key: {
@@ -68,13 +71,24 @@ export const STRUCTS = {
       client_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
     },
   },
+  tp_route_key: {
+    size: 24,
+    fields: { prefixlen: { offset: 0, size: 4 }, family: { offset: 4, size: 1 }, pad: { offset: 5, size: 3 }, addr: { offset: 8, size: 16 } },
+  },
+  tp_route_value: {
+    size: 24,
+    fields: {
+      gateway: { offset: 0, size: 16 }, ifindex: { offset: 16, size: 4 }, gateway_family: { offset: 20, size: 1 },
+      kind: { offset: 21, size: 1 }, mtu: { offset: 22, size: 2 },
+    },
+  },
   tp_neigh_key: {
     size: 24,
     fields: { addr: { offset: 0, size: 16 }, ifindex: { offset: 16, size: 4 }, family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 } },
   },
   tp_neigh_value: {
     size: 16,
-    fields: { mac: { offset: 0, size: 6 }, pad: { offset: 6, size: 2 }, seen_ns: { offset: 8, size: 8 } },
+    fields: { mac: { offset: 0, size: 6 }, pad: { offset: 6, size: 2 }, own_mac: { offset: 8, size: 6 }, pad2: { offset: 14, size: 2 } },
   },
   tp_path_stats: {
     size: 16,
@@ -103,6 +117,10 @@ export const TP_CFG_HAVE_V6 = 1 << 1;
 export const TP_FAMILY_V4 = 4;
 export const TP_FAMILY_V6 = 6;
 
+/** enum tp_route_kind. */
+export const TP_ROUTE_UNICAST = 1;
+export const TP_ROUTE_STACK = 2;
+
 import { DIAG_KIND_NAMES, KERNEL_REASONS, PATH_NAMES, REASON_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG } from '../../shared/reasons.ts';
 export { PATH_NAMES, REASON_NAMES, DIAG_KIND_NAMES, TP_DIAG_DROP, TP_DIAG_MISCONFIG, type PathName, type ReasonName } from '../../shared/reasons.ts';
 export const TP_PATH_MAX = PATH_NAMES.length;
@@ -123,6 +141,7 @@ export const ENUMS: Readonly<Record<string, Readonly<Record<string, number>>>> =
   tp_reason_verdict: { TP_DROP_REASONS_MASK },
   tp_diag_kind: { TP_DIAG_DROP, TP_DIAG_MISCONFIG },
   tp_family: { TP_FAMILY_V4, TP_FAMILY_V6 },
+  tp_route_kind: { TP_ROUTE_UNICAST, TP_ROUTE_STACK },
 };
 
 export const XDP_ACTION_NAMES = ['XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT'] as const;
@@ -253,8 +272,13 @@ export function checkChannel(channel: number): number {
 
 export const encodeChanKey = (k: ChanKey) =>
   encodeAddrPortPort(k.client.address, k.client.port, checkChannel(k.channel), ['client address', 'client port', 'channel']);
-export const encodeChanValue = (v: ChanValue) =>
-  encodeAddrPortPort(v.peer.address, v.peer.port, v.allocationPort, ['peer address', 'peer port', 'allocationPort']);
+/** The channel's value; with partner, the client of the other allocation's channel to this one (channel -> channel). */
+export function encodeChanValue(v: ChanValue, partner?: PeerValue): Uint8Array {
+  const out = new Uint8Array(STRUCTS.tp_chan_value.size);
+  out.set(encodeAddrPortPort(v.peer.address, v.peer.port, v.allocationPort, ['peer address', 'peer port', 'allocationPort']));
+  if (partner) out.set(encodePeerValue(partner), PARTNER_AT);
+  return out;
+}
 export const encodePeerKey = (k: PeerKey) =>
   encodeAddrPortPort(k.peer.address, k.peer.port, k.allocationPort, ['peer address', 'peer port', 'allocationPort']);
 export const encodePeerValue = (v: PeerValue) =>
@@ -268,6 +292,13 @@ export function decodeChanValue(b: Uint8Array): ChanValue {
   const [address, port, allocationPort] = decodeAddrPortPort(b);
   return { peer: { address, port }, allocationPort };
 }
+
+/** Where a channel's value holds its partner, and the partner itself (undefined: none). */
+export const PARTNER_AT = STRUCTS.tp_chan_value.fields.partner_addr.offset;
+export function decodePartner(b: Uint8Array): PeerValue | undefined {
+  const partner = b.subarray(PARTNER_AT, PARTNER_AT + BINDING_STRUCT_SIZE);
+  return partner.length === BINDING_STRUCT_SIZE && (partner[18]! | partner[19]!) !== 0 ? decodePeerValue(partner) : undefined;
+}
 export function decodePeerKey(b: Uint8Array): PeerKey {
   const [address, port, allocationPort] = decodeAddrPortPort(b);
   return { peer: { address, port }, allocationPort };
@@ -277,15 +308,88 @@ export function decodePeerValue(b: Uint8Array): PeerValue {
   return { client: { address, port }, channel };
 }
 
-/** A learned next hop (tp_neigh): frames from `address` arrived on `ifindex` from `mac`. */
+// ---- next hops: the kernel's routes and neighbours, mirrored ---------------
+
+/** A route of the kernel's main table as tp_routes holds it. */
+export interface Route {
+  /** The network address (text); its family is the route's. */
+  readonly prefix: string;
+  /** 0-32 for IPv4, 0-128 for IPv6. */
+  readonly prefixLength: number;
+  /** 'unicast': out of ifindex to gateway (on-link without one); 'stack': the stack decides (blackhole, multicast, ...). */
+  readonly kind: 'unicast' | 'stack';
+  readonly ifindex: number;
+  /** The next hop's address (either family); undefined when the destination is on-link. */
+  readonly gateway?: string | undefined;
+  /** The route's MTU, 0 when it has none. */
+  readonly mtu: number;
+}
+
+const ROUTE_KINDS = { unicast: TP_ROUTE_UNICAST, stack: TP_ROUTE_STACK } as const;
+/** The family and pad bytes are matched in full before the address (tp_route_key). */
+const ROUTE_KEY_HEAD_BITS = 32;
+
+/** The key of a route: its prefix, zero beyond prefixLength, and the bits that must match. */
+export function encodeRouteKey(r: Pick<Route, 'prefix' | 'prefixLength'>): Uint8Array {
+  const out = new Uint8Array(STRUCTS.tp_route_key.size);
+  const a = checkAddress(r.prefix, 'route prefix');
+  const max = a.family === 4 ? 32 : 128;
+  if (!Number.isInteger(r.prefixLength) || r.prefixLength < 0 || r.prefixLength > max) throw new RangeError(`prefix length must be 0-${max}, got ${r.prefixLength}`);
+  const bits = (a.family === 4 ? 96 : 0) + r.prefixLength;
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, bits - 8 * i));
+    out[8 + i] = a.bytes[i]! & ((0xff00 >> keep) & 0xff);
+  }
+  new DataView(out.buffer).setUint32(0, ROUTE_KEY_HEAD_BITS + bits, true);
+  out[4] = a.family;
+  return out;
+}
+
+export function encodeRouteValue(r: Omit<Route, 'prefix' | 'prefixLength'>): Uint8Array {
+  const out = new Uint8Array(STRUCTS.tp_route_value.size);
+  const v = new DataView(out.buffer);
+  if (r.gateway !== undefined) putAddress(out, r.gateway, STRUCTS.tp_route_value.fields.gateway_family.offset, 'route gateway');
+  v.setUint32(16, r.ifindex >>> 0, true);
+  out[21] = ROUTE_KINDS[r.kind];
+  if (!Number.isInteger(r.mtu) || r.mtu < 0 || r.mtu > 0xffff) throw new RangeError(`route mtu must be 0-65535, got ${r.mtu}`);
+  v.setUint16(22, r.mtu, true);
+  return out;
+}
+
+export function decodeRoute(key: Uint8Array, value: Uint8Array): Route {
+  const k = new DataView(key.buffer, key.byteOffset, key.byteLength);
+  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  const family = key[4]!;
+  const bits = k.getUint32(0, true) - ROUTE_KEY_HEAD_BITS;
+  const gatewayFamily = value[20]!;
+  return {
+    prefix: addressText(key.subarray(8, 24), family),
+    prefixLength: family === TP_FAMILY_V4 ? bits - 96 : bits,
+    kind: value[21] === TP_ROUTE_UNICAST ? 'unicast' : 'stack',
+    ifindex: v.getUint32(16, true),
+    gateway: gatewayFamily === 0 ? undefined : addressText(value.subarray(0, 16), gatewayFamily),
+    mtu: v.getUint16(22, true),
+  };
+}
+
+/** A next hop (tp_neigh): the kernel's neighbour entry of `address` on `ifindex`, with the interface's own MAC. */
 export interface Neighbour {
   readonly address: string;
   readonly ifindex: number;
-  /** aa:bb:cc:dd:ee:ff */
+  /** aa:bb:cc:dd:ee:ff: the neighbour's (destination of outputs). */
   readonly mac: string;
-  /** CLOCK_MONOTONIC ns when last confirmed (0n for an entry written from userspace without a time). */
-  readonly seenNs: bigint;
+  /** The interface's own (source of outputs). */
+  readonly ownMac: string;
 }
+
+/** The 6 bytes of aa:bb:cc:dd:ee:ff. */
+export function macBytes(mac: string): Uint8Array {
+  const bytes = mac.split(':').map((x) => (/^[0-9a-f]{1,2}$/i.test(x) ? Number.parseInt(x, 16) : NaN));
+  if (bytes.length !== 6 || bytes.some((x) => Number.isNaN(x))) throw new RangeError(`not a MAC address: ${mac}`);
+  return Uint8Array.from(bytes);
+}
+
+export const macText = (b: Uint8Array): string => [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
 
 export function encodeNeighKey(k: Pick<Neighbour, 'address' | 'ifindex'>): Uint8Array {
   const out = new Uint8Array(STRUCTS.tp_neigh_key.size);
@@ -294,23 +398,20 @@ export function encodeNeighKey(k: Pick<Neighbour, 'address' | 'ifindex'>): Uint8
   return out;
 }
 
-export function encodeNeighValue(v: Pick<Neighbour, 'mac' | 'seenNs'>): Uint8Array {
+export function encodeNeighValue(v: Pick<Neighbour, 'mac' | 'ownMac'>): Uint8Array {
   const out = new Uint8Array(STRUCTS.tp_neigh_value.size);
-  const bytes = v.mac.split(':').map((x) => Number.parseInt(x, 16));
-  if (bytes.length !== 6 || bytes.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new RangeError(`not a MAC address: ${v.mac}`);
-  out.set(bytes, 0);
-  new DataView(out.buffer).setBigUint64(8, v.seenNs, true);
+  out.set(macBytes(v.mac), STRUCTS.tp_neigh_value.fields.mac.offset);
+  out.set(macBytes(v.ownMac), STRUCTS.tp_neigh_value.fields.own_mac.offset);
   return out;
 }
 
 export function decodeNeighbour(key: Uint8Array, value: Uint8Array): Neighbour {
   const k = new DataView(key.buffer, key.byteOffset, key.byteLength);
-  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
   return {
     address: addressText(key.subarray(0, 16), key[STRUCTS.tp_neigh_key.fields.family.offset]!),
     ifindex: k.getUint32(16, true),
-    mac: [...value.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':'),
-    seenNs: v.getBigUint64(8, true),
+    mac: macText(value.subarray(0, 6)),
+    ownMac: macText(value.subarray(8, 14)),
   };
 }
 

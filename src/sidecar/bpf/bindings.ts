@@ -8,8 +8,15 @@
 // the binding it belongs to: a put that finds either key holding another
 // binding's value is refused (EEXIST), a delete leaves such an entry alone.
 // The sidecar is the only writer, so look-up-then-write does not race.
+//
+// Channel -> channel: when a binding's peer is another allocation of this
+// relay whose channel back to it is bound too, each tp_chan_to_peer value
+// names the other's client (its partner), so the program needs one lookup.
+// Whichever of the two is put second links both; a delete unlinks the
+// other first, so the program never relays to a partner that is gone.
 import { constants } from 'node:os';
 import {
+  PARTNER_AT,
   decodeChanKey,
   decodeChanValue,
   decodePeerValue,
@@ -51,15 +58,39 @@ interface Entry {
   readonly value: Uint8Array;
 }
 
-const entriesOf = (b: ChannelBinding): [Entry, Entry] => [
-  { name: 'tp_chan_to_peer', key: encodeChanKey(b), value: encodeChanValue(b) },
+const entriesOf = (b: ChannelBinding, partner?: { client: Endpoint; channel: number }): [Entry, Entry] => [
+  { name: 'tp_chan_to_peer', key: encodeChanKey(b), value: encodeChanValue(b, partner) },
   { name: 'tp_peer_to_chan', key: encodePeerKey(b), value: encodePeerValue(b) },
 ];
 
-/** What the map holds under e's key: 'absent', 'ours' (e's value) or 'theirs' (another binding's). */
+/** What the map holds under e's key: 'absent', 'ours' (e's binding, whatever its partner) or 'theirs' (another binding's). */
 function holder(maps: ObjectMaps, e: Entry): 'absent' | 'ours' | 'theirs' {
   const have = maps.lookup(maps.get(e.name), e.key, `look up ${e.name}`);
-  return have === undefined ? 'absent' : sameBytes(have, e.value) ? 'ours' : 'theirs';
+  const binding = (v: Uint8Array) => (e.name === 'tp_chan_to_peer' ? v.subarray(0, PARTNER_AT) : v);
+  return have === undefined ? 'absent' : sameBytes(binding(have), binding(e.value)) ? 'ours' : 'theirs';
+}
+
+/**
+ * The partner of b: the client of the channel bound from b's peer, when that
+ * peer is another allocation here whose peer is b's allocation. Its
+ * tp_peer_to_chan key is b's peer with b's allocation port, via b's peer port.
+ */
+function partnerOf(maps: ObjectMaps, b: ChannelBinding): { client: Endpoint; channel: number } | undefined {
+  const key = encodePeerKey({ peer: { address: b.peer.address, port: b.allocationPort }, allocationPort: b.peer.port });
+  const value = maps.lookup(maps.get('tp_peer_to_chan'), key, 'look up tp_peer_to_chan');
+  return value && decodePeerValue(value);
+}
+
+/** Sets (or with undefined, clears) the partner in the channel value of `of` if it is b's partner's binding, i.e. its peer is b's allocation. */
+function linkPartner(maps: ObjectMaps, of: { client: Endpoint; channel: number }, b: ChannelBinding, to: ChannelBinding | undefined): void {
+  const m = maps.get('tp_chan_to_peer');
+  const key = encodeChanKey(of);
+  const have = maps.lookup(m, key, 'look up tp_chan_to_peer');
+  if (!have) return;
+  const v = decodeChanValue(have);
+  if (v.allocationPort !== b.peer.port || v.peer.port !== b.allocationPort || v.peer.address !== b.peer.address) return;
+  const err = maps.lib.mapUpdateElem(m.fd, key, encodeChanValue(v, to && { client: to.client, channel: to.channel }), 0n);
+  if (err < 0) throw bindingError(to ? 'link partner of' : 'unlink partner of', b, 'tp_chan_to_peer', -err, m.maxEntries);
 }
 
 /**
@@ -68,7 +99,8 @@ function holder(maps: ObjectMaps, e: Entry): 'absent' | 'ours' | 'theirs' {
  * failure no direction this call added stays.
  */
 export function putChannel(maps: ObjectMaps, b: ChannelBinding): void {
-  const entries = entriesOf(b);
+  const partner = partnerOf(maps, b);
+  const entries = entriesOf(b, partner);
   const held = entries.map((e) => holder(maps, e));
   entries.forEach((e, i) => {
     if (held[i] === 'theirs') throw bindingError('put', b, e.name, EEXIST, 0);
@@ -83,6 +115,7 @@ export function putChannel(maps: ObjectMaps, b: ChannelBinding): void {
     }
     if (held[i] === 'absent') added.push(e);
   }
+  if (partner) linkPartner(maps, partner, b, b);
 }
 
 /**
@@ -92,6 +125,8 @@ export function putChannel(maps: ObjectMaps, b: ChannelBinding): void {
  */
 export function deleteChannel(maps: ObjectMaps, b: ChannelBinding): boolean {
   let removed = false;
+  const partner = partnerOf(maps, b);
+  if (partner && holder(maps, entriesOf(b)[1]) === 'ours') linkPartner(maps, partner, b, undefined);
   for (const e of entriesOf(b).reverse()) {
     if (holder(maps, e) !== 'ours') continue;
     const err = maps.lib.mapDeleteElem(maps.get(e.name).fd, e.key);

@@ -1,7 +1,7 @@
 // XdpRouter: bpf/turn_router.o loaded (loader.ts), its maps read and written
 // with the abi.ts layouts (bindings.ts, config-map.ts, counters.ts,
-// neighbours.ts over maps.ts) and its XDP attachment (attach.ts), behind one
-// object the sidecar holds for its lifetime.
+// next-hops.ts over maps.ts) and its XDP attachments (attach.ts, one per
+// interface), behind one object the sidecar holds for its lifetime.
 //
 // Restart story (pinDir set): every tp_* map is pinned at <pinDir>/<map> and
 // the XDP attachment is a bpf_link pinned at <pinDir>/link_<ifname> when
@@ -9,7 +9,7 @@
 // pinned maps (so the running program and the new one share bindings and
 // counters), and attach() finds the pinned link and swaps the new program in
 // with bpf_link_update: one atomic replacement, no gap in relaying.
-import type { Endpoint, Neighbour, ReasonName, TpConfig } from './abi.ts';
+import type { Endpoint, Neighbour, ReasonName, Route, TpConfig } from './abi.ts';
 import { XdpAttacher, type AttachMode, type AttachOptions, type AttachResult } from './attach.ts';
 import * as bindings from './bindings.ts';
 import type { ChannelBinding } from './bindings.ts';
@@ -19,7 +19,7 @@ import { BpfError } from './errors.ts';
 import type { LibBpf, Ptr } from './libbpf.ts';
 import { loadObject, type LoadOptions } from './loader.ts';
 import { ObjectMaps, type MapMemory } from './maps.ts';
-import { clearNeighbours, neighbours } from './neighbours.ts';
+import * as nextHops from './next-hops.ts';
 
 export { BINDING_MAPS, type ChannelBinding } from './bindings.ts';
 export { ensureBpffs, PROGRAM_NAME, type LoadOptions } from './loader.ts';
@@ -27,6 +27,13 @@ export type { AttachMode, AttachOptions, AttachResult } from './attach.ts';
 export type { RouterConfig } from './config-map.ts';
 export type { PathCounter } from './counters.ts';
 export type { MapMemory } from './maps.ts';
+
+/** Told of every binding written to or removed from the kernel (the next-hop mirror follows their ends). */
+export interface BindingObserver {
+  put(b: ChannelBinding): void;
+  deleted(b: ChannelBinding): void;
+  cleared(): void;
+}
 
 export class XdpRouter {
   readonly objectName: string;
@@ -37,8 +44,12 @@ export class XdpRouter {
   private obj: Ptr | null;
   private readonly progFd: number;
   private readonly maps: ObjectMaps;
-  private readonly attacher: XdpAttacher;
+  /** One per interface the program is (being) attached to. */
+  private readonly attachers = new Map<string, XdpAttacher>();
   private readonly lib: LibBpf;
+  private readonly log: LoadOptions['log'];
+  private readonly observers = new Set<BindingObserver>();
+  private readonly closeHooks: (() => void)[] = [];
 
   private constructor(opts: LoadOptions) {
     const loaded = loadObject(opts);
@@ -50,7 +61,7 @@ export class XdpRouter {
     this.pinDir = opts.pinDir;
     this.reusedMaps = loaded.reusedMaps;
     this.maps = new ObjectMaps(loaded.lib, loaded.maps, loaded.objectName, () => this.obj !== null);
-    this.attacher = new XdpAttacher(loaded.lib, opts.log, loaded.progFd, opts.pinDir);
+    this.log = opts.log;
   }
 
   /** Opens and loads the object, reusing pinned maps; see the file comment. */
@@ -92,11 +103,14 @@ export class XdpRouter {
   /** Installs a channel in both directions; on a failure neither direction stays. */
   putChannel(b: ChannelBinding): void {
     bindings.putChannel(this.maps, b);
+    for (const o of this.observers) o.put(b);
   }
 
   /** Removes both directions; true when at least one existed. */
   deleteChannel(b: ChannelBinding): boolean {
-    return bindings.deleteChannel(this.maps, b);
+    const removed = bindings.deleteChannel(this.maps, b);
+    for (const o of this.observers) o.deleted(b);
+    return removed;
   }
 
   /** The peer side of a channel, from tp_chan_to_peer. */
@@ -116,21 +130,59 @@ export class XdpRouter {
 
   /** Empties both binding maps; returns how many channels were removed. */
   clearBindings(): number {
-    return bindings.clearBindings(this.maps);
+    const n = bindings.clearBindings(this.maps);
+    for (const o of this.observers) o.cleared();
+    return n;
+  }
+
+  /** Tells o of every binding change from now on; returns the unsubscribe function. */
+  observeBindings(o: BindingObserver): () => void {
+    this.observers.add(o);
+    return () => this.observers.delete(o);
   }
 
   bindingCount(): number {
     return bindings.bindingCount(this.maps);
   }
 
-  /** The next hops the program learned from frames addressed to the relay (tp_neigh). */
-  neighbours(): Neighbour[] {
-    return neighbours(this.maps);
+  // ---- next hops (the kernel's routes and neighbours, mirrored) ----------------
+
+  /** The routes the program reads (tp_routes). */
+  routes(): Route[] {
+    return nextHops.routes(this.maps);
   }
 
-  /** Forgets every learned next hop and the program's caches of them; returns how many there were. */
-  clearNeighbours(): number {
-    return clearNeighbours(this.maps);
+  putRoute(r: Route): void {
+    nextHops.putRoute(this.maps, r);
+  }
+
+  /** False when there was no such route. */
+  deleteRoute(r: Pick<Route, 'prefix' | 'prefixLength'>): boolean {
+    return nextHops.deleteRoute(this.maps, r);
+  }
+
+  /** The next hops' link-layer addresses the program reads (tp_neigh). */
+  neighbours(): Neighbour[] {
+    return nextHops.neighbours(this.maps);
+  }
+
+  putNeighbour(n: Neighbour): void {
+    nextHops.putNeighbour(this.maps, n);
+  }
+
+  /** False when there was no such entry. */
+  deleteNeighbour(n: Pick<Neighbour, 'address' | 'ifindex'>): boolean {
+    return nextHops.deleteNeighbour(this.maps, n);
+  }
+
+  /** Makes every CPU of the program look its next hops up again (after an answer it may hold changed). */
+  forgetCachedNextHops(): void {
+    nextHops.forgetCachedNextHops(this.maps);
+  }
+
+  /** Empties the mirrored routes and neighbours and the program's cache of them. */
+  clearNextHops(): { routes: number; neighbours: number } {
+    return nextHops.clearNextHops(this.maps);
   }
 
   /** Per-path packets and payload bytes, summed over CPUs. */
@@ -150,20 +202,37 @@ export class XdpRouter {
 
   // ---- attach -----------------------------------------------------------------
 
-  /** Attaches with a bpf_link, or swaps into a link pinned by an earlier run (attach.ts). */
+  /** Attaches to one more interface with a bpf_link, or swaps into a link pinned there by an earlier run (attach.ts). */
   attach(ifname: string, mode: AttachMode = 'native', opts: AttachOptions = {}): AttachResult {
     this.open();
-    return this.attacher.attach(ifname, mode, opts);
+    const attacher = this.attachers.get(ifname) ?? new XdpAttacher(this.lib, this.log, this.progFd, this.pinDir);
+    const result = attacher.attach(ifname, mode, opts);
+    this.attachers.set(ifname, attacher);
+    return result;
   }
 
-  /** Where the program is attached, if it is. */
+  /** Where the program is attached (the first interface), if it is. */
   attached(): AttachResult | undefined {
-    return this.attacher.attached();
+    return this.attachedTo()[0];
   }
 
-  /** Detaches from the interface and removes the link pin. */
-  detach(): void {
-    this.attacher.detach();
+  /** Every interface the program is attached to. */
+  attachedTo(): AttachResult[] {
+    return [...this.attachers.values()].flatMap((a) => a.attached() ?? []);
+  }
+
+  /** Detaches from every interface (or one) and removes the link pins. */
+  detach(ifname?: string): void {
+    for (const [name, a] of this.attachers) {
+      if (ifname !== undefined && name !== ifname) continue;
+      a.detach();
+      this.attachers.delete(name);
+    }
+  }
+
+  /** Runs fn when the router closes, before its maps go (for whoever still writes them). */
+  onClose(fn: () => void): void {
+    this.closeHooks.push(fn);
   }
 
   /**
@@ -173,13 +242,16 @@ export class XdpRouter {
    */
   close(opts: { unpin?: boolean } = {}): void {
     if (this.obj === null) return;
+    for (const fn of this.closeHooks.splice(0)) fn();
+    this.observers.clear();
     if (opts.unpin) {
       this.detach();
       for (const m of this.maps.all()) {
         if (m.name.startsWith('tp_') && this.pinDir) this.lib.mapUnpin(m.ptr, null);
       }
     } else {
-      this.attacher.release();
+      for (const a of this.attachers.values()) a.release();
+      this.attachers.clear();
     }
     this.lib.objectClose(this.obj);
     this.obj = null;

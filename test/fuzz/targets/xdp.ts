@@ -1,6 +1,6 @@
 // Target "xdp": bpf/turn_router.o through BPF_PROG_TEST_RUN, with the
 // bindings of test/bpf/golden-scene.ts installed through src/sidecar/bpf and
-// every endpoint's MAC learned. Inputs: valid ChannelData and UDP frames of
+// every endpoint's next hop mirrored (installNextHops). Inputs: valid ChannelData and UDP frames of
 // every family combination (the corpus, and fresh ones), frames between
 // random endpoints, IPv6 frames from IPv4-mapped sources; mutated in their
 // headers (ports, channel, lengths, checksums, flags, addresses) or bytes,
@@ -20,7 +20,7 @@ import { XdpRouter, type ChannelBinding } from '../../../src/sidecar/bpf/router.
 import { testRun } from '../../helpers/bpf-test-run.ts';
 import { isRoot } from '../../helpers/env.ts';
 import { canonical, channelData, decodeFrame, fixChecksums, payloadOf, type DecodedFrame, type Endpoint } from '../../bpf/frames.ts';
-import { BASE_CONFIG, BINDINGS, LISTEN, OBJECT, RELAY4, RELAY6, SCENE_ENDPOINTS, alloc, inFrame, learnFrame, relayOf, toListen } from '../../bpf/golden-scene.ts';
+import { BASE_CONFIG, BINDINGS, LISTEN, OBJECT, RELAY4, RELAY6, alloc, inFrame, installNextHops, relayOf, toListen } from '../../bpf/golden-scene.ts';
 import { readHexCorpus } from '../engine/corpus.ts';
 import { mutateBytes } from '../engine/mutate.ts';
 import type { Rng } from '../engine/rng.ts';
@@ -159,7 +159,7 @@ export const xdpTarget: FuzzTarget = {
     try {
       router.writeConfig(BASE_CONFIG);
       for (const b of BINDINGS) router.putChannel(b);
-      for (const e of SCENE_ENDPOINTS) testRun(router, learnFrame(e));
+      installNextHops(router);
     } catch (err) {
       router.close();
       throw err;
