@@ -7,49 +7,17 @@
 // - sidecar killed (SIGKILL): the pinned XDP link and maps keep relaying a
 //   live ChannelData flow while no sidecar runs; the restarted sidecar reuses
 //   the pins, the relay re-announces, and the maps agree with the relay.
-import { test, before, after, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
-import { createTopology, type Topology } from '../helpers/netns.ts';
+import type { Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun } from '../interop/harness.ts';
-import { startPair, startFlow, inNs, waitUntil, sleep, type Pair, type Status, USER, PASS } from './pair-harness.ts';
+import { ECHO_PEER_PORT, echoPeerTopology, withXdpPair, startFlow, inNs, waitUntil, sleep, type Pair, type Status, USER, PASS } from './pair-harness.ts';
 
-const PEER_PORT = 3480;
-const haveTools = hasCommand('turnutils_uclient') && hasCommand('turnutils_peer') && hasCommand('nsenter') && hasCommand('curl');
-let topo: Topology | undefined;
-
-before(async () => {
-  if (!(process.getuid?.() === 0 && haveTools)) return;
-  topo = await createTopology({ prefix: 'tpe2r', ipv6: false });
-  await topo.enableRelayXdpTx();
-  topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
-  await sleep(300);
-});
-
-after(async () => {
-  await topo?.destroy();
-});
-
-function gate(t: TestContext): Topology | undefined {
-  if (!requireRoot(t) || !requireCapability(t, haveTools && topo !== undefined, 'needs coturn (turnutils_uclient, turnutils_peer), nsenter and curl')) return undefined;
-  return topo;
-}
+const PEER_PORT = ECHO_PEER_PORT;
+const { gate } = echoPeerTopology('tpe2r');
 
 const entries = (s: Status) => s.maps.tp_chan_to_peer?.entries ?? -1;
 const kernelPackets = (s: Status) => (s.kernel?.paths ?? []).reduce((n, p) => n + Number(p.packets), 0);
-
-async function withPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>, env?: Record<string, string>): Promise<void> {
-  const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', ...(env ? { env } : {}) });
-  try {
-    await pair.waitReady();
-    await run(pair);
-  } catch (e) {
-    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
-    throw e;
-  } finally {
-    await pair.stop();
-  }
-}
 
 async function uclientNoLoss(topo: Topology, pair: Pair): Promise<void> {
   const args = ['-p', String(pair.listenPort), '-u', USER, '-w', PASS, '-e', topo.addr.peer4, '-r', String(PEER_PORT), '-n', '50', '-l', '120', topo.addr.relay4];
@@ -61,7 +29,7 @@ async function uclientNoLoss(topo: Topology, pair: Pair): Promise<void> {
 test('relay killed mid-flow with no grace time: no stale binding stays in the maps, the restarted relay serves new allocations', async (t) => {
   const topo = gate(t);
   if (!topo) return;
-  await withPair(t, topo, async (pair) => {
+  await withXdpPair(t, topo, async (pair) => {
     const flow = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 200 });
     try {
       await flow.bound;
@@ -103,7 +71,7 @@ test('relay killed mid-flow with no grace time: no stale binding stays in the ma
 test('sidecar killed mid-flow: pinned link and maps keep relaying during the gap; state agrees after the resync', async (t) => {
   const topo = gate(t);
   if (!topo) return;
-  await withPair(t, topo, async (pair) => {
+  await withXdpPair(t, topo, async (pair) => {
     const rate = 200;
     const flow = startFlow(topo, pair, { peerPort: PEER_PORT, rate });
     try {

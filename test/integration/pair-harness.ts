@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import type { Topology, Role } from '../helpers/netns.ts';
+import { before, after, type TestContext } from 'node:test';
+import { createTopology, type Topology, type Role } from '../helpers/netns.ts';
 import { sleep, waitUntil } from '../helpers/wait.ts';
-import { relayUserForTests } from '../helpers/env.ts';
+import { hasCommand, relayUserForTests, requireCapability, requireRoot } from '../helpers/env.ts';
 
 const execFileP = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -312,4 +313,47 @@ export function startLoneSidecar(topo: Topology, env: Record<string, string>): {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
   };
+}
+
+/** The UDP echo peer (coturn's turnutils_peer) the uclient-through-the-pair tests relay to. */
+export const ECHO_PEER_PORT = 3480;
+
+/**
+ * A topology with coturn's echo peer running, made before the file's tests and
+ * destroyed after them; `gate(t)` returns it, or undefined after recording why
+ * the test cannot run (a skip, which CI=true turns into a failure).
+ */
+export function echoPeerTopology(prefix: string): { gate(t: TestContext): Topology | undefined } {
+  const haveTools = hasCommand('turnutils_uclient') && hasCommand('turnutils_peer') && hasCommand('nsenter') && hasCommand('curl');
+  let topo: Topology | undefined;
+  before(async () => {
+    if (!(process.getuid?.() === 0 && haveTools)) return;
+    topo = await createTopology({ prefix, ipv6: false });
+    await topo.enableRelayXdpTx();
+    topo.spawn('peer', 'turnutils_peer', ['-p', String(ECHO_PEER_PORT), '-L', topo.addr.peer4]);
+    await sleep(300);
+  });
+  after(async () => {
+    await topo?.destroy();
+  });
+  return {
+    gate(t) {
+      if (!requireRoot(t) || !requireCapability(t, haveTools && topo !== undefined, 'needs coturn (turnutils_uclient, turnutils_peer), nsenter and curl')) return undefined;
+      return topo;
+    },
+  };
+}
+
+/** Runs `run` against a pair with XDP native required, ready; its output's tail goes to the test's diagnostics on failure; always stopped. */
+export async function withXdpPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>, env?: Record<string, string>): Promise<void> {
+  const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', ...(env ? { env } : {}) });
+  try {
+    await pair.waitReady();
+    await run(pair);
+  } catch (e) {
+    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
+    throw e;
+  } finally {
+    await pair.stop();
+  }
 }

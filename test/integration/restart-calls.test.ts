@@ -7,33 +7,14 @@
 // - sidecar SIGKILLed mid-call: the pinned maps relay the channel sessions;
 //   the relay reconnects to the new sidecar, which reopens the same ports.
 // The figures (sent, received, lost, the gap) go to the test's diagnostics.
-import { test, before, after, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
-import { createTopology, type Topology } from '../helpers/netns.ts';
+import type { Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
-import { startPair, startFlow, inNs, waitUntil, sleep, type Pair, type Status, USER, PASS } from './pair-harness.ts';
+import { ECHO_PEER_PORT, echoPeerTopology, withXdpPair, startFlow, inNs, waitUntil, sleep, type Pair, type Status, USER, PASS } from './pair-harness.ts';
 
-const PEER_PORT = 3480;
-const haveTools = hasCommand('turnutils_uclient') && hasCommand('turnutils_peer') && hasCommand('nsenter') && hasCommand('curl');
-let topo: Topology | undefined;
-
-before(async () => {
-  if (!(process.getuid?.() === 0 && haveTools)) return;
-  topo = await createTopology({ prefix: 'tprc', ipv6: false });
-  await topo.enableRelayXdpTx();
-  topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
-  await sleep(300);
-});
-
-after(async () => {
-  await topo?.destroy();
-});
-
-function gate(t: TestContext): Topology | undefined {
-  if (!requireRoot(t) || !requireCapability(t, haveTools && topo !== undefined, 'needs coturn (turnutils_uclient, turnutils_peer), nsenter and curl')) return undefined;
-  return topo;
-}
+const PEER_PORT = ECHO_PEER_PORT;
+const { gate } = echoPeerTopology('tprc');
 
 const entries = (s: Status) => s.maps.tp_chan_to_peer?.entries ?? -1;
 const allocationPorts = (s: Status) => (s.sockets as { allocationPorts: number }).allocationPorts;
@@ -50,25 +31,12 @@ function uclient(topo: Topology, pair: Pair, opts: { clients: number; channels: 
     .then((out) => parseUclient(out, 0));
 }
 
-async function withPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>): Promise<void> {
-  const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native' });
-  try {
-    await pair.waitReady();
-    await run(pair);
-  } catch (e) {
-    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
-    throw e;
-  } finally {
-    await pair.stop();
-  }
-}
-
 const lossMs = (s: UclientSummary, clients: number) => Math.round(((s.sent - s.received) * 20) / clients);
 
 test('relay SIGKILLed mid-call: channel sessions lose nothing, Send sessions only the gap; the restarted relay has every allocation', async (t) => {
   const topo = gate(t);
   if (!topo) return;
-  await withPair(t, topo, async (pair) => {
+  await withXdpPair(t, topo, async (pair) => {
     const flow = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 200 });
     try {
       await flow.bound;
@@ -110,7 +78,7 @@ test('relay SIGKILLed mid-call: channel sessions lose nothing, Send sessions onl
 test('sidecar SIGKILLed mid-call: channel sessions ride the pinned maps; Send sessions resume on the same ports', async (t) => {
   const topo = gate(t);
   if (!topo) return;
-  await withPair(t, topo, async (pair) => {
+  await withXdpPair(t, topo, async (pair) => {
     const withChannels = uclient(topo, pair, { clients: 4, channels: true });
     const withSend = uclient(topo, pair, { clients: 2, channels: false });
     await sleep(4000);
