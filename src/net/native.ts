@@ -6,7 +6,7 @@
 // x86_64 Linux only: the arenas hold 64-bit little-endian pointers, written
 // with DataView. Loaded lazily and once, so a machine without koffi's native
 // module still runs plain node:dgram.
-import { createRequire } from 'node:module';
+import { errno, koffi as koffiModule, libcFunction } from './libc.ts';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -84,8 +84,7 @@ export function libc(): Libc {
 }
 
 function load(): Libc {
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-  const lib = koffi.load('libc.so.6');
+  const koffi = koffiModule();
   // Anonymous types: koffi's names are process-wide, and libbpf's binding declares its own.
   const iovec = koffi.struct({ iov_base: 'void *', iov_len: 'size_t' });
   const msghdr = koffi.struct({
@@ -132,11 +131,11 @@ function load(): Libc {
   };
   return {
     layout: Object.freeze(layout),
-    sendmmsg: lib.func('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)') as SendMmsg,
-    recvmmsg: lib.func('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)') as RecvMmsg,
-    getsockname: lib.func('int getsockname(int fd, void *addr, void *len)') as GetSockName,
-    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, void *len)') as GetSockOpt,
-    errno: () => koffi.errno(),
+    sendmmsg: libcFunction<SendMmsg>('int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)'),
+    recvmmsg: libcFunction<RecvMmsg>('int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)'),
+    getsockname: libcFunction<GetSockName>('int getsockname(int fd, void *addr, void *len)'),
+    getsockopt: libcFunction<GetSockOpt>('int getsockopt(int fd, int level, int name, void *value, void *len)'),
+    errno,
     alloc(bytes) {
       const base = koffi.alloc('uint8_t', bytes) as bigint;
       const buffer = koffi.view(base, bytes);

@@ -5,11 +5,11 @@
 // A socket made here is only a number: nothing in this process polls it.
 //
 // The address layouts come from native.ts (sockaddr_in/_in6 declared once).
-import { createRequire } from 'node:module';
 import { addressToBytes } from '../shared/ip.ts';
 import { errnoCode, errnoMessage } from '../shared/errno.ts';
 import type { Family } from '../shared/endpoint.ts';
 import { AF_INET, AF_INET6, SOL_SOCKET, SO_REUSEADDR, libc } from './native.ts';
+import { errno, libcFunction } from './libc.ts';
 
 const SOCK_STREAM = 1;
 const SOCK_CLOEXEC = 0o2000000;
@@ -30,15 +30,13 @@ let calls: Calls | undefined;
 
 function bound(): Calls {
   if (calls) return calls;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-  const lib = koffi.load('libc.so.6');
   calls = {
-    socket: lib.func('int socket(int domain, int type, int protocol)') as Calls['socket'],
-    setsockopt: lib.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)') as Calls['setsockopt'],
-    bind: lib.func('int bind(int fd, void *addr, uint32_t len)') as Calls['bind'],
-    listen: lib.func('int listen(int fd, int backlog)') as Calls['listen'],
-    close: lib.func('int close(int fd)') as Calls['close'],
-    errno: () => koffi.errno(),
+    socket: libcFunction<Calls['socket']>('int socket(int domain, int type, int protocol)'),
+    setsockopt: libcFunction<Calls['setsockopt']>('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
+    bind: libcFunction<Calls['bind']>('int bind(int fd, void *addr, uint32_t len)'),
+    listen: libcFunction<Calls['listen']>('int listen(int fd, int backlog)'),
+    close: libcFunction<Calls['close']>('int close(int fd)'),
+    errno,
   };
   return calls;
 }

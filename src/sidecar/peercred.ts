@@ -2,7 +2,7 @@
 // and gid the kernel recorded at connect) through getsockopt(2) in libc via
 // koffi, since Node does not expose it. The link admits only the relay's user
 // this way: the socket file's group alone admits any process of that group.
-import { createRequire } from 'node:module';
+import { errno, koffi, libcFunction } from '../net/libc.ts';
 import type { Socket } from 'node:net';
 
 export interface PeerCredentials {
@@ -24,11 +24,9 @@ function bind(): NonNullable<typeof bound> {
   if (process.platform !== 'linux' || !['x64', 'arm64'].includes(process.arch)) {
     throw new Error(`SO_PEERCRED is not known on ${process.platform}/${process.arch}`);
   }
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-  koffi.struct('turnpike_ucred', { pid: 'int32', uid: 'uint32', gid: 'uint32' });
-  const libc = koffi.load('libc.so.6');
-  const getsockopt = libc.func('int getsockopt(int fd, int level, int name, _Out_ turnpike_ucred *val, _Inout_ uint32_t *len)') as GetPeerCred;
-  bound = { getsockopt, errno: () => koffi.errno() };
+  koffi().struct('turnpike_ucred', { pid: 'int32', uid: 'uint32', gid: 'uint32' });
+  const getsockopt = libcFunction<GetPeerCred>('int getsockopt(int fd, int level, int name, _Out_ turnpike_ucred *val, _Inout_ uint32_t *len)');
+  bound = { getsockopt, errno };
   return bound;
 }
 

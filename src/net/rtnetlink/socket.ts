@@ -9,10 +9,10 @@
 //   next part of a dump while the previous one is read, so these reads do
 //   not wait (the timeout only guards against a kernel that never answers).
 // x86_64 Linux (the platform of the eBPF datapath).
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { dumpInterrupted, dumpRequest, errorOf, splitMessages, type NlMessage } from './codec.ts';
 import { AF_NETLINK, L, NETLINK_ROUTE, NLMSG } from './layout.ts';
+import { errno, libcFunction } from '../libc.ts';
 
 const SOCK_RAW = 3;
 const SOCK_NONBLOCK = 0o4000;
@@ -41,16 +41,14 @@ interface Libc {
 let libc: Libc | undefined;
 function bind(): Libc {
   if (libc) return libc;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-  const lib = koffi.load('libc.so.6');
   libc = {
-    socket: lib.func('int socket(int domain, int type, int protocol)'),
-    bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
-    send: lib.func('long send(int fd, const void *buf, size_t len, int flags)'),
-    recv: lib.func('long recv(int fd, _Out_ void *buf, size_t len, int flags)'),
-    setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
-    close: lib.func('int close(int fd)'),
-    errno: () => koffi.errno(),
+    socket: libcFunction('int socket(int domain, int type, int protocol)'),
+    bind: libcFunction('int bind(int fd, const void *addr, uint32_t len)'),
+    send: libcFunction('long send(int fd, const void *buf, size_t len, int flags)'),
+    recv: libcFunction('long recv(int fd, _Out_ void *buf, size_t len, int flags)'),
+    setsockopt: libcFunction('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
+    close: libcFunction('int close(int fd)'),
+    errno,
   } as Libc;
   return libc;
 }

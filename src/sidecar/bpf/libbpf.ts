@@ -7,6 +7,7 @@
 // process instead of throwing, so only the modules of this folder touch these.
 // Option and info structs are the koffi types of structs.ts.
 import koffi, { type TypeObject } from 'koffi';
+import { libcFunction } from '../../net/libc.ts';
 import { BpfError } from './errors.ts';
 import './structs.ts'; // registers the struct type names the prototypes below use
 import type { LinkCreateOpts, LinkInfo, MapInfo, TestRunOpts, XdpQueryOpts } from './structs.ts';
@@ -116,7 +117,6 @@ export function libbpf(): LibBpf {
 
 function bind(): LibBpf {
   const lib = koffi.load('libbpf.so.1');
-  const libc = koffi.load('libc.so.6');
   for (const t of ['bpf_object', 'bpf_map', 'bpf_program', 'perf_buffer']) koffi.opaque(t);
 
   const print = koffi.proto('int tp_libbpf_print_fn(int level, void *fmt, void *ap)');
@@ -179,9 +179,9 @@ function bind(): LibBpf {
     perfBufferPoll: f('int perf_buffer__poll(perf_buffer *pb, int timeout_ms)'),
     perfBufferFree: f('void perf_buffer__free(perf_buffer *pb)'),
 
-    ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
-    close: libc.func('int close(int fd)'),
-    vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t n, void *fmt, void *ap)'),
+    ifNameToIndex: libcFunction('unsigned int if_nametoindex(const char *ifname)'),
+    close: libcFunction('int close(int fd)'),
+    vsnprintf: libcFunction('int vsnprintf(_Out_ uint8_t *buf, size_t n, void *fmt, void *ap)'),
     errno: () => koffi.errno(),
     protos: { print, perfSample, perfLost },
   } as unknown as LibBpf;
