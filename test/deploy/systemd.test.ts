@@ -18,7 +18,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
+import { requireRoot, requireCapability, hasCommand, openCheckoutToOtherUsers } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { inNs, nsPath, repoRoot, strictChecksums, waitUntil, USER, PASS, type Status } from '../integration/pair-harness.ts';
 import { one, parseExec, parseUnit, serviceEnvironment, type Unit } from './systemd-unit.ts';
@@ -43,8 +43,12 @@ const install = (args: string[] = ['--no-build']) =>
     encoding: 'utf8',
   });
 
+let closeCheckout: (() => void) | undefined;
+
 before(async () => {
   if (!(process.getuid?.() === 0 && haveTools)) return;
+  // The relay runs as a user of its own, who must reach the code in this checkout.
+  closeCheckout = openCheckoutToOtherUsers();
   root = mkdtempSync(join(tmpdir(), 'tp-systemd-'));
   // The relay (another user) walks down to the link socket under this root.
   chmodSync(root, 0o711);
@@ -53,6 +57,7 @@ before(async () => {
 
 after(async () => {
   await topo?.destroy();
+  closeCheckout?.();
   for (const user of [SIDECAR_USER, RELAY_USER]) {
     try {
       execFileSync('userdel', [user], { stdio: 'ignore' });

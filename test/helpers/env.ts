@@ -3,6 +3,8 @@
 // capability is a failure, because CI here runs as root and must exercise them.
 import type { TestContext } from 'node:test';
 import { execFileSync } from 'node:child_process';
+import { chmodSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { readableBy } from '../../src/config/paths.ts';
 
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
@@ -41,4 +43,26 @@ export function relayUserForTests(): string {
   const entry = new URL('../../src/cmd/relay.ts', import.meta.url).pathname;
   const tsx = new URL('../../node_modules/tsx/package.json', import.meta.url).pathname;
   return readableBy(entry, 65534, 65534) && readableBy(tsx, 65534, 65534) ? 'nobody' : 'root';
+}
+
+/**
+ * A clone under `mktemp -d` sits in a 0700 directory, so a user of the test's
+ * own (the relay's) cannot reach the code it must run. Gives the directories
+ * from the checkout up to / the search bit for others where they lack it, and
+ * returns the function that puts their modes back (call it in `after`).
+ * Files keep their modes: a checkout made with umask 022 is already o+r.
+ */
+export function openCheckoutToOtherUsers(): () => void {
+  const changed: [string, number][] = [];
+  for (let d = new URL('../..', import.meta.url).pathname.replace(/\/$/, ''); ; d = dirname(d)) {
+    const mode = statSync(d).mode & 0o7777;
+    if ((mode & 0o001) === 0) {
+      chmodSync(d, mode | 0o001);
+      changed.push([d, mode]);
+    }
+    if (d === dirname(d)) break;
+  }
+  return () => {
+    for (const [d, mode] of changed.reverse()) chmodSync(d, mode);
+  };
 }

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
+import { requireRoot, requireCapability, hasCommand, openCheckoutToOtherUsers } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun } from '../interop/harness.ts';
 import { startPair, inNs, repoRoot, waitUntil, sleep, type Pair, type PairOptions, USER, PASS } from './pair-harness.ts';
@@ -34,8 +34,12 @@ const SECRETS = {
 let topo: Topology | undefined;
 let userMade = false;
 
+let closeCheckout: (() => void) | undefined;
+
 before(async () => {
   if (!(process.getuid?.() === 0 && haveTools)) return;
+  // The relay runs as a user of its own, who must reach the code in this checkout.
+  closeCheckout = openCheckoutToOtherUsers();
   // The user as set-up makes it (`npm start` as root creates turnpike-relay the same way).
   execFileSync('bash', ['scripts/setup.sh', '--relay-user', RELAY_USER], { cwd: repoRoot, stdio: 'ignore' });
   userMade = true;
@@ -46,6 +50,7 @@ before(async () => {
 
 after(async () => {
   await topo?.destroy();
+  closeCheckout?.();
   if (userMade) execFileSync('userdel', [RELAY_USER], { stdio: 'ignore' });
 });
 
