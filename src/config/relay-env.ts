@@ -9,8 +9,10 @@ import { configSchema, type Config } from './schema.ts';
 
 /** What the relay process reads: its TURN server's settings, its log filter, where the link is, its lifeline and its stream sockets. */
 export const RELAY_FIELDS = [
-  'listenPort', 'portRange', 'realm', 'users', 'restSecret', 'firezoneSecret', 'allowedPeers', 'deniedPeers',
-  'defaultLifetime', 'maxLifetime', 'maxAllocations', 'maxAllocationsPerUser', 'unauthRatePerSecond', 'nonceLifetime',
+  'listenPort', 'listenAddresses', 'portRange', 'realm', 'users', 'restSecret', 'firezoneSecret', 'allowedPeers', 'deniedPeers',
+  'allowRelayedPeers', 'defaultLifetime', 'maxLifetime', 'maxAllocations', 'maxAllocationsPerUser', 'unauthRatePerSecond',
+  'authRatePerSecond', 'rateLimitIpv6Prefix', 'rateLimitSources', 'nonceLifetime', 'maxReservations', 'maxReservationsPerUser',
+  'maxPeersPerRequest', 'maxPermissionsPerAllocation', 'maxChannelsPerAllocation', 'maxChannelsPerUser', 'sessionLogRate',
   'software', 'log', 'stateDir', 'socket', 'relayTransport', 'lifelineFd',
   // TURN over TCP and TLS: the relay parses both (certificate files it must be able to read), on sockets the launcher made
   'tcp', 'tlsCert', 'tlsKey', 'tlsPort', 'streamMaxConnections', 'streamMaxConnectionsPerSource', 'streamHandshakeTimeout',

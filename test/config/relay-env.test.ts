@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configSchema } from '../../src/config/schema.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { RELAY_FIELDS, relayEnvironment } from '../../src/config/relay-env.ts';
+import { RELAY_FIELDS, relayEnvironment, type RelayField } from '../../src/config/relay-env.ts';
+import type { ServerConfig } from '../../src/relay/build.ts';
 
 const launcherEnv = {
   TURNPIKE_SENTRY_DSN: 'https://sentry-key@o1.ingest.sentry.io/2',
@@ -40,4 +41,32 @@ test('only the relay\'s own settings, none of the telemetry secrets, and they re
 test('a value the environment syntax would split is a configuration error, not a silently different relay', () => {
   const config = configSchema.parse({ users: [{ username: 'alice', password: 'with,comma' }] });
   assert.throws(() => relayEnvironment(config), /cannot hand the relay its settings:\n  users \(config\)/);
+});
+
+// Every setting the relay's TURN server is built from reaches it under the
+// launcher: one left out here silently runs with its default under `npm start`
+// (as TURNPIKE_ALLOW_RELAYED_PEERS and the per-allocation limits once did).
+// A compile-time check (the suite's typecheck), plus the value that travels.
+type NotHandedToRelay = Exclude<keyof ServerConfig, RelayField>;
+const everyServerSettingTravels: [NotHandedToRelay] extends [never] ? true : NotHandedToRelay = true;
+
+test('the relay gets every setting its server is built from: relayed peers, limits, rates, listen addresses', () => {
+  assert.equal(everyServerSettingTravels, true);
+  const env = {
+    TURNPIKE_ALLOW_RELAYED_PEERS: 'true',
+    TURNPIKE_MAX_PERMISSIONS_PER_ALLOCATION: '7',
+    TURNPIKE_MAX_CHANNELS_PER_USER: '9',
+    TURNPIKE_AUTH_RATE: '11',
+    TURNPIKE_LISTEN_ADDRESSES: '192.0.2.7',
+    TURNPIKE_SESSION_LOG_RATE: '3',
+    TURNPIKE_USERS: 'alice:pw1',
+  };
+  const { config } = loadConfig({ argv: [], env });
+  const back = loadConfig({ argv: [], env: relayEnvironment(config) }).config;
+  assert.equal(back.allowRelayedPeers, true);
+  assert.equal(back.maxPermissionsPerAllocation, 7);
+  assert.equal(back.maxChannelsPerUser, 9);
+  assert.equal(back.authRatePerSecond, 11);
+  assert.deepEqual(back.listenAddresses, ['192.0.2.7']);
+  assert.equal(back.sessionLogRate, 3);
 });

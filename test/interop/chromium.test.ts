@@ -1,0 +1,158 @@
+// A browser through turnpike over TURN/TLS: Debian's Chromium, headless, in a
+// client network namespace, with one ICE server `turns:turn.test:PORT` and
+// iceTransportPolicy 'relay', opens a data channel between two
+// RTCPeerConnections of one page and messages go both ways, all of it relayed
+// by the pair (`npm start`'s launcher, sidecar and relay) in the relay
+// namespace. The certificate comes from a CA made by the test and trusted
+// only in an NSS database under the browser's temporary HOME; the browser
+// verifies it as it would any server's (no --ignore-certificate-errors), and
+// a second browser that does not trust the CA gets no relay candidate.
+import { test, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
+import { createTopology, type Topology } from '../helpers/netns.ts';
+import { startPair, nsPath, type Pair } from '../integration/pair-harness.ts';
+import { launchBrowser, type Browser } from './cdp.ts';
+import { makeTestCa, trustCaForBrowser, type TestCa } from './test-ca.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const HOSTNAME = 'turn.test';
+const TLS_PORT = 5349;
+const REST_SECRET = 'chromium-interop-secret';
+const MESSAGES = 20;
+const haveTools = ['certutil', 'openssl', 'nsenter', 'curl', 'unshare', 'ip'].every(hasCommand) && hasCommand(CHROMIUM);
+const pageScript = readFileSync(new URL('./datachannel.page.js', import.meta.url), 'utf8').replace(/^(\s*\/\/.*\n)+/, '');
+
+let topo: Topology | undefined;
+let ca: TestCa | undefined;
+const work = mkdtempSync(join(tmpdir(), 'tp-chromium-'));
+
+before(async () => {
+  if (!(process.getuid?.() === 0 && haveTools)) return;
+  topo = await createTopology({ prefix: 'tpcr', ipv6: false });
+  // The relay reads the certificate as its own user, through this directory.
+  chmodSync(work, 0o711);
+  ca = makeTestCa(mkdtempSync(join(work, 'certs-')), HOSTNAME);
+});
+
+after(async () => {
+  await topo?.destroy();
+  rmSync(work, { recursive: true, force: true });
+});
+
+function gate(t: TestContext): { topo: Topology; ca: TestCa } | undefined {
+  if (!requireRoot(t)) return undefined;
+  if (!requireCapability(t, haveTools && topo !== undefined && ca !== undefined, `needs ${CHROMIUM} (Debian chromium), certutil (libnss3-tools), openssl, nsenter, curl, unshare and ip`)) return undefined;
+  return { topo: topo!, ca: ca! };
+}
+
+/** A coturn-style TURN REST credential (username "expiry:user", password base64 HMAC-SHA1 of it), as an application server hands out. */
+function restCredential(user: string): { username: string; credential: string } {
+  const username = `${Math.floor(Date.now() / 1000) + 600}:${user}`;
+  return { username, credential: createHmac('sha1', REST_SECRET).update(username).digest('base64') };
+}
+
+interface CandidateStats {
+  candidateType?: string;
+  protocol?: string;
+  relayProtocol?: string;
+  address?: string;
+  port?: number;
+  url?: string;
+}
+
+interface PairStats {
+  state?: string;
+  nominated?: boolean;
+  bytesSent?: number;
+  bytesReceived?: number;
+  local?: CandidateStats;
+  remote?: CandidateStats;
+}
+
+interface PageResult {
+  ok: boolean;
+  error?: string;
+  receivedByA?: string[];
+  receivedByB?: string[];
+  selected: { a?: PairStats; b?: PairStats };
+  events: string[];
+  candidateErrors: { pc: string; url: string; errorCode: number; errorText: string }[];
+}
+
+/** Starts Chromium in the client namespace with its own HOME (whose NSS database decides what it trusts). */
+async function browserIn(topo: Topology, name: string, trustCa: string | undefined): Promise<Browser> {
+  const home = mkdtempSync(join(work, `${name}-home-`));
+  if (trustCa) trustCaForBrowser(home, trustCa);
+  return launchBrowser({
+    executable: CHROMIUM,
+    wrapper: ['nsenter', `--net=${nsPath(topo, 'client')}`],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home },
+    userDataDir: join(home, 'profile'),
+    args: [
+      // The test runs as root, where Chromium's sandbox refuses to start.
+      '--no-sandbox',
+      `--host-resolver-rules=MAP ${HOSTNAME} ${topo.addr.relay4}`,
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
+}
+
+async function dataChannelThrough(browser: Browser, timeoutMs: number): Promise<PageResult> {
+  const args = { iceServers: [{ urls: `turns:${HOSTNAME}:${TLS_PORT}?transport=tcp`, ...restCredential('chromium') }], messages: MESSAGES, timeoutMs };
+  return browser.evaluate<PageResult>(`(${pageScript})(${JSON.stringify(args)})`, timeoutMs + 5000);
+}
+
+async function withPairAndBrowser(t: TestContext, topo: Topology, ca: TestCa, trust: boolean, run: (pair: Pair, browser: Browser) => Promise<void>): Promise<void> {
+  const pair = await startPair(topo, {
+    ebpf: 'off',
+    env: {
+      TURNPIKE_TLS_CERT: ca.cert,
+      TURNPIKE_TLS_KEY: ca.key,
+      TURNPIKE_TLS_PORT: String(TLS_PORT),
+      TURNPIKE_REST_SECRET: REST_SECRET,
+      // Both peer connections relay through this one server: each one's peer is the other's allocation.
+      TURNPIKE_ALLOW_RELAYED_PEERS: 'true',
+    },
+  });
+  let browser: Browser | undefined;
+  try {
+    await pair.waitReady();
+    browser = await browserIn(topo, trust ? 'trusting' : 'untrusting', trust ? ca.caCert : undefined);
+    await run(pair, browser);
+  } catch (e) {
+    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
+    if (browser) t.diagnostic(`chromium stderr (tail):\n${browser.stderr().split('\n').slice(-20).join('\n')}`);
+    throw e;
+  } finally {
+    await browser?.close();
+    await pair.stop();
+  }
+}
+
+test('Chromium with only a turns: ICE server and relay policy opens a data channel through turnpike (certificate from the test CA, verified)', { timeout: 60_000 }, async (t) => {
+  const g = gate(t);
+  if (!g) return;
+  await withPairAndBrowser(t, g.topo, g.ca, true, async (pair, browser) => {
+    const r = await dataChannelThrough(browser, 20_000);
+    t.diagnostic(JSON.stringify({ selected: r.selected, candidateErrors: r.candidateErrors }));
+    assert.ok(r.ok, `${r.error}\n${r.events.join('\n')}\ncandidate errors: ${JSON.stringify(r.candidateErrors)}`);
+    assert.deepEqual(r.receivedByB, Array.from({ length: MESSAGES }, (_, i) => `a->b ${i}`));
+    assert.deepEqual(r.receivedByA, Array.from({ length: MESSAGES }, (_, i) => `b->a ${i}`));
+    for (const side of ['a', 'b'] as const) {
+      const s = r.selected[side];
+      assert.equal(s?.local?.candidateType, 'relay', `${side}: local candidate ${JSON.stringify(s)}`);
+      assert.equal(s?.remote?.candidateType, 'relay', `${side}: remote candidate ${JSON.stringify(s)}`);
+      assert.equal(s?.local?.relayProtocol, 'tls', `${side}: relayProtocol ${JSON.stringify(s)}`);
+      assert.equal(s?.local?.address, g.topo.addr.relay4, `${side}: relayed address`);
+    }
+    const status = await pair.status();
+    t.diagnostic(JSON.stringify(status));
+    const metrics = await pair.get('/metrics');
+    t.diagnostic(metrics.body.split('\n').filter((l) => /alloc|tls|stream|responses/.test(l)).join('\n'));
+  });
+});
