@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
-import { startPair, nsPath, type Pair } from '../integration/pair-harness.ts';
+import { startPair, nsPath, waitUntil } from '../integration/pair-harness.ts';
 import { launchBrowser, type Browser } from './cdp.ts';
 import { makeTestCa, trustCaForBrowser, type TestCa } from './test-ca.ts';
 
@@ -102,12 +102,28 @@ async function browserIn(topo: Topology, name: string, trustCa: string | undefin
   });
 }
 
-async function dataChannelThrough(browser: Browser, timeoutMs: number): Promise<PageResult> {
-  const args = { iceServers: [{ urls: `turns:${HOSTNAME}:${TLS_PORT}?transport=tcp`, ...restCredential('chromium') }], messages: MESSAGES, timeoutMs };
-  return browser.evaluate<PageResult>(`(${pageScript})(${JSON.stringify(args)})`, timeoutMs + 5000);
+const iceServers = () => [{ urls: `turns:${HOSTNAME}:${TLS_PORT}?transport=tcp`, ...restCredential('chromium') }];
+const inPage = <T>(browser: Browser, call: string, args: object, timeoutMs: number) =>
+  browser.evaluate<T>(`(${pageScript}).${call}(${JSON.stringify(args)})`, timeoutMs + 5000);
+
+interface GatherResult {
+  completed: boolean;
+  candidates: string[];
+  candidateErrors: { url: string; errorCode: number; errorText: string }[];
 }
 
-async function withPairAndBrowser(t: TestContext, topo: Topology, ca: TestCa, trust: boolean, run: (pair: Pair, browser: Browser) => Promise<void>): Promise<void> {
+/** The relay's last line, "relay stopped", with the transport's stream counters (src/relay/transport/stream-connections.ts). */
+interface RelayStopped {
+  transport?: { streams?: { accepted: { tcp: number; tls: number }; closed: Record<string, number> } };
+}
+
+test('Chromium with only a turns: ICE server and relay policy opens a data channel through the pair; it verifies the certificate (trusted: test CA in its NSS db; untrusted: no relay candidate)', { timeout: 150_000 }, async (t) => {
+  const g = gate(t);
+  if (!g) return;
+  const { topo, ca } = g;
+  const t0 = Date.now();
+  const phases: string[] = [];
+  const phase = (name: string) => phases.push(`${name} ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   const pair = await startPair(topo, {
     ebpf: 'off',
     env: {
@@ -119,26 +135,22 @@ async function withPairAndBrowser(t: TestContext, topo: Topology, ca: TestCa, tr
       TURNPIKE_ALLOW_RELAYED_PEERS: 'true',
     },
   });
-  let browser: Browser | undefined;
+  // The browsers start while the pair does (each takes seconds on a loaded machine); neither talks to it before it is ready.
+  const launches = [browserIn(topo, 'untrusting', undefined), browserIn(topo, 'trusting', ca.caCert)] as const;
+  const launched = async () => (await Promise.allSettled(launches)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
-    await pair.waitReady();
-    browser = await browserIn(topo, trust ? 'trusting' : 'untrusting', trust ? ca.caCert : undefined);
-    await run(pair, browser);
-  } catch (e) {
-    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
-    if (browser) t.diagnostic(`chromium stderr (tail):\n${browser.stderr().split('\n').slice(-20).join('\n')}`);
-    throw e;
-  } finally {
-    await browser?.close();
-    await pair.stop();
-  }
-}
+    const [untrusting, trusting] = (await Promise.all([Promise.all(launches), pair.waitReady(60_000)]))[0];
+    phase('pair ready, browsers started');
 
-test('Chromium with only a turns: ICE server and relay policy opens a data channel through turnpike (certificate from the test CA, verified)', { timeout: 60_000 }, async (t) => {
-  const g = gate(t);
-  if (!g) return;
-  await withPairAndBrowser(t, g.topo, g.ca, true, async (pair, browser) => {
-    const r = await dataChannelThrough(browser, 20_000);
+    // A browser that does not trust the test CA refuses the server: no allocation, no relay candidate.
+    const refused = await inPage<GatherResult>(untrusting, 'gather', { iceServers: iceServers(), timeoutMs: 10_000 }, 10_000);
+    phase('untrusting gathered');
+    t.diagnostic(`without the CA: ${JSON.stringify(refused)}`);
+    assert.deepEqual(refused.candidates.filter((c) => / typ relay /.test(c)), [], 'no relay candidate from a server the browser does not trust');
+    assert.ok(refused.candidateErrors.length > 0, 'the browser reports the failed TURN server');
+
+    const r = await inPage<PageResult>(trusting, 'dataChannel', { iceServers: iceServers(), messages: MESSAGES, timeoutMs: 20_000 }, 20_000);
+    phase('data channel');
     t.diagnostic(JSON.stringify({ selected: r.selected, candidateErrors: r.candidateErrors }));
     assert.ok(r.ok, `${r.error}\n${r.events.join('\n')}\ncandidate errors: ${JSON.stringify(r.candidateErrors)}`);
     assert.deepEqual(r.receivedByB, Array.from({ length: MESSAGES }, (_, i) => `a->b ${i}`));
@@ -148,11 +160,35 @@ test('Chromium with only a turns: ICE server and relay policy opens a data chann
       assert.equal(s?.local?.candidateType, 'relay', `${side}: local candidate ${JSON.stringify(s)}`);
       assert.equal(s?.remote?.candidateType, 'relay', `${side}: remote candidate ${JSON.stringify(s)}`);
       assert.equal(s?.local?.relayProtocol, 'tls', `${side}: relayProtocol ${JSON.stringify(s)}`);
-      assert.equal(s?.local?.address, g.topo.addr.relay4, `${side}: relayed address`);
+      assert.equal(s?.local?.address, topo.addr.relay4, `${side}: relayed address`);
     }
-    const status = await pair.status();
-    t.diagnostic(JSON.stringify(status));
-    const metrics = await pair.get('/metrics');
-    t.diagnostic(metrics.body.split('\n').filter((l) => /alloc|tls|stream|responses/.test(l)).join('\n'));
-  });
+
+    // turnpike's side, while the connections are open: their allocations, and
+    // the data channel's packets relayed; nothing came to the UDP listen port.
+    const status = await waitUntil('the relay reports the allocations', async () => {
+      const s = await pair.status();
+      return (s.relayCounters?.allocations ?? 0) >= 2 && (s.relayCounters?.relayed.toPeer.packets ?? 0) > 0 ? s : undefined;
+    }, 5000, 200);
+    const sockets = status.sockets as { in: { listen: { packets: number } } };
+    assert.equal(sockets.in.listen.packets, 0, 'no TURN over UDP');
+    await inPage(trusting, 'close', {}, 5000);
+  } catch (e) {
+    t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
+    for (const b of await launched()) t.diagnostic(`chromium stderr (tail):\n${b.stderr().split('\n').slice(-20).join('\n')}`);
+    throw e;
+  } finally {
+    // Every launch settles first: one may still be starting when something else failed.
+    await Promise.all((await launched()).map((b) => b.close()));
+    await pair.stop();
+    phase('stopped');
+    t.diagnostic(phases.join(', '));
+  }
+  // The relay's last word: TLS connections accepted (the allocations' transport), one refused by the untrusting browser's handshake.
+  const stopped = pair.lines().find((l) => l.process === 'relay' && l.msg === 'relay stopped') as RelayStopped | undefined;
+  assert.ok(stopped, `relay stopped line:\n${pair.output().split('\n').slice(-10).join('\n')}`);
+  t.diagnostic(`relay streams: ${JSON.stringify(stopped.transport?.streams)}`);
+  const streams = stopped.transport?.streams;
+  assert.ok((streams?.accepted.tls ?? 0) >= 2, `TLS connections: ${JSON.stringify(streams)}`);
+  assert.equal(streams?.accepted.tcp, 0, 'no TURN over plain TCP');
+  assert.ok((streams?.closed['tls:tls-error'] ?? 0) >= 1, `the untrusting browser aborted the handshake: ${JSON.stringify(streams)}`);
 });

@@ -1,10 +1,15 @@
 // Runs inside the browser page (evaluated over CDP by chromium.test.ts; plain
-// JavaScript, no imports): two RTCPeerConnections that may use relay
-// candidates only, signalled to each other in the page, open a data channel,
-// send `messages` messages each way and report what happened, with the
-// selected candidate pair as getStats describes it. Never throws: a failure
-// comes back as { ok: false, error } with everything seen so far.
-async ({ iceServers, messages, timeoutMs }) => {
+// JavaScript, no imports; the file is one object expression).
+// dataChannel: two RTCPeerConnections that may use relay candidates only,
+// signalled to each other in the page, open a data channel, send `messages`
+// messages each way and report what happened, with the selected candidate
+// pair as getStats describes it. They stay open (their allocations with them)
+// until close(). Never throws: a failure comes back as { ok: false, error }
+// with everything seen so far.
+// gather: one relay-only RTCPeerConnection gathers candidates until gathering
+// completes (or `timeoutMs`) and reports them with the ICE candidate errors.
+({
+dataChannel: async ({ iceServers, messages, timeoutMs }) => {
   const events = [];
   const candidateErrors = [];
   const config = { iceServers, iceTransportPolicy: 'relay' };
@@ -71,6 +76,7 @@ async ({ iceServers, messages, timeoutMs }) => {
     return { receivedByA, receivedByB, selected: { a: await selectedPair(a), b: await selectedPair(b) } };
   };
 
+  globalThis.openPeerConnections = [a, b];
   let timer;
   try {
     const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no open data channel with all messages within ${timeoutMs} ms`)), timeoutMs)));
@@ -81,7 +87,28 @@ async ({ iceServers, messages, timeoutMs }) => {
     return { ok: false, error: String(err), selected, events, candidateErrors, states: Object.fromEntries(Object.entries(pcs).map(([n, pc]) => [n, `${pc.iceGatheringState}/${pc.iceConnectionState}`])) };
   } finally {
     clearTimeout(timer);
-    a.close();
-    b.close();
   }
-}
+},
+
+close: () => {
+  for (const pc of globalThis.openPeerConnections ?? []) pc.close();
+  globalThis.openPeerConnections = [];
+  return true;
+},
+
+gather: async ({ iceServers, timeoutMs }) => {
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: 'relay' });
+  const candidates = [];
+  const candidateErrors = [];
+  pc.onicecandidateerror = (e) => candidateErrors.push({ url: e.url, errorCode: e.errorCode, errorText: e.errorText });
+  const complete = new Promise((resolve) => {
+    pc.onicecandidate = (e) => (e.candidate ? candidates.push(e.candidate.candidate) : resolve(true));
+    setTimeout(() => resolve(false), timeoutMs);
+  });
+  pc.createDataChannel('gather');
+  await pc.setLocalDescription();
+  const completed = await complete;
+  pc.close();
+  return { completed, candidates, candidateErrors };
+},
+})
