@@ -4,7 +4,7 @@
 # TypeScript, and for `npm start` as root the relay's own system user) and
 # does nothing when everything is already in place.
 #   setup.sh               before npm start
-#   setup.sh --test        before npm test (also coturn and tcpdump; no user)
+#   setup.sh --test        before npm test (also coturn, tcpdump, chromium, libnss3-tools; no user)
 #   setup.sh --relay-user NAME   only create the relay user NAME if missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,10 @@ for p in clang llvm libbpf-dev libbpf1 bpftool iproute2 ethtool make gcc libc6-d
 done
 if [ "$mode" = "--test" ]; then
   for p in coturn tcpdump; do have "$p" || need_pkgs+=("$p"); done
+  # The browser interop test (test/interop/chromium.test.ts): Debian's
+  # Chromium, driven over the DevTools protocol on a pipe, and certutil to
+  # trust the test's own CA in a temporary NSS database.
+  for p in chromium libnss3-tools; do have "$p" || need_pkgs+=("$p"); done
   # systemd-analyze verifies the shipped units (test/deploy/systemd.test.ts).
   command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 fi
