@@ -64,7 +64,8 @@ const DEFAULT_ARGS = [
 export async function launchBrowser(opts: BrowserOptions): Promise<Browser> {
   const exe = opts.executable ?? '/usr/bin/chromium';
   const argv = [...(opts.wrapper ?? []), exe, ...DEFAULT_ARGS, `--user-data-dir=${opts.userDataDir}`, ...(opts.args ?? []), 'about:blank'];
-  const proc: ChildProcess = spawn(argv[0]!, argv.slice(1), { env: opts.env, stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+  // A process group of its own: close() can end the renderer, GPU and zygote children too.
+  const proc: ChildProcess = spawn(argv[0]!, argv.slice(1), { env: opts.env, detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
   const toBrowser = proc.stdio[3] as Writable;
   const fromBrowser = proc.stdio[4] as Readable;
   let err = '';
@@ -121,6 +122,12 @@ export async function launchBrowser(opts: BrowserOptions): Promise<Browser> {
       const grace = setTimeout(() => proc.kill('SIGKILL'), 3000);
       await exited;
       clearTimeout(grace);
+    }
+    // Children the browser left (it was killed, or crashed) go with their group.
+    try {
+      if (proc.pid !== undefined) process.kill(-proc.pid, 'SIGKILL');
+    } catch {
+      // the group is already gone
     }
   };
 
