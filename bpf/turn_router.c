@@ -166,8 +166,9 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
 		return r;
 
 	/* First change to the frame. If the driver lacks headroom nothing has
-	 * changed yet, so userspace can still relay it. */
-	if (bpf_xdp_adjust_head(ctx, (int)in_hlen - (int)out_hlen))
+	 * changed yet, so userspace can still relay it. Channel -> channel
+	 * within a family keeps the header length: no helper call then. */
+	if (in_hlen != out_hlen && bpf_xdp_adjust_head(ctx, (int)in_hlen - (int)out_hlen))
 		return TP_PASS_NO_HEADROOM;
 	if (pad + in->trailer) {
 		rc = bpf_xdp_adjust_tail(ctx, -(int)(pad + in->trailer));
