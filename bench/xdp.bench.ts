@@ -22,12 +22,13 @@
 // datapath (bpf_stats and CPU per packet).
 //
 // Run (root): node --import tsx bench/xdp.bench.ts [calls-per-round]
-// (TP_BENCH_ROUNDS=n rounds, default 5; TP_BENCH_CASES=regex a subset)
+// (TP_BENCH_ROUNDS=n rounds, default 5; TP_BENCH_CASES=regex a subset;
+// TP_BENCH_HARNESS=alloc times with the allocating per-call harness)
 // Before/after in one run: TP_BENCH_OBJECTS=before=/path/a.o,after=bpf/turn_router.o
 // (each object must speak this checkout's map ABI).
 import pino from 'pino';
 import { XdpRouter } from '../src/sidecar/bpf/router.ts';
-import { testRun } from '../test/helpers/bpf-test-run.ts';
+import { preparedTestRun, testRun } from '../test/helpers/bpf-test-run.ts';
 import { channelData, payloadOf } from '../test/bpf/frames.ts';
 import {
   BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, alloc, inFrame, installNextHops, toListen,
@@ -82,14 +83,31 @@ const low = (xs: number[]) => {
 };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** A timed single run. Prepared (default): set up once per frame, so the
+ * harness touches little memory between runs; TP_BENCH_HARNESS=alloc uses
+ * testRun(), which allocates and converts per call (the bench's first
+ * method), to compare. */
+const ALLOC = process.env.TP_BENCH_HARNESS === 'alloc';
+type Timer = { run(): number; close(): void };
+function timer(r: XdpRouter, frame: Uint8Array): Timer {
+  return ALLOC ? { run: () => testRun(r, frame).durationNs, close: () => {} } : preparedTestRun(r, frame);
+}
+
 /** One round of one path: n single runs, each right after a single run of
  * the empty program on the same frame. Returns both low bands. */
 function pairedRound(empty: XdpRouter, r: XdpRouter, frame: Uint8Array, n: number): { empty: number; path: number } {
+  const e = timer(empty, frame);
+  const p = timer(r, frame);
   const es: number[] = [];
   const ps: number[] = [];
-  for (let i = 0; i < n; i++) {
-    es.push(testRun(empty, frame).durationNs);
-    ps.push(testRun(r, frame).durationNs);
+  try {
+    for (let i = 0; i < n; i++) {
+      es.push(e.run());
+      ps.push(p.run());
+    }
+  } finally {
+    e.close();
+    p.close();
   }
   return { empty: low(es), path: low(ps) };
 }
