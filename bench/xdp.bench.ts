@@ -112,10 +112,16 @@ function pairedRound(empty: XdpRouter, r: XdpRouter, frame: Uint8Array, n: numbe
   return { empty: low(es), path: low(ps) };
 }
 
+// Where a program and its maps land in memory moves its figures by up to
+// ~0.3x (the same object loaded twice differs that much; the first one
+// loaded tends to be slower). With several objects each is loaded twice,
+// in order and then in reverse (A B B A), and both copies' rounds count.
+const loads = objects.length > 1 ? [...objects.keys(), ...[...objects.keys()].reverse()] : [0];
 const empty = XdpRouter.load({ objectPath: EMPTY_OBJECT, log });
 const routers: XdpRouter[] = [];
 try {
-  for (const o of objects) {
+  for (const j of loads) {
+    const o = objects[j]!;
     const router = XdpRouter.load({ objectPath: o.path, mapCapacity: 65536, log });
     routers.push(router);
     router.writeConfig(BASE_CONFIG);
@@ -136,15 +142,15 @@ try {
   const after = r0.readPathStats().find((p) => p.path === 'chan_to_udp_44')!.packets;
   console.log(`one test run with repeat=1000 on a chan_to_udp_44 frame relayed ${after - before} packet(s); the rest saw the rewritten frame`);
 
-  // samples[case][object][round]
-  const samples = cases.map(() => routers.map(() => [] as { empty: number; path: number }[]));
+  // samples[case][object][round, of either copy]
+  const samples = cases.map(() => objects.map(() => [] as { empty: number; path: number }[]));
   for (let round = 0; round < ROUNDS; round++) {
-    cases.forEach((c, i) => routers.forEach((r, j) => samples[i]![j]!.push(pairedRound(empty, r, c.frame, CALLS))));
+    cases.forEach((c, i) => routers.forEach((r, k) => samples[i]![loads[k]!]!.push(pairedRound(empty, r, c.frame, CALLS))));
   }
   const emptyRepeat = testRun(empty, cases[0]!.frame, { repeat: REPEAT }).durationNs;
   const emptyAll = median(samples.flatMap((s) => s.flatMap((o) => o.map((x) => x.empty))));
 
-  const ratios = routers.map(() => [] as number[]);
+  const ratios = objects.map(() => [] as number[]);
   const rows = cases.map((c, i) => {
     const row: Record<string, string> = { path: c.name, 'empty ns': median(samples[i]![0]!.map((x) => x.empty)).toFixed(0) };
     objects.forEach((o, j) => {
@@ -154,11 +160,11 @@ try {
       if (isRelay(c)) ratios[j]!.push(ratio);
       row[`${o.label} ns`] = ns.toFixed(0);
       row[`${o.label} x empty`] = ratio.toFixed(2);
-      if (c.repeatable) row[`${o.label} ns (repeat=${REPEAT})`] = String(testRun(routers[j]!, c.frame, { repeat: REPEAT }).durationNs);
+      if (c.repeatable) row[`${o.label} ns (repeat=${REPEAT})`] = String(testRun(routers[loads.indexOf(j)]!, c.frame, { repeat: REPEAT }).durationNs);
     });
     return row;
   });
-  console.log(`empty XDP program: ${emptyAll.toFixed(0)} ns per single run (mean of the lowest 40 %, median over ${ROUNDS} rounds x ${CALLS} paired runs per path), ` +
+  console.log(`empty XDP program: ${emptyAll.toFixed(0)} ns per single run (mean of the lowest 40 %, median over ${ROUNDS} rounds x ${CALLS} paired runs per path and loaded copy), ` +
     `${emptyRepeat} ns per run with repeat=${REPEAT}: the rest of a single run is the kernel's harness (timer, bh on/off, dispatch)`);
   console.table(rows);
   objects.forEach((o, j) => {
