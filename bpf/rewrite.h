@@ -148,7 +148,7 @@ static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 
 	int r;
 
 	if (TP_NH_TTL_JIFFIES != 0) {
-		__u32 slot = addr_slot(&o->daddr);
+		__u32 slot = bpf_get_smp_processor_id() * TP_NH_SLOTS + addr_slot(&o->daddr);
 		struct nh_entry *e = bpf_map_lookup_elem(&nh_cache, &slot);
 		__u64 now;
 

@@ -10,7 +10,7 @@
  *
  * One policy switch (finish): a reason either passes the frame to the stack
  * or, once the frame is half rewritten, drops it; both are counted in
- * tp_reasons. Relayed frames are counted per path in tp_path_stats.
+ * tp_reasons. Relayed frames are counted per CPU and path in tp_path_stats.
  *
  * Next-hop MACs come from the FIB when the host forwards, else from the
  * kernel's routes and neighbours as the sidecar mirrors them (neigh.h,
@@ -43,13 +43,16 @@ static __always_inline void count_reason(__u32 reason)
 		*c += 1;
 }
 
+/* This CPU's row of tp_path_stats (turn_router_shared.h): only this CPU
+ * writes it, and XDP runs with bottom halves off, so plain adds suffice. */
 static __always_inline void count_path(__u32 path, __u32 bytes)
 {
-	struct tp_path_stats *s = bpf_map_lookup_elem(&tp_path_stats, &path);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct tp_path_row *row = bpf_map_lookup_elem(&tp_path_stats, &cpu);
 
-	if (s) {
-		s->packets += 1;
-		s->bytes += bytes;
+	if (row && path < TP_PATH_MAX) {
+		row->path[path].packets += 1;
+		row->path[path].bytes += bytes;
 	}
 }
 

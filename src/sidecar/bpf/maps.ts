@@ -115,6 +115,15 @@ export class ObjectMaps {
     return out;
   }
 
+  /** Zeroes every slot of a plain array. */
+  zeroArray(m: MapHandle): void {
+    const zeros = new Uint8Array(m.valueSize);
+    for (let slot = 0; slot < m.maxEntries; slot++) {
+      const err = this.lib.mapUpdateElem(m.fd, slotKey(slot), zeros, 0n);
+      if (err < 0) throw BpfError.fromErrno(`clear ${m.name}[${slot}]`, -err);
+    }
+  }
+
   /** Zeroes every slot of a per-CPU array on every CPU. */
   zeroPerCpu(m: MapHandle): void {
     const zeros = new Uint8Array(perCpuStride(m.valueSize) * this.ncpus);
