@@ -1,6 +1,8 @@
 // The program's per-CPU counters (per-CPU rows of an array, per-CPU arrays), summed over CPUs: packets and payload bytes
 // per relay path (tp_path_stats) and pass/drop reason counts (tp_reasons).
 import { PATH_NAMES, REASON_NAMES, STRUCTS, decodePathStats, type PathName, type ReasonName } from './abi.ts';
+import { BpfError } from './errors.ts';
+import { BPF_MAP_TYPE_ARRAY } from './libbpf.ts';
 import { slotKey, type ObjectMaps } from './maps.ts';
 
 export interface PathCounter {
@@ -12,6 +14,9 @@ export interface PathCounter {
 /** Sums tp_path_stats: one row per CPU (struct tp_path_row), a tp_path_stats per path in each. */
 export function readPathStats(maps: ObjectMaps): PathCounter[] {
   const m = maps.get('tp_path_stats');
+  if (m.type !== BPF_MAP_TYPE_ARRAY || m.valueSize !== STRUCTS.tp_path_row.size) {
+    throw new BpfError(`tp_path_stats of this object is not an array of ${STRUCTS.tp_path_row.size}-byte per-CPU rows (type ${m.type}, value ${m.valueSize} B): an object built before tp_path_row; rebuild it (make -C bpf)`, 'ABI_MISMATCH');
+  }
   const out = PATH_NAMES.map((path) => ({ path, packets: 0n, bytes: 0n }));
   const size = STRUCTS.tp_path_stats.size;
   for (let cpu = 0; cpu < m.maxEntries; cpu++) {
