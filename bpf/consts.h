@@ -31,14 +31,15 @@
 #define TP_FIB_LOOKUP 1
 #endif
 
-/* Next-hop cache (maps.h nh_cache): slots per CPU (a power of two) and how
+/* Next-hop cache (maps.h nh_cache): slots per CPU (a power of two; 128 x
+ * 64 bytes keeps a 2-CPU host's cache in one small allocation) and how
  * long an answer is trusted, in jiffies: 50 = 50 ms at HZ=1000, 200 ms at
  * HZ=250, 500 ms at HZ=100. After a route or a neighbour's MAC changes,
  * frames may go to the old next hop for at most this long after the mirror
  * has it (the sidecar's part is about 100 ms): within a second in all. 0
  * disables the cache. */
 #ifndef TP_NH_SLOTS
-#define TP_NH_SLOTS 256
+#define TP_NH_SLOTS 128
 #endif
 #ifndef TP_NH_TTL_JIFFIES
 #define TP_NH_TTL_JIFFIES 50

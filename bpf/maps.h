@@ -49,12 +49,14 @@ struct {
 	__type(value, struct tp_peer_value);
 } tp_peer_to_chan SEC(".maps");
 
-/* Packets and payload bytes relayed, per enum tp_path. */
+/* Packets and payload bytes relayed, per CPU and enum tp_path (struct
+ * tp_path_row). max_entries here is one CPU's worth: the loader multiplies
+ * it by the possible CPUs (src/sidecar/bpf/loader.ts, PER_CPU_ROW_MAPS). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TP_PATH_MAX);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct tp_path_stats);
+	__type(value, struct tp_path_row);
 } tp_path_stats SEC(".maps");
 
 /* One count per enum tp_reason. */
@@ -112,7 +114,10 @@ struct {
  * CPU keeps the last answer per output destination for TP_NH_TTL_JIFFIES
  * and then asks again. Entries are 64 bytes (one cache line);
  * direct-mapped, a collision just evicts. Only answers that relay are
- * cached: a pass asks again on the next frame.
+ * cached: a pass asks again on the next frame. Each CPU owns the
+ * TP_NH_SLOTS entries from cpu * TP_NH_SLOTS (a plain array, for the same
+ * reason as tp_path_stats; the loader multiplies max_entries by the
+ * possible CPUs). A CPU beyond the map just asks every time.
  */
 struct nh_entry {
 	union tp_addr daddr;   /* the output's destination (IPv4-mapped for IPv4) */
@@ -126,7 +131,7 @@ struct nh_entry {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TP_NH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct nh_entry);

@@ -89,8 +89,10 @@ static __always_inline __u64 csum_udp_headers(const union tp_addr *s, const unio
  * via the sidecar and relay, resolving the neighbour if need be.
  * Returns TP_CONTINUE with e filled, TP_PASS_TOO_BIG when the route's MTU
  * is smaller, or one of the pass reasons above.
+ * A subprogram: only a next-hop cache miss runs it, so its instructions stay
+ * out of the relaying paths' instruction cache.
  */
-static __always_inline int next_hop(struct xdp_md *ctx, const struct tp_out *o, __u16 ip_len,
+static __attribute__((noinline)) int next_hop(struct xdp_md *ctx, const struct tp_out *o, __u16 ip_len,
 				    struct nh_entry *e)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
@@ -146,7 +148,7 @@ static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 
 	int r;
 
 	if (TP_NH_TTL_JIFFIES != 0) {
-		__u32 slot = addr_slot(&o->daddr);
+		__u32 slot = bpf_get_smp_processor_id() * TP_NH_SLOTS + addr_slot(&o->daddr);
 		struct nh_entry *e = bpf_map_lookup_elem(&nh_cache, &slot);
 		__u64 now;
 

@@ -10,7 +10,7 @@
  *
  * One policy switch (finish): a reason either passes the frame to the stack
  * or, once the frame is half rewritten, drops it; both are counted in
- * tp_reasons. Relayed frames are counted per path in tp_path_stats.
+ * tp_reasons. Relayed frames are counted per CPU and path in tp_path_stats.
  *
  * Next-hop MACs come from the FIB when the host forwards, else from the
  * kernel's routes and neighbours as the sidecar mirrors them (neigh.h,
@@ -43,28 +43,33 @@ static __always_inline void count_reason(__u32 reason)
 		*c += 1;
 }
 
+/* This CPU's row of tp_path_stats (turn_router_shared.h): only this CPU
+ * writes it, and XDP runs with bottom halves off, so plain adds suffice. */
 static __always_inline void count_path(__u32 path, __u32 bytes)
 {
-	struct tp_path_stats *s = bpf_map_lookup_elem(&tp_path_stats, &path);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct tp_path_row *row = bpf_map_lookup_elem(&tp_path_stats, &cpu);
 
-	if (s) {
-		s->packets += 1;
-		s->bytes += bytes;
+	if (row && path < TP_PATH_MAX) {
+		row->path[path].packets += 1;
+		row->path[path].bytes += bytes;
 	}
 }
 
 /* Sends a diagnostic unless this CPU used its budget for the current
- * one-second window. Perf events are for rare things only. */
-static __always_inline void diag(struct xdp_md *ctx, const struct tp_config *cfg, __u32 kind,
-				 __u32 reason, __s32 ret, __u32 path)
+ * one-second window. Perf events are for rare things only, so this is a
+ * subprogram of its own: out of the relaying paths' instruction cache. */
+static __attribute__((noinline)) int diag(struct xdp_md *ctx, __u32 kind, __u32 reason, __s32 ret,
+					  __u32 path)
 {
 	__u32 zero = 0;
+	const struct tp_config *cfg = bpf_map_lookup_elem(&tp_config, &zero);
 	struct tp_diag_budget *b = bpf_map_lookup_elem(&tp_diag_budget, &zero);
 	struct tp_diag_event ev = {};
 	__u64 now;
 
-	if (!b)
-		return;
+	if (!b || !cfg)
+		return 0;
 	now = bpf_ktime_get_ns();
 	if (now - b->window_start_ns >= 1000000000ull) {
 		b->window_start_ns = now;
@@ -73,7 +78,7 @@ static __always_inline void diag(struct xdp_md *ctx, const struct tp_config *cfg
 	}
 	if (b->sent >= cfg->diag_per_sec) {
 		b->suppressed += 1;
-		return;
+		return 0;
 	}
 	b->sent += 1;
 	ev.kind = kind;
@@ -82,12 +87,12 @@ static __always_inline void diag(struct xdp_md *ctx, const struct tp_config *cfg
 	ev.path = path;
 	ev.timestamp_ns = now;
 	bpf_perf_event_output(ctx, &tp_diag, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
+	return 0;
 }
 
-static __always_inline int drop(struct xdp_md *ctx, const struct tp_config *cfg, __u32 reason,
-				__s32 ret, __u32 path)
+static __always_inline int drop(struct xdp_md *ctx, __u32 reason, __s32 ret, __u32 path)
 {
-	diag(ctx, cfg, TP_DIAG_DROP, reason, ret, path);
+	diag(ctx, TP_DIAG_DROP, reason, ret, path);
 	return reason;
 }
 
@@ -164,13 +169,14 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
 		return r;
 
 	/* First change to the frame. If the driver lacks headroom nothing has
-	 * changed yet, so userspace can still relay it. */
-	if (bpf_xdp_adjust_head(ctx, (int)in_hlen - (int)out_hlen))
+	 * changed yet, so userspace can still relay it. Channel -> channel
+	 * within a family keeps the header length: no helper call then. */
+	if (in_hlen != out_hlen && bpf_xdp_adjust_head(ctx, (int)in_hlen - (int)out_hlen))
 		return TP_PASS_NO_HEADROOM;
 	if (pad + in->trailer) {
 		rc = bpf_xdp_adjust_tail(ctx, -(int)(pad + in->trailer));
 		if (rc)
-			return drop(ctx, cfg, TP_DROP_ADJUST_TAIL, rc, o->path);
+			return drop(ctx, TP_DROP_ADJUST_TAIL, rc, o->path);
 	}
 
 	data = (void *)(long)ctx->data;
@@ -181,13 +187,13 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
 		__be16 *ch = data + TP_ETH_HLEN + TP_IPV4_HLEN + TP_UDP_HLEN;
 
 		if ((void *)(udp + 1) > end)
-			return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
+			return drop(ctx, TP_DROP_BOUNDS, 0, o->path);
 		write_eth(data, o, out_fam);
 		write_ipv4(ip, o, ip_len);
 		write_udp(udp, o, udp_len, check);
 		if (o->chan) {
 			if ((void *)(ch + 2) > end)
-				return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
+				return drop(ctx, TP_DROP_BOUNDS, 0, o->path);
 			ch[0] = o->channel;
 			ch[1] = bpf_htons(o->n);
 		}
@@ -197,13 +203,13 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
 		__be16 *ch = data + TP_ETH_HLEN + TP_IPV6_HLEN + TP_UDP_HLEN;
 
 		if ((void *)(udp + 1) > end)
-			return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
+			return drop(ctx, TP_DROP_BOUNDS, 0, o->path);
 		write_eth(data, o, out_fam);
 		write_ipv6(ip6, o, udp_len);
 		write_udp(udp, o, udp_len, check);
 		if (o->chan) {
 			if ((void *)(ch + 2) > end)
-				return drop(ctx, cfg, TP_DROP_BOUNDS, 0, o->path);
+				return drop(ctx, TP_DROP_BOUNDS, 0, o->path);
 			ch[0] = o->channel;
 			ch[1] = bpf_htons(o->n);
 		}
@@ -232,13 +238,24 @@ static __always_inline __u32 path_of(__u32 base, int in_family, int out_family)
 	return base + (in_family == 6 ? 2 : 0) + (out_family == 6 ? 1 : 0);
 }
 
+/* What from_peer/from_client decide: the output, and what emit must know
+ * of the input beyond struct tp_in. Both directions end in the one emit()
+ * call of route(), so the rewrite exists once per family pair in the
+ * program instead of once per direction. */
+struct tp_plan {
+	struct tp_out o;
+	__u64 removed;   /* see emit_t */
+	__u32 in_hlen;
+	__u32 pad;
+};
+
 /* UDP from a peer to an allocation port -> ChannelData to the client. */
-static __always_inline int from_peer(struct xdp_md *ctx, const struct tp_config *cfg,
-				     const struct tp_in *in)
+static __always_inline int from_peer(const struct tp_config *cfg, const struct tp_in *in,
+				     struct tp_plan *p)
 {
 	struct tp_peer_key key __attribute__((aligned(8))) = {};
 	struct tp_peer_value *v;
-	struct tp_out o = {};
+	struct tp_out *o = &p->o;
 
 	addr_load((union tp_addr *)key.peer_addr, in->saddr.b);
 	key.peer_port = in->sport;
@@ -248,18 +265,20 @@ static __always_inline int from_peer(struct xdp_md *ctx, const struct tp_config 
 	if (!v)
 		return TP_PASS_NO_BINDING;
 
-	addr_load(&o.daddr, v->client_addr);
-	o.family = v->client_family;
-	if (relay_addr(cfg, o.family, &o.saddr))
+	addr_load(&o->daddr, v->client_addr);
+	o->family = v->client_family;
+	if (relay_addr(cfg, o->family, &o->saddr))
 		return TP_PASS_FAMILY_UNAVAILABLE;
-	o.sport = cfg->listen_port;
-	o.dport = v->client_port;
-	o.chan = 1;
-	o.channel = v->channel;
-	o.n = in->udp_len - TP_UDP_HLEN;
-	o.path = path_of(TP_PATH_UDP_TO_CHAN_44, in->family, o.family);
-	return emit(ctx, cfg, in, &o,
-		    TP_ETH_HLEN + (in->family == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN) + TP_UDP_HLEN, 0, 0);
+	o->sport = cfg->listen_port;
+	o->dport = v->client_port;
+	o->chan = 1;
+	o->channel = v->channel;
+	o->n = in->udp_len - TP_UDP_HLEN;
+	o->path = path_of(TP_PATH_UDP_TO_CHAN_44, in->family, o->family);
+	p->in_hlen = TP_ETH_HLEN + (in->family == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN) + TP_UDP_HLEN;
+	p->removed = 0;
+	p->pad = 0;
+	return TP_CONTINUE;
 }
 
 /* Checksum sum of 0-3 padding bytes at q (q = payload + 4 + len). A byte
@@ -292,7 +311,7 @@ static __always_inline int pad_sum(void *q, void *end, __u32 pad, __u32 odd_star
 /* ChannelData from a client to the listen port -> UDP to the peer, or
  * ChannelData to another client of this relay. */
 static __always_inline int from_client(struct xdp_md *ctx, const struct tp_config *cfg,
-				       const struct tp_in *in)
+				       const struct tp_in *in, struct tp_plan *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -300,7 +319,7 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 	void *payload = data + TP_ETH_HLEN + TP_UDP_HLEN + l3;
 	struct tp_chan_key key __attribute__((aligned(8))) = {};
 	struct tp_chan_value *v;
-	struct tp_out o = {};
+	struct tp_out *o = &p->o;
 	union tp_addr peer;
 	__u32 ulen = in->udp_len - TP_UDP_HLEN; /* UDP payload length */
 	__u32 len, pad;
@@ -340,34 +359,37 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 		return TP_PASS_NO_BINDING;
 
 	addr_load(&peer, v->peer_addr);
-	o.family = v->peer_family;
-	if (relay_addr(cfg, o.family, &o.saddr))
+	o->family = v->peer_family;
+	if (relay_addr(cfg, o->family, &o->saddr))
 		return TP_PASS_FAMILY_UNAVAILABLE;
-	o.n = len;
+	o->n = len;
 
-	if (addr_eq(&peer, &o.saddr)) {
+	if (addr_eq(&peer, &o->saddr)) {
 		/* The peer is this relay. Only another allocation here is a
 		 * valid target (both ends allocated on this relay, the other
 		 * end's channel bound: the sidecar names its client in this
 		 * value); anything else is the relay's to refuse. */
 		if (!is_alloc_port(cfg, v->peer_port) || v->partner_channel == 0)
 			return TP_PASS_NO_BINDING;
-		addr_load(&o.daddr, v->partner_addr);
-		o.family = v->partner_family;
-		if (relay_addr(cfg, o.family, &o.saddr))
+		addr_load(&o->daddr, v->partner_addr);
+		o->family = v->partner_family;
+		if (relay_addr(cfg, o->family, &o->saddr))
 			return TP_PASS_FAMILY_UNAVAILABLE;
-		o.sport = cfg->listen_port;
-		o.dport = v->partner_port;
-		o.chan = 1;
-		o.channel = v->partner_channel;
-		o.path = path_of(TP_PATH_CHAN_TO_CHAN_44, in->family, o.family);
+		o->sport = cfg->listen_port;
+		o->dport = v->partner_port;
+		o->chan = 1;
+		o->channel = v->partner_channel;
+		o->path = path_of(TP_PATH_CHAN_TO_CHAN_44, in->family, o->family);
 	} else {
-		o.daddr = peer;
-		o.sport = v->alloc_port;
-		o.dport = v->peer_port;
-		o.path = path_of(TP_PATH_CHAN_TO_UDP_44, in->family, o.family);
+		o->daddr = peer;
+		o->sport = v->alloc_port;
+		o->dport = v->peer_port;
+		o->path = path_of(TP_PATH_CHAN_TO_UDP_44, in->family, o->family);
 	}
-	return emit(ctx, cfg, in, &o, TP_ETH_HLEN + l3 + TP_UDP_HLEN + TP_CHAN_HLEN, removed, pad);
+	p->in_hlen = TP_ETH_HLEN + l3 + TP_UDP_HLEN + TP_CHAN_HLEN;
+	p->removed = removed;
+	p->pad = pad;
+	return TP_CONTINUE;
 }
 
 static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg)
@@ -375,20 +397,25 @@ static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct tp_in in = {};
+	struct tp_plan p = {};
 	int r;
 
 	r = parse_frame(data, end, cfg, &in);
 	if (r != TP_CONTINUE)
 		return r;
-	if (in.dport == cfg->listen_port)
-		return from_client(ctx, cfg, &in);
-	if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {
-		diag(ctx, cfg, TP_DIAG_MISCONFIG, TP_PASS_NOT_RELAY_PORT, 0, TP_PATH_MAX);
+	if (in.dport == cfg->listen_port) {
+		r = from_client(ctx, cfg, &in, &p);
+	} else if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {
+		diag(ctx, TP_DIAG_MISCONFIG, TP_PASS_NOT_RELAY_PORT, 0, TP_PATH_MAX);
+		return TP_PASS_NOT_RELAY_PORT;
+	} else if (is_alloc_port(cfg, in.dport)) {
+		r = from_peer(cfg, &in, &p);
+	} else {
 		return TP_PASS_NOT_RELAY_PORT;
 	}
-	if (is_alloc_port(cfg, in.dport))
-		return from_peer(ctx, cfg, &in);
-	return TP_PASS_NOT_RELAY_PORT;
+	if (r != TP_CONTINUE)
+		return r;
+	return emit(ctx, cfg, &in, &p.o, p.in_hlen, p.removed, p.pad);
 }
 
 /* The one policy switch: relayed -> TX; a drop reason -> DROP; else PASS. */

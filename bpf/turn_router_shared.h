@@ -151,7 +151,7 @@ struct tp_neigh_value {
 	__u8 pad2[2];         /* zero */
 };
 
-/* ---- counters: per-CPU arrays ----------------------------------------- */
+/* ---- counters: per-CPU rows and per-CPU arrays ------------------------- */
 
 /* Paths, index into "tp_path_stats". Families: 4 or 6 of the input and of
  * the output packet. */
@@ -175,6 +175,18 @@ struct tp_path_stats {
 	__u64 packets;        /* host order */
 	__u64 bytes;          /* host order: application payload, without the 4-byte ChannelData header or padding */
 };
+
+/* Value of "tp_path_stats", an array with one row per possible CPU (key:
+ * the CPU number; the loader sizes it), each CPU writing only its own row.
+ * Not a per-CPU map: a per-CPU map's memory is in the per-CPU area, pages
+ * a relayed frame would touch for its counters alone, while a small array
+ * sits with the program's other small maps (README, "Benchmarks"). Rows
+ * are 256 bytes so no two CPUs share a cache line. */
+struct tp_path_row {
+	struct tp_path_stats path[TP_PATH_MAX];
+	__u8 pad[256 - 16 * TP_PATH_MAX]; /* zero */
+};
+_Static_assert(sizeof(struct tp_path_row) == 256, "tp_path_row is 256 bytes");
 
 /* Why a frame was passed to userspace or dropped; index into "tp_reasons"
  * (per-CPU __u64 counts, host order). The sidecar uses these names. Each

@@ -13,6 +13,7 @@ import pino from 'pino';
 import { XdpRouter, type ChannelBinding } from '../../src/sidecar/bpf/router.ts';
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
 import { BpfError } from '../../src/sidecar/bpf/errors.ts';
+import { libbpf } from '../../src/sidecar/bpf/libbpf.ts';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { testRun } from '../helpers/bpf-test-run.ts';
 import { bpffsFor } from '../helpers/bpffs.ts';
@@ -52,6 +53,9 @@ test('load sets the binding maps capacity; config, bindings and counters work', 
   try {
     assert.equal(r.maxEntries('tp_chan_to_peer'), 1000);
     assert.equal(r.maxEntries('tp_peer_to_chan'), 1000);
+    const cpus = libbpf().numPossibleCpus();
+    assert.equal(r.maxEntries('tp_path_stats'), cpus, 'one counter row per possible CPU');
+    assert.equal(r.maxEntries('nh_cache') % cpus, 0, 'the next-hop cache has a block of slots per possible CPU');
     const mem = r.mapMemory().find((m) => m.name === 'tp_chan_to_peer')!;
     assert.equal(mem.maxEntries, 1000, 'the kernel map has the capacity (fdinfo)');
     assert.ok(lines.some((l) => l.msg === 'bpf object loaded' && l.module === 'bpf'));

@@ -94,6 +94,10 @@ export const STRUCTS = {
     size: 16,
     fields: { packets: { offset: 0, size: 8 }, bytes: { offset: 8, size: 8 } },
   },
+  tp_path_row: {
+    size: 256,
+    fields: { path: { offset: 0, size: 192 }, pad: { offset: 192, size: 64 } },
+  },
   tp_diag_event: {
     size: 24,
     fields: {

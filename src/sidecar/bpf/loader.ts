@@ -19,6 +19,11 @@ const { EACCES, ENOENT, EPERM } = constants.errno;
 
 export const PROGRAM_NAME = 'turn_router';
 
+/** Arrays with one block of rows per CPU (turn_router_shared.h tp_path_row,
+ * maps.h nh_cache): the object declares one CPU's worth of max_entries and
+ * the loader multiplies it by the possible CPUs. */
+export const PER_CPU_ROW_MAPS = ['tp_path_stats', 'nh_cache'] as const;
+
 export interface LoadOptions {
   objectPath: string;
   /** max_entries of each of BINDING_MAPS (default 65536). */
@@ -83,6 +88,11 @@ export function loadObject(opts: LoadOptions): LoadedObject {
       if ((BINDING_MAPS as readonly string[]).includes(name)) {
         const err = lib.mapSetMaxEntries(m, capacity);
         if (err < 0) throw BpfError.fromErrno(`set max_entries of ${name} to ${capacity}`, -err);
+      }
+      if ((PER_CPU_ROW_MAPS as readonly string[]).includes(name)) {
+        const rows = lib.mapMaxEntries(m) * lib.numPossibleCpus();
+        const err = lib.mapSetMaxEntries(m, rows);
+        if (err < 0) throw BpfError.fromErrno(`set max_entries of ${name} to ${rows}`, -err);
       }
       if (opts.pinDir && name.startsWith('tp_')) {
         const path = join(opts.pinDir, name);

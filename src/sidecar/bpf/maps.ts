@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { perCpuStride } from './abi.ts';
 import { BpfError } from './errors.ts';
-import type { LibBpf, Ptr } from './libbpf.ts';
+import { BPF_MAP_TYPE_PERCPU_ARRAY, type LibBpf, type Ptr } from './libbpf.ts';
 
 const { ENOENT } = constants.errno;
 
@@ -115,9 +115,10 @@ export class ObjectMaps {
     return out;
   }
 
-  /** Zeroes every slot of a per-CPU array on every CPU. */
-  zeroPerCpu(m: MapHandle): void {
-    const zeros = new Uint8Array(perCpuStride(m.valueSize) * this.ncpus);
+  /** Zeroes every slot of an array, plain or per-CPU (then on every CPU). */
+  zeroArray(m: MapHandle): void {
+    const size = m.type === BPF_MAP_TYPE_PERCPU_ARRAY ? perCpuStride(m.valueSize) * this.ncpus : m.valueSize;
+    const zeros = new Uint8Array(size);
     for (let slot = 0; slot < m.maxEntries; slot++) {
       const err = this.lib.mapUpdateElem(m.fd, slotKey(slot), zeros, 0n);
       if (err < 0) throw BpfError.fromErrno(`clear ${m.name}[${slot}]`, -err);

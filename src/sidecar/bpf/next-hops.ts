@@ -1,7 +1,7 @@
 // The mirrored next-hop tables of the program (tp_routes, tp_neigh; see
 // turn_router_shared.h): written by the sidecar's mirror of the kernel's
 // routes and neighbours (src/sidecar/next-hops), read by the program, and
-// the per-CPU cache of answers in front of them (nh_cache), emptied when an
+// the per-CPU rows of cached answers in front of them (nh_cache), emptied when an
 // answer the program may hold changed so it asks again at once.
 import {
   decodeNeighbour,
@@ -55,10 +55,10 @@ export function deleteNeighbour(maps: ObjectMaps, n: Pick<Neighbour, 'address' |
   return remove(maps, NEIGH_MAP, encodeNeighKey(n), `neighbour ${n.address}%${n.ifindex}`);
 }
 
-/** Empties the program's per-CPU next-hop cache (absent from stand-in objects). */
+/** Empties the program's next-hop cache, every CPU's rows (absent from stand-in objects). */
 export function forgetCachedNextHops(maps: ObjectMaps): void {
   const cache = maps.find(CACHE_MAP);
-  if (cache) maps.zeroPerCpu(cache);
+  if (cache) maps.zeroArray(cache);
 }
 
 /** Empties both mirrored tables and the cache; returns how many entries there were. */
