@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
-import { startPair, inNs, sleep, type Pair, USER, PASS } from './pair-harness.ts';
+import { startPair, inNs, sleep, waitUntil, type Pair, USER, PASS } from './pair-harness.ts';
 
 const PEER_PORT = 3480;
 const TLS_PORT = 443;
@@ -90,6 +90,26 @@ test('the pair serves TURN over TCP and TLS (port 443) from a relay with no netw
     assertNoLoss(t, 'TCP, Send indications', await uclient(topo, pair.listenPort, ['-t', '-s', '-m', '3']));
     assertNoLoss(t, 'TLS, 5 clients, channels', await uclient(topo, TLS_PORT, ['-t', '-S', '-m', '5']));
     assertNoLoss(t, 'TLS, Send indications', await uclient(topo, TLS_PORT, ['-t', '-S', '-s', '-m', '3']));
+
+    // The sidecar's metrics name the client transport of what the relay relayed and of its connections.
+    const metric = (text: string, name: string, labels: Record<string, string>) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const text = await waitUntil('per-transport metrics', async () => {
+      const body = (await pair.get('/metrics')).body;
+      return metric(body, 'turnpike_stream_connections_accepted_total', { transport: 'tls' }) >= 8 ? body : undefined;
+    });
+    for (const transport of ['tcp', 'tls']) {
+      // 8 clients of 50 messages each way per transport (uclient -m 5 and -m 3; `-n 50`).
+      assert.ok(metric(text, 'turnpike_relayed_packets_total', { datapath: 'userspace', direction: 'to_peer', transport }) >= 400, `${transport} to_peer`);
+      assert.ok(metric(text, 'turnpike_relayed_bytes_total', { datapath: 'userspace', direction: 'to_client', transport }) >= 400 * 120, `${transport} to_client bytes`);
+      assert.ok(metric(text, 'turnpike_stream_connections_accepted_total', { transport }) >= 8, `${transport} accepted`);
+      assert.ok(metric(text, 'turnpike_stream_connections_closed_total', { transport, reason: 'peer-closed' }) >= 1, `${transport} closed by the client`);
+      assert.ok(metric(text, 'turnpike_responses_errors_total', { transport }) >= 8, `${transport}: each client's 401 challenge`);
+    }
+    assert.equal(metric(text, 'turnpike_relayed_packets_total', { datapath: 'userspace', transport: 'udp' }), 0, 'no UDP client ran');
 
     // The sockets belong to the launcher: a relay it restarts serves them again.
     process.kill(relay, 'SIGKILL');

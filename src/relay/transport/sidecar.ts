@@ -553,7 +553,7 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
   if (streams) await streams.listen(sockets);
   else if (config.tcp || config.tlsCert !== undefined) log.info('TURN over TCP/TLS not served: no listening sockets were handed to this relay (the launcher makes them)');
   // Counters (and the sidecar's log filter) travel over the link; the sidecar exports them.
-  const telemetry = startRelayTelemetry({ link: transport, server, logs, destination: logDestination, extra: () => ({ transport: transport.stats() }) });
+  const telemetry = startRelayTelemetry({ link: transport, server, logs, destination: logDestination, extra: () => ({ transport: transport.stats(), ...(streams ? { streams: streams.stats().streams } : {}) }) });
   driver.kick();
   const fromSidecar = (a: string | undefined) => (a ? `${a} (sidecar)` : 'unavailable');
   return {
