@@ -125,7 +125,7 @@ function tlsReason(e: NodeJS.ErrnoException): StreamCloseReason {
 export class StreamListener {
   readonly #server: Server;
   readonly #open = new Map<number, StreamConnection>();
-  readonly #family: Family;
+  #family: Family;
 
   constructor(private readonly opts: StreamListenerOptions) {
     this.#family = familyOf(opts.address);
@@ -145,6 +145,9 @@ export class StreamListener {
       this.#server.once('error', fail);
       const ready = () => {
         this.#server.off('error', fail);
+        // An inherited socket's family is what it is bound to, whatever it was called.
+        const a = this.#server.address();
+        if (a !== null && typeof a !== 'string') this.#family = a.family === 'IPv6' ? 6 : 4;
         resolve();
       };
       if (fd !== undefined) this.#server.listen({ fd }, ready);
