@@ -78,8 +78,8 @@ test('the pair serves TURN over TCP and TLS (port 443) from a relay with no netw
     const relay = pair.childPid('relay')!;
     const sidecar = pair.childPid('sidecar')!;
     assert.notEqual(readlinkSync(`/proc/${relay}/ns/net`), readlinkSync(`/proc/${sidecar}/ns/net`), 'the relay has a network namespace of its own');
-    const ready = pair.lines().find((l) => l.process === 'relay' && l.msg === 'relay ready');
-    assert.ok(ready, 'relay ready line');
+    // /readyz can answer before the relay's start-up line has crossed the link.
+    const ready = await waitUntil('relay ready line', () => pair.lines().find((l) => l.process === 'relay' && l.msg === 'relay ready'));
     assert.deepEqual(
       [...(ready.streams as string[])].sort(),
       [`tcp:0.0.0.0:${pair.listenPort}`, `tcp:[::]:${pair.listenPort}`, `tls:0.0.0.0:${TLS_PORT}`, `tls:[::]:${TLS_PORT}`].sort(),
