@@ -319,6 +319,25 @@ test('the two services, run as their units say, relay a TURN allocation through 
     assert.ok(run.sent > 0, `nothing sent:\n${uclient.slice(-2000)}`);
     assert.equal(run.lost, 0, describeRun(run));
     assert.equal(run.received, run.sent, describeRun(run));
+    // The peer leg of a TCP allocation is never relayed as UDP by a fast path:
+    // the XDP program and the sidecar pass it (no binding) and the relay frames it onto the connection.
+    // Counters reach /status on a 1 s poll: wait for the relay's to show the session.
+    const tcpToClient = (st: Status) =>
+      (st.relayCounters as { byTransport?: { tcp: { relayedByFamily: { ipv4: { toClient: { packets: number } } } } } } | null | undefined)?.byTransport?.tcp.relayedByFamily.ipv4.toClient.packets ?? 0;
+    const passed = (st: Status) => Number(st.kernel?.reasons.pass_no_binding ?? 0);
+    const streamed = await waitUntil('counters after the TCP session', async () => {
+      const st = await status();
+      return tcpToClient(st) >= run.received && passed(st) - passed(after) >= run.received ? st : undefined;
+    }, 10_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify((await status()).relayCounters)}`);
+    });
+    const kernelPath = (st: Status, prefix: string) => (st.kernel?.paths ?? []).filter((p) => p.path.startsWith(prefix)).reduce((n, p) => n + Number(p.packets), 0);
+    const sidecarPath = (st: Status, prefix: string) => Object.entries(st.fastPath?.paths ?? {}).filter(([p]) => p.startsWith(prefix)).reduce((n, [, v]) => n + v.packets, 0);
+    for (const prefix of ['udp_to_chan', 'chan_to_udp']) {
+      assert.equal(kernelPath(streamed, prefix), kernelPath(after, prefix), `kernel ${prefix} unchanged by the TCP session`);
+      assert.equal(sidecarPath(streamed, prefix), sidecarPath(after, prefix), `sidecar fast path ${prefix} unchanged by the TCP session`);
+    }
+    // (and `streamed` came once the kernel had passed the peer's datagrams and the relay had framed them, counted under tcp)
   } catch (e) {
     t.diagnostic(`sidecar output (tail):\n${sidecar.output().split('\n').slice(-30).join('\n')}`);
     t.diagnostic(`relay output (tail):\n${relay.output().split('\n').slice(-30).join('\n')}`);
