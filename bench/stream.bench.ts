@@ -13,7 +13,7 @@
 // shared, so read the ratios, not the absolute figures.
 //
 //   sudo node --import tsx bench/stream.bench.ts [--seconds 5] [--conns 8] [--size 200]
-//        [--window 32] [--concurrency 16] [--only turnpike|coturn]
+//        [--window 32] [--concurrency 16] [--only turnpike|coturn] [--transports tcp,tls]
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     window: { type: 'string', default: '32' },
     concurrency: { type: 'string', default: '16' },
     only: { type: 'string' },
+    transports: { type: 'string', default: 'tcp,tls' },
   },
 });
 
@@ -97,7 +98,7 @@ async function measure(topo: Topology, c: Contender, opts: ContenderOptions, ca:
     await waitTcp(topo, LISTEN_PORT);
     await waitTcp(topo, TLS_PORT);
     const out = {} as Record<Transport, Figures>;
-    for (const t of ['tcp', 'tls'] as const) {
+    for (const t of values.transports!.split(',') as Transport[]) {
       const tp = await drive(topo, opts.secret, ca, t, 'throughput');
       const cn = await drive(topo, opts.secret, ca, t, 'connect');
       out[t] = { msgsPerSec: tp.msgsPerSec ?? 0, mbPerSec: tp.mbPerSec ?? 0, sessionsPerSec: cn.sessionsPerSec ?? 0, failed: cn.failed ?? 0, connectionsLost: tp.connectionsLost ?? 0 };
@@ -124,6 +125,7 @@ function table(results: Map<string, Record<Transport, Figures>>): string {
     `|---|---|${names.map(() => '---:').join('|')}|${ratio ? '---:|' : ''}`,
   ];
   for (const t of ['tcp', 'tls'] as const) {
+    if (names.some((n) => results.get(n)![t] === undefined)) continue;
     for (const [label, get] of rows) {
       const vals = names.map((n) => get(results.get(n)![t]));
       lines.push(`| ${t} | ${label} | ${vals.map(fmt).join(' | ')} |${ratio ? ` ${(vals[0]! / vals[1]!).toFixed(2)} |` : ''}`);
@@ -155,7 +157,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\nTURN over TCP and TLS (${params})\n`);
     for (const c of contenders) process.stdout.write(`  ${c.name}: ${c.describe}\n`);
     process.stdout.write(`\n${table(results)}\n`);
-    const lost = [...results.entries()].flatMap(([n, r]) => (['tcp', 'tls'] as const).filter((t) => r[t].failed > 0 || r[t].connectionsLost > 0).map((t) => `${n} ${t}: ${r[t].failed} sessions failed, ${r[t].connectionsLost} connections lost`));
+    const lost = [...results.entries()].flatMap(([n, r]) => (['tcp', 'tls'] as const).filter((t) => r[t] !== undefined && (r[t].failed > 0 || r[t].connectionsLost > 0)).map((t) => `${n} ${t}: ${r[t].failed} sessions failed, ${r[t].connectionsLost} connections lost`));
     if (lost.length > 0) process.stdout.write(`\n${lost.join('\n')}\n`);
   } finally {
     await stopChild(peer);
