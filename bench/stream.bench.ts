@@ -13,7 +13,7 @@
 // shared, so read the ratios, not the absolute figures.
 //
 //   sudo node --import tsx bench/stream.bench.ts [--seconds 5] [--conns 8] [--size 200]
-//        [--window 32] [--concurrency 16] [--only turnpike|coturn] [--transports tcp,tls]
+//        [--window 32] [--concurrency 16] [--contenders turnpike-userspace,coturn,turnpike-standalone] [--transports tcp,tls]
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTopology, type Topology } from '../test/helpers/netns.ts';
 import { coturn } from './contenders/coturn.ts';
-import { turnpikeUserspace } from './contenders/turnpike.ts';
+import { turnpikeStandalone, turnpikeUserspace } from './contenders/turnpike.ts';
 import type { Contender, ContenderOptions } from './contenders/types.ts';
 import { sleep, stopChild } from './lib/process.ts';
 
@@ -32,7 +32,7 @@ const { values } = parseArgs({
     size: { type: 'string', default: '200' },
     window: { type: 'string', default: '32' },
     concurrency: { type: 'string', default: '16' },
-    only: { type: 'string' },
+    contenders: { type: 'string', default: 'turnpike-userspace,coturn' },
     transports: { type: 'string', default: 'tcp,tls' },
   },
 });
@@ -110,6 +110,10 @@ async function measure(topo: Topology, c: Contender, opts: ContenderOptions, ca:
   }
 }
 
+function fail(msg: string): never {
+  throw new Error(msg);
+}
+
 const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
 
 function table(results: Map<string, Record<Transport, Figures>>): string {
@@ -145,7 +149,8 @@ async function main(): Promise<void> {
     execFileSync('mkdir', ['-p', certDir]);
     chmodSync(work, 0o755);
     const { ca, cert, key } = makeCertificate(certDir, topo.addr.relay4);
-    const contenders = [turnpikeUserspace, coturn].filter((c) => values.only === undefined || c.name.startsWith(values.only));
+    const all = [turnpikeUserspace, coturn, turnpikeStandalone];
+    const contenders = values.contenders!.split(',').map((n) => all.find((c) => c.name === n) ?? fail(`unknown contender ${n} (${all.map((c) => c.name).join(', ')})`));
     for (const c of contenders) {
       const workDir = join(work, c.name);
       execFileSync('mkdir', ['-p', workDir]);
