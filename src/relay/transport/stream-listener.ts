@@ -61,6 +61,8 @@ export class StreamConnection {
     this.#armProgress('handshake-timeout');
     raw.setTimeout(opts.limits.idleTimeoutMs, () => this.close('idle-timeout'));
     raw.setNoDelay(true);
+    // A TLS socket takes over the raw one's handle: set it there too, or small records wait for Nagle.
+    if (stream !== raw) stream.setNoDelay(true);
     stream.on('data', (chunk: Buffer) => this.#data(chunk));
     stream.on('end', () => this.close('peer-closed'));
     stream.on('error', (e: NodeJS.ErrnoException) => this.close(stream === raw ? 'socket-error' : tlsReason(e)));
@@ -130,7 +132,7 @@ export class StreamListener {
   constructor(private readonly opts: StreamListenerOptions) {
     this.#family = familyOf(opts.address);
     // pauseOnConnect: not one byte is read from a connection we refuse.
-    this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     this.#server.on('error', (e) => opts.log?.warn({ err: e.message, transport: opts.transport }, 'stream listener error (not fatal)'));
   }
 
