@@ -14,12 +14,12 @@
 //
 //   sudo node --import tsx bench/stream.bench.ts [--seconds 5] [--conns 8] [--size 200]
 //        [--window 32] [--concurrency 16] [--contenders turnpike-userspace,coturn,turnpike-standalone] [--transports tcp,tls]
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTopology, type Topology } from '../test/helpers/netns.ts';
+import { makeTestCertificate } from '../test/helpers/test-ca.ts';
 import { coturn } from './contenders/coturn.ts';
 import { turnpikeStandalone, turnpikeUserspace } from './contenders/turnpike.ts';
 import type { Contender, ContenderOptions } from './contenders/types.ts';
@@ -49,24 +49,6 @@ interface Figures {
   sessionsPerSec: number;
   failed: number;
   connectionsLost: number;
-}
-
-/** A test CA and a certificate for the relay's address that it signed, in a directory every user can read (the relay runs as its own user). */
-function makeCertificate(dir: string, ip: string): { ca: string; cert: string; key: string } {
-  const ca = join(dir, 'ca.pem');
-  const caKey = join(dir, 'ca-key.pem');
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  const csr = join(dir, 'server.csr');
-  const ext = join(dir, 'server.ext');
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', ca, '-days', '2', '-subj', '/CN=turnpike bench CA');
-  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${ip}`);
-  execFileSync('sh', ['-c', `printf 'subjectAltName=IP:${ip}\\n' > ${ext}`]);
-  ssl('x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext);
-  chmodSync(dir, 0o755);
-  for (const f of [cert, key, ca]) chmodSync(f, 0o644);
-  return { ca, cert, key };
 }
 
 async function drive(topo: Topology, secret: string, ca: string, transport: Transport, mode: 'throughput' | 'connect'): Promise<Record<string, number>> {
@@ -146,14 +128,14 @@ async function main(): Promise<void> {
   const results = new Map<string, Record<Transport, Figures>>();
   try {
     const certDir = join(work, 'tls');
-    execFileSync('mkdir', ['-p', certDir]);
+    mkdirSync(certDir, { recursive: true });
     chmodSync(work, 0o755);
-    const { ca, cert, key } = makeCertificate(certDir, topo.addr.relay4);
+    const { ca, cert, key } = makeTestCertificate(certDir, topo.addr.relay4);
     const all = [turnpikeUserspace, coturn, turnpikeStandalone];
     const contenders = values.contenders!.split(',').map((n) => all.find((c) => c.name === n) ?? fail(`unknown contender ${n} (${all.map((c) => c.name).join(', ')})`));
     for (const c of contenders) {
       const workDir = join(work, c.name);
-      execFileSync('mkdir', ['-p', workDir]);
+      mkdirSync(workDir, { recursive: true });
       chmodSync(workDir, 0o755);
       const opts: ContenderOptions = { port: LISTEN_PORT, minPort: 49152, maxPort: 65535, secret: 'stream-bench-secret', realm: 'bench', workDir, streams: { cert, key, tlsPort: TLS_PORT } };
       results.set(c.name, await measure(topo, c, opts, ca));

@@ -8,13 +8,13 @@
 // finds the same sockets again.
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
+import { makeTestCertificate } from '../helpers/test-ca.ts';
 import { startPair, inNs, sleep, waitUntil, type Pair, USER, PASS } from './pair-harness.ts';
 
 const PEER_PORT = 3480;
@@ -29,19 +29,8 @@ before(async () => {
   if (!(process.getuid?.() === 0 && haveTools)) return;
   topo = await createTopology({ prefix: 'tpst', ipv6: false });
   topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
-  // A test CA and a server certificate it signed, for the relay's address.
-  const ca = join(certDir, 'ca.pem');
-  const caKey = join(certDir, 'ca-key.pem');
-  const csr = join(certDir, 'server.csr');
-  const ext = join(certDir, 'server.ext');
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', ca, '-days', '2', '-subj', '/CN=turnpike test CA');
-  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${topo.addr.relay4}`);
-  execFileSync('sh', ['-c', `printf 'subjectAltName=IP:${topo.addr.relay4}\\n' > ${ext}`]);
-  ssl('x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext);
-  // The relay reads them as its own user (README: the certificate must be readable by it).
-  chmodSync(certDir, 0o755);
-  for (const f of [cert, key]) chmodSync(f, 0o644);
+  // A test CA and a server certificate it signed, for the relay's address (readable by the relay's user).
+  makeTestCertificate(certDir, topo.addr.relay4);
   await sleep(300);
 });
 
