@@ -111,6 +111,8 @@ test('the pair serves TURN over TCP and TLS (port 443) from a relay with no netw
     const status = await pair.status();
     assert.deepEqual(status.security, {}, 'no refusals along the way');
   } catch (e) {
+    const st = await pair.status().catch(() => undefined);
+    if (st) t.diagnostic(`status: relay ${JSON.stringify(st.relay)}; relay counters ${JSON.stringify(st.relayCounters)}`);
     t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
     throw e;
   } finally {
