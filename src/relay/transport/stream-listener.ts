@@ -61,8 +61,8 @@ export class StreamConnection {
     this.#armProgress('handshake-timeout');
     raw.setTimeout(opts.limits.idleTimeoutMs, () => this.close('idle-timeout'));
     raw.setNoDelay(true);
-    // A TLS socket takes over the raw one's handle: set it there too, or small records wait for Nagle.
-    if (stream !== raw) stream.setNoDelay(true);
+    // Not on the TLS socket as well (it takes over the raw one's handle): that cut
+    // one-message-in-flight latency, but coturn's uclient then lost messages over TLS.
     stream.on('data', (chunk: Buffer) => this.#data(chunk));
     stream.on('end', () => this.close('peer-closed'));
     stream.on('error', (e: NodeJS.ErrnoException) => this.close(stream === raw ? 'socket-error' : tlsReason(e)));
