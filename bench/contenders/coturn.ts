@@ -1,5 +1,5 @@
 // coturn's turnserver set up like turnpike: same listen port and port range,
-// UDP only, TURN REST secret auth, no CLI, the run's subnets allowed as peers
+// UDP only (or TCP and TLS too when the run asks for streams), TURN REST secret auth, no CLI, the run's subnets allowed as peers
 // (coturn denies private peers otherwise), no multicast peers, logging to a
 // file, default thread count.
 import { execFileSync } from 'node:child_process';
@@ -24,13 +24,15 @@ function cidrRange(cidr: string): string {
 
 export const coturn: Contender = {
   name: 'coturn',
-  describe: `coturn ${coturnVersion()} turnserver, default relay threads (one per CPU), UDP only`,
+  describe: `coturn ${coturnVersion()} turnserver, default relay threads (one per CPU), UDP only (TCP and TLS too when the run serves streams)`,
   async start(topo, o) {
     const logFile = join(o.workDir, 'turnserver.log');
     const args = [
       '-n', '--listening-port', String(o.port), '--listening-ip', topo.addr.relay4, '--relay-ip', topo.addr.relay4,
       '--min-port', String(o.minPort), '--max-port', String(o.maxPort),
-      '--no-tcp', '--no-tls', '--no-dtls', '--no-tcp-relay',
+      ...(o.streams
+        ? ['--cert', o.streams.cert, '--pkey', o.streams.key, '--tls-listening-port', String(o.streams.tlsPort), '--no-dtls', '--no-tcp-relay']
+        : ['--no-tcp', '--no-tls', '--no-dtls', '--no-tcp-relay']),
       '--use-auth-secret', `--static-auth-secret=${o.secret}`, '--realm', o.realm,
       '--no-cli', '--no-multicast-peers', `--allowed-peer-ip=${cidrRange(topo.addr.subnet4)}`,
       '--log-file', logFile, '--simple-log', '--no-stdout-log',

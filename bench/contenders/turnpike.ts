@@ -32,6 +32,7 @@ function baseEnv(topo: Topology, o: ContenderOptions): NodeJS.ProcessEnv {
     TURNPIKE_AUTH_RATE: '1000000',
   };
   if (topo.addr.relay6) env.TURNPIKE_PUBLIC_IPV6 = topo.addr.relay6;
+  if (o.streams) Object.assign(env, { TURNPIKE_TLS_CERT: o.streams.cert, TURNPIKE_TLS_KEY: o.streams.key, TURNPIKE_TLS_PORT: String(o.streams.tlsPort) });
   // No telemetry egress from a benchmark.
   for (const k of ['TURNPIKE_POSTHOG_KEY', 'TURNPIKE_SENTRY_DSN', 'OTEL_EXPORTER_OTLP_ENDPOINT']) delete env[k];
   return env;

@@ -14,6 +14,11 @@ export interface ContenderOptions {
   realm: string;
   /** Directory for logs and state of this start. */
   workDir: string;
+  /**
+   * Serve TURN over TCP (on `port`) and TLS (on `tlsPort`) too, with this
+   * certificate (PEM files). Absent: UDP only, as the UDP benchmarks run.
+   */
+  streams?: { cert: string; key: string; tlsPort: number };
 }
 
 export interface ContenderHandle {

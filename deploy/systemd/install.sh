@@ -13,8 +13,11 @@
 #   - /etc/turnpike/turnpike.env (TURN settings both halves read, with a
 #     generated TURN REST secret) and sidecar.env (settings only the sidecar
 #     sees), both 0600 and never overwritten;
-#   - the two units, rendered from this directory, in /etc/systemd/system;
-#     then daemon-reload and `enable --now` when systemd runs, unless --no-start.
+#   - the two services and the relay's two socket units (TURN over TCP on
+#     3478, over TLS on 443: socket activation), rendered from this
+#     directory, in /etc/systemd/system; then daemon-reload and `enable --now`
+#     when systemd runs, unless --no-start (the TLS socket only when
+#     turnpike.env sets TURNPIKE_TLS_CERT).
 # Overrides (used by the tests, which install into a temporary root):
 #   TURNPIKE_INSTALL_ROOT  prefix for every path written (default none)
 #   TURNPIKE_SIDECAR_USER / TURNPIKE_RELAY_USER   user names
@@ -110,6 +113,9 @@ TURNPIKE_REST_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 #TURNPIKE_ALLOWED_PEERS=
 #TURNPIKE_DENIED_PEERS=
 #TURNPIKE_LOG=info
+# TURN over TLS on 443 (turnpike-relay-tls.socket): PEM files the relay's user can read.
+#TURNPIKE_TLS_CERT=
+#TURNPIKE_TLS_KEY=
 ENV
 ensure_env "$etc_dir/sidecar.env" <<'ENV'
 # turnpike: settings only the sidecar sees (never the relay).
@@ -125,7 +131,7 @@ ensure_env "$etc_dir/sidecar.env" <<'ENV'
 ENV
 
 changed=
-for unit in turnpike-sidecar.service turnpike-relay.service; do
+for unit in turnpike-sidecar.service turnpike-relay.service turnpike-relay-tcp.socket turnpike-relay-tls.socket; do
   rendered="$(sed -e "s|@INSTALL_DIR@|$install_dir|g" -e "s|@NODE@|$node|g" \
     -e "s|@ETC_DIR@|$etc_dir|g" -e "s|@STATE_DIR@|$state_dir|g" \
     -e "s|@SIDECAR_USER@|$sidecar_user|g" -e "s|@RELAY_USER@|$relay_user|g" -e "s|@RELAY_GROUP@|$relay_group|g" \
@@ -144,9 +150,14 @@ if [ -n "$start" ] && [ -z "$root" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   # Running services pick up changed units by a restart; stopped ones just start.
   if [ -n "$changed" ]; then systemctl try-restart turnpike-sidecar.service turnpike-relay.service; fi
+  # The sockets first: the relay takes what is listening when it starts.
+  sockets=turnpike-relay-tcp.socket
+  if grep -q '^TURNPIKE_TLS_CERT=.' "$etc_dir/turnpike.env"; then sockets="$sockets turnpike-relay-tls.socket"; fi
+  systemctl enable --now $sockets
   systemctl enable --now turnpike-sidecar.service turnpike-relay.service
-  say "enabled and started turnpike-sidecar and turnpike-relay (journalctl -u 'turnpike-*' -f)"
+  say "enabled and started $sockets, turnpike-sidecar and turnpike-relay (journalctl -u 'turnpike-*' -f)"
 else
   say "not started (systemd not running here, --no-start, or an install root); start with:"
-  say "  systemctl daemon-reload && systemctl enable --now turnpike-sidecar turnpike-relay"
+  say "  systemctl daemon-reload && systemctl enable --now turnpike-relay-tcp.socket turnpike-sidecar turnpike-relay"
+  say "  (and turnpike-relay-tls.socket once TURNPIKE_TLS_CERT/KEY are set)"
 fi

@@ -18,6 +18,8 @@ import { LinkLogDestination, stdoutDestination } from '../relay/telemetry/index.
 import { authSources, buildServerOptions } from '../relay/build.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
 import type { RelayedAddresses } from '../link/protocol.ts';
+import { systemdStreamSockets } from '../relay/transport/stream-sockets.ts';
+import type { StreamSocket } from '../relay/transport/streams.ts';
 import { watchLifeline } from './lifeline.ts';
 import { TurnServer } from '../relay/server/server.ts';
 import { startStandaloneTransport } from '../relay/transport/standalone.ts';
@@ -45,6 +47,14 @@ function transportStarter(kind: TransportKind): StartTransport {
 
 async function main(): Promise<void> {
   let config: Config;
+  // Socket activation (systemd .socket units): read first, so the variables go whatever happens next.
+  let streamSockets: StreamSocket[];
+  try {
+    streamSockets = systemdStreamSockets(process.env, process.pid);
+  } catch (e) {
+    process.stderr.write(`turnpike-relay: sockets from systemd: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
   try {
     config = loadRelayConfig(process.argv.slice(2), process.env).config;
   } catch (e) {
@@ -91,7 +101,8 @@ async function main(): Promise<void> {
     );
 
   try {
-    running = await (await transportStarter(transportKind))({ config, buildServer, logs, logDestination });
+    if (streamSockets.length > 0 && transportKind === 'standalone') log.warn({ sockets: streamSockets.length }, 'sockets from systemd ignored: the standalone transport binds its own');
+    running = await (await transportStarter(transportKind))({ config, buildServer, logs, logDestination, streamSockets });
   } catch (e) {
     log.fatal({ err: e, transport: transportKind }, 'transport failed to start');
     // Give pino's asynchronous destination a moment to flush the reason.

@@ -20,6 +20,10 @@ const reasons = z
   .record(z.string().min(1).max(MAX_REASON_KEY_CHARS), count)
   .refine((m) => Object.keys(m).length <= MAX_REASON_KEYS, { message: `more than ${MAX_REASON_KEYS} keys` });
 
+const perTransport = <T extends z.ZodTypeAny>(t: T) => z.object({ udp: t, tcp: t, tls: t });
+const transportStats = z.object({ allocations: count, relayedByFamily: z.object({ ipv4: relayed, ipv6: relayed }), errors: count });
+const perStream = <T extends z.ZodTypeAny>(t: T) => z.object({ tcp: t, tls: t });
+
 const serverStats = z.object({
   allocations: count,
   permissions: count,
@@ -30,7 +34,20 @@ const serverStats = z.object({
   responses: reasons,
   dropped: reasons,
   refused: reasons.optional(),
+  byTransport: perTransport(transportStats).optional(),
 }) satisfies z.ZodType<ServerStats>;
+
+/**
+ * The relay's TCP/TLS connections (StreamConnections.stats()): open,
+ * accepted, refused or closed by `transport:reason`, messages dropped for a
+ * client that does not read.
+ */
+const streamCounters = z.object({
+  open: perStream(count),
+  accepted: perStream(count),
+  closed: reasons,
+  writeDropped: perStream(count),
+});
 
 /** The link's own queue counters as the relay's end reports them (LinkConnection.stats()). */
 const linkCounters = z.object({
@@ -76,12 +93,14 @@ const logCounters = z.object({ forwarded: count, local: count, dropped: count, r
 
 export type TransportCounters = z.infer<typeof transportCounters>;
 export type LogCounters = z.infer<typeof logCounters>;
-/** What a COUNTERS frame carries: ServerStats plus the relay's link transport and log forwarder counters. */
-export type RelayCounters = ServerStats & { transport?: TransportCounters; logs?: LogCounters };
+export type StreamCounters = z.infer<typeof streamCounters>;
+/** What a COUNTERS frame carries: ServerStats plus the relay's link transport, log forwarder and TCP/TLS connection counters. */
+export type RelayCounters = ServerStats & { transport?: TransportCounters; logs?: LogCounters; streams?: StreamCounters };
 
 export const relayCountersSchema = serverStats.extend({
   transport: transportCounters.optional(),
   logs: logCounters.optional(),
+  streams: streamCounters.optional(),
 }) satisfies z.ZodType<RelayCounters>;
 
 type Checked = { ok: true; counters: RelayCounters } | { ok: false; reason: string };

@@ -1,6 +1,6 @@
 // A channel binding as both halves of the pair and the kernel maps see it
 // (bpf/turn_router_shared.h holds the kernel's byte layout of the same thing).
-import type { TransportAddress } from './endpoint.ts';
+import type { ClientTransport, TransportAddress } from './endpoint.ts';
 
 export interface ChannelBinding {
   readonly client: TransportAddress;   // the client's address as seen by the relay
@@ -11,4 +11,6 @@ export interface ChannelBinding {
   /** Relayed ports per family of the allocation (dual allocations have both). */
   readonly allocationPorts: { readonly v4?: number; readonly v6?: number };
   readonly expiresAt: number;          // ms, relay clock
+  /** How the client reaches the relay; absent means udp. */
+  readonly transport?: ClientTransport;
 }

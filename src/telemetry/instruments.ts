@@ -21,8 +21,8 @@ interface InstrumentSpec {
 }
 
 export const INSTRUMENTS = {
-  bytes: { name: 'turnpike.relayed.bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed, by datapath (xdp, sidecar: its userspace fast path, userspace: the relay), direction and output family', attributes: ['datapath', 'direction', 'family'] },
-  packets: { name: 'turnpike.relayed.packets', kind: 'observable-counter', unit: '{packet}', description: 'Packets relayed, by datapath (xdp, sidecar, userspace), direction and output family', attributes: ['datapath', 'direction', 'family'] },
+  bytes: { name: 'turnpike.relayed.bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed, by datapath (xdp, sidecar: its userspace fast path, userspace: the relay), direction, output family and client transport (udp, tcp, tls; the fast paths relay udp clients only)', attributes: ['datapath', 'direction', 'family', 'transport'] },
+  packets: { name: 'turnpike.relayed.packets', kind: 'observable-counter', unit: '{packet}', description: 'Packets relayed, by datapath (xdp, sidecar, userspace), direction, output family and client transport', attributes: ['datapath', 'direction', 'family', 'transport'] },
   // Firezone's relay exports these two (no attributes); the same bytes as turnpike.relayed.bytes, summed per datapath.
   firezoneEbpfBytes: { name: 'data_relayed_ebpf_bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed by the kernel fast path (Firezone relay name; turnpike.relayed.bytes with datapath=xdp, summed)', attributes: [] },
   firezoneUserspaceBytes: { name: 'data_relayed_userspace_bytes', kind: 'observable-counter', unit: 'By', description: 'Application payload relayed in userspace (Firezone relay name; turnpike.relayed.bytes with datapath sidecar or userspace, summed)', attributes: [] },
@@ -31,11 +31,16 @@ export const INSTRUMENTS = {
   xdpDrop: { name: 'turnpike.xdp.dropped', kind: 'observable-counter', unit: '{frame}', description: 'Frames the XDP program dropped, by reason', attributes: ['reason'] },
   perfLost: { name: 'turnpike.perf.events_lost', kind: 'counter', unit: '{event}', description: 'Kernel diagnostic events lost before the sidecar read them', attributes: [] },
   diagEvents: { name: 'turnpike.xdp.diagnostics', kind: 'counter', unit: '{event}', description: 'Kernel diagnostic events, by kind and reason', attributes: ['kind', 'reason'] },
-  allocations: { name: 'turnpike.allocations.active', kind: 'observable-gauge', unit: '{allocation}', description: 'Allocations the relay holds', attributes: [] },
+  allocations: { name: 'turnpike.allocations.active', kind: 'observable-gauge', unit: '{allocation}', description: 'Allocations the relay holds, by client transport (udp, tcp, tls)', attributes: ['transport'] },
   permissions: { name: 'turnpike.permissions.active', kind: 'observable-gauge', unit: '{permission}', description: 'Permissions the relay holds', attributes: [] },
   channels: { name: 'turnpike.channels.active', kind: 'observable-gauge', unit: '{channel}', description: 'Channel bindings the relay holds', attributes: [] },
   reservations: { name: 'turnpike.reservations.active', kind: 'observable-gauge', unit: '{port}', description: 'Relayed ports held for a RESERVATION-TOKEN (EVEN-PORT)', attributes: [] },
   responses: { name: 'turnpike.responses', kind: 'observable-counter', unit: '{response}', description: 'TURN/STUN responses sent by the relay, by method and code', attributes: ['method', 'code'] },
+  responseErrors: { name: 'turnpike.responses.errors', kind: 'observable-counter', unit: '{response}', description: 'Error responses the relay sent (refusals of every kind), by client transport', attributes: ['transport'] },
+  streamActive: { name: 'turnpike.stream.connections.active', kind: 'observable-gauge', unit: '{connection}', description: 'TURN-over-TCP/TLS client connections open, by transport', attributes: ['transport'] },
+  streamAccepted: { name: 'turnpike.stream.connections.accepted', kind: 'observable-counter', unit: '{connection}', description: 'TURN-over-TCP/TLS client connections accepted, by transport', attributes: ['transport'] },
+  streamClosed: { name: 'turnpike.stream.connections.closed', kind: 'observable-counter', unit: '{connection}', description: 'TURN-over-TCP/TLS client connections refused or closed, by transport and reason (source-limit, handshake-timeout, garbage, oversize, tls-error, peer-closed, ...)', attributes: ['transport', 'reason'] },
+  streamWriteDropped: { name: 'turnpike.stream.write_dropped', kind: 'observable-counter', unit: '{message}', description: 'Messages not written to a TCP/TLS client that does not read (its write buffer full), by transport', attributes: ['transport'] },
   relayDropped: { name: 'turnpike.relay.dropped', kind: 'observable-counter', unit: '{datagram}', description: 'Datagrams the relay dropped, by reason', attributes: ['reason'] },
   relayRefused: { name: 'turnpike.relay.refused', kind: 'observable-counter', unit: '{request}', description: 'Requests the relay refused because a configured limit was reached, by limit', attributes: ['reason'] },
   mapEntries: { name: 'turnpike.map.entries', kind: 'observable-gauge', unit: '{entry}', description: 'Entries in a kernel map', attributes: ['map'] },

@@ -34,8 +34,22 @@ import { startKernelCounterPoll, type KernelCounters, type KernelPoll, type Kern
 type Flow = { packets: number; bytes: number };
 type Relayed = { toPeer: Flow; toClient: Flow };
 
-/** The relay's counters; `relayedByFamily`, when the relay sends it, adds the output family to userspace series. */
-export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed }; logs?: { rateLimited?: number } };
+/** The relay's TCP/TLS connections (the COUNTERS frame's `streams`). */
+export interface StreamCounterStats {
+  open: Record<string, number>;
+  accepted: Record<string, number>;
+  /** `transport:reason` -> count. */
+  closed: Record<string, number>;
+  writeDropped: Record<string, number>;
+}
+
+/**
+ * The relay's counters; `relayedByFamily`, when the relay sends it, adds the
+ * output family to userspace series, and `byTransport` the client transport.
+ */
+export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed }; logs?: { rateLimited?: number }; streams?: StreamCounterStats };
+
+const STREAM_TRANSPORTS = ['tcp', 'tls'] as const;
 
 export interface LinkStats {
   /** Frames waiting to be written to the relay now. */
@@ -156,6 +170,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   const responseCap = new LabelCap(128);
   const relayDropCap = new LabelCap(64);
   const relayRefusedCap = new LabelCap(32);
+  const streamClosedCap = new LabelCap(64);
   const mapCap = new LabelCap(32);
   const flagCap = new LabelCap(32);
 
@@ -184,7 +199,8 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         const id = `${what}|${a.direction}|${a.family}`;
         const cur = byAttrs.get(id);
         if (cur) cur.total += total;
-        else byAttrs.set(id, { what, attrs: { datapath, ...a }, total });
+        // The fast paths relay only channels of UDP clients (a stream client's are never written to them).
+        else byAttrs.set(id, { what, attrs: { datapath, ...a, transport: 'udp' }, total });
       }
       for (const { what, attrs, total } of byAttrs.values()) {
         observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
@@ -193,9 +209,10 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       }
     }
     for (const [key, total] of acc.entries('r/relayed|')) {
-      const [, family, direction, what] = key.split('|') as [string, string, string, string];
+      const [, family, direction, what, transport] = key.split('|') as [string, string, string, string, string];
       const attrs: AttributesOf<'bytes'> = { datapath: 'userspace', direction };
       if (family !== 'any') attrs.family = family;
+      if (transport !== '') attrs.transport = transport;
       observe(what === 'bytes' ? 'bytes' : 'packets', total, attrs);
       if (what === 'bytes') userspaceBytes += total;
     }
@@ -212,7 +229,19 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     for (const [prefix, instrument] of [['r/dropped|', 'relayDropped'], ['r/refused|', 'relayRefused']] as const) {
       for (const [key, total] of acc.entries(prefix)) observe(instrument, total, { reason: key.slice(prefix.length) });
     }
-    observe('allocations', relay?.allocations ?? 0);
+    if (relay?.byTransport) for (const [transport, t] of Object.entries(relay.byTransport)) observe('allocations', t.allocations, { transport });
+    else observe('allocations', relay?.allocations ?? 0);
+    for (const [key, total] of acc.entries('r/errors|')) observe('responseErrors', total, { transport: key.slice('r/errors|'.length) });
+    for (const t of STREAM_TRANSPORTS) {
+      if (!relay?.streams) break;
+      observe('streamActive', relay.streams.open[t] ?? 0, { transport: t });
+    }
+    for (const [key, total] of acc.entries('r/stream-accepted|')) observe('streamAccepted', total, { transport: key.slice('r/stream-accepted|'.length) });
+    for (const [key, total] of acc.entries('r/stream-write-dropped|')) observe('streamWriteDropped', total, { transport: key.slice('r/stream-write-dropped|'.length) });
+    for (const [key, total] of acc.entries('r/stream-closed|')) {
+      const [transport, reason = 'other'] = key.slice('r/stream-closed|'.length).split(':') as [string, string | undefined];
+      observe('streamClosed', total, { transport, reason });
+    }
     observe('permissions', relay?.permissions ?? 0);
     observe('channels', relay?.channels ?? 0);
     observe('reservations', relay?.reservations ?? 0);
@@ -265,15 +294,26 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     kernelReset: () => acc.reset('k/'),
     onRelayStats(s) {
       relay = s;
-      const flows: [string, Relayed | undefined][] = s.relayedByFamily
-        ? [['ipv4', s.relayedByFamily.ipv4], ['ipv6', s.relayedByFamily.ipv6]]
-        : [['any', s.relayed]];
-      for (const [family, r] of flows) {
+      // Finest split the relay sends: family and transport, family, or neither.
+      const flows: [string, string, Relayed | undefined][] = s.byTransport
+        ? Object.entries(s.byTransport).flatMap(([t, v]) => [['ipv4', t, v.relayedByFamily.ipv4], ['ipv6', t, v.relayedByFamily.ipv6]] as [string, string, Relayed][])
+        : s.relayedByFamily
+          ? [['ipv4', '', s.relayedByFamily.ipv4], ['ipv6', '', s.relayedByFamily.ipv6]]
+          : [['any', '', s.relayed]];
+      for (const [family, transport, r] of flows) {
         if (!r) continue;
         for (const [dir, f] of [['to_peer', r.toPeer], ['to_client', r.toClient]] as const) {
-          acc.observe(`r/relayed|${family}|${dir}|packets`, f.packets);
-          acc.observe(`r/relayed|${family}|${dir}|bytes`, f.bytes);
+          acc.observe(`r/relayed|${family}|${dir}|packets|${transport}`, f.packets);
+          acc.observe(`r/relayed|${family}|${dir}|bytes|${transport}`, f.bytes);
         }
+      }
+      for (const [t, v] of Object.entries(s.byTransport ?? {})) acc.observe(`r/errors|${t}`, v.errors);
+      if (s.streams) {
+        for (const t of STREAM_TRANSPORTS) {
+          acc.observe(`r/stream-accepted|${t}`, s.streams.accepted[t] ?? 0);
+          acc.observe(`r/stream-write-dropped|${t}`, s.streams.writeDropped[t] ?? 0);
+        }
+        for (const [k, v] of Object.entries(s.streams.closed)) if (/^(tcp|tls):[a-z-]+$/.test(k)) acc.observe(`r/stream-closed|${streamClosedCap.label(k)}`, v);
       }
       for (const [k, v] of Object.entries(s.responses ?? {})) acc.observe(`r/responses|${responseCap.label(k)}`, v);
       for (const [k, v] of Object.entries(s.dropped ?? {})) acc.observe(`r/dropped|${relayDropCap.label(k)}`, v);

@@ -9,11 +9,16 @@
 // The sidecar runs in a test topology's relay namespace with XDP required, in a
 // mount namespace with a fresh bpffs at /sys/fs/bpf (what systemd mounts at boot),
 // so its capability set is proven by loading, pinning and attaching for real.
-// A TURN allocation with a channel relays both ways through the pair. Also:
-// install.sh is idempotent, and `systemd-analyze verify` accepts the units.
+// A TURN allocation with a channel relays both ways through the pair. TURN
+// over TCP comes by socket activation as the relay's socket unit says: the
+// test binds listening sockets outside the relay's network (as systemd does
+// for turnpike-relay-tcp.socket) and passes them the sd_listen_fds way (fds
+// from 3, LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID set to the relay's own pid by
+// the shell that execs it); coturn's uclient -t relays through them, 0 lost.
+// Also: install.sh is idempotent, and `systemd-analyze verify` accepts the units.
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,8 +27,10 @@ import { requireRoot, requireCapability, hasCommand, openCheckoutToOtherUsers } 
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { inNs, nsPath, repoRoot, strictChecksums, waitUntil, USER, PASS, type Status } from '../integration/pair-harness.ts';
 import { one, parseExec, parseUnit, serviceEnvironment, type Unit } from './systemd-unit.ts';
+import { closeFd, listenTcp } from '../../src/net/tcp-listen.ts';
+import { parseUclient, describe as describeRun } from '../interop/harness.ts';
 
-const TOOLS = ['setpriv', 'unshare', 'nsenter', 'runuser', 'useradd', 'userdel', 'mountpoint', 'curl', 'ip'];
+const TOOLS = ['setpriv', 'unshare', 'nsenter', 'runuser', 'useradd', 'userdel', 'mountpoint', 'curl', 'ip', 'turnutils_uclient'];
 const haveTools = TOOLS.every(hasCommand);
 const tag = randomBytes(3).toString('hex');
 const SIDECAR_USER = `tp-sc-${tag}`;
@@ -73,8 +80,9 @@ function gate(t: TestContext): string | undefined {
   return root;
 }
 
-const unitPath = (r: string, name: string) => join(r, 'etc/systemd/system', `turnpike-${name}.service`);
+const unitPath = (r: string, name: string) => join(r, 'etc/systemd/system', name.includes('.') ? `turnpike-${name}` : `turnpike-${name}.service`);
 const readUnit = (r: string, name: string): Unit => parseUnit(readFileSync(unitPath(r, name), 'utf8'));
+const UNITS = ['sidecar', 'relay', 'relay-tcp.socket', 'relay-tls.socket'];
 const passwd = (user: string) => execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).trim().split(':');
 const gidOf = (group: string) => Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
 const ownerMode = (p: string) => {
@@ -98,7 +106,7 @@ test('install.sh: system users, directories, env files and units; a second run c
   assert.deepEqual(ownerMode(join(r, 'etc/turnpike')), { uid: 0, gid: 0, mode: '755' });
   for (const f of ['turnpike.env', 'sidecar.env']) assert.deepEqual(ownerMode(join(r, 'etc/turnpike', f)), { uid: 0, gid: 0, mode: '600' });
   assert.match(readFileSync(join(r, 'etc/turnpike/turnpike.env'), 'utf8'), /^TURNPIKE_REST_SECRET=[0-9a-f]{64}$/m, 'the relay is not open: a REST secret was generated');
-  for (const name of ['sidecar', 'relay']) {
+  for (const name of UNITS) {
     assert.equal(ownerMode(unitPath(r, name)).mode, '644');
     assert.doesNotMatch(readFileSync(unitPath(r, name), 'utf8'), /@[A-Z_]+@/, 'every placeholder filled');
   }
@@ -110,7 +118,7 @@ test('systemd-analyze verify accepts the installed units', (t) => {
   const r = gate(t);
   if (!r) return;
   if (!requireCapability(t, hasCommand('systemd-analyze'), 'systemd-analyze not installed (Debian package systemd)')) return;
-  const units = ['sidecar', 'relay'].map((n) => unitPath(r, n));
+  const units = UNITS.map((n) => unitPath(r, n));
   let stderr = '';
   try {
     execFileSync('systemd-analyze', ['verify', ...units], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -160,17 +168,17 @@ interface Service {
   output(): string;
 }
 
-/** Starts a process and keeps its output (stdout and stderr together). */
-function spawnKeeping(command: string, args: string[], opts: SpawnOptions): Service {
-  const proc = spawn(command, args, { ...opts, stdio: ['pipe', 'pipe', 'pipe'] });
+/** Starts a process and keeps its output (stdout and stderr together); `fds` become its fds 3, 4, ... */
+function spawnKeeping(command: string, args: string[], opts: SpawnOptions, fds: number[] = []): Service {
+  const proc = spawn(command, args, { ...opts, stdio: ['pipe', 'pipe', 'pipe', ...fds] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   return { proc, output: () => out };
 }
 
-const runService = (command: string, args: string[], unit: Unit, env: Record<string, string>): Service =>
-  spawnKeeping(command, args, { cwd: one(unit, 'Service.WorkingDirectory'), env });
+const runService = (command: string, args: string[], unit: Unit, env: Record<string, string>, fds: number[] = []): Service =>
+  spawnKeeping(command, args, { cwd: one(unit, 'Service.WorkingDirectory'), env }, fds);
 
 async function stopService(s: Service | undefined): Promise<void> {
   if (!s || s.proc.exitCode !== null || s.proc.signalCode !== null) return;
@@ -229,8 +237,21 @@ test('the two services, run as their units say, relay a TURN allocation through 
   // The sidecar: in the relay's namespace; a mount namespace with bpffs as systemd mounts it at boot.
   const sidecarScript = `mount -t bpf -o mode=0700 bpf /sys/fs/bpf && ${serviceScript(sidecarUnit, sidecarEnv)}`;
   const sidecar = runService('nsenter', [`--net=${nsPath(topo, 'relay')}`, 'unshare', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', sidecarScript], sidecarUnit, sidecarEnv);
-  // The relay: PrivateNetwork=yes, a network namespace of its own with nothing in it.
-  const relay = runService('unshare', ['--net', '--', '/bin/sh', '-c', serviceScript(relayUnit, relayEnv)], relayUnit, relayEnv);
+  // turnpike-relay-tcp.socket as systemd binds it: one v6-only socket per
+  // family, named tcp, in the host's network (here on loopback at a test port).
+  const tcpSocket = readUnit(r, 'relay-tcp.socket');
+  assert.deepEqual(tcpSocket.get('Socket.ListenStream'), ['0.0.0.0:3478', '[::]:3478']);
+  assert.equal(one(tcpSocket, 'Socket.BindIPv6Only'), 'ipv6-only');
+  assert.equal(one(tcpSocket, 'Socket.FileDescriptorName'), 'tcp');
+  assert.equal(one(tcpSocket, 'Socket.Service'), 'turnpike-relay.service');
+  const tcpPort = randomInt(21000, 29000);
+  const listening = [listenTcp(4, '127.0.0.1', tcpPort), listenTcp(6, '::1', tcpPort)];
+  // The relay: PrivateNetwork=yes, a network namespace of its own with nothing
+  // in it; the sockets as fds 3 and 4, LISTEN_PID the pid that execs into it.
+  const activation = `export LISTEN_PID=$$ LISTEN_FDS=${listening.length} LISTEN_FDNAMES=${listening.map(() => 'tcp').join(':')} && `;
+  const relay = runService('unshare', ['--net', '--', '/bin/sh', '-c', activation + serviceScript(relayUnit, relayEnv)], relayUnit, relayEnv, listening);
+  // The relay holds its own copies now.
+  for (const fd of listening) closeFd(fd);
   let peer: Service | undefined;
   try {
     const status = async (): Promise<Status> => JSON.parse(await inNs(topo!, 'relay', 'curl', ['-s', '-m', '3', 'http://127.0.0.1:9469/status'])) as Status;
@@ -278,6 +299,45 @@ test('the two services, run as their units say, relay a TURN allocation through 
     const kernel = (after.kernel?.paths ?? []).filter((p) => p.path.startsWith('chan_to_udp')).reduce((n, p) => n + Number(p.packets), 0);
     assert.ok(kernel > 0, `the kernel fast path relayed (chan_to_udp packets: ${kernel})`);
     assert.deepEqual((after as { security?: unknown }).security, {}, 'no link refusals');
+
+    // TURN over TCP on the sockets systemd would have passed: the relay serves both, 0 lost
+    // (-c: no RTCP sessions, which would send to the echo peer's port + 1).
+    // Its lines travel over the link once it is up: the sidecar prints them.
+    const ready = [...sidecar.output().split('\n'), ...relay.output().split('\n')]
+      .filter((l) => l.startsWith('{') && l.includes('"relay ready"'))
+      .map((l) => JSON.parse(l) as { streams?: string[] })
+      .at(-1);
+    assert.deepEqual([...(ready?.streams ?? [])].sort(), [`tcp:127.0.0.1:${tcpPort}`, `tcp:[::1]:${tcpPort}`].sort(), 'the relay serves the passed sockets');
+    const uclient = await new Promise<string>((resolve) => {
+      const args = ['-t', '-c', '-m', '3', '-n', '30', '-l', '100', '-u', USER, '-w', PASS, '-e', topo!.addr.peer4, '-r', String(peerPort), '-p', String(tcpPort), '127.0.0.1'];
+      execFile('turnutils_uclient', args, { timeout: 40_000 }, (_e, stdout, stderr) => resolve(`${stdout}\n${stderr}`));
+    });
+    const run = parseUclient(uclient, 0);
+    t.diagnostic(`uclient -t through the socket-activated relay: ${describeRun(run)}`);
+    if (run.lost !== 0) t.diagnostic(`uclient:\n${uclient.slice(-3000)}\nstatus:\n${JSON.stringify(await status())}`);
+    assert.deepEqual(run.errors, [], describeRun(run));
+    assert.ok(run.sent > 0, `nothing sent:\n${uclient.slice(-2000)}`);
+    assert.equal(run.lost, 0, describeRun(run));
+    assert.equal(run.received, run.sent, describeRun(run));
+    // The peer leg of a TCP allocation is never relayed as UDP by a fast path:
+    // the XDP program and the sidecar pass it (no binding) and the relay frames it onto the connection.
+    // Counters reach /status on a 1 s poll: wait for the relay's to show the session.
+    const tcpToClient = (st: Status) =>
+      (st.relayCounters as { byTransport?: { tcp: { relayedByFamily: { ipv4: { toClient: { packets: number } } } } } } | null | undefined)?.byTransport?.tcp.relayedByFamily.ipv4.toClient.packets ?? 0;
+    const passed = (st: Status) => Number(st.kernel?.reasons.pass_no_binding ?? 0);
+    const streamed = await waitUntil('counters after the TCP session', async () => {
+      const st = await status();
+      return tcpToClient(st) >= run.received && passed(st) - passed(after) >= run.received ? st : undefined;
+    }, 10_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify((await status()).relayCounters)}`);
+    });
+    const kernelPath = (st: Status, prefix: string) => (st.kernel?.paths ?? []).filter((p) => p.path.startsWith(prefix)).reduce((n, p) => n + Number(p.packets), 0);
+    const sidecarPath = (st: Status, prefix: string) => Object.entries(st.fastPath?.paths ?? {}).filter(([p]) => p.startsWith(prefix)).reduce((n, [, v]) => n + v.packets, 0);
+    for (const prefix of ['udp_to_chan', 'chan_to_udp']) {
+      assert.equal(kernelPath(streamed, prefix), kernelPath(after, prefix), `kernel ${prefix} unchanged by the TCP session`);
+      assert.equal(sidecarPath(streamed, prefix), sidecarPath(after, prefix), `sidecar fast path ${prefix} unchanged by the TCP session`);
+    }
+    // (and `streamed` came once the kernel had passed the peer's datagrams and the relay had framed them, counted under tcp)
   } catch (e) {
     t.diagnostic(`sidecar output (tail):\n${sidecar.output().split('\n').slice(-30).join('\n')}`);
     t.diagnostic(`relay output (tail):\n${relay.output().split('\n').slice(-30).join('\n')}`);

@@ -1,11 +1,13 @@
-// A small TURN client (RFC 8656 over UDP) for tests and benchmarks, built on
-// the project's codec. One client = one UDP socket = one 5-tuple = at most one
-// allocation. Long-term credentials: the first Allocate is sent without
+// A small TURN client (RFC 8656 over UDP, or over TCP/TLS with openStream)
+// for tests and benchmarks, built on the project's codec. One client = one
+// socket or connection = one 5-tuple = at most one allocation. Long-term credentials: the first Allocate is sent without
 // credentials, the 401 gives realm and nonce, and a 438 (stale nonce) is
 // retried once with the new nonce. Requests are retransmitted on a fixed
 // interval (tests run on veth/loopback, where loss only comes from overload).
-import { createSocket, type Socket } from 'node:dgram';
-import { isIP } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { connect as tcpConnect, isIP, type Socket as TcpSocket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { StreamFramer, padForStream } from '../../src/relay/transport/stream-framer.ts';
 import {
   ERROR, METHOD, TRANSPORT_UDP,
   classify, decodeChannelData, decodeMessage, encodeChannelData, encodeMessage,
@@ -58,6 +60,22 @@ interface Pending {
   reject(e: Error): void;
 }
 
+/** What carries the client's messages: a UDP socket, or a TCP/TLS connection. */
+interface Wire {
+  send(buf: Uint8Array): void;
+  close(): Promise<void>;
+  local(): { address: string; port: number };
+  /** Messages (UDP) or bytes (streams) queued but not yet handed to the kernel. */
+  queued(): number;
+}
+
+export interface StreamOptions {
+  /** TLS (turns:) with these trust settings; absent: plain TCP. */
+  tls?: { ca?: string | Buffer; servername?: string };
+  /** Largest message accepted from the server (default 65556). */
+  maxFrame?: number;
+}
+
 function familyOf(address: string): 4 | 6 {
   return isIP(address) === 6 ? 6 : 4;
 }
@@ -77,10 +95,10 @@ export class TurnClient {
   /** Requests sent again because no answer came within retransmitMs. */
   retransmits = 0;
 
-  private constructor(private readonly sock: Socket, private readonly opts: TurnClientOptions) {
-    sock.on('message', (buf) => this.onMessage(new Uint8Array(buf.buffer, buf.byteOffset, buf.length)));
-    sock.on('error', () => { this.dropped++; });
-  }
+  /** Set once a stream connection ends (closed by the server or broken). */
+  ended = false;
+
+  private constructor(private readonly wire: Wire, private readonly opts: TurnClientOptions) {}
 
   static async open(opts: TurnClientOptions): Promise<TurnClient> {
     const fam = familyOf(opts.server.address);
@@ -101,12 +119,72 @@ export class TurnClient {
         });
       });
     }
-    return new TurnClient(sock, opts);
+    const client: TurnClient = new TurnClient(
+      {
+        send: (buf) => (opts.connect ? sock.send(buf) : sock.send(buf, opts.server.port, opts.server.address)),
+        close: () => new Promise<void>((resolve) => {
+          try {
+            sock.close(() => resolve());
+          } catch {
+            resolve();
+          }
+        }),
+        local: () => sock.address(),
+        queued: () => sock.getSendQueueCount(),
+      },
+      opts,
+    );
+    sock.on('message', (buf) => client.onMessage(new Uint8Array(buf.buffer, buf.byteOffset, buf.length)));
+    sock.on('error', () => { client.dropped++; });
+    return client;
+  }
+
+  /**
+   * A client over TCP, or TLS with `stream.tls` (RFC 8656 §3.1): one
+   * connection, messages framed per RFC 8489 §6.2.2 (ChannelData padded to
+   * 4 bytes). Requests are not retransmitted (the stream is reliable); set
+   * timeoutMs for how long to wait for an answer.
+   */
+  static async openStream(opts: TurnClientOptions, stream: StreamOptions = {}): Promise<TurnClient> {
+    const { address: host, port } = opts.server;
+    const socket: TcpSocket = await new Promise((resolve, reject) => {
+      const s: TcpSocket = stream.tls
+        ? tlsConnect({ host, port, ca: stream.tls.ca, servername: stream.tls.servername ?? (isIP(host) ? undefined : host), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }, () => resolve(s))
+        : tcpConnect({ host, port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }, () => resolve(s));
+      s.once('error', reject);
+    });
+    socket.setNoDelay(true);
+    const framer = new StreamFramer(stream.maxFrame ?? 65556);
+    const client: TurnClient = new TurnClient(
+      {
+        send: (buf) => void socket.write(padForStream(buf)),
+        close: () => new Promise<void>((resolve) => {
+          if (socket.destroyed) return resolve();
+          socket.once('close', () => resolve());
+          socket.end();
+          setTimeout(() => socket.destroy(), 1000).unref();
+        }),
+        local: () => ({ address: socket.localAddress ?? '', port: socket.localPort ?? 0 }),
+        queued: () => socket.writableLength,
+      },
+      { retransmitMs: 3_600_000, ...opts },
+    );
+    socket.on('data', (chunk: Buffer) => {
+      const { frames, error } = framer.push(chunk);
+      for (const f of frames) client.onMessage(f);
+      if (error !== undefined) socket.destroy();
+    });
+    const end = () => {
+      client.ended = true;
+      for (const p of client.pending.values()) p.reject(new Error('connection closed'));
+    };
+    socket.on('error', () => { client.dropped++; });
+    socket.on('close', end);
+    return client;
   }
 
   get local(): { address: string; port: number } {
-    const a = this.sock.address();
-    return { address: a.address, port: a.port };
+    return this.wire.local();
   }
 
   /** Called for every ChannelData and Data indication from the server. */
@@ -148,23 +226,16 @@ export class TurnClient {
   async close(): Promise<void> {
     for (const p of this.pending.values()) p.reject(new Error('client closed'));
     this.pending.clear();
-    await new Promise<void>((resolve) => {
-      try {
-        this.sock.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
+    await this.wire.close();
   }
 
-  /** Datagrams node:dgram has queued but not yet handed to the kernel. */
+  /** Datagrams node:dgram has queued but not yet handed to the kernel (streams: bytes not yet written). */
   sendQueueCount(): number {
-    return this.sock.getSendQueueCount();
+    return this.wire.queued();
   }
 
   private rawSend(buf: Uint8Array): void {
-    if (this.opts.connect) this.sock.send(buf);
-    else this.sock.send(buf, this.opts.server.port, this.opts.server.address);
+    this.wire.send(buf);
   }
 
   /** A request with long-term credentials: learns realm/nonce from a 401, renews a stale nonce once. */

@@ -8,14 +8,14 @@
 // finds the same sockets again.
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
-import { startPair, inNs, sleep, type Pair, USER, PASS } from './pair-harness.ts';
+import { makeTestCertificate } from '../helpers/test-ca.ts';
+import { startPair, inNs, sleep, waitUntil, type Pair, USER, PASS } from './pair-harness.ts';
 
 const PEER_PORT = 3480;
 const TLS_PORT = 443;
@@ -29,19 +29,8 @@ before(async () => {
   if (!(process.getuid?.() === 0 && haveTools)) return;
   topo = await createTopology({ prefix: 'tpst', ipv6: false });
   topo.spawn('peer', 'turnutils_peer', ['-p', String(PEER_PORT), '-L', topo.addr.peer4]);
-  // A test CA and a server certificate it signed, for the relay's address.
-  const ca = join(certDir, 'ca.pem');
-  const caKey = join(certDir, 'ca-key.pem');
-  const csr = join(certDir, 'server.csr');
-  const ext = join(certDir, 'server.ext');
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', ca, '-days', '2', '-subj', '/CN=turnpike test CA');
-  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${topo.addr.relay4}`);
-  execFileSync('sh', ['-c', `printf 'subjectAltName=IP:${topo.addr.relay4}\\n' > ${ext}`]);
-  ssl('x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext);
-  // The relay reads them as its own user (README: the certificate must be readable by it).
-  chmodSync(certDir, 0o755);
-  for (const f of [cert, key]) chmodSync(f, 0o644);
+  // A test CA and a server certificate it signed, for the relay's address (readable by the relay's user).
+  makeTestCertificate(certDir, topo.addr.relay4);
   await sleep(300);
 });
 
@@ -78,8 +67,8 @@ test('the pair serves TURN over TCP and TLS (port 443) from a relay with no netw
     const relay = pair.childPid('relay')!;
     const sidecar = pair.childPid('sidecar')!;
     assert.notEqual(readlinkSync(`/proc/${relay}/ns/net`), readlinkSync(`/proc/${sidecar}/ns/net`), 'the relay has a network namespace of its own');
-    const ready = pair.lines().find((l) => l.process === 'relay' && l.msg === 'relay ready');
-    assert.ok(ready, 'relay ready line');
+    // /readyz can answer before the relay's start-up line has crossed the link.
+    const ready = await waitUntil('relay ready line', () => pair.lines().find((l) => l.process === 'relay' && l.msg === 'relay ready'));
     assert.deepEqual(
       [...(ready.streams as string[])].sort(),
       [`tcp:0.0.0.0:${pair.listenPort}`, `tcp:[::]:${pair.listenPort}`, `tls:0.0.0.0:${TLS_PORT}`, `tls:[::]:${TLS_PORT}`].sort(),
@@ -90,6 +79,26 @@ test('the pair serves TURN over TCP and TLS (port 443) from a relay with no netw
     assertNoLoss(t, 'TCP, Send indications', await uclient(topo, pair.listenPort, ['-t', '-s', '-m', '3']));
     assertNoLoss(t, 'TLS, 5 clients, channels', await uclient(topo, TLS_PORT, ['-t', '-S', '-m', '5']));
     assertNoLoss(t, 'TLS, Send indications', await uclient(topo, TLS_PORT, ['-t', '-S', '-s', '-m', '3']));
+
+    // The sidecar's metrics name the client transport of what the relay relayed and of its connections.
+    const metric = (text: string, name: string, labels: Record<string, string>) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const text = await waitUntil('per-transport metrics', async () => {
+      const body = (await pair.get('/metrics')).body;
+      return metric(body, 'turnpike_stream_connections_accepted_total', { transport: 'tls' }) >= 8 ? body : undefined;
+    });
+    for (const transport of ['tcp', 'tls']) {
+      // 8 clients of 50 messages each way per transport (uclient -m 5 and -m 3; `-n 50`).
+      assert.ok(metric(text, 'turnpike_relayed_packets_total', { datapath: 'userspace', direction: 'to_peer', transport }) >= 400, `${transport} to_peer`);
+      assert.ok(metric(text, 'turnpike_relayed_bytes_total', { datapath: 'userspace', direction: 'to_client', transport }) >= 400 * 120, `${transport} to_client bytes`);
+      assert.ok(metric(text, 'turnpike_stream_connections_accepted_total', { transport }) >= 8, `${transport} accepted`);
+      assert.ok(metric(text, 'turnpike_stream_connections_closed_total', { transport, reason: 'peer-closed' }) >= 1, `${transport} closed by the client`);
+      assert.ok(metric(text, 'turnpike_responses_errors_total', { transport }) >= 8, `${transport}: each client's 401 challenge`);
+    }
+    assert.equal(metric(text, 'turnpike_relayed_packets_total', { datapath: 'userspace', transport: 'udp' }), 0, 'no UDP client ran');
 
     // The sockets belong to the launcher: a relay it restarts serves them again.
     process.kill(relay, 'SIGKILL');
@@ -102,6 +111,8 @@ test('the pair serves TURN over TCP and TLS (port 443) from a relay with no netw
     const status = await pair.status();
     assert.deepEqual(status.security, {}, 'no refusals along the way');
   } catch (e) {
+    const st = await pair.status().catch(() => undefined);
+    if (st) t.diagnostic(`status: relay ${JSON.stringify(st.relay)}; relay counters ${JSON.stringify(st.relayCounters)}`);
     t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
     throw e;
   } finally {

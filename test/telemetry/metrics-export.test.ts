@@ -101,10 +101,10 @@ test('OTLP export and /metrics report the counters fed in, per datapath, exactly
   for (const [name, attrs, v] of expect) assert.equal(pointValue(e, name, attrs), v, `${name} ${JSON.stringify(attrs)}`);
   // No per-user or per-address attribute anywhere.
   const keys = new Set(e.metrics.flatMap((m) => m.points.flatMap((p) => Object.keys(p.attributes))));
-  assert.deepEqual([...keys].sort(), ['code', 'datapath', 'direction', 'family', 'map', 'method', 'process', 'reason'].sort());
+  assert.deepEqual([...keys].sort(), ['code', 'datapath', 'direction', 'family', 'map', 'method', 'process', 'reason', 'transport'].sort());
 
   const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
-  assert.equal(promValue(text, 'turnpike_relayed_bytes_total', { datapath: 'xdp', direction: 'to_peer', family: 'ipv4' }), 1000);
+  assert.equal(promValue(text, 'turnpike_relayed_bytes_total', { datapath: 'xdp', direction: 'to_peer', family: 'ipv4', transport: 'udp' }), 1000);
   assert.equal(promValue(text, 'turnpike_relayed_packets_total', { datapath: 'userspace', direction: 'to_peer' }), 9);
   assert.equal(promValue(text, 'turnpike_xdp_dropped_total', { reason: 'adjust_head' }), 3);
 });
@@ -181,4 +181,32 @@ test('limit refusals, reserved ports and writes refused by a full kernel map are
   assert.equal(promValue(text, 'turnpike_reservations_active', {}), 1);
   assert.equal(promValue(text, 'turnpike_map_refused_writes_total', { map: 'tp_chan_to_peer' }), 4);
   assert.equal(promValue(text, 'turnpike_map_entries', { map: 'tp_peer_to_chan' }), 2);
+});
+
+test('client transport: allocations, userspace relaying and errors by udp/tcp/tls; TCP/TLS connections accepted, open and closed by reason', async () => {
+  const { metrics, admin } = await servedMetrics();
+  const flow = (p: number) => ({ toPeer: { packets: p, bytes: p * 100 }, toClient: { packets: p, bytes: p * 10 } });
+  const zero = flow(0);
+  const byTransport = (n: number) => ({
+    udp: { allocations: 1, relayedByFamily: { ipv4: flow(n), ipv6: zero }, errors: n },
+    tcp: { allocations: 2, relayedByFamily: { ipv4: flow(2 * n), ipv6: zero }, errors: 0 },
+    tls: { allocations: 3, relayedByFamily: { ipv4: zero, ipv6: flow(3 * n) }, errors: 1 },
+  });
+  const streams = (n: number) => ({ open: { tcp: 2, tls: 3 }, accepted: { tcp: 4 * n, tls: 3 }, closed: { 'tcp:garbage': n, 'tls:handshake-timeout': 1, 'bogus key': 9 }, writeDropped: { tcp: 0, tls: n } });
+  metrics.onRelayStats({ ...relayStats(), byTransport: byTransport(1), streams: streams(1) });
+  metrics.onRelayStats({ ...relayStats(), byTransport: byTransport(2), streams: streams(2) });
+  metrics.onKernelCounters({ paths: { chan_to_udp_44: { packets: 5n, bytes: 500n } }, reasons: {} });
+  const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+  for (const [t, n] of [['udp', 1], ['tcp', 2], ['tls', 3]] as const) assert.equal(promValue(text, 'turnpike_allocations_active', { transport: t }), n);
+  assert.equal(promValue(text, 'turnpike_relayed_packets_total', { datapath: 'userspace', direction: 'to_peer', family: 'ipv4', transport: 'tcp' }), 4);
+  assert.equal(promValue(text, 'turnpike_relayed_bytes_total', { datapath: 'userspace', direction: 'to_client', family: 'ipv6', transport: 'tls' }), 60);
+  assert.equal(promValue(text, 'turnpike_relayed_bytes_total', { datapath: 'xdp', direction: 'to_peer', family: 'ipv4', transport: 'udp' }), 500);
+  assert.equal(promValue(text, 'turnpike_responses_errors_total', { transport: 'udp' }), 2);
+  assert.equal(promValue(text, 'turnpike_responses_errors_total', { transport: 'tls' }), 1);
+  assert.equal(promValue(text, 'turnpike_stream_connections_active', { transport: 'tls' }), 3);
+  assert.equal(promValue(text, 'turnpike_stream_connections_accepted_total', { transport: 'tcp' }), 8);
+  assert.equal(promValue(text, 'turnpike_stream_connections_closed_total', { transport: 'tcp', reason: 'garbage' }), 2);
+  assert.equal(promValue(text, 'turnpike_stream_connections_closed_total', { transport: 'tls', reason: 'handshake-timeout' }), 1);
+  assert.ok(!text.includes('bogus'), 'a key that is not transport:reason is not a label');
+  assert.equal(promValue(text, 'turnpike_stream_write_dropped_total', { transport: 'tls' }), 2);
 });

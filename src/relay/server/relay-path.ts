@@ -12,14 +12,25 @@ import type { RandomSource } from './port-pool.ts';
 import type { PeerPolicy } from '../policy/index.ts';
 import type { Allocation, RelayState } from './state.ts';
 import type { Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
+import type { ClientTransport } from '../../shared/endpoint.ts';
+import type { Relayed } from '../../shared/stats.ts';
 
 /** Largest UDP payload we will emit or accept (IPv4 limit). */
 export const MAX_DATAGRAM = 65507;
 
-type Relayed = ServerStats['relayed'];
+type ByFamily = { ipv4: Relayed; ipv6: Relayed };
 
 const relayedZero = (): Relayed => ({ toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } });
 const relayedCopy = (r: Relayed): Relayed => ({ toPeer: { ...r.toPeer }, toClient: { ...r.toClient } });
+const byFamilyZero = (): ByFamily => ({ ipv4: relayedZero(), ipv6: relayedZero() });
+const byFamilyCopy = (r: ByFamily): ByFamily => ({ ipv4: relayedCopy(r.ipv4), ipv6: relayedCopy(r.ipv6) });
+
+function addInto(into: Relayed, r: Relayed): void {
+  into.toPeer.packets += r.toPeer.packets;
+  into.toPeer.bytes += r.toPeer.bytes;
+  into.toClient.packets += r.toClient.packets;
+  into.toClient.bytes += r.toClient.bytes;
+}
 
 export interface RelayPathOptions {
   /** Highest channel number accepted (see options.ts). */
@@ -36,8 +47,10 @@ export class RelayPath {
   readonly #emit: (out: Output) => void;
   readonly #drop: (reason: RelayDropReason) => void;
   readonly #relayed = relayedZero();
-  // The same, split by the family of the datagram sent (the metrics' `family` attribute).
-  readonly #relayedByFamily = { ipv4: relayedZero(), ipv6: relayedZero() };
+  // The same, split by the client's transport and the family of the datagram
+  // sent (the metrics' `transport` and `family` attributes); the per-family
+  // totals are their sums.
+  readonly #byTransport: Record<ClientTransport, ByFamily> = { udp: byFamilyZero(), tcp: byFamilyZero(), tls: byFamilyZero() };
 
   constructor(state: RelayState, opts: RelayPathOptions, emit: (out: Output) => void, drop: (reason: RelayDropReason) => void) {
     this.#state = state;
@@ -47,10 +60,17 @@ export class RelayPath {
   }
 
   counters(): Pick<ServerStats, 'relayed' | 'relayedByFamily'> {
-    return {
-      relayed: relayedCopy(this.#relayed),
-      relayedByFamily: { ipv4: relayedCopy(this.#relayedByFamily.ipv4), ipv6: relayedCopy(this.#relayedByFamily.ipv6) },
-    };
+    const relayedByFamily = byFamilyZero();
+    for (const t of Object.values(this.#byTransport)) {
+      addInto(relayedByFamily.ipv4, t.ipv4);
+      addInto(relayedByFamily.ipv6, t.ipv6);
+    }
+    return { relayed: relayedCopy(this.#relayed), relayedByFamily };
+  }
+
+  /** Relayed for clients of `transport`, by the family of the datagram sent. */
+  relayedBy(transport: ClientTransport): ByFamily {
+    return byFamilyCopy(this.#byTransport[transport]);
   }
 
   // RFC 8656 §10.2
@@ -96,7 +116,8 @@ export class RelayPath {
     }
     this.#relayed.toClient.packets++;
     this.#relayed.toClient.bytes += data.length;
-    const byFamily = allocation.client.family === 4 ? this.#relayedByFamily.ipv4.toClient : this.#relayedByFamily.ipv6.toClient;
+    const t = this.#byTransport[allocation.local.transport ?? 'udp'];
+    const byFamily = allocation.client.family === 4 ? t.ipv4.toClient : t.ipv6.toClient;
     byFamily.packets++;
     byFamily.bytes += data.length;
     this.#emit({ kind: 'send', from: allocation.local, to: allocation.client, data: out });
@@ -110,7 +131,8 @@ export class RelayPath {
     const n = end - start;
     this.#relayed.toPeer.packets++;
     this.#relayed.toPeer.bytes += n;
-    const byFamily = peer.family === 4 ? this.#relayedByFamily.ipv4.toPeer : this.#relayedByFamily.ipv6.toPeer;
+    const t = this.#byTransport[allocation.local.transport ?? 'udp'];
+    const byFamily = peer.family === 4 ? t.ipv4.toPeer : t.ipv6.toPeer;
     byFamily.packets++;
     byFamily.bytes += n;
     // Copy: the input may be a view into a buffer the transport reuses.

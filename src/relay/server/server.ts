@@ -64,7 +64,8 @@ import { SessionLog } from './session-log.ts';
 import { nonceKeyOf, restoreState, saveState, type RestoreCounts, type StateDocument } from './state-document.ts';
 import type { DataPlaneEvent, Family, LocalEndpoint, Output, ServerStats, TransportAddress } from './types.ts';
 import type { RelayDropReason, RelayRefusal } from '../../shared/reasons.ts';
-import type { ResponseKey } from '../../shared/stats.ts';
+import type { ResponseKey, TransportStats } from '../../shared/stats.ts';
+import { transportOf, type ClientTransport } from '../../shared/endpoint.ts';
 
 /** What a pending Allocate keeps to be answered when it settles. */
 interface AllocateRequest {
@@ -98,6 +99,7 @@ export class TurnServer {
   readonly #responses: Partial<Record<ResponseKey, number>> = {};
   readonly #dropped: Partial<Record<RelayDropReason, number>> = {};
   readonly #refused: Partial<Record<RelayRefusal, number>> = {};
+  readonly #errorsBy: Record<ClientTransport, number> = { udp: 0, tcp: 0, tls: 0 };
 
   constructor(opts: TurnServerOptions) {
     const { min, max } = opts.portRange;
@@ -310,7 +312,16 @@ export class TurnServer {
       responses: { ...this.#responses },
       dropped: { ...this.#dropped },
       refused: { ...this.#refused },
+      byTransport: {
+        udp: this.#transportStats('udp'),
+        tcp: this.#transportStats('tcp'),
+        tls: this.#transportStats('tls'),
+      },
     };
+  }
+
+  #transportStats(t: ClientTransport): TransportStats {
+    return { allocations: this.#state.allocationsBy(t), relayedByFamily: this.#relay.relayedBy(t), errors: this.#errorsBy[t] };
   }
 
   // -- client side ---------------------------------------------------------------
@@ -322,7 +333,7 @@ export class TurnServer {
     const decoded = decodeMessage(data);
     if (decoded.kind === 'drop') return this.#drop(decoded.reason);
     if (decoded.kind === 'reply-error') {
-      if (!this.#admit('unauthenticated', client, now)) return;
+      if (!this.#admit('unauthenticated', local, client, now)) return;
       const attrs: StunAttributes = decoded.unknownAttributes ? { unknownAttributes: decoded.unknownAttributes } : {};
       const msg = errorResponse({ method: decoded.method, transactionId: decoded.transactionId }, decoded.code, attrs, decoded.reason);
       return this.#send(local, client, msg, `${methodName(decoded.method)}:${decoded.code}`);
@@ -342,12 +353,12 @@ export class TurnServer {
 
   #request(msg: StunMessage, local: LocalEndpoint, client: TransportAddress, now: number): void {
     if (msg.method === METHOD.BINDING) {
-      if (!this.#admit('unauthenticated', client, now)) return;
+      if (!this.#admit('unauthenticated', local, client, now)) return;
       return this.#reply(msg, local, client, { kind: 'success', attributes: { xorMappedAddress: client } }, undefined);
     }
     const known = msg.method === METHOD.ALLOCATE || msg.method === METHOD.REFRESH || msg.method === METHOD.CREATE_PERMISSION || msg.method === METHOD.CHANNEL_BIND;
     if (!known) {
-      if (!this.#admit('unauthenticated', client, now)) return;
+      if (!this.#admit('unauthenticated', local, client, now)) return;
       return this.#reply(msg, local, client, { kind: 'error', code: ERROR.BAD_REQUEST }, undefined);
     }
     const fiveTuple = fiveTupleKey(local, client);
@@ -359,10 +370,10 @@ export class TurnServer {
       ...(allocation ? { known: { username: allocation.username, key: allocation.key } } : {}),
     });
     if (verdict.kind === 'reject') {
-      if (!this.#admit(verdict.limit, client, now)) return;
+      if (!this.#admit(verdict.limit, local, client, now)) return;
       return this.#reply(msg, local, client, { kind: 'error', code: verdict.code, attributes: verdict.attributes }, undefined);
     }
-    if (!this.#admit('authenticated', client, now)) return;
+    if (!this.#admit('authenticated', local, client, now)) return;
     const auth = verdict.auth;
     if (allocation !== undefined && allocation.username !== auth.username && msg.method !== METHOD.ALLOCATE) {
       // RFC 8656 §5: requests on an allocation must use the credentials that created it.
@@ -492,6 +503,7 @@ export class TurnServer {
     const data = encodeReply(req, reply, auth, this.#opts.software);
     if (reply.kind === 'success' && req.method !== METHOD.BINDING) this.#changes++;
     this.#count(`${methodName(req.method)}:${reply.kind === 'success' ? 'success' : reply.code}`);
+    if (reply.kind === 'error') this.#errorsBy[transportOf(local)]++;
     if (reply.kind === 'error' && reply.refused !== undefined) this.#refused[reply.refused] = (this.#refused[reply.refused] ?? 0) + 1;
     this.#push({ kind: 'send', from: local, to: client, data });
   }
@@ -501,17 +513,18 @@ export class TurnServer {
     const attributes: StunAttributes = { ...msg.attributes };
     if (this.#opts.software !== undefined) attributes.software = this.#opts.software;
     const data = encodeMessage({ ...msg, attributes }, { fingerprint: true });
-    this.#session?.refused(client, msg.method, msg.attributes?.errorCode?.code ?? 400);
+    this.#session?.refused(client, local, msg.method, msg.attributes?.errorCode?.code ?? 400);
+    this.#errorsBy[transportOf(local)]++;
     this.#count(counter);
     this.#push({ kind: 'send', from: local, to: client, data });
   }
 
   /** Spend one request of the client's `kind` budget; false (counted) when it is spent: drop the request. */
-  #admit(kind: RateLimitKind, client: TransportAddress, now: number): boolean {
+  #admit(kind: RateLimitKind, local: LocalEndpoint, client: TransportAddress, now: number): boolean {
     const admission = this.#opts.rateLimits?.[kind]?.admit(client.address, now) ?? 'pass';
     if (admission === 'pass') return true;
     this.#drop(admission === 'limited-overflow' ? 'rate-limited-overflow' : kind === 'unauthenticated' ? 'rate-limited' : 'rate-limited-authenticated');
-    this.#session?.rateLimited(client);
+    this.#session?.rateLimited(client, local);
     return false;
   }
 

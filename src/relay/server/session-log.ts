@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { ERROR, METHOD, errorReason, methodName, type StunMessage } from '../stun/index.ts';
 import type { PeerPolicy } from '../policy/index.ts';
 import { addressText, bindingFields } from '../../shared/log-fields.ts';
+import { transportOf } from '../../shared/endpoint.ts';
 import type { ChannelBinding } from '../../shared/binding.ts';
 import type { AuthContext } from './auth.ts';
 import type { Reply } from './reply.ts';
@@ -81,7 +82,7 @@ export class SessionLog implements StateObserver {
   /** A request answered (not Allocate's success, which is `allocated`). */
   answered(req: StunMessage, local: LocalEndpoint, client: TransportAddress, reply: Reply, auth: AuthContext | undefined): void {
     if (!this.on || reply.kind === 'deferred') return;
-    if (reply.kind === 'error') return this.refused(client, req.method, reply.code, req, auth?.username ?? req.attributes.username);
+    if (reply.kind === 'error') return this.refused(client, local, req.method, reply.code, req, auth?.username ?? req.attributes.username);
     const a = this.state.allocationOf(local, client);
     if (a === undefined) return; // Binding; or Refresh with lifetime 0 (`removing` told it)
     if (req.method === METHOD.REFRESH) {
@@ -94,14 +95,14 @@ export class SessionLog implements StateObserver {
   }
 
   /** A request refused with `code`; without `req`, one the codec refused (400/420) before reading it. */
-  refused(client: TransportAddress, method: number, code: number, req?: StunMessage, user?: string): void {
+  refused(client: TransportAddress, local: LocalEndpoint, method: number, code: number, req?: StunMessage, user?: string): void {
     if (!this.on) return;
     const detail = req && this.#refusalDetail(req, code);
     this.#line(
       client,
       {
         client: addressText(client),
-        transport: 'udp',
+        transport: transportOf(local),
         method: methodName(method),
         code,
         error: errorReason(code),
@@ -114,8 +115,8 @@ export class SessionLog implements StateObserver {
   }
 
   /** An unauthenticated request over the per-source rate limit: dropped unanswered. */
-  rateLimited(client: TransportAddress): void {
-    if (this.on) this.#line(client, { client: addressText(client), transport: 'udp', reason: 'rate-limit' }, 'request dropped');
+  rateLimited(client: TransportAddress, local: LocalEndpoint): void {
+    if (this.on) this.#line(client, { client: addressText(client), transport: transportOf(local), reason: 'rate-limit' }, 'request dropped');
   }
 
   // -- from the state tables (StateObserver) -----------------------------------
@@ -209,5 +210,5 @@ export class SessionLog implements StateObserver {
 }
 
 function allocationFields(a: Allocation): Fields {
-  return { client: addressText(a.client), transport: 'udp', user: a.username, ports: a.ports };
+  return { client: addressText(a.client), transport: transportOf(a.local), user: a.username, ports: a.ports };
 }

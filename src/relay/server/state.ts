@@ -27,7 +27,7 @@
 //   allocation that made it: deleting that allocation frees the reserved port.
 import type { ChannelBinding, DataPlaneEvent, Family, LocalEndpoint, Output, TransportAddress } from './types.ts';
 import { TimerHeap, type Timer } from './timer-heap.ts';
-import { portKey } from '../../shared/endpoint.ts';
+import { portKey, transportOf, type ClientTransport } from '../../shared/endpoint.ts';
 export { portKey };
 import { PortPool, type PortRange } from './port-pool.ts';
 import { Tally } from './tally.ts';
@@ -165,6 +165,7 @@ export class RelayState {
   observer: StateObserver | undefined;
   #permissions = 0;
   #channels = 0;
+  readonly #allocationsBy: Record<ClientTransport, number> = { udp: 0, tcp: 0, tls: 0 };
 
   constructor(
     range: PortRange,
@@ -175,6 +176,10 @@ export class RelayState {
 
   get allocations(): number {
     return this.byFiveTuple.size;
+  }
+  /** Allocations whose client uses `transport`. */
+  allocationsBy(transport: ClientTransport): number {
+    return this.#allocationsBy[transport];
   }
   get permissions(): number {
     return this.#permissions;
@@ -224,6 +229,7 @@ export class RelayState {
     };
     (a as { timer: Timer<Timed> }).timer = TimerHeap.timer<Timed>({ kind: 'allocation', allocation: a });
     this.byFiveTuple.set(a.fiveTuple, a);
+    this.#allocationsBy[transportOf(a.local)]++;
     let sameIp = this.#byClient.get(a.client.address);
     if (sameIp === undefined) this.#byClient.set(a.client.address, (sameIp = new Map()));
     sameIp.set(a.client.port, a);
@@ -253,6 +259,7 @@ export class RelayState {
     if (this.byFiveTuple.get(a.fiveTuple) !== a) return;
     this.observer?.removing(a);
     this.byFiveTuple.delete(a.fiveTuple);
+    this.#allocationsBy[transportOf(a.local)]--;
     const sameIp = this.#byClient.get(a.client.address);
     if (sameIp?.get(a.client.port) === a) {
       sameIp.delete(a.client.port);
@@ -342,6 +349,7 @@ export class RelayState {
       allocationPort,
       allocationPorts: { ...a.ports },
       expiresAt,
+      ...(a.local.transport !== undefined ? { transport: a.local.transport } : {}),
     };
     const permitted = a.permissions.has(peer.address);
     const existing = a.channelsByNumber.get(number);
@@ -507,6 +515,7 @@ export class RelayState {
         allocationPort: (saved.peer.family === 4 ? a.ports.v4 : a.ports.v6) ?? 0,
         allocationPorts: { ...a.ports },
         expiresAt: saved.bindingExpiresAt,
+        ...(a.local.transport !== undefined ? { transport: a.local.transport } : {}),
       };
       const c = this.#newChannel(a, binding, saved.held ? saved.bindingExpiresAt + CHANNEL_HOLD_MS : saved.bindingExpiresAt);
       if (saved.held) c.state = 'held';

@@ -7,6 +7,7 @@ import type { Config } from '../../config/schema.ts';
 import type { RelayedAddresses } from '../../link/protocol.ts';
 import type { TurnServer } from '../server/server.ts';
 import type { LinkLogDestination } from '../telemetry/link-log.ts';
+import type { StreamSocket } from './streams.ts';
 
 export interface TransportContext {
   readonly config: Config;
@@ -19,6 +20,8 @@ export interface TransportContext {
   readonly logs: LogHub;
   /** The hub's destination when it forwards lines over the link (sidecar transport only). */
   readonly logDestination?: LinkLogDestination | undefined;
+  /** Listening TCP/TLS sockets systemd passed (socket activation; stream-sockets.ts), served besides the launcher's. */
+  readonly streamSockets?: readonly StreamSocket[];
 }
 
 export interface RunningTransport {

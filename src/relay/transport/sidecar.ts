@@ -500,7 +500,7 @@ function restoreHeld(server: TurnServer, held: Buffer, now: number, log: Logger)
   }
 }
 
-export const startSidecarTransport: StartTransport = async ({ config, buildServer, logs, logDestination }) => {
+export const startSidecarTransport: StartTransport = async ({ config, buildServer, logs, logDestination, streamSockets }) => {
   const log = logs.get('transport');
   const path = linkSocketPath(config);
   let server: TurnServer | undefined;
@@ -541,7 +541,7 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
 
   // TURN over TCP/TLS: the relay accepts and parses on sockets the launcher
   // made; replies go back on the connection, never over the link.
-  const sockets = inheritedStreamSockets(config.streamFds ?? []);
+  const sockets = [...inheritedStreamSockets(config.streamFds ?? []), ...(streamSockets ?? [])];
   let noConnection = 0;
   const streams = sockets.length === 0 ? undefined : new StreamServers(
     streamOptions(config),
@@ -551,9 +551,9 @@ export const startSidecarTransport: StartTransport = async ({ config, buildServe
   const driver = new Driver(server, streams ? routeStreams(transport, streams, () => noConnection++) : transport, { log, clock });
   transport.attach(driver);
   if (streams) await streams.listen(sockets);
-  else if (config.tcp || config.tlsCert !== undefined) log.info('TURN over TCP/TLS not served: no listening sockets were handed to this relay (the launcher makes them)');
+  else if (config.tcp || config.tlsCert !== undefined) log.info('TURN over TCP/TLS not served: no listening sockets were handed to this relay (the launcher makes them; under systemd, the turnpike-relay-tcp/-tls socket units)');
   // Counters (and the sidecar's log filter) travel over the link; the sidecar exports them.
-  const telemetry = startRelayTelemetry({ link: transport, server, logs, destination: logDestination, extra: () => ({ transport: transport.stats() }) });
+  const telemetry = startRelayTelemetry({ link: transport, server, logs, destination: logDestination, extra: () => ({ transport: transport.stats(), ...(streams ? { streams: streams.stats().streams } : {}) }) });
   driver.kick();
   const fromSidecar = (a: string | undefined) => (a ? `${a} (sidecar)` : 'unavailable');
   return {

@@ -61,6 +61,8 @@ export class StreamConnection {
     this.#armProgress('handshake-timeout');
     raw.setTimeout(opts.limits.idleTimeoutMs, () => this.close('idle-timeout'));
     raw.setNoDelay(true);
+    // Not on the TLS socket as well (it takes over the raw one's handle): that cut
+    // one-message-in-flight latency, but coturn's uclient then lost messages over TLS.
     stream.on('data', (chunk: Buffer) => this.#data(chunk));
     stream.on('end', () => this.close('peer-closed'));
     stream.on('error', (e: NodeJS.ErrnoException) => this.close(stream === raw ? 'socket-error' : tlsReason(e)));
@@ -125,12 +127,12 @@ function tlsReason(e: NodeJS.ErrnoException): StreamCloseReason {
 export class StreamListener {
   readonly #server: Server;
   readonly #open = new Map<number, StreamConnection>();
-  readonly #family: Family;
+  #family: Family;
 
   constructor(private readonly opts: StreamListenerOptions) {
     this.#family = familyOf(opts.address);
     // pauseOnConnect: not one byte is read from a connection we refuse.
-    this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.#server = createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     this.#server.on('error', (e) => opts.log?.warn({ err: e.message, transport: opts.transport }, 'stream listener error (not fatal)'));
   }
 
@@ -145,6 +147,9 @@ export class StreamListener {
       this.#server.once('error', fail);
       const ready = () => {
         this.#server.off('error', fail);
+        // An inherited socket's family is what it is bound to, whatever it was called.
+        const a = this.#server.address();
+        if (a !== null && typeof a !== 'string') this.#family = a.family === 'IPv6' ? 6 : 4;
         resolve();
       };
       if (fd !== undefined) this.#server.listen({ fd }, ready);

@@ -76,6 +76,7 @@ export class StreamServers {
   /** Listens on every socket; rejects on the first that cannot (the caller closes). */
   async listen(sockets: readonly StreamSocket[]): Promise<void> {
     const tlsFiles = this.options.tls?.files;
+    if (!tlsFiles && sockets.some((s) => s.transport === 'tls')) throw new Error('a TLS listening socket was handed to this relay but no certificate is set (TURNPIKE_TLS_CERT and TURNPIKE_TLS_KEY)');
     if (tlsFiles && !this.#tls && sockets.some((s) => s.transport === 'tls')) this.#tls = new TlsContextSource(tlsFiles, this.log).watch();
     const tls = this.#tls;
     for (const s of sockets) {

@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { METHOD, encodeChannelData } from '../../../src/relay/stun/index.ts';
 import type { LocalEndpoint, Output, TransportAddress } from '../../../src/relay/server/types.ts';
+import pino from 'pino';
+import { LineBudget } from '../../../src/shared/logger.ts';
 import { Harness, LISTEN4, LISTEN_PORT, addr, closePort, event, expectOutputs, openPort } from './harness.ts';
 
 const client = addr('198.51.100.1', 40001);
@@ -83,4 +85,29 @@ test('an Allocate waiting for its port is given up when its connection closes', 
   expectOutputs(h.drain(), [closePort(4, open.port)]);
   expectOutputs(h.portOpened(open.token, true), []);
   assert.equal(h.server.stats().allocations, 0);
+});
+
+test('stats and session lines name the client transport: allocations, relayed bytes and errors of a TLS client count under tls', () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const h = new StreamHarness({ sessionLog: { logger, budget: new LineBudget(1000, 4096) } });
+  const c = streamClient(h, TLS);
+  const { ports } = c.allocate();
+  c.createPermission(peer);
+  c.channelBind(0x4001, peer);
+  h.input(new Uint8Array([1, 2, 3]), { family: 4, port: ports.v4! }, peer);
+  h.input(encodeChannelData(0x4001, new Uint8Array([9, 9])), TLS, client);
+  const s = h.server.stats();
+  assert.deepEqual(
+    Object.fromEntries(Object.entries(s.byTransport!).map(([t, v]) => [t, v.allocations])),
+    { udp: 0, tcp: 0, tls: 1 },
+  );
+  assert.deepEqual(s.byTransport!.tls.relayedByFamily.ipv4, { toPeer: { packets: 1, bytes: 2 }, toClient: { packets: 1, bytes: 3 } });
+  assert.deepEqual(s.byTransport!.udp.relayedByFamily.ipv4, { toPeer: { packets: 0, bytes: 0 }, toClient: { packets: 0, bytes: 0 } });
+  assert.deepEqual(s.relayedByFamily!.ipv4, s.byTransport!.tls.relayedByFamily.ipv4, 'the family totals are the sums over transports');
+  assert.equal(s.byTransport!.tls.errors, 1, 'the 401 challenge');
+  assert.equal(s.byTransport!.udp.errors, 0);
+  const session = lines.filter((l) => l.client !== undefined);
+  assert.deepEqual(session.map((l) => l.msg), ['request refused', 'allocation created', 'permission installed', 'channel bound']);
+  assert.ok(session.every((l) => l.transport === 'tls'), JSON.stringify(session));
 });
