@@ -16,8 +16,9 @@ export function parseGcSeconds(prometheusText: string): Record<string, number> {
   return out;
 }
 
-/** GC milliseconds per second of `wallSeconds` between two readings, per process and in total (processes in both readings). */
-export function gcMsPerSecond(before: Record<string, number>, after: Record<string, number>, wallSeconds: number): { total: number; byProcess: Record<string, number> } {
+/** GC milliseconds per second of `wallSeconds` between two readings, per process and in total; undefined when the reading after has no GC series. */
+export function gcMsPerSecond(before: Record<string, number>, after: Record<string, number>, wallSeconds: number): { total: number; byProcess: Record<string, number> } | undefined {
+  if (Object.keys(after).length === 0) return undefined;
   const byProcess: Record<string, number> = {};
   let total = 0;
   for (const [p, v] of Object.entries(after)) {

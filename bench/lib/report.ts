@@ -265,20 +265,22 @@ export function renderMarkdown(r: BenchResults): string {
     for (const { family, size } of r.params.cases) L.push(...caseTables(r.routed, family, size, 'routed'));
   }
 
-  L.push('## Control plane and memory', '');
-  const base = r.contenders.find((c) => c.name === 'coturn' && c.status === 'ok');
-  L.push(`| contender | allocations/s | channel binds/s | failed / retransmits | RSS idle | RSS with ${r.params.memoryAllocations} allocations |`, '|---|---|---|---|---|---|');
-  for (const c of r.contenders) {
-    if (c.status !== 'ok') { L.push(`| ${c.name} | failed to start | | | | |`); continue; }
-    const ctl = c.control;
-    const self = c.name === 'coturn';
-    const rss = (m: Record<string, number> | undefined) => (m ? Object.entries(m).map(([role, b]) => `${role} ${mib(b)}`).join(', ') : (c.memoryError ? `error: ${cell(c.memoryError.slice(0, 80))}` : '—'));
-    const failed = ctl ? `${ctl.failed}${ctl.failed > 0 ? ` (${cell(Object.entries(ctl.failures ?? {}).map(([why, n]) => `${n}× ${why}`).join('; '))})` : ''} / ${ctl.retransmits ?? '?'}` : '—';
-    L.push(`| ${c.name} | ${ctl ? f2(ctl.allocationsPerSecond) + ratio(ctl.allocationsPerSecond, base?.control?.allocationsPerSecond, self) : cell(c.controlError ?? '—')} | ` +
-      `${ctl ? f2(ctl.bindsPerSecond) + ratio(ctl.bindsPerSecond, base?.control?.bindsPerSecond, self) : '—'} | ${failed} | ${rss(c.memory?.idle)} | ${rss(c.memory?.loaded)} |`);
+  if (r.contenders.length > 0) {
+    L.push('## Control plane and memory', '');
+    const base = r.contenders.find((c) => c.name === 'coturn' && c.status === 'ok');
+    L.push(`| contender | allocations/s | channel binds/s | failed / retransmits | RSS idle | RSS with ${r.params.memoryAllocations} allocations |`, '|---|---|---|---|---|---|');
+    for (const c of r.contenders) {
+      if (c.status !== 'ok') { L.push(`| ${c.name} | failed to start | | | | |`); continue; }
+      const ctl = c.control;
+      const self = c.name === 'coturn';
+      const rss = (m: Record<string, number> | undefined) => (m ? Object.entries(m).map(([role, b]) => `${role} ${mib(b)}`).join(', ') : (c.memoryError ? `error: ${cell(c.memoryError.slice(0, 80))}` : '—'));
+      const failed = ctl ? `${ctl.failed}${ctl.failed > 0 ? ` (${cell(Object.entries(ctl.failures ?? {}).map(([why, n]) => `${n}× ${why}`).join('; '))})` : ''} / ${ctl.retransmits ?? '?'}` : '—';
+      L.push(`| ${c.name} | ${ctl ? f2(ctl.allocationsPerSecond) + ratio(ctl.allocationsPerSecond, base?.control?.allocationsPerSecond, self) : cell(c.controlError ?? '—')} | ` +
+        `${ctl ? f2(ctl.bindsPerSecond) + ratio(ctl.bindsPerSecond, base?.control?.bindsPerSecond, self) : '—'} | ${failed} | ${rss(c.memory?.idle)} | ${rss(c.memory?.loaded)} |`);
+    }
+    L.push('', `Control plane: ${r.params.controlCount} Allocate exchanges over IPv4 (each including the 401 challenge round trip), then as many ChannelBinds, 64 at a time, from one Node.js client process with a fixed 1 s retransmission interval. ` +
+      'RSS: a fresh start of the contender, then the allocations (one channel each) held open by the driver.', '');
   }
-  L.push('', `Control plane: ${r.params.controlCount} Allocate exchanges over IPv4 (each including the 401 challenge round trip), then as many ChannelBinds, 64 at a time, from one Node.js client process with a fixed 1 s retransmission interval. ` +
-    'RSS: a fresh start of the contender, then the allocations (one channel each) held open by the driver.', '');
   if (r.mapMemory.length > 0) {
     L.push('## Kernel map memory (XDP binding maps)', '', '| capacity (bindings installed) | binding maps | all maps of the object |', '|---|---|---|');
     for (const m of r.mapMemory) {
