@@ -6,14 +6,15 @@
 //                    [--sizes 100,1000] [--sizes6 100] [--families 4,6]
 //                    [--runs 3] [--seconds 5] [--flows 4] [--quick]
 //                    [--skip baseline,forward,throughput,rtt,control,memory,maps,profile] [--profile]
-//                    [--topology bridge|routed|both]
+//                    [--topology bridge|routed|both] [--routed-sizes 100]
 //
 // Topologies (bench/lib/topology.ts; default both, bridge first): "bridge" puts
 // client, relay and peer on one bridge; "routed" puts client and peer each
 // behind a router, the relay on a LAN reaching them through its gateways with
 // IP forwarding off, and its flows are one-way (the peer sends nothing back,
 // so no RTT there). The routed topology runs the throughput cases only
-// (coturn, XDP native, XDP skb, eBPF off), with its own baseline and
+// (coturn, XDP native, XDP skb, eBPF off; --routed-sizes in each family of
+// --families, default 100 B), with its own baseline and
 // forwarding-hop reference; control plane, memory and profile run on the
 // bridge.
 //
@@ -70,6 +71,7 @@ const { values } = parseArgs({
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
     topology: { type: 'string', default: 'both' },
+    'routed-sizes': { type: 'string' },
   },
 });
 
@@ -82,6 +84,8 @@ const sizesOf: Record<Family, number[]> = {
 };
 const params: BenchResults['params'] = {
   cases: families.flatMap((family) => sizesOf[family].map((size) => ({ family, size }))),
+  // 100 B in each family by default: the routed rows are about the XDP path's next hops and cost, not payload copies.
+  routedCases: families.flatMap((family) => numbers(values['routed-sizes'] ?? '100').map((size) => ({ family, size }))),
   runs: Number(values.runs ?? (quick ? 1 : 3)),
   seconds: Number(values.seconds ?? (quick ? 2 : 5)),
   flows: Number(values.flows ?? 4),
@@ -167,6 +171,9 @@ async function profiledRun(name: string, setup: Setup, h: ContenderHandle, flows
  * sends the same datagrams through the relay namespace's IP forwarding (a
  * reference: what a relay-shaped hop costs the kernel with no TURN at all).
  */
+/** The cases measured on a topology. */
+const casesOf = (topology: TopologyKind) => (topology === 'routed' ? params.routedCases ?? params.cases : params.cases);
+
 async function benchBaseline(topology: TopologyKind, tools: Tools, kind: 'direct' | 'forward', direct?: BenchResults['baseline']): Promise<NonNullable<BenchResults['baseline']>> {
   const name = kind === 'direct' ? 'no relay' : 'forwarding hop';
   progress(`${topology}: ${name} (${kind === 'direct' ? 'baseline' : 'reference'}): creating topology`);
@@ -174,7 +181,7 @@ async function benchBaseline(topology: TopologyKind, tools: Tools, kind: 'direct
   try {
     if (kind === 'forward') await routePeerViaRelay(topology, topo);
     const sizes: SizeResult[] = [];
-    for (const { family, size } of params.cases) {
+    for (const { family, size } of casesOf(topology)) {
       const setup: Setup = { topo, tools, port: PORT, secret, family };
       const { runs, rtt } = await measureCase(topology, name, setup, undefined, baselineFlows(params.flows), size);
       const base = direct?.sizes.find((x) => x.family === family && x.size === size)?.softirqUs?.median;
@@ -214,7 +221,7 @@ async function benchContender(topology: TopologyKind, c: Contender, tools: Tools
       await withContender(c, topo, workDir, async (h) => {
         progress(`${c.name}: started (pids ${h.pids().join(',')})`);
         for (const family of skip.has('throughput') ? [] : families) {
-          const cases = params.cases.filter((x) => x.family === family);
+          const cases = casesOf(topology).filter((x) => x.family === family);
           if (cases.length === 0) continue;
           const setup = setupOf(family);
           // One family's failure (say, no IPv6 relaying) leaves the other's rows standing.
@@ -296,7 +303,7 @@ async function main(): Promise<void> {
   for (const topology of topologies) {
     // The bridge's results stay at the top level of the file (as before there were two topologies).
     const into: TopologyResults = topology === 'bridge' ? results : (results.routed = { contenders: [] });
-    if (!skip.has('baseline') && !skip.has('throughput') && params.cases.length > 0) {
+    if (!skip.has('baseline') && !skip.has('throughput') && casesOf(topology).length > 0) {
       into.baseline = await benchBaseline(topology, tools, 'direct');
       if (!skip.has('forward')) into.forwardHop = await benchBaseline(topology, tools, 'forward', into.baseline);
     }

@@ -58,6 +58,8 @@ export interface BenchResults extends TopologyResults {
   };
   params: {
     cases: { family: Family; size: number }[];
+    /** The routed topology's cases (absent in files from before: then `cases`). */
+    routedCases?: { family: Family; size: number }[];
     runs: number; seconds: number; flows: number; rttRate: number; controlCount: number; memoryAllocations: number;
   };
   /** Topologies this run measured (absent in files from before: bridge only). */
@@ -111,7 +113,8 @@ function header(r: BenchResults): string[] {
   }
   L.push(`| reproduce | \`${r.command}\` as root (needs network namespaces; \`make -C bpf\` first for the XDP contenders) |`);
   const cases = r.params.cases.map((c) => `IPv${c.family} ${c.size} B`).join(', ');
-  L.push(`| parameters | ${cases}; ${r.params.runs} run(s) of ${r.params.seconds} s each; ${r.params.flows} flows; RTT at ${r.params.rttRate} pps |`);
+  const routed = r.routed ? `; routed topology: ${(r.params.routedCases ?? r.params.cases).map((c) => `IPv${c.family} ${c.size} B`).join(', ')}, one-way` : '';
+  L.push(`| parameters | ${cases}; ${r.params.runs} run(s) of ${r.params.seconds} s each; ${r.params.flows} flows; RTT at ${r.params.rttRate} pps${routed} |`);
   L.push('');
   return L;
 }
@@ -262,7 +265,7 @@ export function renderMarkdown(r: BenchResults): string {
   if (topologies.includes('bridge')) for (const { family, size } of r.params.cases) L.push(...caseTables(r, family, size, 'bridge'));
   if (r.routed) {
     L.push('# Routed topology', '', ROUTED_INTRO, '');
-    for (const { family, size } of r.params.cases) L.push(...caseTables(r.routed, family, size, 'routed'));
+    for (const { family, size } of r.params.routedCases ?? r.params.cases) L.push(...caseTables(r.routed, family, size, 'routed'));
   }
 
   if (r.contenders.length > 0) {

@@ -128,7 +128,7 @@ function routedRows(r: BenchResults): Target[] {
   const out: Target[] = [];
   const base = t.contenders.find((c) => c.name === 'coturn' && c.status === 'ok');
   for (const c of t.contenders.filter((x) => XDP.includes(x.name))) {
-    for (const { family, size } of r.params.cases) {
+    for (const { family, size } of r.params.routedCases ?? r.params.cases) {
       const at = (x: { sizes: SizeResult[] } | undefined) => x?.sizes.find((y) => y.family === family && y.size === size)?.netTotalUs;
       const s = at(c);
       const b = at(base);
