@@ -85,7 +85,8 @@ function pairContender(name: string, describe: string, ebpf: 'off' | 'required',
       const args = existsSync(built) ? [built] : tsxArgs('src/cmd/turnpike.ts');
       const child = spawnLogged(topo, 'relay', process.execPath, args, logFile, env);
       try {
-        await waitForStun(topo, topo.addr.relay4, o.port, child, 30_000);
+        // Generous: on a loaded 2-core machine starting the pair (BPF load, two Node processes) has taken over 30 s.
+        await waitForStun(topo, topo.addr.relay4, o.port, child, 90_000);
       } catch (err) {
         await stopChild(child, 8000);
         throw new Error(`turnpike did not start: ${(err as Error).message} (log ${logFile})`);
