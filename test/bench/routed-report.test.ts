@@ -36,12 +36,12 @@ test('coturn\'s allowed-peer range covers the whole CIDR, /24 and the routed top
 
 test('GC ms/s: the _sum series per process from /metrics, differenced over the wall time; a restarted process counts from zero', () => {
   const text = (sidecar: number, relay: number) => [
-    '# TYPE v8js_gc_duration_seconds histogram',
-    `v8js_gc_duration_seconds_bucket{v8js_gc_type="minor",process="sidecar",le="0.001"} 4`,
-    `v8js_gc_duration_seconds_sum{v8js_gc_type="minor",process="sidecar"} ${sidecar}`,
-    `v8js_gc_duration_seconds_sum{v8js_gc_type="major",process="sidecar"} 0.5`,
-    `v8js_gc_duration_seconds_count{v8js_gc_type="minor",process="relay"} 9`,
-    `v8js_gc_duration_seconds_sum{v8js_gc_type="minor",process="relay"} ${relay}`,
+    '# TYPE v8js_gc_duration histogram',
+    `v8js_gc_duration_bucket{v8js_gc_type="minor",process="sidecar",le="0.001"} 4`,
+    `v8js_gc_duration_sum{v8js_gc_type="minor",process="sidecar",otel_scope_name="turnpike-sidecar"} ${sidecar}`,
+    `v8js_gc_duration_sum{v8js_gc_type="major",process="sidecar"} 0.5`,
+    `v8js_gc_duration_count{v8js_gc_type="minor",process="relay"} 9`,
+    `v8js_gc_duration_sum{v8js_gc_type="minor",process="relay"} ${relay}`,
   ].join('\n');
   const a = parseGcSeconds(text(0.1, 0.2));
   assert.deepEqual(a, { sidecar: 0.6, relay: 0.2 });
