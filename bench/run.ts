@@ -165,20 +165,21 @@ async function profiledRun(name: string, setup: Setup, h: ContenderHandle, flows
   return summary;
 }
 
+/** The cases measured on a topology. */
+const casesOf = (topology: TopologyKind) => (topology === 'routed' ? params.routedCases ?? params.cases : params.cases);
+
 /**
  * Runs without a contender: 'direct' floods the sink straight through the
  * bridge (the baseline every contender's softirq is reduced by); 'forward'
  * sends the same datagrams through the relay namespace's IP forwarding (a
  * reference: what a relay-shaped hop costs the kernel with no TURN at all).
  */
-/** The cases measured on a topology. */
-const casesOf = (topology: TopologyKind) => (topology === 'routed' ? params.routedCases ?? params.cases : params.cases);
-
 async function benchBaseline(topology: TopologyKind, tools: Tools, kind: 'direct' | 'forward', direct?: BenchResults['baseline']): Promise<NonNullable<BenchResults['baseline']>> {
   const name = kind === 'direct' ? 'no relay' : 'forwarding hop';
   progress(`${topology}: ${name} (${kind === 'direct' ? 'baseline' : 'reference'}): creating topology`);
-  const topo = await benchTopology(topology);
+  let topo: Topology | undefined;
   try {
+    topo = await benchTopology(topology);
     if (kind === 'forward') await routePeerViaRelay(topology, topo);
     const sizes: SizeResult[] = [];
     for (const { family, size } of casesOf(topology)) {
@@ -192,7 +193,7 @@ async function benchBaseline(topology: TopologyKind, tools: Tools, kind: 'direct
     progress(`${name}: FAILED: ${(err as Error).message}`);
     return { status: 'failed', error: (err as Error).message, sizes: [] };
   } finally {
-    await topo.destroy();
+    await topo?.destroy();
   }
 }
 
@@ -210,7 +211,14 @@ async function benchContender(topology: TopologyKind, c: Contender, tools: Tools
   const result: ContenderResult = { name: c.name, describe: c.describe, status: 'ok', sizes: [] };
   const routed = topology === 'routed';
   progress(`${topology}: ${c.name}: creating topology`);
-  const topo = await benchTopology(topology);
+  let topo: Topology;
+  try {
+    topo = await benchTopology(topology);
+  } catch (err) {
+    // One failed topology (say, a transient spawn error) leaves the other contenders' rows standing.
+    progress(`${c.name}: FAILED: ${(err as Error).message}`);
+    return { ...result, status: 'failed', error: `topology: ${(err as Error).message}` };
+  }
   const workDir = mkdtempSync('/tmp/tpbench-');
   chmodSync(workDir, 0o755); // the pair's relay runs as an unprivileged user and must reach its state dir
   const setupOf = (family: Family): Setup => ({ topo, tools, port: PORT, secret, family });
