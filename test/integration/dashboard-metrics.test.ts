@@ -95,7 +95,11 @@ test('after traffic through both datapaths, every metric the dashboard queries i
     // counters (a short, lightly loaded relay may not have collected yet: the totals, not a series, are
     // what this run can require; test/telemetry/gc-metric.test.ts turns totals into the histogram).
     const gcCount = (process: string) => sum(text, 'v8js_gc_duration_count', [`process="${process}"`]);
-    assert.ok(gcCount('sidecar') > 0, `the sidecar's GCs in /metrics:\n${text.split('\n').filter((l) => l.startsWith('v8js')).join('\n')}`);
+    // A quiet sidecar may not have collected since its metrics started: each scrape leaves it garbage until it does.
+    await waitUntil('a GC of the sidecar in /metrics', async () => {
+      text = (await pair!.get('/metrics')).body;
+      return gcCount('sidecar') > 0;
+    }, 60_000).catch(() => assert.fail(`no sidecar GC in /metrics:\n${text.split('\n').filter((l) => l.startsWith('v8js')).join('\n')}`));
     const relayGc = ((await pair.status()) as { relayCounters?: { gc?: Record<string, { count: number[] }> } }).relayCounters?.gc;
     assert.ok(relayGc !== undefined && typeof relayGc === 'object', 'the relay\'s counters carry its GC totals');
     const relayTotal = Object.values(relayGc).reduce((n, t) => n + t.count.reduce((a, b) => a + b, 0), 0);
