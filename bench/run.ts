@@ -6,6 +6,17 @@
 //                    [--sizes 100,1000] [--sizes6 100] [--families 4,6]
 //                    [--runs 3] [--seconds 5] [--flows 4] [--quick]
 //                    [--skip baseline,forward,throughput,rtt,control,memory,maps,profile] [--profile]
+//                    [--topology bridge|routed|both] [--routed-sizes 100]
+//
+// Topologies (bench/lib/topology.ts; default both, bridge first): "bridge" puts
+// client, relay and peer on one bridge; "routed" puts client and peer each
+// behind a router, the relay on a LAN reaching them through its gateways with
+// IP forwarding off, and its flows are one-way (the peer sends nothing back,
+// so no RTT there). The routed topology runs the throughput cases only
+// (coturn, XDP native, XDP skb, eBPF off; --routed-sizes in each family of
+// --families, default 100 B), with its own baseline and
+// forwarding-hop reference; control plane, memory and profile run on the
+// bridge.
 //
 // Profile (on by default, off with --quick unless --profile is given): after
 // the measured runs of the first case, one more run per contender under a
@@ -24,7 +35,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { createTopology, type Topology } from '../test/helpers/netns.ts';
+import type { Topology } from '../test/helpers/netns.ts';
 import type { Contender, ContenderHandle, ContenderOptions } from './contenders/types.ts';
 import { coturn, coturnVersion } from './contenders/coturn.ts';
 import { turnpikeStandalone, turnpikeUserspace, turnpikeXdpNative, turnpikeXdpSkb } from './contenders/turnpike.ts';
@@ -36,9 +47,12 @@ import { checkTargets } from './lib/targets.ts';
 import { processesInNetns, startPerf, summarizePerf, threadsOf } from './lib/profile.ts';
 import { withDescendants } from './lib/procfs.ts';
 import { sleep } from './lib/process.ts';
-import { renderMarkdown, type BenchResults, type ContenderResult } from './lib/report.ts';
+import { benchTopology, parseTopologies, routePeerViaRelay, type TopologyKind } from './lib/topology.ts';
+import { renderMarkdown, type BenchResults, type ContenderResult, type TopologyResults } from './lib/report.ts';
 
 const ALL: Contender[] = [coturn, turnpikeXdpNative, turnpikeXdpSkb, turnpikeUserspace, turnpikeStandalone];
+/** The routed topology's contenders (issue 11): the relay alone is left out there. */
+const ROUTED = new Set([coturn, turnpikeXdpNative, turnpikeXdpSkb, turnpikeUserspace].map((c) => c.name));
 
 const { values } = parseArgs({
   options: {
@@ -56,6 +70,8 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     out: { type: 'string' },
+    topology: { type: 'string', default: 'both' },
+    'routed-sizes': { type: 'string' },
   },
 });
 
@@ -68,6 +84,8 @@ const sizesOf: Record<Family, number[]> = {
 };
 const params: BenchResults['params'] = {
   cases: families.flatMap((family) => sizesOf[family].map((size) => ({ family, size }))),
+  // 100 B in each family by default: the routed rows are about the XDP path's next hops and cost, not payload copies.
+  routedCases: families.flatMap((family) => numbers(values['routed-sizes'] ?? '100').map((size) => ({ family, size }))),
   runs: Number(values.runs ?? (quick ? 1 : 3)),
   seconds: Number(values.seconds ?? (quick ? 2 : 5)),
   flows: Number(values.flows ?? 4),
@@ -84,6 +102,7 @@ const chosen = values.contenders
     return c;
   })
   : ALL;
+const topologies = parseTopologies(values.topology ?? 'both');
 const outDir = values.out ?? new URL('./results', import.meta.url).pathname;
 
 const progress = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -98,44 +117,27 @@ const PORT = 3478;
 const secret = randomBytes(12).toString('hex');
 const baseOpts = { port: PORT, minPort: 49152, maxPort: 65535, secret, realm: 'bench' };
 
-/** A topology prepared alike for every contender and the baseline. */
-async function benchTopology(): Promise<Topology> {
-  const topo = await createTopology({ prefix: 'tpbench' });
-  try {
-    // Resolved neighbours for every contender alike: the XDP fast path takes
-    // next-hop MACs from the kernel's FIB and neighbour tables.
-    await topo.seedNeighbours();
-    // bpf_fib_lookup answers FWD_DISABLED unless forwarding is on for the
-    // ingress interface, and the XDP program then cannot learn next-hop MACs.
-    // Enabled in the relay namespace for every contender alike (a no-op for
-    // coturn, which relays through sockets).
-    await topo.exec('relay', 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1']);
-    return topo;
-  } catch (err) {
-    await topo.destroy();
-    throw err;
-  }
-}
-
 function runLine(r: ThroughputRun): string {
   return `offered ${kpps(r.offeredPps)}, relayed ${kpps(r.relayedPps)}, loss ${r.lossPct.toFixed(1)}%, ` +
     `${r.totalUsPerPkt.toFixed(2)} CPU-µs/pkt (process ${r.processUsPerPkt.toFixed(2)} + softirq ${r.softirqUsPerPkt.toFixed(2)})` +
+    `${r.gcMsPerSecond !== undefined ? `, GC ${r.gcMsPerSecond.toFixed(2)} ms/s (${Object.entries(r.gcMsPerSecondByProcess ?? {}).map(([p, v]) => `${p} ${v.toFixed(2)}`).join(', ')})` : ''}` +
     `${r.peerCsumErrors ? `, ${r.peerCsumErrors} CHECKSUM ERRORS at the peer` : ''}`;
 }
 
 /** Throughput runs, each followed by an RTT run, for one case. */
-async function measureCase(name: string, setup: Setup, h: ContenderHandle | undefined, flows: Flow[], size: number): Promise<{ runs: ThroughputRun[]; rtt: RttRun[] }> {
+async function measureCase(kind: TopologyKind, name: string, setup: Setup, h: ContenderHandle | undefined, flows: Flow[], size: number): Promise<{ runs: ThroughputRun[]; rtt: RttRun[] }> {
   const runs: ThroughputRun[] = [];
   const rtt: RttRun[] = [];
-  const label = `${name}: ${caseKey(setup.family, size)} B`;
+  const label = `${kind === 'routed' ? 'routed ' : ''}${name}: ${caseKey(setup.family, size)} B`;
   for (let i = 1; i <= params.runs; i++) {
     const r = await throughputRun(setup, h, flows, size, params.seconds);
     runs.push(r);
     progress(`${label} run ${i}/${params.runs}: ${runLine(r)}`);
-    if (!skip.has('rtt')) {
-      const t = await rttRun(setup, flows, size, params.rttRate, Math.min(3, params.seconds), h === undefined);
+    // Routed flows are one-way: an echo would make the peer send.
+    if (!skip.has('rtt') && kind === 'bridge') {
+      const t = await rttRun(setup, h, flows, size, params.rttRate, Math.min(3, params.seconds));
       rtt.push(t);
-      progress(`${label} RTT at ${params.rttRate} pps: p50 ${t.p50Us.toFixed(0)} µs, p99 ${t.p99Us.toFixed(0)} µs, echo loss ${t.lossPct.toFixed(2)}%`);
+      progress(`${label} RTT at ${params.rttRate} pps: p50 ${t.p50Us.toFixed(0)} µs, p99 ${t.p99Us.toFixed(0)} µs, echo loss ${t.lossPct.toFixed(2)}%${t.gcMsPerSecond !== undefined ? `, GC ${t.gcMsPerSecond.toFixed(2)} ms/s` : ''}`);
     }
   }
   return { runs, rtt };
@@ -163,19 +165,8 @@ async function profiledRun(name: string, setup: Setup, h: ContenderHandle, flows
   return summary;
 }
 
-/**
- * Routes the client's traffic for the peer through the relay namespace, which
- * forwards it back out of the same interface (kernel IP forwarding: a hop
- * shaped like a relay's, two bridge passes, no TURN). Redirects are off on
- * both sides so the client keeps using the hop.
- */
-async function routePeerViaRelay(topo: Topology): Promise<void> {
-  await topo.exec('relay', 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.eth0.send_redirects=0']);
-  await topo.exec('client', 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.accept_redirects=0', 'net.ipv4.conf.eth0.accept_redirects=0',
-    'net.ipv6.conf.all.accept_redirects=0', 'net.ipv6.conf.eth0.accept_redirects=0']);
-  await topo.exec('client', 'ip', ['route', 'replace', `${topo.addr.peer4}/32`, 'via', topo.addr.relay4, 'dev', 'eth0']);
-  if (topo.addr.peer6 && topo.addr.relay6) await topo.exec('client', 'ip', ['-6', 'route', 'replace', `${topo.addr.peer6}/128`, 'via', topo.addr.relay6, 'dev', 'eth0']);
-}
+/** The cases measured on a topology. */
+const casesOf = (topology: TopologyKind) => (topology === 'routed' ? params.routedCases ?? params.cases : params.cases);
 
 /**
  * Runs without a contender: 'direct' floods the sink straight through the
@@ -183,16 +174,17 @@ async function routePeerViaRelay(topo: Topology): Promise<void> {
  * sends the same datagrams through the relay namespace's IP forwarding (a
  * reference: what a relay-shaped hop costs the kernel with no TURN at all).
  */
-async function benchBaseline(tools: Tools, kind: 'direct' | 'forward', direct?: BenchResults['baseline']): Promise<NonNullable<BenchResults['baseline']>> {
+async function benchBaseline(topology: TopologyKind, tools: Tools, kind: 'direct' | 'forward', direct?: BenchResults['baseline']): Promise<NonNullable<BenchResults['baseline']>> {
   const name = kind === 'direct' ? 'no relay' : 'forwarding hop';
-  progress(`${name} (${kind === 'direct' ? 'baseline' : 'reference'}): creating topology`);
-  const topo = await benchTopology();
+  progress(`${topology}: ${name} (${kind === 'direct' ? 'baseline' : 'reference'}): creating topology`);
+  let topo: Topology | undefined;
   try {
-    if (kind === 'forward') await routePeerViaRelay(topo);
+    topo = await benchTopology(topology);
+    if (kind === 'forward') await routePeerViaRelay(topology, topo);
     const sizes: SizeResult[] = [];
-    for (const { family, size } of params.cases) {
+    for (const { family, size } of casesOf(topology)) {
       const setup: Setup = { topo, tools, port: PORT, secret, family };
-      const { runs, rtt } = await measureCase(name, setup, undefined, baselineFlows(params.flows), size);
+      const { runs, rtt } = await measureCase(topology, name, setup, undefined, baselineFlows(params.flows), size);
       const base = direct?.sizes.find((x) => x.family === family && x.size === size)?.softirqUs?.median;
       sizes.push(summarizeCase(family, size, runs, rtt, base));
     }
@@ -201,7 +193,7 @@ async function benchBaseline(tools: Tools, kind: 'direct' | 'forward', direct?: 
     progress(`${name}: FAILED: ${(err as Error).message}`);
     return { status: 'failed', error: (err as Error).message, sizes: [] };
   } finally {
-    await topo.destroy();
+    await topo?.destroy();
   }
 }
 
@@ -215,10 +207,18 @@ async function withContender<T>(c: Contender, topo: Topology, workDir: string, f
   }
 }
 
-async function benchContender(c: Contender, tools: Tools, baseline: BenchResults['baseline']): Promise<ContenderResult> {
+async function benchContender(topology: TopologyKind, c: Contender, tools: Tools, baseline: BenchResults['baseline']): Promise<ContenderResult> {
   const result: ContenderResult = { name: c.name, describe: c.describe, status: 'ok', sizes: [] };
-  progress(`${c.name}: creating topology`);
-  const topo = await benchTopology();
+  const routed = topology === 'routed';
+  progress(`${topology}: ${c.name}: creating topology`);
+  let topo: Topology;
+  try {
+    topo = await benchTopology(topology);
+  } catch (err) {
+    // One failed topology (say, a transient spawn error) leaves the other contenders' rows standing.
+    progress(`${c.name}: FAILED: ${(err as Error).message}`);
+    return { ...result, status: 'failed', error: `topology: ${(err as Error).message}` };
+  }
   const workDir = mkdtempSync('/tmp/tpbench-');
   chmodSync(workDir, 0o755); // the pair's relay runs as an unprivileged user and must reach its state dir
   const setupOf = (family: Family): Setup => ({ topo, tools, port: PORT, secret, family });
@@ -229,7 +229,7 @@ async function benchContender(c: Contender, tools: Tools, baseline: BenchResults
       await withContender(c, topo, workDir, async (h) => {
         progress(`${c.name}: started (pids ${h.pids().join(',')})`);
         for (const family of skip.has('throughput') ? [] : families) {
-          const cases = params.cases.filter((x) => x.family === family);
+          const cases = casesOf(topology).filter((x) => x.family === family);
           if (cases.length === 0) continue;
           const setup = setupOf(family);
           // One family's failure (say, no IPv6 relaying) leaves the other's rows standing.
@@ -237,9 +237,9 @@ async function benchContender(c: Contender, tools: Tools, baseline: BenchResults
             progress(`${c.name}: setting up ${params.flows} IPv${family} flows`);
             const flows = await setupFlows(setup, params.flows);
             for (const { size } of cases) {
-              const { runs, rtt } = await measureCase(c.name, setup, h, flows, size);
+              const { runs, rtt } = await measureCase(topology, c.name, setup, h, flows, size);
               const sum = summarizeCase(family, size, runs, rtt, baselineSoftirq(family, size));
-              if (profile && family === params.cases[0]!.family && size === params.cases[0]!.size) {
+              if (profile && !routed && family === params.cases[0]!.family && size === params.cases[0]!.size) {
                 try {
                   sum.profile = await profiledRun(c.name, setup, h, flows, size);
                 } catch (err) {
@@ -257,7 +257,7 @@ async function benchContender(c: Contender, tools: Tools, baseline: BenchResults
             progress(`${c.name}: IPv${family} FAILED: ${(err as Error).message}`);
           }
         }
-        if (!skip.has('control')) {
+        if (!skip.has('control') && !routed) {
           progress(`${c.name}: control plane, ${params.controlCount} allocations + channel binds`);
           try {
             result.control = await controlRun(setupOf(4), params.controlCount, 64);
@@ -274,7 +274,7 @@ async function benchContender(c: Contender, tools: Tools, baseline: BenchResults
       progress(`${c.name}: FAILED: ${result.error}`);
       return result;
     }
-    if (!skip.has('memory')) {
+    if (!skip.has('memory') && !routed) {
       progress(`${c.name}: memory with ${params.memoryAllocations} allocations (fresh start)`);
       try {
         result.memory = await withContender(c, topo, workDir, (h) => memoryRun(setupOf(4), h, params.memoryAllocations));
@@ -302,16 +302,24 @@ async function main(): Promise<void> {
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     machine: { cpu: cpuModel, cores: cpus().length, kernel: release(), node: process.version, coturn: coturnVersion(), memoryGiB: Math.round(totalmem() / 2 ** 30), loadAtStart: loadavg()[0]! },
     params,
+    topologies,
     contenders: [],
     mapMemory: [],
     targets: [],
   };
   if ((results.machine.loadAtStart ?? 0) > 1) progress(`load average ${results.machine.loadAtStart!.toFixed(2)}: the machine is busy, figures will be noisy`);
-  if (!skip.has('baseline') && !skip.has('throughput') && params.cases.length > 0) {
-    results.baseline = await benchBaseline(tools, 'direct');
-    if (!skip.has('forward')) results.forwardHop = await benchBaseline(tools, 'forward', results.baseline);
+  for (const topology of topologies) {
+    // The bridge's results stay at the top level of the file (as before there were two topologies).
+    const into: TopologyResults = topology === 'bridge' ? results : (results.routed = { contenders: [] });
+    if (!skip.has('baseline') && !skip.has('throughput') && casesOf(topology).length > 0) {
+      into.baseline = await benchBaseline(topology, tools, 'direct');
+      if (!skip.has('forward')) into.forwardHop = await benchBaseline(topology, tools, 'forward', into.baseline);
+    }
+    for (const c of chosen) {
+      if (topology === 'routed' && !ROUTED.has(c.name)) continue;
+      into.contenders.push(await benchContender(topology, c, tools, into.baseline));
+    }
   }
-  for (const c of chosen) results.contenders.push(await benchContender(c, tools, results.baseline));
   if (!skip.has('maps')) {
     for (const capacity of [65_536, 1_048_576]) {
       progress(`kernel map memory at ${capacity} bindings`);

@@ -6,6 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Contender } from './types.ts';
 import { spawnLogged, stopChild, waitForStun } from '../lib/process.ts';
+import { parseCidr } from '../../src/shared/cidr.ts';
+import { formatAddress } from '../../src/shared/ip.ts';
 
 export function coturnVersion(): string {
   try {
@@ -15,11 +17,19 @@ export function coturnVersion(): string {
   }
 }
 
-/** `10.1.2.0/24` -> `10.1.2.0-10.1.2.255`; `fd00:a:b::/64` -> `fd00:a:b::-fd00:a:b::ffff:ffff:ffff:ffff`. */
-function cidrRange(cidr: string): string {
-  const [net] = cidr.split('/');
-  if (!net!.includes(':')) return `${net}-${net!.replace(/\.0$/, '.255')}`;
-  return `${net}-${net}ffff:ffff:ffff:ffff`;
+/** A CIDR as coturn's `--allowed-peer-ip` range: `10.1.2.0/24` -> `10.1.2.0-10.1.2.255`; `fd00:a:b::/48` -> `fd00:a:b::-fd00:a:b:ffff:ffff:ffff:ffff:ffff`. */
+export function cidrRange(cidr: string): string {
+  const c = parseCidr(cidr);
+  const low = Uint8Array.from(c.bytes);
+  const high = Uint8Array.from(c.bytes);
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, c.bits - 8 * i));
+    const mask = (0xff << (8 - keep)) & 0xff;
+    low[i] = low[i]! & mask;
+    high[i] = high[i]! | (~mask & 0xff);
+  }
+  const text = (b: Uint8Array) => (cidr.includes(':') ? formatAddress(b) : formatAddress(b.subarray(12)));
+  return `${text(low)}-${text(high)}`;
 }
 
 export const coturn: Contender = {

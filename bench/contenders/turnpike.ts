@@ -8,8 +8,11 @@ import type { Contender, ContenderOptions } from './types.ts';
 import type { Topology } from '../../test/helpers/netns.ts';
 import { spawnLogged, stopChild, waitForStun } from '../lib/process.ts';
 import { cmdline, withDescendants } from '../lib/procfs.ts';
+import { parseGcSeconds } from '../lib/gc.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
+/** The pair's admin port, inside the relay namespace (a fresh namespace per contender: nothing else listens there). */
+const ADMIN = '127.0.0.1:9469';
 
 function baseEnv(topo: Topology, o: ContenderOptions): NodeJS.ProcessEnv {
   const allowed = [topo.addr.subnet4, topo.addr.subnet6].filter(Boolean).join(',');
@@ -72,7 +75,7 @@ function pairContender(name: string, describe: string, ebpf: 'off' | 'required',
     async start(topo, o) {
       const logFile = join(o.workDir, 'turnpike.log');
       mkdirSync(join(o.workDir, 'state'), { recursive: true });
-      const env: NodeJS.ProcessEnv = { ...baseEnv(topo, o), TURNPIKE_EBPF: ebpf, TURNPIKE_ADMIN: '127.0.0.1:0' };
+      const env: NodeJS.ProcessEnv = { ...baseEnv(topo, o), TURNPIKE_EBPF: ebpf, TURNPIKE_ADMIN: ADMIN };
       if (xdpMode) {
         env.TURNPIKE_INTERFACE = topo.dev.relay;
         env.TURNPIKE_XDP_MODE = xdpMode;
@@ -83,7 +86,8 @@ function pairContender(name: string, describe: string, ebpf: 'off' | 'required',
       const args = existsSync(built) ? [built] : tsxArgs('src/cmd/turnpike.ts');
       const child = spawnLogged(topo, 'relay', process.execPath, args, logFile, env);
       try {
-        await waitForStun(topo, topo.addr.relay4, o.port, child, 30_000);
+        // Generous: on a loaded 2-core machine starting the pair (BPF load, two Node processes) has taken over 30 s.
+        await waitForStun(topo, topo.addr.relay4, o.port, child, 90_000);
       } catch (err) {
         await stopChild(child, 8000);
         throw new Error(`turnpike did not start: ${(err as Error).message} (log ${logFile})`);
@@ -103,6 +107,10 @@ function pairContender(name: string, describe: string, ebpf: 'off' | 'required',
         pids: () => (child.pid ? [child.pid] : []),
         roles,
         logFile,
+        async gcSeconds() {
+          const { stdout } = await topo.exec('relay', 'curl', ['-sf', '--max-time', '3', `http://${ADMIN}/metrics`]);
+          return parseGcSeconds(stdout);
+        },
         stop: () => stopChild(child, 8000),
       };
     },

@@ -28,6 +28,11 @@ export interface ContenderHandle {
   roles(): Record<string, number>;
   /** Where the contender's own log went. */
   logFile: string;
+  /**
+   * Cumulative GC seconds per process (e.g. { sidecar, relay }), read from
+   * the contender's metrics; absent for a contender with no GC to report.
+   */
+  gcSeconds?(): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 

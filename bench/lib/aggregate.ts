@@ -29,6 +29,9 @@ export interface SizeResult {
   backgroundSoftirq?: Summary;
   rttP50?: Summary;
   rttP99?: Summary;
+  /** GC ms per second of the contender's Node.js processes under the flood, and during the RTT runs. */
+  gcMsPerSecond?: Summary;
+  rttGcMsPerSecond?: Summary;
   /** Every run lost < 0.5 %: the relay kept up with all that was offered. */
   generatorCapped: boolean;
   /** perf profile of one extra run (--profile), not part of the figures. */
@@ -51,6 +54,8 @@ export function summarizeCase(family: Family, size: number, runs: ThroughputRun[
     backgroundSoftirq: summarize(runs.map((r) => r.backgroundSoftirqPerSecond)),
     rttP50: summarize(rtt.map((r) => r.p50Us)),
     rttP99: summarize(rtt.map((r) => r.p99Us)),
+    gcMsPerSecond: summarize(runs.map((r) => r.gcMsPerSecond ?? NaN)),
+    rttGcMsPerSecond: summarize(rtt.map((r) => r.gcMsPerSecond ?? NaN)),
     generatorCapped: runs.length > 0 && runs.every((r) => r.generatorCapped),
   };
   const roles = new Set(runs.flatMap((r) => Object.keys(r.processByRole)));

@@ -8,6 +8,7 @@ import type { Topology } from '../../test/helpers/netns.ts';
 import type { ContenderHandle } from '../contenders/types.ts';
 import { USER_HZ, cpuDelta, cpuSnapshot, parseUdpSnmp, rssBytes } from './procfs.ts';
 import { sleep } from './process.ts';
+import { gcMsPerSecond } from './gc.ts';
 
 const driver = new URL('../turn-driver.ts', import.meta.url).pathname;
 export const SINK_PORT = 9000;
@@ -142,6 +143,18 @@ export interface ThroughputRun {
    */
   backgroundSoftirqPerSecond: number;
   softirqRawUsPerPkt: number;
+  /** GC milliseconds per second of the contender's Node.js processes during the run (absent without a GC metric). */
+  gcMsPerSecond?: number;
+  gcMsPerSecondByProcess?: Record<string, number>;
+}
+
+/** The contender's cumulative GC seconds per process; undefined when it has none or they cannot be read (the run goes on without). */
+async function readGc(h: ContenderHandle | undefined): Promise<Record<string, number> | undefined> {
+  try {
+    return await h?.gcSeconds?.();
+  } catch {
+    return undefined;
+  }
 }
 
 /** How long the machine's background softirq rate is sampled before and after each run. */
@@ -167,10 +180,12 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
   const pids = h?.pids() ?? [];
   const roles = h?.roles() ?? {};
   const bgBefore = await backgroundSoftirqRate();
+  const gc0 = await readGc(h);
   const cpu0 = cpuSnapshot(pids);
   const f = await flood(s, flows, ['--size', String(size), '--rate', '0'], seconds, h === undefined);
   await sleep(250); // let queued packets drain through the relay
   const cpu1 = cpuSnapshot(pids);
+  const gc1 = gc0 && (await readGc(h));
   const relay1 = await snmp(s, 'relay');
   const peer1 = await snmp(s, 'peer');
   sink.child.kill('SIGTERM');
@@ -189,7 +204,9 @@ export async function throughputRun(s: Setup, h: ContenderHandle | undefined, fl
     const ticks = (cpu1.perPid.get(pid) ?? 0) - (cpu0.perPid.get(pid) ?? 0);
     processByRole[role] = per(ticks / USER_HZ);
   }
+  const gc = gc0 && gc1 ? gcMsPerSecond(gc0, gc1, d.wallSeconds) : undefined;
   return {
+    ...(gc ? { gcMsPerSecond: gc.total, gcMsPerSecondByProcess: gc.byProcess } : {}),
     offeredPps: sent / elapsed,
     relayedPps: relayed / elapsed,
     lossPct,
@@ -217,17 +234,26 @@ export interface RttRun {
   samples: number;
   /** Echoes that did not come back within 300 ms after the run. */
   lossPct: number;
+  /** GC milliseconds per second of the contender's Node.js processes during the paced run (absent without a GC metric). */
+  gcMsPerSecond?: number;
 }
 
 /** Paced ChannelData, echoed by the peer back through the relay; the generator timestamps each packet. */
-export async function rttRun(s: Setup, flows: Flow[], size: number, rate: number, seconds: number, direct = false): Promise<RttRun> {
+export async function rttRun(s: Setup, h: ContenderHandle | undefined, flows: Flow[], size: number, rate: number, seconds: number): Promise<RttRun> {
   const sink = await startSink(s, true);
-  const f = await flood(s, flows, ['--size', String(size), '--rate', String(rate), '--echo'], seconds, direct);
+  const gc0 = await readGc(h);
+  const t0 = performance.now();
+  const f = await flood(s, flows, ['--size', String(size), '--rate', String(rate), '--echo'], seconds, h === undefined);
+  const gc1 = gc0 && (await readGc(h));
+  const gc = gc0 && gc1 ? gcMsPerSecond(gc0, gc1, (performance.now() - t0) / 1000) : undefined;
   sink.child.kill('SIGTERM');
   await sink.result;
   const rtt = f.rtt_us as { count: number; p50: number; p99: number };
   const sent = Number(f.sent);
-  return { ratePps: rate, p50Us: rtt.p50, p99Us: rtt.p99, samples: rtt.count, lossPct: sent > 0 ? (1 - Number(f.echoed) / sent) * 100 : 100 };
+  return {
+    ratePps: rate, p50Us: rtt.p50, p99Us: rtt.p99, samples: rtt.count, lossPct: sent > 0 ? (1 - Number(f.echoed) / sent) * 100 : 100,
+    ...(gc ? { gcMsPerSecond: gc.total } : {}),
+  };
 }
 
 export interface ControlRun {

@@ -37,7 +37,17 @@ export interface BaselineResult {
   sizes: SizeResult[];
 }
 
-export interface BenchResults {
+/** One topology's references and contenders. */
+export interface TopologyResults {
+  /** The no-relay run: the same datagrams from the client straight to the sink. */
+  baseline?: BaselineResult;
+  /** Reference: the same datagrams through the relay namespace's kernel IP forwarding (net of `baseline`). */
+  forwardHop?: BaselineResult;
+  contenders: ContenderResult[];
+}
+
+/** The bridge topology's results are the top-level fields (the file's shape from before there were two). */
+export interface BenchResults extends TopologyResults {
   startedAt: string;
   finishedAt?: string;
   command: string;
@@ -48,13 +58,14 @@ export interface BenchResults {
   };
   params: {
     cases: { family: Family; size: number }[];
+    /** The routed topology's cases (absent in files from before: then `cases`). */
+    routedCases?: { family: Family; size: number }[];
     runs: number; seconds: number; flows: number; rttRate: number; controlCount: number; memoryAllocations: number;
   };
-  /** The no-relay run: the same datagrams from the client straight to the sink. */
-  baseline?: BaselineResult;
-  /** Reference: the same datagrams through the relay namespace's kernel IP forwarding (net of `baseline`). */
-  forwardHop?: BaselineResult;
-  contenders: ContenderResult[];
+  /** Topologies this run measured (absent in files from before: bridge only). */
+  topologies?: ('bridge' | 'routed')[];
+  /** The routed topology (client and peer behind routers, forwarding off on the relay, one-way flows). */
+  routed?: TopologyResults;
   mapMemory: (MapMemoryResult | { capacity: number; error: string })[];
   targets: Target[];
 }
@@ -102,7 +113,8 @@ function header(r: BenchResults): string[] {
   }
   L.push(`| reproduce | \`${r.command}\` as root (needs network namespaces; \`make -C bpf\` first for the XDP contenders) |`);
   const cases = r.params.cases.map((c) => `IPv${c.family} ${c.size} B`).join(', ');
-  L.push(`| parameters | ${cases}; ${r.params.runs} run(s) of ${r.params.seconds} s each; ${r.params.flows} flows; RTT at ${r.params.rttRate} pps |`);
+  const routed = r.routed ? `; routed topology: ${(r.params.routedCases ?? r.params.cases).map((c) => `IPv${c.family} ${c.size} B`).join(', ')}, one-way` : '';
+  L.push(`| parameters | ${cases}; ${r.params.runs} run(s) of ${r.params.seconds} s each; ${r.params.flows} flows; RTT at ${r.params.rttRate} pps${routed} |`);
   L.push('');
   return L;
 }
@@ -136,6 +148,8 @@ function legend(r: BenchResults): string[] {
     '- **net softirq**: raw softirq minus the baseline\'s softirq per packet (same family and size): the kernel work the relay adds.',
     '- **relay\'s own cost**: process + net softirq, CPU-µs per relayed packet. The XDP CPU target is judged on this figure; the raw one is shown beside it.',
     '- **pps per CPU-second**: 1,000,000 / relay\'s own cost: packets relayed per second of CPU the relay consumed, i.e. what one fully busy core would relay at this per-packet cost.',
+    '- **vs forwarding hop**: the relay\'s own cost ÷ the kernel forwarding hop\'s own cost on the same topology (×1 = as cheap as the kernel forwarding the datagram with no TURN at all).',
+    '- **GC ms/s**: garbage-collection time of turnpike\'s Node.js processes (sidecar + relay) per second of wall time during the flood, and during the RTT runs at their paced rate, from the sidecar\'s `v8js.gc.duration` histogram (both processes\' GC, the relay\'s reported over the link) read from /metrics before and after each run (the relay\'s arrive with its counters once a second, so they are placed within ±1 s); GC durations are wall time, so on a loaded machine they include time the process waited for a CPU; — for coturn (C) and the relay alone (no sidecar, no metrics).',
     `- **RTT p50 / p99**: round trip client → relay → peer → relay → client at ${r.params.rttRate} pps offered over all flows (the sink echoes each datagram to the allocation, which returns it as ChannelData); the generator timestamps each packet. The baseline row is client → peer → client without a relay.`,
     '- **×N**: ratio to coturn\'s median in the same table (for CPU lower is better, for pps higher is better).',
     '- Figures are the median of the runs with (min–max) when there was more than one.',
@@ -150,42 +164,72 @@ function legend(r: BenchResults): string[] {
   ];
 }
 
-function caseTables(r: BenchResults, family: Family, size: number): string[] {
+/** ` ×r` of the relay's own cost against the forwarding hop's (a positive hop cost only). */
+function hopRatio(s: SizeResult, hop: SizeResult | undefined): string {
+  const a = s.netTotalUs?.median;
+  const b = hop?.netTotalUs?.median;
+  return a === undefined || b === undefined || !(b > 0) ? '—' : `×${(a / b).toFixed(2)}`;
+}
+
+/** GC ms per second of the turnpike processes, under the flood and during the RTT runs (— for a contender without a GC metric). */
+function gc(s: SizeResult): string {
+  const parts = [s.gcMsPerSecond ? range(s.gcMsPerSecond, f2) : '—'];
+  if (s.rttGcMsPerSecond) parts.push(`${range(s.rttGcMsPerSecond, f2)} at RTT rate`);
+  return parts.join('; ');
+}
+
+/**
+ * One case's two tables on one topology. On the routed topology flows are
+ * one-way, so the first table has no RTT columns.
+ */
+function caseTables(t: TopologyResults, family: Family, size: number, topology: 'bridge' | 'routed'): string[] {
   const L: string[] = [];
-  const bl = r.baseline?.sizes.find((x) => x.family === family && x.size === size);
-  const base = r.contenders.find((c) => c.name === 'coturn' && c.status === 'ok')?.sizes.find((x) => x.family === family && x.size === size);
-  L.push(`## ${caseKey(family, size)}-byte payload`, '');
-  L.push('| contender | offered pps | relayed pps | loss % | RTT p50 µs | RTT p99 µs |', '|---|---|---|---|---|---|');
-  if (r.baseline?.status === 'failed') L.push(`| no relay (baseline) | failed: ${cell((r.baseline.error ?? '').slice(0, 160))} | | | | |`);
-  else if (bl) L.push(`| no relay (baseline) | ${range(bl.offeredPps, k)} | ${range(bl.relayedPps, k)} (delivered) | ${range(bl.lossPct, f2)} | ${range(bl.rttP50, f2)} | ${range(bl.rttP99, f2)} |`);
-  const fw = r.forwardHop?.sizes.find((x) => x.family === family && x.size === size);
-  if (fw) L.push(`| kernel forwarding hop (reference) | ${range(fw.offeredPps, k)} | ${range(fw.relayedPps, k)} (forwarded) | ${range(fw.lossPct, f2)} | ${range(fw.rttP50, f2)} | ${range(fw.rttP99, f2)} |`);
-  for (const c of r.contenders) {
-    if (c.status !== 'ok') { L.push(`| ${c.name} | failed to start: ${cell((c.error ?? '').slice(0, 160))} | | | | |`); continue; }
+  const routed = topology === 'routed';
+  const bl = t.baseline?.sizes.find((x) => x.family === family && x.size === size);
+  const base = t.contenders.find((c) => c.name === 'coturn' && c.status === 'ok')?.sizes.find((x) => x.family === family && x.size === size);
+  const fw = t.forwardHop?.sizes.find((x) => x.family === family && x.size === size);
+  const rtt = (s: SizeResult, self: boolean) => (routed ? '' : ` ${rel(s.rttP50, base?.rttP50, f2, self)} | ${rel(s.rttP99, base?.rttP99, f2, self)} |`);
+  const rttRef = (s: SizeResult) => (routed ? '' : ` ${range(s.rttP50, f2)} | ${range(s.rttP99, f2)} |`);
+  const blank = routed ? ' |' : ' | | |';
+  L.push(routed ? `## Routed, one-way: ${caseKey(family, size)}-byte payload` : `## ${caseKey(family, size)}-byte payload`, '');
+  if (routed) L.push('| contender | offered pps | relayed pps | loss % | GC ms/s |', '|---|---|---|---|---|');
+  else L.push('| contender | offered pps | relayed pps | loss % | RTT p50 µs | RTT p99 µs | GC ms/s |', '|---|---|---|---|---|---|---|');
+  if (t.baseline?.status === 'failed') L.push(`| no relay (baseline) | failed: ${cell((t.baseline.error ?? '').slice(0, 160))} | |${blank}`);
+  else if (bl) L.push(`| no relay (baseline) | ${range(bl.offeredPps, k)} | ${range(bl.relayedPps, k)} (delivered) | ${range(bl.lossPct, f2)} |${rttRef(bl)} — |`);
+  if (t.forwardHop?.status === 'failed') L.push(`| kernel forwarding hop (reference) | failed: ${cell((t.forwardHop.error ?? '').slice(0, 160))} | |${blank}`);
+  else if (fw) L.push(`| kernel forwarding hop (reference) | ${range(fw.offeredPps, k)} | ${range(fw.relayedPps, k)} (forwarded) | ${range(fw.lossPct, f2)} |${rttRef(fw)} — |`);
+  for (const c of t.contenders) {
+    if (c.status !== 'ok') { L.push(`| ${c.name} | failed to start: ${cell((c.error ?? '').slice(0, 160))} | |${blank}`); continue; }
     const s = c.sizes.find((x) => x.family === family && x.size === size);
     const err = c.caseErrors?.[caseKey(family, size)];
-    if (!s) { if (err) L.push(`| ${c.name} | failed: ${cell(err.slice(0, 160))} | | | | |`); continue; }
+    if (!s) { if (err) L.push(`| ${c.name} | failed: ${cell(err.slice(0, 160))} | |${blank}`); continue; }
     const self = c.name === 'coturn';
     const capped = s.generatorCapped ? ' **generator-capped**' : '';
-    L.push(`| ${c.name} | ${range(s.offeredPps, k)} | ${rel(s.relayedPps, base?.relayedPps, k, self)}${capped} | ${range(s.lossPct, f2)} | ${rel(s.rttP50, base?.rttP50, f2, self)} | ${rel(s.rttP99, base?.rttP99, f2, self)} |`);
+    L.push(`| ${c.name} | ${range(s.offeredPps, k)} | ${rel(s.relayedPps, base?.relayedPps, k, self)}${capped} | ${range(s.lossPct, f2)} |${rtt(s, self)} ${gc(s)} |`);
   }
   L.push('');
-  L.push('| contender | process µs/pkt | softirq µs/pkt (raw) | raw total µs/pkt | net softirq µs/pkt | relay\'s own cost µs/pkt | pps per CPU-second |', '|---|---|---|---|---|---|---|');
-  if (bl) L.push(`| no relay (baseline) | — | ${range(bl.softirqUs, f2)} | ${range(bl.totalUs, f2)} | 0 by definition | — | — |`);
-  if (fw) L.push(`| kernel forwarding hop (reference) | — | ${range(fw.softirqUs, f2)} | ${range(fw.totalUs, f2)} | ${range(fw.netSoftirqUs, f2)} | ${range(fw.netTotalUs, f2)} | ${range(fw.ppsPerCpuSecond, k)} |`);
-  for (const c of r.contenders) {
+  L.push('| contender | process µs/pkt | softirq µs/pkt (raw) | raw total µs/pkt | net softirq µs/pkt | relay\'s own cost µs/pkt | vs forwarding hop | pps per CPU-second |', '|---|---|---|---|---|---|---|---|');
+  if (bl) L.push(`| no relay (baseline) | — | ${range(bl.softirqUs, f2)} | ${range(bl.totalUs, f2)} | 0 by definition | — | — | — |`);
+  if (fw) L.push(`| kernel forwarding hop (reference) | — | ${range(fw.softirqUs, f2)} | ${range(fw.totalUs, f2)} | ${range(fw.netSoftirqUs, f2)} | ${range(fw.netTotalUs, f2)} | ×1 | ${range(fw.ppsPerCpuSecond, k)} |`);
+  for (const c of t.contenders) {
     if (c.status !== 'ok') continue;
     const s = c.sizes.find((x) => x.family === family && x.size === size);
     if (!s) continue;
     const self = c.name === 'coturn';
     L.push(`| ${c.name} | ${rel(s.processUs, base?.processUs, f2, self)}${roleSplit(s)} | ${rel(s.softirqUs, base?.softirqUs, f2, self)} | ${rel(s.totalUs, base?.totalUs, f2, self)} | ` +
-      `${range(s.netSoftirqUs, f2)} | ${s.netTotalUs ? `**${rel(s.netTotalUs, base?.netTotalUs, f2, self)}**` : 'no baseline'} | ${rel(s.ppsPerCpuSecond, base?.ppsPerCpuSecond, k, self)} |`);
+      `${range(s.netSoftirqUs, f2)} | ${s.netTotalUs ? `**${rel(s.netTotalUs, base?.netTotalUs, f2, self)}**` : 'no baseline'} | ${hopRatio(s, fw)} | ${rel(s.ppsPerCpuSecond, base?.ppsPerCpuSecond, k, self)} |`);
   }
   L.push('');
-  const csum = r.contenders.flatMap((c) => c.sizes.filter((x) => x.family === family && x.size === size).flatMap((x) => x.runs.filter((run) => run.peerCsumErrors > 0).map(() => c.name)));
+  const csum = t.contenders.flatMap((c) => c.sizes.filter((x) => x.family === family && x.size === size).flatMap((x) => x.runs.filter((run) => run.peerCsumErrors > 0).map(() => c.name)));
   if (csum.length > 0) L.push(`**UDP checksum errors at the peer** in runs of: ${[...new Set(csum)].join(', ')}.`, '');
   return L;
 }
+
+const ROUTED_INTRO = 'Client and peer each behind their own router namespace; the relay namespace on a LAN (a bridge) with both routers, reaching the client through its default gateway and the peer through the peer\'s router, **IP forwarding off** (as a relay host on the internet runs). ' +
+  'Flows are one-way: the peer sends nothing back (so no RTT rows), and the XDP program has to take its next hops from the kernel\'s routes and neighbours (the sidecar\'s mirror), never from a frame it saw. ' +
+  'Every relayed packet crosses: client → its router → LAN → relay → LAN → the peer\'s router → peer. ' +
+  'Baseline: the client sends straight to the peer (client → router → LAN → peer\'s router → peer). ' +
+  'Kernel forwarding hop: the client\'s router sends the peer\'s network via the relay namespace, which forwards (forwarding on there for this row only): the same path as every relay\'s, with the kernel\'s forwarding in place of the relay, so its own cost is the floor the XDP path is compared with ("vs forwarding hop").';
 
 /** The --profile section: top symbols per contender, share of all samples on all CPUs. */
 function profiles(r: BenchResults): string[] {
@@ -217,22 +261,29 @@ export function renderMarkdown(r: BenchResults): string {
     L.push(`| ${cell(t.what)} | ${cell(t.value)} | ${t.margin} | ${verdict} |`);
   }
   L.push('', 'Rows marked "for reference" are not the figure a target is judged on: the raw CPU figure includes the bridge and sink work that any relay causes (see the baseline below).', '');
-  for (const { family, size } of r.params.cases) L.push(...caseTables(r, family, size));
-
-  L.push('## Control plane and memory', '');
-  const base = r.contenders.find((c) => c.name === 'coturn' && c.status === 'ok');
-  L.push(`| contender | allocations/s | channel binds/s | failed / retransmits | RSS idle | RSS with ${r.params.memoryAllocations} allocations |`, '|---|---|---|---|---|---|');
-  for (const c of r.contenders) {
-    if (c.status !== 'ok') { L.push(`| ${c.name} | failed to start | | | | |`); continue; }
-    const ctl = c.control;
-    const self = c.name === 'coturn';
-    const rss = (m: Record<string, number> | undefined) => (m ? Object.entries(m).map(([role, b]) => `${role} ${mib(b)}`).join(', ') : (c.memoryError ? `error: ${cell(c.memoryError.slice(0, 80))}` : '—'));
-    const failed = ctl ? `${ctl.failed}${ctl.failed > 0 ? ` (${cell(Object.entries(ctl.failures ?? {}).map(([why, n]) => `${n}× ${why}`).join('; '))})` : ''} / ${ctl.retransmits ?? '?'}` : '—';
-    L.push(`| ${c.name} | ${ctl ? f2(ctl.allocationsPerSecond) + ratio(ctl.allocationsPerSecond, base?.control?.allocationsPerSecond, self) : cell(c.controlError ?? '—')} | ` +
-      `${ctl ? f2(ctl.bindsPerSecond) + ratio(ctl.bindsPerSecond, base?.control?.bindsPerSecond, self) : '—'} | ${failed} | ${rss(c.memory?.idle)} | ${rss(c.memory?.loaded)} |`);
+  const topologies = r.topologies ?? ['bridge'];
+  if (topologies.includes('bridge')) for (const { family, size } of r.params.cases) L.push(...caseTables(r, family, size, 'bridge'));
+  if (r.routed) {
+    L.push('# Routed topology', '', ROUTED_INTRO, '');
+    for (const { family, size } of r.params.routedCases ?? r.params.cases) L.push(...caseTables(r.routed, family, size, 'routed'));
   }
-  L.push('', `Control plane: ${r.params.controlCount} Allocate exchanges over IPv4 (each including the 401 challenge round trip), then as many ChannelBinds, 64 at a time, from one Node.js client process with a fixed 1 s retransmission interval. ` +
-    'RSS: a fresh start of the contender, then the allocations (one channel each) held open by the driver.', '');
+
+  if (r.contenders.length > 0) {
+    L.push('## Control plane and memory', '');
+    const base = r.contenders.find((c) => c.name === 'coturn' && c.status === 'ok');
+    L.push(`| contender | allocations/s | channel binds/s | failed / retransmits | RSS idle | RSS with ${r.params.memoryAllocations} allocations |`, '|---|---|---|---|---|---|');
+    for (const c of r.contenders) {
+      if (c.status !== 'ok') { L.push(`| ${c.name} | failed to start | | | | |`); continue; }
+      const ctl = c.control;
+      const self = c.name === 'coturn';
+      const rss = (m: Record<string, number> | undefined) => (m ? Object.entries(m).map(([role, b]) => `${role} ${mib(b)}`).join(', ') : (c.memoryError ? `error: ${cell(c.memoryError.slice(0, 80))}` : '—'));
+      const failed = ctl ? `${ctl.failed}${ctl.failed > 0 ? ` (${cell(Object.entries(ctl.failures ?? {}).map(([why, n]) => `${n}× ${why}`).join('; '))})` : ''} / ${ctl.retransmits ?? '?'}` : '—';
+      L.push(`| ${c.name} | ${ctl ? f2(ctl.allocationsPerSecond) + ratio(ctl.allocationsPerSecond, base?.control?.allocationsPerSecond, self) : cell(c.controlError ?? '—')} | ` +
+        `${ctl ? f2(ctl.bindsPerSecond) + ratio(ctl.bindsPerSecond, base?.control?.bindsPerSecond, self) : '—'} | ${failed} | ${rss(c.memory?.idle)} | ${rss(c.memory?.loaded)} |`);
+    }
+    L.push('', `Control plane: ${r.params.controlCount} Allocate exchanges over IPv4 (each including the 401 challenge round trip), then as many ChannelBinds, 64 at a time, from one Node.js client process with a fixed 1 s retransmission interval. ` +
+      'RSS: a fresh start of the contender, then the allocations (one channel each) held open by the driver.', '');
+  }
   if (r.mapMemory.length > 0) {
     L.push('## Kernel map memory (XDP binding maps)', '', '| capacity (bindings installed) | binding maps | all maps of the object |', '|---|---|---|');
     for (const m of r.mapMemory) {

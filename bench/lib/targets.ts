@@ -2,6 +2,7 @@
 // margin by which it passes or misses.
 import type { BenchResults, ContenderResult, Target } from './report.ts';
 import { caseKey, type SizeResult } from './aggregate.ts';
+import type { Summary } from './stats.ts';
 
 const kpps = (n: number) => `${(n / 1000).toFixed(1)}k pps`;
 const us = (n: number) => `${n.toFixed(2)} µs`;
@@ -99,6 +100,7 @@ export function checkTargets(r: BenchResults): Target[] {
       out.push({ what, value: `${kpps(s.relayedPps.median)} vs ${kpps(b.relayedPps.median)}: ×${ratio.toFixed(2)}`, margin: m.margin, verdict: m.verdict, reference: UNTARGETED.includes(name) });
     }
   }
+  out.push(...routedRows(r));
   const mapWhat = 'XDP binding maps with 65,536 bindings ≤ 16 MiB';
   const m = r.mapMemory.find((x) => x.capacity === 65_536);
   if (m && !('error' in m)) {
@@ -112,5 +114,33 @@ export function checkTargets(r: BenchResults): Target[] {
     value: 'measured by `node --import tsx bench/xdp-veth.bench.ts` (program ns/pkt from the kernel\'s BPF stats), not by this harness',
     margin: '', verdict: 'n/a',
   });
+  return out;
+}
+
+/**
+ * The routed topology (issue 11): the XDP path's own CPU per packet against
+ * coturn's and against the kernel forwarding hop's there. No stated limit:
+ * reference rows.
+ */
+function routedRows(r: BenchResults): Target[] {
+  const t = r.routed;
+  if (!t) return [];
+  const out: Target[] = [];
+  const base = t.contenders.find((c) => c.name === 'coturn' && c.status === 'ok');
+  for (const c of t.contenders.filter((x) => XDP.includes(x.name))) {
+    for (const { family, size } of r.params.routedCases ?? r.params.cases) {
+      const at = (x: { sizes: SizeResult[] } | undefined) => x?.sizes.find((y) => y.family === family && y.size === size)?.netTotalUs;
+      const s = at(c);
+      const b = at(base);
+      const hop = at(t.forwardHop);
+      const what = `routed, one-way, forwarding off: ${c.name} ${caseKey(family, size)} B: relay's own CPU per packet against coturn's and against the kernel forwarding hop's`;
+      if (!s) {
+        out.push({ what, value: c.status === 'failed' ? 'failed to start' : c.caseErrors?.[caseKey(family, size)] ?? 'no data', margin: '', verdict: 'n/a', reference: true });
+        continue;
+      }
+      const vs = (other: Summary | undefined, name: string) => (other && other.median > 0 ? `×${(s.median / other.median).toFixed(3)} ${name}'s (${us(other.median)})` : `${name}: no figure`);
+      out.push({ what, value: `${us(s.median)}: ${vs(b, 'coturn')}, ${vs(hop, 'the hop')}`, margin: '', verdict: 'n/a', reference: true });
+    }
+  }
   return out;
 }

@@ -7,6 +7,7 @@
 // becomes a metric label downstream.
 import { z } from 'zod';
 import type { ServerStats } from '../shared/stats.ts';
+import { GC_BUCKETS, GC_TYPES, type GcTotals } from '../shared/gc.ts';
 
 /** Most keys in one reason map (responses, dropped); the relay's own sets are a few dozen. */
 export const MAX_REASON_KEYS = 256;
@@ -91,16 +92,21 @@ const transportCounters = z.object({
  */
 const logCounters = z.object({ forwarded: count, local: count, dropped: count, rateLimited: count.optional() });
 
+/** The relay's GC totals (shared/gc.ts): per type, count and seconds per histogram bucket. */
+const perBucket = z.array(count).length(GC_BUCKETS.length + 1);
+const gcTotals = z.partialRecord(z.enum(GC_TYPES), z.object({ count: perBucket, seconds: perBucket })) satisfies z.ZodType<GcTotals>;
+
 export type TransportCounters = z.infer<typeof transportCounters>;
 export type LogCounters = z.infer<typeof logCounters>;
 export type StreamCounters = z.infer<typeof streamCounters>;
-/** What a COUNTERS frame carries: ServerStats plus the relay's link transport, log forwarder and TCP/TLS connection counters. */
-export type RelayCounters = ServerStats & { transport?: TransportCounters; logs?: LogCounters; streams?: StreamCounters };
+/** What a COUNTERS frame carries: ServerStats plus the relay's link transport, log forwarder, TCP/TLS connection and GC counters. */
+export type RelayCounters = ServerStats & { transport?: TransportCounters; logs?: LogCounters; streams?: StreamCounters; gc?: GcTotals };
 
 export const relayCountersSchema = serverStats.extend({
   transport: transportCounters.optional(),
   logs: logCounters.optional(),
   streams: streamCounters.optional(),
+  gc: gcTotals.optional(),
 }) satisfies z.ZodType<RelayCounters>;
 
 type Checked = { ok: true; counters: RelayCounters } | { ok: false; reason: string };

@@ -2,14 +2,16 @@
 // description and the attributes it may carry. createInstruments builds them
 // all on one meter; metrics.ts records into them. The names, units and
 // attributes are what dashboards and alerts query: change them as an API.
-import { ValueType, type BatchObservableResult, type Counter, type Meter, type Observable } from '@opentelemetry/api';
+import { GC_BUCKETS } from '../shared/gc.ts';
+import { ValueType, type BatchObservableResult, type Counter, type Histogram, type Meter, type Observable } from '@opentelemetry/api';
 
 /**
- * counter: added to as events happen (synchronous). observable-counter
+ * counter: added to as events happen (synchronous). histogram: one value
+ * recorded per event (synchronous, fractional). observable-counter
  * (monotonic sum) and observable-gauge: observed from the latest snapshots
  * when a reader collects.
  */
-type Kind = 'counter' | 'observable-counter' | 'observable-gauge';
+type Kind = 'counter' | 'histogram' | 'observable-counter' | 'observable-gauge';
 
 interface InstrumentSpec {
   readonly name: string;
@@ -18,6 +20,8 @@ interface InstrumentSpec {
   readonly description: string;
   /** Attribute keys a point may carry; low-cardinality values only. */
   readonly attributes: readonly string[];
+  /** A histogram's bucket boundaries. */
+  readonly buckets?: readonly number[];
 }
 
 export const INSTRUMENTS = {
@@ -51,31 +55,36 @@ export const INSTRUMENTS = {
   flagState: { name: 'turnpike.flag.state', kind: 'observable-gauge', unit: '1', description: 'Feature flag state (1 on, 0 off)', attributes: ['flag'] },
   streamDropped: { name: 'turnpike.log_stream.dropped', kind: 'counter', unit: '{line}', description: 'Log lines not streamed to Sentry because the streaming bound was reached', attributes: [] },
   logRateLimited: { name: 'turnpike.log.rate_limited', kind: 'observable-counter', unit: '{line}', description: 'Session log lines a client triggered beyond its per-source budget (not logged), by process', attributes: ['process'] },
+  // The OpenTelemetry semantic conventions' V8 GC metric (shared/gc.ts: its buckets and why).
+  gcDuration: { name: 'v8js.gc.duration', kind: 'histogram', unit: 's', description: 'Garbage collection pauses of the sidecar and relay processes (the relay\'s reported over the link), by process and v8js.gc.type (major, minor, incremental, weakcb)', attributes: ['v8js.gc.type', 'process'], buckets: GC_BUCKETS },
   securityRefusals: { name: 'turnpike.security.refusals', kind: 'counter', unit: '{refusal}', description: 'Requests refused for security (link peer, relay limits, admin token and host), by rule', attributes: ['rule'] },
 } as const satisfies Record<string, InstrumentSpec>;
 
 type Specs = typeof INSTRUMENTS;
 export type InstrumentKey = keyof Specs;
 /** The observed (read at collection) instruments. */
-export type ObservableKey = { [K in InstrumentKey]: Specs[K]['kind'] extends 'counter' ? never : K }[InstrumentKey];
+export type ObservableKey = { [K in InstrumentKey]: Specs[K]['kind'] extends 'counter' | 'histogram' ? never : K }[InstrumentKey];
 /** The attributes `k` is declared with, each optional. */
 export type AttributesOf<K extends InstrumentKey> = { [A in Specs[K]['attributes'][number]]?: string };
 
 export type Instruments = {
-  readonly [K in InstrumentKey]: Specs[K]['kind'] extends 'counter' ? Counter<AttributesOf<K>> : Observable<AttributesOf<K>>;
+  readonly [K in InstrumentKey]: Specs[K]['kind'] extends 'counter' ? Counter<AttributesOf<K>> : Specs[K]['kind'] extends 'histogram' ? Histogram<AttributesOf<K>> : Observable<AttributesOf<K>>;
 };
 
 /** Records one observation of `k` during a batch collection. */
 export type Observe = <K extends ObservableKey>(k: K, value: number, attributes?: NoInfer<AttributesOf<K>>) => void;
 
-/** Creates every instrument of INSTRUMENTS on `meter`; all record integers. */
+/** Creates every instrument of INSTRUMENTS on `meter`; all but histograms record integers. */
 export function createInstruments(meter: Meter): Instruments {
-  const out: Partial<Record<InstrumentKey, Counter | Observable>> = {};
+  const out: Partial<Record<InstrumentKey, Counter | Histogram | Observable>> = {};
   for (const [key, spec] of Object.entries(INSTRUMENTS) as [InstrumentKey, InstrumentSpec][]) {
     const options = { description: spec.description, unit: spec.unit, valueType: ValueType.INT };
     switch (spec.kind) {
       case 'counter':
         out[key] = meter.createCounter(spec.name, options);
+        break;
+      case 'histogram':
+        out[key] = meter.createHistogram(spec.name, { ...options, valueType: ValueType.DOUBLE, advice: { explicitBucketBoundaries: [...(spec.buckets ?? [])] } });
         break;
       case 'observable-counter':
         out[key] = meter.createObservableCounter(spec.name, options);
@@ -93,7 +102,7 @@ export function createInstruments(meter: Meter): Instruments {
  * collection (one pass over the snapshots serves them all).
  */
 export function observeAll(meter: Meter, instruments: Instruments, callback: (observe: Observe) => void): void {
-  const keys = (Object.keys(INSTRUMENTS) as InstrumentKey[]).filter((k): k is ObservableKey => INSTRUMENTS[k].kind !== 'counter');
+  const keys = (Object.keys(INSTRUMENTS) as InstrumentKey[]).filter((k): k is ObservableKey => INSTRUMENTS[k].kind.startsWith('observable'));
   meter.addBatchObservableCallback(
     (result: BatchObservableResult) => callback((k, value, attributes) => result.observe(instruments[k] as Observable, value, attributes)),
     keys.map((k) => instruments[k] as Observable),

@@ -17,6 +17,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { ServerStats } from '../shared/stats.ts';
+import { gcDeltas, watchGc, type GcTotals, type GcType } from '../shared/gc.ts';
 import {
   CumulativeAccumulator,
   KERNEL_DIAG_KIND_NAMES,
@@ -47,7 +48,7 @@ export interface StreamCounterStats {
  * The relay's counters; `relayedByFamily`, when the relay sends it, adds the
  * output family to userspace series, and `byTransport` the client transport.
  */
-export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed }; logs?: { rateLimited?: number }; streams?: StreamCounterStats };
+export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed }; logs?: { rateLimited?: number }; streams?: StreamCounterStats; gc?: GcTotals };
 
 const STREAM_TRANSPORTS = ['tcp', 'tls'] as const;
 
@@ -182,6 +183,11 @@ export function createMetrics(opts: MetricsOptions): Metrics {
 
   // Accumulator keys: k/ kernel, s/ sidecar fast path, r/ relay, l/ link. `|` separates parts.
   const inst = createInstruments(meter);
+
+  // GC pauses: the sidecar's as they happen, the relay's from the totals in its counters.
+  const recordGc = (process: 'sidecar' | 'relay', type: GcType, seconds: number) => inst.gcDuration.record(seconds, { 'v8js.gc.type': type, process });
+  const stopGcWatch = watchGc((type, seconds) => recordGc('sidecar', type, seconds));
+  let relayGc: GcTotals | undefined;
   observeAll(meter, inst, (observe) => {
     // Several kernel paths share one attribute set (chan_to_udp_44 and
     // chan_to_udp_64 are both to_peer/ipv4): sum them, since a second
@@ -319,6 +325,10 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       for (const [k, v] of Object.entries(s.dropped ?? {})) acc.observe(`r/dropped|${relayDropCap.label(k)}`, v);
       for (const [k, v] of Object.entries(s.refused ?? {})) acc.observe(`r/refused|${relayRefusedCap.label(k)}`, v);
       if (s.logs?.rateLimited !== undefined) acc.observe('r/logs-rate-limited', s.logs.rateLimited);
+      if (s.gc) {
+        for (const d of gcDeltas(relayGc, s.gc)) for (let i = 0; i < d.n; i++) recordGc('relay', d.type, d.seconds);
+        relayGc = structuredClone(s.gc);
+      }
     },
     onSidecarRelayed(paths) {
       for (const [name, v] of Object.entries(paths)) {
@@ -329,6 +339,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     },
     relayDisconnected() {
       relay = undefined;
+      relayGc = undefined;
       acc.reset('r/');
     },
     onLinkStats(s) {
@@ -377,6 +388,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     forceFlush: () => provider.forceFlush(),
     async shutdown() {
       poll?.stop();
+      stopGcWatch();
       if (lostTimer) clearTimeout(lostTimer);
       await provider.shutdown().catch((err: unknown) => log.warn({ err }, 'metrics shutdown failed'));
     },

@@ -5,7 +5,8 @@
 // the dashboard queries (deploy/grafana/turnpike.json) has samples in
 // /metrics; Firezone's names data_relayed_ebpf_bytes and
 // data_relayed_userspace_bytes carry the bytes turnpike.relayed.bytes reports
-// per datapath; and `turnpike status` shows the XDP datapath and its maps.
+// per datapath; both processes' GC pauses are in v8js.gc.duration; and
+// `turnpike status` shows the XDP datapath and its maps.
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -89,6 +90,21 @@ test('after traffic through both datapaths, every metric the dashboard queries i
       assert.fail(`after traffic: missing ${wanted.filter((n) => !hasSample(text, n)).join(', ') || 'none'}; refused ${sum(text, 'turnpike_relay_refused_total')}; relayed xdp ${bytesOf('xdp')} + sidecar ${bytesOf('sidecar')} + userspace ${bytesOf('userspace')} of ${relayedBytes} bytes`),
     );
     t.diagnostic(`dashboard metrics present: ${wanted.length}`);
+
+    // GC pauses (v8js.gc.duration): the sidecar's own in /metrics; the relay's GC totals arrive with its
+    // counters (a short, lightly loaded relay may not have collected yet: the totals, not a series, are
+    // what this run can require; test/telemetry/gc-metric.test.ts turns totals into the histogram).
+    const gcCount = (process: string) => sum(text, 'v8js_gc_duration_count', [`process="${process}"`]);
+    // A quiet sidecar may not have collected since its metrics started: each scrape leaves it garbage until it does.
+    await waitUntil('a GC of the sidecar in /metrics', async () => {
+      text = (await pair!.get('/metrics')).body;
+      return gcCount('sidecar') > 0;
+    }, 60_000).catch(() => assert.fail(`no sidecar GC in /metrics:\n${text.split('\n').filter((l) => l.startsWith('v8js')).join('\n')}`));
+    const relayGc = ((await pair.status()) as { relayCounters?: { gc?: Record<string, { count: number[] }> } }).relayCounters?.gc;
+    assert.ok(relayGc !== undefined && typeof relayGc === 'object', 'the relay\'s counters carry its GC totals');
+    const relayTotal = Object.values(relayGc).reduce((n, t) => n + t.count.reduce((a, b) => a + b, 0), 0);
+    assert.equal(gcCount('relay'), relayTotal, 'the relay\'s series count what its totals say');
+    t.diagnostic(`GCs: sidecar ${gcCount('sidecar')}, relay ${gcCount('relay')}`);
 
     // The Firezone names: one scrape, so both sides come from the same collection.
     const xdpBytes = bytesOf('xdp');

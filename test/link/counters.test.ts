@@ -13,6 +13,7 @@ import type { SidecarTransportStats } from '../../src/relay/transport/sidecar.ts
 import type { LinkLogStats } from '../../src/relay/telemetry/link-log.ts';
 import type { StreamStats } from '../../src/relay/transport/stream-connections.ts';
 import { relayCounters } from './samples.ts';
+import type { GcTotals } from '../../src/shared/gc.ts';
 
 // Compile-time: the schema's fields are exactly those of the types the relay fills
 // (z.object drops a field the schema does not name, so a missing one would vanish silently).
@@ -22,12 +23,13 @@ type WireTransport = NonNullable<Wire['transport']>;
 const exact: [
   // The reason maps are typed by the relay's own tables but checked on the wire as bounded
   // string maps, so a newer relay's reason still arrives (and is capped as a label).
-  Equal<Omit<Wire, 'transport' | 'logs' | 'streams' | 'dropped' | 'responses' | 'refused'>, Omit<ServerStats, 'dropped' | 'responses' | 'refused'>>,
+  Equal<Omit<Wire, 'transport' | 'logs' | 'streams' | 'gc' | 'dropped' | 'responses' | 'refused'>, Omit<ServerStats, 'dropped' | 'responses' | 'refused'>>,
   Equal<Omit<WireTransport, 'link'>, Omit<SidecarTransportStats, 'link'>>,
   Equal<NonNullable<WireTransport['link']>, LinkStats>,
   Equal<NonNullable<Wire['logs']>, LinkLogStats>,
   Equal<Omit<NonNullable<Wire['streams']>, 'closed'>, Omit<StreamStats, 'closed'>>,
-] = [true, true, true, true, true];
+  Equal<NonNullable<Wire['gc']>, GcTotals>,
+] = [true, true, true, true, true, true];
 void exact;
 
 /** A COUNTERS frame with any body text. */

@@ -11,6 +11,7 @@
 import type { ServerStats } from '../../shared/stats.ts';
 import { formatLogFilter, parseLogFilter, type LogHub } from '../../shared/logger.ts';
 import { LinkLogDestination, type LogLink } from './link-log.ts';
+import { addGc, watchGc, type GcTotals } from '../../shared/gc.ts';
 import { startCountersSender, type CountersLink } from './counters.ts';
 
 export { LinkLogDestination, lineMeta, type LinkLogStats, type LogLink } from './link-log.ts';
@@ -47,6 +48,10 @@ export function startRelayTelemetry(opts: RelayTelemetryOptions): RelayTelemetry
   const log = logs.get('relay');
   opts.destination?.attach(link);
 
+  // The relay's GC pauses reach the sidecar's v8js.gc.duration as totals in the counters (shared/gc.ts).
+  const gc: GcTotals = {};
+  const stopGcWatch = watchGc((type, seconds) => addGc(gc, type, seconds));
+
   const counters = startCountersSender({
     link,
     intervalMs: opts.countersIntervalMs,
@@ -55,6 +60,7 @@ export function startRelayTelemetry(opts: RelayTelemetryOptions): RelayTelemetry
       ...opts.server.stats(),
       ...(opts.extra?.() ?? {}),
       ...(opts.destination ? { logs: { ...opts.destination.stats(), rateLimited: logs.perSource.suppressed } } : {}),
+      gc,
     }),
   });
   link.on('open', () => counters.sendNow());
@@ -97,6 +103,7 @@ export function startRelayTelemetry(opts: RelayTelemetryOptions): RelayTelemetry
     close() {
       counters.sendNow();
       counters.stop();
+      stopGcWatch();
       opts.destination?.attach(undefined);
     },
   };
