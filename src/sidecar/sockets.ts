@@ -56,6 +56,10 @@ export interface UdpSocketsOptions {
    * (x86_64 Linux, koffi); 'off': one dgram.send each.
    */
   batchedIo?: 'auto' | 'off';
+  /** UDP GSO for batched sends (net/mmsg.ts): 'auto' (default) where the kernel has it, or 'off'. */
+  udpGso?: 'auto' | 'off';
+  /** Largest IP packet a GSO segment may make (the interface MTU); default 1500. */
+  mtu?: number;
 }
 
 export interface OpenResult {
@@ -118,6 +122,8 @@ export class UdpSockets {
       const b = openSendBatcher(
         (socket, data, port, address) => this.plainSend(socket, data, port, address),
         (socket, code, port, address) => this.error('send', { code, message: `sendmmsg: ${code}` }, { port: localPortOf(socket), to: `${address}:${port}` }),
+        // An IPv6 and UDP header come off the MTU: the kernel refuses a GSO segment that would not fit.
+        { gso: opts.udpGso ?? 'auto', gsoMaxSegment: (opts.mtu ?? 1500) - 48 },
       );
       if (b instanceof SendBatcher) this.batcher = b;
       else opts.logger?.info({ reason: b.reason }, 'batched UDP sends unavailable; one dgram.send per datagram');
