@@ -163,7 +163,12 @@ function turnpikeEnv(port: number, minPort: number, maxPort: number, work: strin
 }
 
 /** TP_BENCH_CPU_PROF=DIR profiles the turnpike processes (the launcher passes its flags to both children). */
-const PROFILE = [...(process.env.TP_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TP_BENCH_CPU_PROF}`] : []), '--trace-gc'];
+/** TP_BENCH_NODE_FLAGS adds node flags for them (e.g. "--heap-prof --heap-prof-dir=/tmp/hp"). */
+const PROFILE = [
+  ...(process.env.TP_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TP_BENCH_CPU_PROF}`] : []),
+  ...(process.env.TP_BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+  '--trace-gc',
+];
 
 function nodeArgs(file: string): string[] {
   const built = join(root, 'dist', file.replace(/\.ts$/, '.js'));

@@ -36,9 +36,12 @@ export type SendErrorSink = (socket: Socket, code: string, port: number, address
 
 type Arena = ReturnType<Libc['alloc']>;
 
+/** A socket's queued slots; one object per socket, reused across turns. */
 interface Pending {
   socket: Socket;
-  slots: number[];
+  slots: Int16Array;
+  n: number;
+  queued: boolean;
 }
 
 export interface SendBatcherOptions {
@@ -50,6 +53,8 @@ export interface SendBatcherOptions {
   gso?: 'auto' | 'off';
   /** Largest datagram put into a GSO send: the kernel refuses a segment bigger than the path MTU allows. Default 1452 (1500 - IPv6 - UDP). */
   gsoMaxSegment?: number;
+  /** Where in `arena` this batcher's region starts (it may share the arena with a RecvDrainer). */
+  arenaOffset?: number;
 }
 
 export interface SendBatcherStats {
@@ -73,6 +78,7 @@ export class SendBatcher {
   private readonly baseLo: number;
   private readonly baseHi: number;
   /** Arena regions: messages (the second half for one-by-one retries), per-slot iovec+address, gathered iovecs, GSO cmsgs, datagrams. */
+  private readonly msgAt: number;
   private readonly singlesAt: number;
   private readonly metaAt: number;
   private readonly iovAt: number;
@@ -96,7 +102,9 @@ export class SendBatcher {
   private readonly order = new Int16Array(SLOTS);
   private readonly msgStart = new Int32Array(SLOTS + 1);
   private used = 0;
-  private readonly pending = new Map<Socket, Pending>();
+  /** Sockets with datagrams queued this turn, in order of their first one. */
+  private readonly active: Pending[] = [];
+  private readonly pendingOf = new WeakMap<Socket, Pending>();
   private scheduled = false;
   /** address -> port -> sockaddr: destinations repeat, and the lookup builds no string. */
   private readonly sockaddrCache = new Map<string, Map<number, Uint8Array>>();
@@ -122,8 +130,9 @@ export class SendBatcher {
     this.baseHi = Number(arena.base >> 32n);
     this.bytes = Buffer.from(arena.buffer);
     this.view = new DataView(arena.buffer);
-    this.singlesAt = SLOTS * L.mmsghdr;
-    this.metaAt = 2 * SLOTS * L.mmsghdr;
+    this.msgAt = options.arenaOffset ?? 0;
+    this.singlesAt = this.msgAt + SLOTS * L.mmsghdr;
+    this.metaAt = this.msgAt + 2 * SLOTS * L.mmsghdr;
     this.iovAt = this.metaAt + SLOTS * L.meta;
     this.cmsgAt = this.iovAt + SLOTS * L.iovec;
     this.dataAt = this.cmsgAt + SLOTS * L.cmsgSpaceU16;
@@ -169,7 +178,9 @@ export class SendBatcher {
       this.view.setUint16(at, channel, false);
       this.view.setUint16(at + 2, end - start, false);
     }
-    if (start === 0 && end === data.byteLength) this.bytes.set(data, at + head);
+    // A drain's datagram lies in this same arena (openBatchedIo): copyWithin copies it without a view object.
+    if (data.buffer === this.bytes.buffer && data.byteOffset === 0) this.bytes.copyWithin(at + head, start, end);
+    else if (start === 0 && end === data.byteLength) this.bytes.set(data, at + head);
     else copyRange(data, this.bytes, at + head, start, end);
     // iov_len is a size_t: its high half stays zero.
     this.view.setUint32(meta + this.L.iovLen, len, true);
@@ -178,12 +189,17 @@ export class SendBatcher {
     this.saOf[i] = sa;
     this.toAddress[i] = address;
     this.toPort[i] = port;
-    let p = this.pending.get(socket);
-    if (!p) {
-      p = { socket, slots: [] };
-      this.pending.set(socket, p);
+    let p = this.pendingOf.get(socket);
+    if (p === undefined) {
+      p = { socket, slots: new Int16Array(SLOTS), n: 0, queued: false };
+      this.pendingOf.set(socket, p);
     }
-    p.slots.push(i);
+    if (!p.queued) {
+      p.queued = true;
+      p.n = 0;
+      this.active.push(p);
+    }
+    p.slots[p.n++] = i;
     if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(this.flushNow);
@@ -193,19 +209,26 @@ export class SendBatcher {
 
   /** Sends what one socket has queued (before it closes: its fd number may be reused at once). */
   flushSocket(socket: Socket): void {
-    const p = this.pending.get(socket);
-    if (!p) return;
-    this.pending.delete(socket);
+    const p = this.pendingOf.get(socket);
+    this.pendingOf.delete(socket);
+    if (p === undefined || !p.queued) return;
+    this.active.splice(this.active.indexOf(p), 1);
+    p.queued = false;
     this.sendAll(p);
-    if (this.pending.size === 0) this.used = 0;
+    if (this.active.length === 0) this.used = 0;
   }
 
   /** Sends everything queued. */
   flush(): void {
     this.scheduled = false;
     if (this.closed) return;
-    for (const p of this.pending.values()) this.sendAll(p);
-    this.pending.clear();
+    const active = this.active;
+    for (let k = 0; k < active.length; k++) {
+      const p = active[k]!;
+      p.queued = false;
+      this.sendAll(p);
+    }
+    active.length = 0;
     this.used = 0;
   }
 
@@ -239,13 +262,13 @@ export class SendBatcher {
    * their order; a destination's datagrams keep their order across messages.
    * Returns the message count; `order` holds the slots in send order.
    */
-  private build(slots: readonly number[]): number {
+  private build(slots: Int16Array, count: number): number {
     const L = this.L;
     const v = this.view;
     const gso = this.gso === 'on';
     const groupOf = this.groupOf;
     let G = 0;
-    for (let k = 0; k < slots.length; k++) {
+    for (let k = 0; k < count; k++) {
       const i = slots[k]!;
       const len = this.lens[i]!;
       const sa = this.saOf[i]!;
@@ -272,7 +295,7 @@ export class SendBatcher {
     groupOf.clear();
     let pos = 0;
     for (let g = 0; g < G; g++) {
-      const m = g * L.mmsghdr;
+      const m = this.msgAt + g * L.mmsghdr;
       const head = this.gHead[g]!;
       this.msgStart[g] = pos;
       for (let i = head; i !== -1; i = this.nextSlot[i]!) {
@@ -303,19 +326,19 @@ export class SendBatcher {
   }
 
   private sendAll(p: Pending): void {
-    const { slots, socket } = p;
+    const { slots, socket, n } = p;
     const fd = fdOf(socket);
     if (fd < 0) {
       // Closed under us: dgram.send would throw ERR_SOCKET_DGRAM_NOT_RUNNING; let the fallback report it the same way.
-      this.fallbackSlots(socket, slots, 0, slots.length);
+      this.fallbackSlots(socket, slots, 0, n);
       return;
     }
     if (this.gso === 'unknown') this.gso = this.gsoProbe(fd) ? 'on' : 'off';
-    const G = this.build(slots);
+    const G = this.build(slots, n);
     const L = this.L;
     let done = 0;
     while (done < G) {
-      const r = this.sendmmsg(fd, this.base + BigInt(done * L.mmsghdr), G - done, 0);
+      const r = this.sendmmsg(fd, this.base + BigInt(this.msgAt + done * L.mmsghdr), G - done, 0);
       if (r > 0) {
         for (let g = done; g < done + r; g++) this.counted(this.gCount[g]!);
         done += r;
@@ -325,7 +348,7 @@ export class SendBatcher {
       if (e === EINTR) continue;
       if (e === EAGAIN) {
         // The socket buffer is full (libuv made the fd non-blocking): libuv queues the rest and retries when writable.
-        this.fallbackSlots(socket, this.order, this.msgStart[done]!, slots.length);
+        this.fallbackSlots(socket, this.order, this.msgStart[done]!, n);
         return;
       }
       if (this.gCount[done]! > 1) {
@@ -333,7 +356,7 @@ export class SendBatcher {
         this.counts.gsoRefused++;
         if (GSO_UNSUPPORTED.has(e)) this.gso = 'off';
         if (!this.sendSingles(fd, socket, this.msgStart[done]!, this.msgStart[done + 1]!)) {
-          this.fallbackSlots(socket, this.order, this.msgStart[done + 1]!, slots.length);
+          this.fallbackSlots(socket, this.order, this.msgStart[done + 1]!, n);
           return;
         }
       } else {
@@ -444,6 +467,7 @@ export class RecvDrainer {
   private readonly view: DataView;
   private readonly metaAt: number;
   private readonly dataAt: number;
+  private readonly recvAt: bigint;
   private readonly addrCache = new Map<string, string>();
   private readonly v4Cache = new Map<number, string>();
   private lastUsed = RECV_SLOTS;
@@ -454,15 +478,18 @@ export class RecvDrainer {
     private readonly errno: () => number,
     private readonly L: MmsgLayout,
     private readonly arena: Arena,
+    /** Where in `arena` this drainer's region starts (it may share the arena with a SendBatcher). */
+    private readonly msgAt = 0,
   ) {
     this.bytes = Buffer.from(arena.buffer);
     this.view = new DataView(arena.buffer);
-    this.metaAt = RECV_SLOTS * L.mmsghdr;
+    this.metaAt = msgAt + RECV_SLOTS * L.mmsghdr;
+    this.recvAt = arena.base + BigInt(msgAt);
     this.dataAt = this.metaAt + RECV_SLOTS * L.meta;
     const v = this.view;
     const at = (off: number) => arena.base + BigInt(off);
     for (let i = 0; i < RECV_SLOTS; i++) {
-      const m = i * L.mmsghdr;
+      const m = msgAt + i * L.mmsghdr;
       const meta = this.metaAt + i * L.meta;
       v.setBigUint64(m + L.msgName, at(meta + L.addr), true);
       v.setBigUint64(m + L.msgIov, at(meta + L.iovBase), true);
@@ -482,8 +509,8 @@ export class RecvDrainer {
     const v = this.view;
     const L = this.L;
     // The kernel writes the sockaddr length back; reset those it touched.
-    for (let i = 0; i < this.lastUsed; i++) v.setUint32(i * L.mmsghdr + L.msgNamelen, L.sockaddr, true);
-    const n = this.recvmmsg(fd, this.arena.base, RECV_SLOTS, MSG_DONTWAIT, null);
+    for (let i = 0; i < this.lastUsed; i++) v.setUint32(this.msgAt + i * L.mmsghdr + L.msgNamelen, L.sockaddr, true);
+    const n = this.recvmmsg(fd, this.recvAt, RECV_SLOTS, MSG_DONTWAIT, null);
     if (n < 0) {
       this.lastUsed = 0;
       const e = this.errno();
@@ -494,7 +521,7 @@ export class RecvDrainer {
     const { mmsghdr, msgFlags, msgLen, meta, addr, family, port: portAt, sinAddr, sin6Addr } = L;
     const addrAt = this.metaAt + addr;
     for (let i = 0; i < n; i++) {
-      const m = i * mmsghdr;
+      const m = this.msgAt + i * mmsghdr;
       if (v.getInt32(m + msgFlags, true) & MSG_TRUNC) continue;
       const len = v.getUint32(m + msgLen, true);
       const sa = addrAt + i * meta;
@@ -562,12 +589,38 @@ export type BatcherUnavailable = { reason: string };
 export function openRecvDrainer(): RecvDrainer | BatcherUnavailable {
   try {
     const c = libc();
-    const arena = c.alloc(RECV_SLOTS * (c.layout.mmsghdr + c.layout.meta + RECV_STRIDE));
+    const arena = c.alloc(recvArenaBytes(c.layout));
     return new RecvDrainer(c.recvmmsg, c.errno, c.layout, arena);
   } catch (e) {
     return { reason: (e as Error).message };
   }
 }
+
+const recvArenaBytes = (L: MmsgLayout) => RECV_SLOTS * (L.mmsghdr + L.meta + RECV_STRIDE);
+
+/**
+ * A SendBatcher and a RecvDrainer in one native arena: a drained datagram
+ * that the fast path relays is copied into the send slots with copyWithin,
+ * which needs no view object per datagram (Buffer.copy makes one). The arena
+ * is freed when both are closed.
+ */
+export function openBatchedIo(fallback: FallbackSend, onError: SendErrorSink, options: SendBatcherOptions = {}): { batcher: SendBatcher; drainer: RecvDrainer } | BatcherUnavailable {
+  try {
+    const c = libc();
+    const sendBytes = arenaBytes(c.layout);
+    const own = c.alloc(sendBytes + recvArenaBytes(c.layout));
+    let users = 2;
+    const arena = { ...own, free: () => --users === 0 && own.free() };
+    const batcher = new SendBatcher(c.sendmmsg, c.errno, c.layout, arena, fallback, onError, gsoProbe(c), { ...options, arenaOffset: 0 });
+    const drainer = new RecvDrainer(c.recvmmsg, c.errno, c.layout, arena, sendBytes);
+    return { batcher, drainer };
+  } catch (e) {
+    return { reason: (e as Error).message };
+  }
+}
+
+/** Kernels with UDP GSO (4.18+) answer getsockopt(UDP_SEGMENT); older ones refuse it (ENOPROTOOPT). */
+const gsoProbe = (c: Libc) => (fd: number) => c.getsockopt(fd, SOL_UDP, UDP_SEGMENT, new Int32Array(1), new Uint32Array([4])) === 0;
 
 /**
  * A SendBatcher bound to libc's sendmmsg through koffi, or the reason there
@@ -578,9 +631,7 @@ export function openSendBatcher(fallback: FallbackSend, onError: SendErrorSink, 
   try {
     const c = libc();
     const arena = c.alloc(arenaBytes(c.layout));
-    // Kernels with UDP GSO (4.18+) answer getsockopt(UDP_SEGMENT); older ones refuse it (ENOPROTOOPT).
-    const probe = (fd: number) => c.getsockopt(fd, SOL_UDP, UDP_SEGMENT, new Int32Array(1), new Uint32Array([4])) === 0;
-    return new SendBatcher(c.sendmmsg, c.errno, c.layout, arena, fallback, onError, probe, options);
+    return new SendBatcher(c.sendmmsg, c.errno, c.layout, arena, fallback, onError, gsoProbe(c), options);
   } catch (e) {
     return { reason: (e as Error).message };
   }
