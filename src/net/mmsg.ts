@@ -68,7 +68,7 @@ export interface SendBatcherStats {
 }
 
 /** Bytes per arena for SLOTS datagrams, with the layout's structs. */
-const arenaBytes = (L: MmsgLayout) => SLOTS * (2 * L.mmsghdr + L.meta + L.iovec + L.cmsgSpaceU16 + MAX_BATCHED_BYTES);
+export const arenaBytes = (L: MmsgLayout) => SLOTS * (2 * L.mmsghdr + L.meta + L.iovec + L.cmsgSpaceU16 + MAX_BATCHED_BYTES);
 
 export class SendBatcher {
   private readonly bytes: Buffer;
@@ -354,7 +354,12 @@ export class SendBatcher {
       if (this.gCount[done]! > 1) {
         // The kernel refused the GSO send as a whole: its datagrams go one by one, each with its own error.
         this.counts.gsoRefused++;
-        if (GSO_UNSUPPORTED.has(e)) this.gso = 'off';
+        if (GSO_UNSUPPORTED.has(e)) {
+          // Off from now on, for this flush's later messages too.
+          this.gso = 'off';
+          this.sendSingles(fd, socket, this.msgStart[done]!, n);
+          return;
+        }
         if (!this.sendSingles(fd, socket, this.msgStart[done]!, this.msgStart[done + 1]!)) {
           this.fallbackSlots(socket, this.order, this.msgStart[done + 1]!, n);
           return;
