@@ -139,6 +139,8 @@ interface Contender {
   name: string;
   /** Extra environment (a `name+KEY=VALUE` variant). */
   env?: Record<string, string>;
+  /** Another checkout to run (a `name@DIR` variant). */
+  checkout?: string;
   start(port: number, minPort: number, maxPort: number, work: string): Promise<Started>;
   /** Where its processes' --trace-gc lines go. */
   gcLog?: (work: string) => string;
@@ -170,9 +172,10 @@ const PROFILE = [
   '--trace-gc',
 ];
 
-function nodeArgs(file: string): string[] {
-  const built = join(root, 'dist', file.replace(/\.ts$/, '.js'));
-  return [...PROFILE, ...(existsSync(built) ? [built] : ['--import', 'tsx', join(root, file)])];
+/** `checkout`: another checkout's build (a `name@DIR` contender: an older commit in the same run). */
+function nodeArgs(file: string, checkout = root): string[] {
+  const built = join(checkout, 'dist', file.replace(/\.ts$/, '.js'));
+  return [...PROFILE, ...(existsSync(built) ? [built] : ['--import', 'tsx', join(checkout, file)])];
 }
 
 function spawnLogged(cmd: string, args: string[], env: NodeJS.ProcessEnv, log: string): ChildProcess {
@@ -189,7 +192,7 @@ const contenders: Record<string, Contender> = {
     gcLog: (work) => join(work, 'relay.log'),
     async start(port, minPort, maxPort, work) {
       const env = { ...turnpikeEnv(port, minPort, maxPort, work), TURNPIKE_RELAY_TRANSPORT: 'standalone', ...this.env };
-      const child = spawnLogged(process.execPath, nodeArgs('src/cmd/relay.ts'), env, join(work, 'relay.log'));
+      const child = spawnLogged(process.execPath, nodeArgs('src/cmd/relay.ts', this.checkout), env, join(work, 'relay.log'));
       await waitForStun(port, child);
       return { child, roles: () => ({ relay: child.pid! }) };
     },
@@ -199,7 +202,7 @@ const contenders: Record<string, Contender> = {
     gcLog: (work) => join(work, 'turnpike.log'),
     async start(port, minPort, maxPort, work) {
       const env = { ...turnpikeEnv(port, minPort, maxPort, work), TURNPIKE_EBPF: 'off', ...this.env };
-      const child = spawnLogged(process.execPath, nodeArgs('src/cmd/turnpike.ts'), env, join(work, 'turnpike.log'));
+      const child = spawnLogged(process.execPath, nodeArgs('src/cmd/turnpike.ts', this.checkout), env, join(work, 'turnpike.log'));
       await waitForStun(port, child);
       // The relay connects after the sidecar answers STUN: wait until it relays (allocations need it).
       await sleep(1500);
@@ -395,11 +398,13 @@ function stat(xs: number[]): { med: number; min: number; max: number } {
   return { med: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]! };
 }
 
-/** `name` or `name+KEY=VALUE+KEY=VALUE`: a contender with extra environment. */
+/** `name`, `name+KEY=VALUE+KEY=VALUE` (extra environment) or `name@DIR` (that checkout's build). */
 function contender(spec: string): Contender {
   const [name, ...sets] = spec.split('+');
-  const c = contenders[name!];
-  if (!c) throw new Error(`unknown contender ${name} (have ${Object.keys(contenders).join(', ')})`);
+  const [base, checkout] = name!.split('@');
+  const c = contenders[base!];
+  if (!c) throw new Error(`unknown contender ${base} (have ${Object.keys(contenders).join(', ')})`);
+  if (checkout) return { ...contender([base, ...sets].join('+')), name: `${c.name} @${checkout}${sets.length ? ` ${sets.join(' ')}` : ''}`, checkout };
   if (sets.length === 0) return c;
   const env = Object.fromEntries(sets.map((kv) => {
     const i = kv.indexOf('=');
