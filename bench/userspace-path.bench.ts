@@ -307,13 +307,16 @@ function gcBetween(path: string | undefined, from: number, to: number, roles: Re
 
 async function oneRun(c: Contender, work: string): Promise<RunResult> {
   const port = await freePort();
-  const minPort = 20000 + Math.floor(Math.random() * 30000);
+  // Below the ephemeral range (32768+), where the sinks' ports come from: a peer port inside the relay range is refused (403).
+  const minPort = 20000 + Math.floor(Math.random() * 11000);
   const maxPort = minPort + 999;
   const started = await c.start(port, minPort, maxPort, work);
   const gcLog = c.gcLog?.(work);
+  const sinks: ChildProcess[] = [];
   const startSink = async (echo: boolean) => {
     const sinkPort = await freePort();
     const sink = spawn(join(BIN_DIR, 'sink'), ['--bind', at(sinkPort), ...(echo ? ['--echo'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    sinks.push(sink);
     let out = '';
     sink.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await sleep(100);
@@ -389,6 +392,8 @@ async function oneRun(c: Contender, work: string): Promise<RunResult> {
     }
     return result;
   } finally {
+    // A failed run leaves its sinks running; they would keep this process alive.
+    for (const s of sinks) if (s.exitCode === null && s.signalCode === null) s.kill('SIGKILL');
     await stopChild(started.child);
   }
 }

@@ -3,6 +3,11 @@
 // instead of one syscall (and libuv request) each. The relay's packet-out
 // frames arrive many to a link read, so one turn carries many datagrams.
 //
+// Where the kernel has UDP GSO (UDP_SEGMENT, 4.18+), a socket's datagrams of
+// one size to one destination leave as one message the kernel cuts into
+// those datagrams (the receiver sees no difference): the stack is walked once
+// per message, not per datagram, which was most of the sidecar's send cost.
+//
 // Where libc cannot be bound (see native.ts: x86_64 Linux with koffi),
 // `openSendBatcher` returns why and callers keep plain dgram.send.
 // Datagrams are copied into one preallocated native arena, laid out with the
