@@ -84,6 +84,7 @@ export const ENV_NAMES: Readonly<Record<Exclude<keyof Config, 'flagOverrides'>, 
   lifelineFd: 'TURNPIKE_LIFELINE_FD',
   bpfObject: 'TURNPIKE_BPF_OBJECT',
   batchedIo: 'TURNPIKE_BATCHED_IO',
+  udpGso: 'TURNPIKE_UDP_GSO',
   sentryFlushMs: 'TURNPIKE_SENTRY_FLUSH_MS',
   streamFds: 'TURNPIKE_STREAM_FDS',
 };

@@ -188,6 +188,8 @@ export const configSchema = z
     bpfObject: z.string().min(1).optional(),
     /** sendmmsg/recvmmsg batching in the sidecar: auto (where koffi and the platform allow) or off. */
     batchedIo: z.enum(['auto', 'off']).default('auto'),
+    /** UDP GSO (UDP_SEGMENT) for the sidecar's batched sends: auto (where the kernel has it) or off. */
+    udpGso: z.enum(['auto', 'off']).default('auto'),
     /** Idle flush of log lines buffered for Sentry, in ms; unset: the SDK's (5000). */
     sentryFlushMs: positiveInt.optional(),
     /**

@@ -3,6 +3,11 @@
 // instead of one syscall (and libuv request) each. The relay's packet-out
 // frames arrive many to a link read, so one turn carries many datagrams.
 //
+// Where the kernel has UDP GSO (UDP_SEGMENT, 4.18+), a socket's datagrams of
+// one size to one destination leave as one message the kernel cuts into
+// those datagrams (the receiver sees no difference): the stack is walked once
+// per message, not per datagram, which was most of the sidecar's send cost.
+//
 // Where libc cannot be bound (see native.ts: x86_64 Linux with koffi),
 // `openSendBatcher` returns why and callers keep plain dgram.send.
 // Datagrams are copied into one preallocated native arena, laid out with the
@@ -12,16 +17,22 @@ import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { errnoCode } from '../shared/errno.ts';
 import { addressToBytes, formatAddress, formatV4 } from '../shared/ip.ts';
-import { AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, libc, type Libc, type MmsgLayout, type RecvMmsg, type SendMmsg } from './native.ts';
+import { AF_INET, AF_INET6, MSG_DONTWAIT, MSG_TRUNC, SOL_UDP, UDP_SEGMENT, libc, type Libc, type MmsgLayout, type RecvMmsg, type SendMmsg } from './native.ts';
 import { fdOf } from './socket-fd.ts';
 
 /** Datagrams held per turn before an early flush. */
 const SLOTS = 256;
 /** Largest datagram the arena holds; bigger ones go through the fallback (after a flush, to keep order). */
 export const MAX_BATCHED_BYTES = 2048;
+/** UDP_MAX_SEGMENTS (include/linux/udp.h) on every kernel with UDP GSO. */
+const GSO_MAX_SEGMENTS = 64;
+/** One GSO send is one UDP datagram before segmentation: under 64 KiB with headers. */
+const GSO_MAX_BYTES = 65000;
 
 const EAGAIN = osConstants.errno.EAGAIN;
 const EINTR = osConstants.errno.EINTR;
+/** A GSO send refused for what the output device cannot do: GSO stays off from then on. */
+const GSO_UNSUPPORTED = new Set([osConstants.errno.EIO, osConstants.errno.EOPNOTSUPP, osConstants.errno.ENOPROTOOPT]);
 
 /** Where a queued datagram goes when the batch cannot take it. */
 export type FallbackSend = (socket: Socket, data: Uint8Array, port: number, address: string) => void;
@@ -30,32 +41,84 @@ export type SendErrorSink = (socket: Socket, code: string, port: number, address
 
 type Arena = ReturnType<Libc['alloc']>;
 
+/** A socket's queued slots; one object per socket, reused across turns. */
 interface Pending {
   socket: Socket;
-  slots: number[];
+  slots: Int16Array;
+  n: number;
+  queued: boolean;
 }
+
+export interface SendBatcherOptions {
+  /**
+   * UDP GSO (UDP_SEGMENT): 'auto' sends same-size datagrams to one
+   * destination queued in a turn as one message the kernel segments, where
+   * the kernel offers it; 'off': one message per datagram.
+   */
+  gso?: 'auto' | 'off';
+  /** Largest datagram put into a GSO send: the kernel refuses a segment bigger than the path MTU allows. Default 1452 (1500 - IPv6 - UDP). */
+  gsoMaxSegment?: number;
+  /** Where in `arena` this batcher's region starts (it may share the arena with a RecvDrainer). */
+  arenaOffset?: number;
+}
+
+export interface SendBatcherStats {
+  /** 'unknown' until the first send asks the kernel. */
+  gso: 'on' | 'off' | 'unknown';
+  /** Messages handed to sendmmsg and the datagrams in them (equal without GSO). */
+  messages: number;
+  datagrams: number;
+  /** GSO sends the kernel refused, whose datagrams then left one by one. */
+  gsoRefused: number;
+}
+
+/** Bytes per arena for SLOTS datagrams, with the layout's structs. */
+export const arenaBytes = (L: MmsgLayout) => SLOTS * (2 * L.mmsghdr + L.meta + L.iovec + L.cmsgSpaceU16 + MAX_BATCHED_BYTES);
 
 export class SendBatcher {
   private readonly bytes: Buffer;
   private readonly view: DataView;
   private readonly base: bigint;
-  /** Where the per-datagram iovec+address records start, and where the datagrams do. */
+  /** The arena's address in two 32-bit halves, for pointer writes through the DataView. */
+  private readonly baseLo: number;
+  private readonly baseHi: number;
+  /** Arena regions: messages (the second half for one-by-one retries), per-slot iovec+address, gathered iovecs, GSO cmsgs, datagrams. */
+  private readonly msgAt: number;
+  private readonly singlesAt: number;
   private readonly metaAt: number;
+  private readonly iovAt: number;
+  private readonly cmsgAt: number;
   private readonly dataAt: number;
-  /** Absolute address of each slot's iovec, sockaddr and data, split into 32-bit halves for DataView writes. */
-  private readonly addrLo: Uint32Array;
-  private readonly addrHi: Uint32Array;
   /** Each slot's destination as the caller gave it, for the fallback and error reports. */
   private readonly toAddress: string[] = new Array<string>(SLOTS).fill('');
   private readonly toPort = new Uint16Array(SLOTS);
+  private readonly lens = new Uint16Array(SLOTS);
+  /** Each slot's sockaddr: one object per destination (cached), so it keys the GSO grouping. */
+  private readonly saOf: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(SLOTS).fill(undefined);
+  /** A flush's messages: their datagrams as linked lists of slots, then in send order. */
+  private readonly nextSlot = new Int16Array(SLOTS);
+  private readonly gHead = new Int16Array(SLOTS);
+  private readonly gTail = new Int16Array(SLOTS);
+  private readonly gCount = new Int32Array(SLOTS);
+  private readonly gBytes = new Int32Array(SLOTS);
+  private readonly gSeg = new Int32Array(SLOTS);
+  private readonly gOpen = new Uint8Array(SLOTS);
+  private readonly groupOf = new Map<Uint8Array, number>();
+  private readonly order = new Int16Array(SLOTS);
+  private readonly msgStart = new Int32Array(SLOTS + 1);
   private used = 0;
-  private readonly pending = new Map<Socket, Pending>();
+  /** Sockets with datagrams queued this turn, in order of their first one. */
+  private readonly active: Pending[] = [];
+  private readonly pendingOf = new WeakMap<Socket, Pending>();
   private scheduled = false;
   /** address -> port -> sockaddr: destinations repeat, and the lookup builds no string. */
   private readonly sockaddrCache = new Map<string, Map<number, Uint8Array>>();
   private sockaddrCount = 0;
   private readonly flushNow = () => this.flush();
   private closed = false;
+  private gso: 'on' | 'off' | 'unknown';
+  private readonly gsoMaxSegment: number;
+  private readonly counts = { messages: 0, datagrams: 0, gsoRefused: 0 };
 
   constructor(
     private readonly sendmmsg: SendMmsg,
@@ -64,25 +127,30 @@ export class SendBatcher {
     private readonly arena: Arena,
     private readonly fallback: FallbackSend,
     private readonly onError: SendErrorSink,
+    private readonly gsoProbe: (fd: number) => boolean = () => false,
+    options: SendBatcherOptions = {},
   ) {
     this.base = arena.base;
+    this.baseLo = Number(arena.base & 0xffffffffn);
+    this.baseHi = Number(arena.base >> 32n);
     this.bytes = Buffer.from(arena.buffer);
     this.view = new DataView(arena.buffer);
-    this.metaAt = SLOTS * L.mmsghdr;
-    this.dataAt = this.metaAt + SLOTS * L.meta;
-    this.addrLo = new Uint32Array(SLOTS * 3);
-    this.addrHi = new Uint32Array(SLOTS * 3);
+    this.msgAt = options.arenaOffset ?? 0;
+    this.singlesAt = this.msgAt + SLOTS * L.mmsghdr;
+    this.metaAt = this.msgAt + 2 * SLOTS * L.mmsghdr;
+    this.iovAt = this.metaAt + SLOTS * L.meta;
+    this.cmsgAt = this.iovAt + SLOTS * L.iovec;
+    this.dataAt = this.cmsgAt + SLOTS * L.cmsgSpaceU16;
+    this.gso = options.gso === 'off' ? 'off' : 'unknown';
+    this.gsoMaxSegment = options.gsoMaxSegment ?? 1452;
     for (let i = 0; i < SLOTS; i++) {
-      const meta = this.metaAt + i * L.meta;
-      const offs = [meta + L.iovBase, meta + L.addr, this.dataAt + i * MAX_BATCHED_BYTES];
-      offs.forEach((off, k) => {
-        const a = this.base + BigInt(off);
-        this.addrLo[i * 3 + k] = Number(a & 0xffffffffn);
-        this.addrHi[i * 3 + k] = Number(a >> 32n);
-      });
       // iov_base never changes; only iov_len does.
-      this.view.setUint32(meta + L.iovBase, this.addrLo[i * 3 + 2]!, true);
-      this.view.setUint32(meta + L.iovBase + 4, this.addrHi[i * 3 + 2]!, true);
+      this.setPtr(this.metaAt + i * L.meta + L.iovBase, this.dataAt + i * MAX_BATCHED_BYTES);
+      // A GSO message's cmsg differs only in its segment size.
+      const c = this.cmsgAt + i * L.cmsgSpaceU16;
+      this.view.setUint32(c + L.cmsgLen, L.cmsgLenU16, true);
+      this.view.setInt32(c + L.cmsgLevel, SOL_UDP, true);
+      this.view.setInt32(c + L.cmsgType, UDP_SEGMENT, true);
     }
   }
 
@@ -115,19 +183,28 @@ export class SendBatcher {
       this.view.setUint16(at, channel, false);
       this.view.setUint16(at + 2, end - start, false);
     }
-    if (start === 0 && end === data.byteLength) this.bytes.set(data, at + head);
+    // A drain's datagram lies in this same arena (openBatchedIo): copyWithin copies it without a view object.
+    if (data.buffer === this.bytes.buffer && data.byteOffset === 0) this.bytes.copyWithin(at + head, start, end);
+    else if (start === 0 && end === data.byteLength) this.bytes.set(data, at + head);
     else copyRange(data, this.bytes, at + head, start, end);
     // iov_len is a size_t: its high half stays zero.
     this.view.setUint32(meta + this.L.iovLen, len, true);
     this.bytes.set(sa, meta + this.L.addr);
+    this.lens[i] = len;
+    this.saOf[i] = sa;
     this.toAddress[i] = address;
     this.toPort[i] = port;
-    let p = this.pending.get(socket);
-    if (!p) {
-      p = { socket, slots: [] };
-      this.pending.set(socket, p);
+    let p = this.pendingOf.get(socket);
+    if (p === undefined) {
+      p = { socket, slots: new Int16Array(SLOTS), n: 0, queued: false };
+      this.pendingOf.set(socket, p);
     }
-    p.slots.push(i);
+    if (!p.queued) {
+      p.queued = true;
+      p.n = 0;
+      this.active.push(p);
+    }
+    p.slots[p.n++] = i;
     if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(this.flushNow);
@@ -137,20 +214,31 @@ export class SendBatcher {
 
   /** Sends what one socket has queued (before it closes: its fd number may be reused at once). */
   flushSocket(socket: Socket): void {
-    const p = this.pending.get(socket);
-    if (!p) return;
-    this.pending.delete(socket);
+    const p = this.pendingOf.get(socket);
+    this.pendingOf.delete(socket);
+    if (p === undefined || !p.queued) return;
+    this.active.splice(this.active.indexOf(p), 1);
+    p.queued = false;
     this.sendAll(p);
-    if (this.pending.size === 0) this.used = 0;
+    if (this.active.length === 0) this.used = 0;
   }
 
   /** Sends everything queued. */
   flush(): void {
     this.scheduled = false;
     if (this.closed) return;
-    for (const p of this.pending.values()) this.sendAll(p);
-    this.pending.clear();
+    const active = this.active;
+    for (let k = 0; k < active.length; k++) {
+      const p = active[k]!;
+      p.queued = false;
+      this.sendAll(p);
+    }
+    active.length = 0;
     this.used = 0;
+  }
+
+  stats(): SendBatcherStats {
+    return { gso: this.gso, ...this.counts };
   }
 
   /** Flushes and releases the native arena; later enqueues are refused. */
@@ -161,35 +249,103 @@ export class SendBatcher {
     this.arena.free();
   }
 
+  /** Writes the arena address of `off` as a pointer at `at`. */
+  private setPtr(at: number, off: number): void {
+    let lo = this.baseLo + off;
+    let hi = this.baseHi;
+    if (lo >= 0x1_0000_0000) {
+      lo -= 0x1_0000_0000;
+      hi++;
+    }
+    this.view.setUint32(at, lo, true);
+    this.view.setUint32(at + 4, hi, true);
+  }
+
+  /**
+   * One socket's datagrams as messages: with GSO, datagrams to one
+   * destination of one size (the last may be shorter) share a message, in
+   * their order; a destination's datagrams keep their order across messages.
+   * Returns the message count; `order` holds the slots in send order.
+   */
+  private build(slots: Int16Array, count: number): number {
+    const L = this.L;
+    const v = this.view;
+    const gso = this.gso === 'on';
+    const groupOf = this.groupOf;
+    let G = 0;
+    for (let k = 0; k < count; k++) {
+      const i = slots[k]!;
+      const len = this.lens[i]!;
+      const sa = this.saOf[i]!;
+      const g = gso ? groupOf.get(sa) : undefined;
+      if (g !== undefined && this.gOpen[g] === 1 && len <= this.gSeg[g]! && this.gCount[g]! < GSO_MAX_SEGMENTS && this.gBytes[g]! + len <= GSO_MAX_BYTES) {
+        this.nextSlot[this.gTail[g]!] = i;
+        this.gTail[g] = i;
+        this.gCount[g]!++;
+        this.gBytes[g]! += len;
+        // Only the last segment may be shorter.
+        if (len < this.gSeg[g]!) this.gOpen[g] = 0;
+      } else {
+        const n = G++;
+        this.gHead[n] = i;
+        this.gTail[n] = i;
+        this.gCount[n] = 1;
+        this.gBytes[n] = len;
+        this.gSeg[n] = len;
+        this.gOpen[n] = gso && len <= this.gsoMaxSegment ? 1 : 0;
+        if (gso) groupOf.set(sa, n);
+      }
+      this.nextSlot[i] = -1;
+    }
+    groupOf.clear();
+    let pos = 0;
+    for (let g = 0; g < G; g++) {
+      const m = this.msgAt + g * L.mmsghdr;
+      const head = this.gHead[g]!;
+      this.msgStart[g] = pos;
+      for (let i = head; i !== -1; i = this.nextSlot[i]!) {
+        this.order[pos] = i;
+        const iov = this.iovAt + pos * L.iovec;
+        this.setPtr(iov + L.iovBase, this.dataAt + i * MAX_BATCHED_BYTES);
+        v.setUint32(iov + L.iovLen, this.lens[i]!, true);
+        pos++;
+      }
+      const sa = this.metaAt + head * L.meta + L.addr;
+      this.setPtr(m + L.msgName, sa);
+      v.setUint32(m + L.msgNamelen, v.getUint16(sa + L.family, true) === AF_INET ? L.sockaddrIn : L.sockaddrIn6, true);
+      this.setPtr(m + L.msgIov, this.iovAt + this.msgStart[g]! * L.iovec);
+      v.setUint32(m + L.msgIovlen, this.gCount[g]!, true); // a size_t; the high half stays zero
+      if (this.gCount[g]! > 1) {
+        const c = this.cmsgAt + g * L.cmsgSpaceU16;
+        v.setUint16(c + L.cmsgData, this.gSeg[g]!, true);
+        this.setPtr(m + L.msgControl, c);
+        v.setUint32(m + L.msgControllen, L.cmsgSpaceU16, true);
+      } else {
+        v.setUint32(m + L.msgControl, 0, true);
+        v.setUint32(m + L.msgControl + 4, 0, true);
+        v.setUint32(m + L.msgControllen, 0, true);
+      }
+    }
+    this.msgStart[G] = pos;
+    return G;
+  }
+
   private sendAll(p: Pending): void {
-    const { slots, socket } = p;
-    const n = slots.length;
+    const { slots, socket, n } = p;
     const fd = fdOf(socket);
     if (fd < 0) {
       // Closed under us: dgram.send would throw ERR_SOCKET_DGRAM_NOT_RUNNING; let the fallback report it the same way.
-      this.fallbackFrom(p, 0);
+      this.fallbackSlots(socket, slots, 0, n);
       return;
     }
-    const v = this.view;
+    if (this.gso === 'unknown') this.gso = this.gsoProbe(fd) ? 'on' : 'off';
+    const G = this.build(slots, n);
     const L = this.L;
-    for (let k = 0; k < n; k++) {
-      const i = slots[k]!;
-      const m = k * L.mmsghdr;
-      const sa = i * 3 + 1;
-      v.setUint32(m + L.msgName, this.addrLo[sa]!, true);
-      v.setUint32(m + L.msgName + 4, this.addrHi[sa]!, true);
-      const family = v.getUint16(this.metaAt + i * L.meta + L.addr + L.family, true);
-      v.setUint32(m + L.msgNamelen, family === AF_INET ? L.sockaddrIn : L.sockaddrIn6, true);
-      v.setUint32(m + L.msgIov, this.addrLo[i * 3]!, true);
-      v.setUint32(m + L.msgIov + 4, this.addrHi[i * 3]!, true);
-      v.setUint32(m + L.msgIovlen, 1, true); // a size_t
-      v.setUint32(m + L.msgIovlen + 4, 0, true);
-      // msg_control/msg_controllen/msg_flags stay zero: the arena starts zeroed and nothing else writes there.
-    }
     let done = 0;
-    while (done < n) {
-      const r = this.sendmmsg(fd, this.base + BigInt(done * L.mmsghdr), n - done, 0);
+    while (done < G) {
+      const r = this.sendmmsg(fd, this.base + BigInt(this.msgAt + done * L.mmsghdr), G - done, 0);
       if (r > 0) {
+        for (let g = done; g < done + r; g++) this.counted(this.gCount[g]!);
         done += r;
         continue;
       }
@@ -197,22 +353,75 @@ export class SendBatcher {
       if (e === EINTR) continue;
       if (e === EAGAIN) {
         // The socket buffer is full (libuv made the fd non-blocking): libuv queues the rest and retries when writable.
-        this.fallbackFrom(p, done);
+        this.fallbackSlots(socket, this.order, this.msgStart[done]!, n);
         return;
       }
-      // sendmmsg fails only on its first datagram; that one is lost, as a kernel error on dgram.send loses it.
-      const i = slots[done]!;
-      this.onError(socket, errnoCode(e), this.toPort[i]!, this.toAddress[i]!);
+      if (this.gCount[done]! > 1) {
+        // The kernel refused the GSO send as a whole: its datagrams go one by one, each with its own error.
+        this.counts.gsoRefused++;
+        if (GSO_UNSUPPORTED.has(e)) {
+          // Off from now on, for this flush's later messages too.
+          this.gso = 'off';
+          this.sendSingles(fd, socket, this.msgStart[done]!, n);
+          return;
+        }
+        if (!this.sendSingles(fd, socket, this.msgStart[done]!, this.msgStart[done + 1]!)) {
+          this.fallbackSlots(socket, this.order, this.msgStart[done + 1]!, n);
+          return;
+        }
+      } else {
+        // sendmmsg fails only on its first message; that datagram is lost, as a kernel error on dgram.send loses it.
+        const i = this.order[this.msgStart[done]!]!;
+        this.onError(socket, errnoCode(e), this.toPort[i]!, this.toAddress[i]!);
+      }
       done++;
     }
   }
 
-  private fallbackFrom(p: Pending, from: number): void {
-    for (let k = from; k < p.slots.length; k++) {
-      const i = p.slots[k]!;
+  /** order[from, to) one message each (the arena's second message area); false when the socket filled up (the rest went to the fallback). */
+  private sendSingles(fd: number, socket: Socket, from: number, to: number): boolean {
+    const L = this.L;
+    const v = this.view;
+    for (let k = from; k < to; k++) {
+      const i = this.order[k]!;
+      const m = this.singlesAt + (k - from) * L.mmsghdr;
+      const meta = this.metaAt + i * L.meta;
+      this.setPtr(m + L.msgName, meta + L.addr);
+      v.setUint32(m + L.msgNamelen, v.getUint16(meta + L.addr + L.family, true) === AF_INET ? L.sockaddrIn : L.sockaddrIn6, true);
+      this.setPtr(m + L.msgIov, meta + L.iovBase);
+      v.setUint32(m + L.msgIovlen, 1, true);
+    }
+    let done = from;
+    while (done < to) {
+      const r = this.sendmmsg(fd, this.base + BigInt(this.singlesAt + (done - from) * L.mmsghdr), to - done, 0);
+      if (r > 0) {
+        for (let k = 0; k < r; k++) this.counted(1);
+        done += r;
+        continue;
+      }
+      const e = this.errno();
+      if (e === EINTR) continue;
+      if (e === EAGAIN) {
+        this.fallbackSlots(socket, this.order, done, to);
+        return false;
+      }
+      const i = this.order[done]!;
+      this.onError(socket, errnoCode(e), this.toPort[i]!, this.toAddress[i]!);
+      done++;
+    }
+    return true;
+  }
+
+  private counted(datagrams: number): void {
+    this.counts.messages++;
+    this.counts.datagrams += datagrams;
+  }
+
+  private fallbackSlots(socket: Socket, list: ArrayLike<number>, from: number, to: number): void {
+    for (let k = from; k < to; k++) {
+      const i = list[k]!;
       const off = this.dataAt + i * MAX_BATCHED_BYTES;
-      const len = this.view.getUint32(this.metaAt + i * this.L.meta + this.L.iovLen, true);
-      this.fallback(p.socket, Buffer.from(this.bytes.subarray(off, off + len)), this.toPort[i]!, this.toAddress[i]!);
+      this.fallback(socket, Buffer.from(this.bytes.subarray(off, off + this.lens[i]!)), this.toPort[i]!, this.toAddress[i]!);
     }
   }
 
@@ -268,6 +477,7 @@ export class RecvDrainer {
   private readonly view: DataView;
   private readonly metaAt: number;
   private readonly dataAt: number;
+  private readonly recvAt: bigint;
   private readonly addrCache = new Map<string, string>();
   private readonly v4Cache = new Map<number, string>();
   private lastUsed = RECV_SLOTS;
@@ -278,15 +488,18 @@ export class RecvDrainer {
     private readonly errno: () => number,
     private readonly L: MmsgLayout,
     private readonly arena: Arena,
+    /** Where in `arena` this drainer's region starts (it may share the arena with a SendBatcher). */
+    private readonly msgAt = 0,
   ) {
     this.bytes = Buffer.from(arena.buffer);
     this.view = new DataView(arena.buffer);
-    this.metaAt = RECV_SLOTS * L.mmsghdr;
+    this.metaAt = msgAt + RECV_SLOTS * L.mmsghdr;
+    this.recvAt = arena.base + BigInt(msgAt);
     this.dataAt = this.metaAt + RECV_SLOTS * L.meta;
     const v = this.view;
     const at = (off: number) => arena.base + BigInt(off);
     for (let i = 0; i < RECV_SLOTS; i++) {
-      const m = i * L.mmsghdr;
+      const m = msgAt + i * L.mmsghdr;
       const meta = this.metaAt + i * L.meta;
       v.setBigUint64(m + L.msgName, at(meta + L.addr), true);
       v.setBigUint64(m + L.msgIov, at(meta + L.iovBase), true);
@@ -306,8 +519,8 @@ export class RecvDrainer {
     const v = this.view;
     const L = this.L;
     // The kernel writes the sockaddr length back; reset those it touched.
-    for (let i = 0; i < this.lastUsed; i++) v.setUint32(i * L.mmsghdr + L.msgNamelen, L.sockaddr, true);
-    const n = this.recvmmsg(fd, this.arena.base, RECV_SLOTS, MSG_DONTWAIT, null);
+    for (let i = 0; i < this.lastUsed; i++) v.setUint32(this.msgAt + i * L.mmsghdr + L.msgNamelen, L.sockaddr, true);
+    const n = this.recvmmsg(fd, this.recvAt, RECV_SLOTS, MSG_DONTWAIT, null);
     if (n < 0) {
       this.lastUsed = 0;
       const e = this.errno();
@@ -318,7 +531,7 @@ export class RecvDrainer {
     const { mmsghdr, msgFlags, msgLen, meta, addr, family, port: portAt, sinAddr, sin6Addr } = L;
     const addrAt = this.metaAt + addr;
     for (let i = 0; i < n; i++) {
-      const m = i * mmsghdr;
+      const m = this.msgAt + i * mmsghdr;
       if (v.getInt32(m + msgFlags, true) & MSG_TRUNC) continue;
       const len = v.getUint32(m + msgLen, true);
       const sa = addrAt + i * meta;
@@ -386,23 +599,49 @@ export type BatcherUnavailable = { reason: string };
 export function openRecvDrainer(): RecvDrainer | BatcherUnavailable {
   try {
     const c = libc();
-    const arena = c.alloc(RECV_SLOTS * (c.layout.mmsghdr + c.layout.meta + RECV_STRIDE));
+    const arena = c.alloc(recvArenaBytes(c.layout));
     return new RecvDrainer(c.recvmmsg, c.errno, c.layout, arena);
   } catch (e) {
     return { reason: (e as Error).message };
   }
 }
 
+const recvArenaBytes = (L: MmsgLayout) => RECV_SLOTS * (L.mmsghdr + L.meta + RECV_STRIDE);
+
+/**
+ * A SendBatcher and a RecvDrainer in one native arena: a drained datagram
+ * that the fast path relays is copied into the send slots with copyWithin,
+ * which needs no view object per datagram (Buffer.copy makes one). The arena
+ * is freed when both are closed.
+ */
+export function openBatchedIo(fallback: FallbackSend, onError: SendErrorSink, options: SendBatcherOptions = {}): { batcher: SendBatcher; drainer: RecvDrainer } | BatcherUnavailable {
+  try {
+    const c = libc();
+    const sendBytes = arenaBytes(c.layout);
+    const own = c.alloc(sendBytes + recvArenaBytes(c.layout));
+    let users = 2;
+    const arena = { ...own, free: () => --users === 0 && own.free() };
+    const batcher = new SendBatcher(c.sendmmsg, c.errno, c.layout, arena, fallback, onError, gsoProbe(c), { ...options, arenaOffset: 0 });
+    const drainer = new RecvDrainer(c.recvmmsg, c.errno, c.layout, arena, sendBytes);
+    return { batcher, drainer };
+  } catch (e) {
+    return { reason: (e as Error).message };
+  }
+}
+
+/** Kernels with UDP GSO (4.18+) answer getsockopt(UDP_SEGMENT); older ones refuse it (ENOPROTOOPT). */
+const gsoProbe = (c: Libc) => (fd: number) => c.getsockopt(fd, SOL_UDP, UDP_SEGMENT, new Int32Array(1), new Uint32Array([4])) === 0;
+
 /**
  * A SendBatcher bound to libc's sendmmsg through koffi, or the reason there
  * is none (not x86_64 Linux, koffi or libc missing). Callers fall back to
  * plain dgram.send.
  */
-export function openSendBatcher(fallback: FallbackSend, onError: SendErrorSink): SendBatcher | BatcherUnavailable {
+export function openSendBatcher(fallback: FallbackSend, onError: SendErrorSink, options: SendBatcherOptions = {}): SendBatcher | BatcherUnavailable {
   try {
     const c = libc();
-    const arena = c.alloc(SLOTS * (c.layout.mmsghdr + c.layout.meta + MAX_BATCHED_BYTES));
-    return new SendBatcher(c.sendmmsg, c.errno, c.layout, arena, fallback, onError);
+    const arena = c.alloc(arenaBytes(c.layout));
+    return new SendBatcher(c.sendmmsg, c.errno, c.layout, arena, fallback, onError, gsoProbe(c), options);
   } catch (e) {
     return { reason: (e as Error).message };
   }

@@ -17,6 +17,9 @@ export const SO_REUSEADDR = 2;
 export const SO_REUSEPORT = 15;
 export const SO_PROTOCOL = 38;
 export const IPPROTO_UDP = 17;
+/** UDP_SEGMENT (linux/udp.h): the socket option and cmsg type of UDP GSO, at level SOL_UDP. */
+export const SOL_UDP = 17;
+export const UDP_SEGMENT = 103;
 
 /** Byte offsets and sizes in the structs, as koffi lays them out for this platform. */
 export interface MmsgLayout {
@@ -26,8 +29,19 @@ export interface MmsgLayout {
   msgNamelen: number;
   msgIov: number;
   msgIovlen: number;
+  msgControl: number;
+  msgControllen: number;
   msgFlags: number;
   msgLen: number;
+  /** struct iovec, for a message gathered from several datagrams' memory. */
+  iovec: number;
+  /** One cmsg carrying a uint16 (UDP_SEGMENT): its CMSG_SPACE, CMSG_LEN and field offsets. */
+  cmsgSpaceU16: number;
+  cmsgLenU16: number;
+  cmsgLen: number;
+  cmsgLevel: number;
+  cmsgType: number;
+  cmsgData: number;
   /** One datagram's struct iovec and address side by side (`struct datagram_meta`). */
   meta: number;
   iovBase: number;
@@ -97,6 +111,9 @@ function load(): Libc {
     msg_flags: 'int',
   });
   const mmsghdr = koffi.struct({ msg_hdr: msghdr, msg_len: 'unsigned int' });
+  const cmsghdr = koffi.struct({ cmsg_len: 'size_t', cmsg_level: 'int', cmsg_type: 'int' });
+  // CMSG_ALIGN (bits/socket.h): lengths round up to a size_t.
+  const align = (n: number) => Math.ceil(n / koffi.sizeof('size_t')) * koffi.sizeof('size_t');
   const sockaddrIn = koffi.struct({ sin_family: 'uint16_t', sin_port: 'uint16_t', sin_addr: 'uint8_t[4]', sin_zero: 'uint8_t[8]' });
   const sockaddrIn6 = koffi.struct({
     sin6_family: 'uint16_t',
@@ -115,8 +132,17 @@ function load(): Libc {
     msgNamelen: hdr + koffi.offsetof(msghdr, 'msg_namelen'),
     msgIov: hdr + koffi.offsetof(msghdr, 'msg_iov'),
     msgIovlen: hdr + koffi.offsetof(msghdr, 'msg_iovlen'),
+    msgControl: hdr + koffi.offsetof(msghdr, 'msg_control'),
+    msgControllen: hdr + koffi.offsetof(msghdr, 'msg_controllen'),
     msgFlags: hdr + koffi.offsetof(msghdr, 'msg_flags'),
     msgLen: koffi.offsetof(mmsghdr, 'msg_len'),
+    iovec: koffi.sizeof(iovec),
+    cmsgSpaceU16: align(koffi.sizeof(cmsghdr)) + align(2),
+    cmsgLenU16: align(koffi.sizeof(cmsghdr)) + 2,
+    cmsgLen: koffi.offsetof(cmsghdr, 'cmsg_len'),
+    cmsgLevel: koffi.offsetof(cmsghdr, 'cmsg_level'),
+    cmsgType: koffi.offsetof(cmsghdr, 'cmsg_type'),
+    cmsgData: align(koffi.sizeof(cmsghdr)),
     meta: koffi.sizeof(meta),
     iovBase: iov + koffi.offsetof(iovec, 'iov_base'),
     iovLen: iov + koffi.offsetof(iovec, 'iov_len'),

@@ -111,6 +111,8 @@ export class Sidecar {
       onPacket: (local, remote, data) => bridge?.packetIn(local, remote, data),
       fastPath: fastPath.handle,
       batchedIo: config.batchedIo,
+      udpGso: config.udpGso,
+      mtu: config.mtu,
     });
     try {
       await sockets.listenAll();

@@ -9,7 +9,7 @@ import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint
 import { ErrorCounter } from '../net/error-log.ts';
 import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../shared/endpoint.ts';
-import { RecvDrainer, SendBatcher, openRecvDrainer, openSendBatcher, type DrainPeek, type DrainedHandler } from '../net/mmsg.ts';
+import { openBatchedIo, type DrainPeek, type DrainedHandler, type RecvDrainer, type SendBatcher } from '../net/mmsg.ts';
 import { fdOf, forgetFd } from '../net/socket-fd.ts';
 import { errnoCode } from '../shared/errno.ts';
 
@@ -56,6 +56,10 @@ export interface UdpSocketsOptions {
    * (x86_64 Linux, koffi); 'off': one dgram.send each.
    */
   batchedIo?: 'auto' | 'off';
+  /** UDP GSO for batched sends (net/mmsg.ts): 'auto' (default) where the kernel has it, or 'off'. */
+  udpGso?: 'auto' | 'off';
+  /** Largest IP packet a GSO segment may make (the interface MTU); default 1500. */
+  mtu?: number;
 }
 
 export interface OpenResult {
@@ -115,14 +119,17 @@ export class UdpSockets {
     this.errors = new ErrorCounter(opts.logger, opts.errorLogIntervalMs);
     const mode = opts.batchedIo ?? 'auto';
     if (mode === 'auto') {
-      const b = openSendBatcher(
+      const io = openBatchedIo(
         (socket, data, port, address) => this.plainSend(socket, data, port, address),
         (socket, code, port, address) => this.error('send', { code, message: `sendmmsg: ${code}` }, { port: localPortOf(socket), to: `${address}:${port}` }),
+        // An IPv6 and UDP header come off the MTU: the kernel refuses a GSO segment that would not fit.
+        { gso: opts.udpGso ?? 'auto', gsoMaxSegment: (opts.mtu ?? 1500) - 48 },
       );
-      if (b instanceof SendBatcher) this.batcher = b;
-      else opts.logger?.info({ reason: b.reason }, 'batched UDP sends unavailable; one dgram.send per datagram');
-      const d = b instanceof SendBatcher ? openRecvDrainer() : null;
-      if (d instanceof RecvDrainer) this.drainer = d;
+      if ('reason' in io) opts.logger?.info({ reason: io.reason }, 'batched UDP sends unavailable; one dgram.send per datagram');
+      else {
+        this.batcher = io.batcher;
+        this.drainer = io.drainer;
+      }
     }
   }
 
@@ -313,6 +320,8 @@ export class UdpSockets {
     const d = this.drainer;
     if (!d) return;
     const r = d.drain(fdOf(socket), deliver, peek);
+    // What the fast path queued leaves before the next read, not a turn later.
+    this.batcher?.flush();
     if (r < 0) this.error('receive', { code: errnoCode(-r), message: 'recvmmsg failed' }, fields);
   }
 

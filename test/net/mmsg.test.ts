@@ -8,7 +8,9 @@ import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { SocketAddress } from 'node:net';
 import fc from 'fast-check';
-import { RecvDrainer, SendBatcher, dgramIPv6Text, openRecvDrainer, openSendBatcher } from '../../src/net/mmsg.ts';
+import { constants as osConstants } from 'node:os';
+import { RecvDrainer, SendBatcher, arenaBytes, dgramIPv6Text, openRecvDrainer, openSendBatcher } from '../../src/net/mmsg.ts';
+import { libc, type SendMmsg } from '../../src/net/native.ts';
 import { fdOf, forgetFd } from '../../src/net/socket-fd.ts';
 import { literalLookup } from '../../src/net/udp.ts';
 import { addressToBytes } from '../../src/shared/ip.ts';
@@ -268,5 +270,89 @@ test('a consumer that refuses datagrams (backpressure) still sees each one libuv
   } finally {
     c.close();
     await sockets.close();
+  }
+});
+
+/** 200 datagrams from one socket: 100-byte ones to rx1 with a shorter one every 30 and one above the GSO limit every 45, and every 5th to rx2. */
+function gsoPattern(i: number): { to: 1 | 2; size: number } {
+  if (i % 5 === 0) return { to: 2, size: 100 };
+  return { to: 1, size: i % 45 === 44 ? 1200 : i % 30 === 29 ? 37 : 100 };
+}
+
+const gsoPayload = (i: number, size: number) => {
+  const b = Buffer.alloc(size, i & 0xff);
+  b.writeUInt16BE(i, 0);
+  return b;
+};
+
+async function sendGsoPattern(b: SendBatcher, type: 'udp4' | 'udp6', host: string): Promise<void> {
+  const tx = await bound(type, host);
+  const rx = [await bound(type, host), await bound(type, host)];
+  const got: string[][] = [[], []];
+  rx.forEach((s, k) => s.on('message', (m, r) => got[k]!.push(`${m.readUInt16BE(0)}/${m.length}/${m.equals(gsoPayload(m.readUInt16BE(0), m.length))}/${r.port === tx.address().port}`)));
+  try {
+    for (let i = 0; i < 200; i++) {
+      const { to, size } = gsoPattern(i);
+      assert.equal(b.enqueue(tx, gsoPayload(i, size), rx[to - 1]!.address().port, host), true);
+    }
+    await settle(() => got[0]!.length + got[1]!.length >= 200);
+    for (const to of [1, 2] as const) {
+      const want = [...Array(200).keys()].filter((i) => gsoPattern(i).to === to).map((i) => `${i}/${gsoPattern(i).size}/true/true`);
+      assert.deepEqual(got[to - 1], want, `${type} to rx${to}`);
+    }
+  } finally {
+    for (const s of [tx, ...rx]) s.close();
+  }
+}
+
+test('with UDP GSO, same-size datagrams to one destination leave as one send and arrive as the same datagrams, in order (IPv4 and IPv6)', { skip }, async () => {
+  for (const [type, host] of [['udp4', '127.0.0.1'], ['udp6', '::1']] as const) {
+    for (const gso of ['auto', 'off'] as const) {
+      const errors: string[] = [];
+      const b = openSendBatcher(() => assert.fail('no fallback'), (_s, code) => errors.push(code), { gso, gsoMaxSegment: 1000 });
+      assert.ok(b instanceof SendBatcher);
+      try {
+        await sendGsoPattern(b, type, host);
+        const st = b.stats();
+        assert.equal(st.datagrams, 200);
+        assert.deepEqual(errors, []);
+        if (gso === 'off') assert.deepEqual([st.gso, st.messages], ['off', 200]);
+        else {
+          // rx2's 40 go as one; rx1's 160 are cut by the short ones (after 29, 59, ...), the big ones and the 64-segment limit.
+          assert.equal(st.gso, 'on');
+          assert.ok(st.messages <= 20, `${st.messages} messages`);
+        }
+      } finally {
+        b.close();
+      }
+    }
+  }
+});
+
+test('a GSO send the kernel refuses goes out one datagram at a time, and GSO stays off after EIO', { skip }, async () => {
+  const c = libc();
+  const arena = c.alloc(arenaBytes(c.layout));
+  const view = new DataView(arena.buffer);
+  let refused = 0;
+  let fakeErrno = 0;
+  // The first message of each call carries a UDP_SEGMENT cmsg when msg_controllen is set: refuse those as a device without checksum offload would.
+  const sendmmsg: SendMmsg = (fd, vec, vlen, flags) => {
+    if (view.getUint32(Number(vec - arena.base) + c.layout.msgControllen, true) !== 0) {
+      refused++;
+      fakeErrno = osConstants.errno.EIO;
+      return -1;
+    }
+    fakeErrno = 0;
+    return c.sendmmsg(fd, vec, vlen, flags);
+  };
+  const errors: string[] = [];
+  const b = new SendBatcher(sendmmsg, () => fakeErrno || c.errno(), c.layout, arena, () => assert.fail('no fallback'), (_s, code) => errors.push(code), () => true, { gsoMaxSegment: 1000 });
+  try {
+    await sendGsoPattern(b, 'udp4', '127.0.0.1');
+    assert.deepEqual(errors, []);
+    assert.equal(refused, 1);
+    assert.deepEqual(b.stats(), { gso: 'off', messages: 200, datagrams: 200, gsoRefused: 1 });
+  } finally {
+    b.close();
   }
 });
