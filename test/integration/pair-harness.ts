@@ -29,6 +29,8 @@ export interface PairOptions {
   xdpMode?: 'native' | 'skb';
   keepPinned?: boolean;
   env?: Record<string, string>;
+  /** Run the built launcher (dist/, as `npm start` does) instead of the sources under tsx. */
+  built?: boolean;
 }
 
 export interface LogLine {
@@ -125,7 +127,8 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
     ...(opts.keepPinned ? { TURNPIKE_KEEP_PINNED: 'true' } : {}),
     ...opts.env,
   };
-  const proc: ChildProcess = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/cmd/turnpike.ts'], {
+  const entry = opts.built ? ['dist/src/cmd/turnpike.js'] : ['--import', 'tsx', 'src/cmd/turnpike.ts'];
+  const proc: ChildProcess = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, ...entry], {
     cwd: repoRoot,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -229,6 +232,14 @@ export interface FlowTick {
   received: number;
 }
 
+/** What a paced flow reports when it stops: echo silences and lost datagrams (runs of send times), epoch ms. */
+export interface FlowDone {
+  sent: number;
+  received: number;
+  silences?: { from: number; to: number }[];
+  lost?: { from: number; to: number; count: number }[];
+}
+
 export interface Flow {
   /** Resolves once the channel is bound (rejects if the fixture exits first). */
   bound: Promise<{ relayed: { address: string; port: number } }>;
@@ -236,11 +247,11 @@ export interface Flow {
   /** Echoes received by the latest tick. */
   received(): number;
   output(): string;
-  stop(): Promise<{ sent: number; received: number } | undefined>;
+  stop(): Promise<FlowDone | undefined>;
 }
 
 /** A steady ChannelData flow (test/integration/fixtures/flow.ts) from the client namespace to an echo peer. */
-export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; peerPort: number; rate?: number }): Flow {
+export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; peerPort: number; rate?: number; send?: boolean }): Flow {
   const v6 = opts.family === 6;
   const args = {
     server: v6 ? topo.addr.relay6 : topo.addr.relay4,
@@ -250,6 +261,7 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
     peer: v6 ? topo.addr.peer6 : topo.addr.peer4,
     peerPort: opts.peerPort,
     rate: opts.rate ?? 200,
+    ...(opts.send ? { send: true } : {}),
   };
   const proc = spawn('nsenter', [`--net=${nsPath(topo, 'client')}`, process.execPath, '--import', 'tsx', 'test/integration/fixtures/flow.ts', JSON.stringify(args)], {
     cwd: repoRoot,
@@ -257,7 +269,7 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
   });
   let out = '';
   const ticks: FlowTick[] = [];
-  let done: { sent: number; received: number } | undefined;
+  let done: FlowDone | undefined;
   let resolveBound!: (v: { relayed: { address: string; port: number } }) => void;
   let rejectBound!: (e: Error) => void;
   const bound = new Promise<{ relayed: { address: string; port: number } }>((res, rej) => ((resolveBound = res), (rejectBound = rej)));
@@ -270,10 +282,10 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
       try {
-        const m = JSON.parse(line) as { event: string } & FlowTick & { relayed: { address: string; port: number } };
+        const m = JSON.parse(line) as { event: string } & FlowTick & FlowDone & { relayed: { address: string; port: number } };
         if (m.event === 'bound') resolveBound({ relayed: m.relayed });
         else if (m.event === 'tick') ticks.push({ now: m.now, sent: m.sent, received: m.received });
-        else if (m.event === 'done') done = { sent: m.sent, received: m.received };
+        else if (m.event === 'done') done = { sent: m.sent, received: m.received, silences: m.silences, lost: m.lost };
       } catch {
         // not a JSON line
       }

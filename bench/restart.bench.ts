@@ -1,0 +1,146 @@
+// Restarts under traffic (issue 12): the pair run by its launcher as `npm
+// start` runs it (the built dist/, XDP native) in the relay namespace of a
+// test topology, with TURN sessions flowing through it to coturn's echo peer:
+// - Send-indication sessions: every datagram takes the relay (userspace path);
+// - ChannelData sessions: bound channels, relayed by the kernel.
+// Then, a few seconds apart: SIGKILL the relay, SIGKILL the sidecar, and (the
+// backoff case) SIGKILL the relay twice in a row. Per event it prints:
+// - gap: the longest time without an echo on the userspace-path sessions
+//   (median and worst over the sessions), and "back": kill -> first echo;
+// - lost: datagrams sent around the event whose echo never came;
+// - kernel: the ChannelData sessions' longest silence and loss in the event
+//   (continuity of the kernel path);
+// - the start-up timeline from the pair's log lines (kill -> child spawned ->
+//   link HELLO -> state restored -> resynced), which says where the time goes.
+//
+// Run (root; build first with `npx tsc -p tsconfig.json`):
+//   node --import tsx bench/restart.bench.ts [send-sessions] [channel-sessions] [rate/s]
+// TP_BENCH_SOURCES=1 runs the sources under tsx instead of dist/.
+import { existsSync } from 'node:fs';
+import { createTopology } from '../test/helpers/netns.ts';
+import { ECHO_PEER_PORT, startPair, startFlow, waitUntil, sleep, type Flow, type FlowDone, type LogLine, type Pair } from '../test/integration/pair-harness.ts';
+
+const SEND_SESSIONS = Number(process.argv[2] ?? 4);
+const CHANNEL_SESSIONS = Number(process.argv[3] ?? 2);
+const RATE = Number(process.argv[4] ?? 100);
+const SETTLE_MS = 4000;
+const built = process.env.TP_BENCH_SOURCES !== '1';
+
+if (process.getuid?.() !== 0) {
+  console.error('restart.bench: needs root (network namespaces, XDP)');
+  process.exit(2);
+}
+if (built && !existsSync(new URL('../dist/src/cmd/turnpike.js', import.meta.url))) {
+  console.error('restart.bench: build first (npx tsc -p tsconfig.json), or TP_BENCH_SOURCES=1');
+  process.exit(2);
+}
+
+interface Event {
+  name: string;
+  child: 'relay' | 'sidecar';
+  at: number;
+  /** Start number of the child this kill leads to. */
+  start: number;
+}
+
+/** A log line's time (pino's ISO time), epoch ms. */
+const at = (l: LogLine) => (typeof l.time === 'number' ? l.time : Date.parse(String(l.time)));
+const time = (l: LogLine | undefined) => (l ? at(l) : undefined);
+const median = (xs: number[]) => (xs.length === 0 ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
+
+/** The longest silence that began around the kill (the restart's gap), 0 if none. */
+function gapOf(done: FlowDone, at: number, until: number): { gap: number; back: number } {
+  // A silence starts at the last echo before the kill: at most a few send intervals earlier.
+  const s = (done.silences ?? []).filter((x) => x.to > at && x.from >= at - 200 && x.from < until - 200);
+  if (s.length === 0) return { gap: 0, back: 0 };
+  const worst = s.reduce((a, b) => (b.to - b.from > a.to - a.from ? b : a));
+  return { gap: worst.to - worst.from, back: worst.to - at };
+}
+
+function lostIn(done: FlowDone, from: number, until: number): number {
+  return (done.lost ?? []).filter((r) => r.to >= from && r.from < until).reduce((n, r) => n + r.count, 0);
+}
+
+/** The start-up timeline of one event from the pair's log lines (ms after the kill). */
+function timeline(pair: Pair, ev: Event): string {
+  const lines = pair.lines().filter((l) => at(l) >= ev.at);
+  const spawned = lines.find((l) => l.msg === 'started' && l.child === ev.child);
+  const steps: [string, number | undefined][] = [['spawned', time(spawned)]];
+  if (ev.child === 'relay') {
+    steps.push(['hello', time(lines.find((l) => l.msg === 'relay back within the grace time'))]);
+    steps.push(['restored', time(lines.find((l) => l.msg === 'state restored from the previous relay'))]);
+    steps.push(['ready', time(lines.find((l) => l.msg === 'relay ready'))]);
+  } else {
+    steps.push(['ready', time(lines.find((l) => l.msg === 'sidecar ready'))]);
+  }
+  steps.push(['resynced', time(lines.find((l) => l.msg === 'relay state resynced'))]);
+  return steps.map(([k, t]) => `${k} ${t === undefined ? '-' : `+${t - ev.at}`}`).join(', ');
+}
+
+const topo = await createTopology({ prefix: 'tprb', ipv6: false });
+let pair: Pair | undefined;
+const flows: { kind: 'send' | 'channel'; flow: Flow }[] = [];
+try {
+  await topo.enableRelayXdpTx();
+  topo.spawn('peer', 'turnutils_peer', ['-p', String(ECHO_PEER_PORT), '-L', topo.addr.peer4]);
+  await sleep(300);
+  pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', built });
+  await pair.waitReady();
+  for (let i = 0; i < SEND_SESSIONS; i++) flows.push({ kind: 'send', flow: startFlow(topo, pair, { peerPort: ECHO_PEER_PORT, rate: RATE, send: true }) });
+  for (let i = 0; i < CHANNEL_SESSIONS; i++) flows.push({ kind: 'channel', flow: startFlow(topo, pair, { peerPort: ECHO_PEER_PORT, rate: RATE }) });
+  await Promise.all(flows.map((f) => f.flow.bound));
+  await waitUntil('echoes on every session', () => flows.every((f) => f.flow.received() > RATE) || undefined, 20_000);
+
+  const events: Event[] = [];
+  const starts = { relay: 1, sidecar: 1 };
+  const kill = async (name: string, child: 'relay' | 'sidecar') => {
+    const pid = pair!.childPid(child)!;
+    const at = Date.now();
+    process.kill(pid, 'SIGKILL');
+    starts[child]++;
+    events.push({ name, child, at, start: starts[child] });
+    await pair!.waitForStart(child, starts[child]);
+  };
+  const settle = async () => {
+    await waitUntil('relay connected and resynced', async () => {
+      const s = await pair!.status().catch(() => undefined);
+      return s?.relay.relayConnected ? s : undefined;
+    }, 20_000, 100);
+    await sleep(SETTLE_MS);
+  };
+  await kill('relay SIGKILL', 'relay');
+  await settle();
+  await kill('sidecar SIGKILL', 'sidecar');
+  await settle();
+  await kill('relay SIGKILL (1st of 2)', 'relay');
+  await sleep(1500);
+  await kill('relay SIGKILL (2nd, 1.5 s later)', 'relay');
+  await settle();
+
+  const done = await Promise.all(flows.map(async (f) => ({ kind: f.kind, done: (await f.flow.stop()) ?? { sent: 0, received: 0 } })));
+  const end = Date.now() + 1000;
+  console.log(`restart.bench: ${SEND_SESSIONS} Send-indication sessions (userspace path) + ${CHANNEL_SESSIONS} ChannelData sessions (kernel path), ${RATE} datagrams/s each; ${built ? 'dist/ (npm start)' : 'sources under tsx'}`);
+  const rows: string[][] = [['event', 'gap ms (median / worst)', 'back ms (worst)', 'lost (userspace)', 'kernel: longest silence ms', 'lost (kernel)', 'timeline ms after the kill']];
+  events.forEach((ev, i) => {
+    const until = events[i + 1]?.at ?? end;
+    const send = done.filter((d) => d.kind === 'send').map((d) => ({ ...gapOf(d.done, ev.at, until), lost: lostIn(d.done, ev.at - 500, until) }));
+    const chan = done.filter((d) => d.kind === 'channel').map((d) => ({ ...gapOf(d.done, ev.at, until), lost: lostIn(d.done, ev.at - 500, until) }));
+    rows.push([
+      ev.name,
+      `${median(send.map((s) => s.gap))} / ${Math.max(...send.map((s) => s.gap))}`,
+      String(Math.max(...send.map((s) => s.back))),
+      String(send.reduce((n, s) => n + s.lost, 0)),
+      String(Math.max(0, ...chan.map((c) => c.gap))),
+      String(chan.reduce((n, c) => n + c.lost, 0)),
+      timeline(pair!, ev),
+    ]);
+  });
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | '));
+  const total = done.reduce((a, d) => ({ sent: a.sent + d.done.sent, received: a.received + d.done.received }), { sent: 0, received: 0 });
+  console.log(`all sessions: sent ${total.sent}, echoed ${total.received}, lost ${total.sent - total.received}; silences under 100 ms are not counted as gaps`);
+} finally {
+  await Promise.all(flows.map((f) => f.flow.stop()));
+  await pair?.stop();
+  await topo.destroy();
+}
