@@ -15,8 +15,8 @@
 //
 // Run (root; build first with `npx tsc -p tsconfig.json`):
 //   node --import tsx bench/restart.bench.ts [send-sessions] [channel-sessions] [rate/s]
-// TP_BENCH_SOURCES=1 runs the sources under tsx instead of dist/.
-import { existsSync } from 'node:fs';
+// TP_BENCH_SOURCES=1 runs the sources under tsx instead of dist/; TP_BENCH_LOG=file keeps the pair's output.
+import { existsSync, writeFileSync } from 'node:fs';
 import { createTopology } from '../test/helpers/netns.ts';
 import { ECHO_PEER_PORT, startPair, startFlow, waitUntil, sleep, type Flow, type FlowDone, type LogLine, type Pair } from '../test/integration/pair-harness.ts';
 
@@ -140,6 +140,7 @@ try {
   const total = done.reduce((a, d) => ({ sent: a.sent + d.done.sent, received: a.received + d.done.received }), { sent: 0, received: 0 });
   console.log(`all sessions: sent ${total.sent}, echoed ${total.received}, lost ${total.sent - total.received}; silences under 100 ms are not counted as gaps`);
 } finally {
+  if (process.env.TP_BENCH_LOG && pair) writeFileSync(process.env.TP_BENCH_LOG, pair.output());
   await Promise.all(flows.map((f) => f.flow.stop()));
   await pair?.stop();
   await topo.destroy();

@@ -11,6 +11,7 @@ import { createLogHub } from '../shared/logger.ts';
 import { startTelemetry } from '../telemetry/index.ts';
 import { Sidecar, SidecarStartError } from '../sidecar/sidecar.ts';
 import { watchLifeline } from './lifeline.ts';
+import { EXIT_UPGRADE } from './child-exit.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url).pathname.replace('/dist/package.json', '/package.json'), 'utf8')) as { version: string }).version;
 
@@ -49,16 +50,18 @@ async function main(): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     let draining = false;
-    const stop = async (signal: string) => {
+    const stop = async (signal: string, upgrade = false) => {
       if (stopping) return;
       stopping = true;
-      await sidecar.stop(signal);
+      await sidecar.stop(signal, { upgrade });
       await telemetry.shutdown().catch(() => {});
-      resolve(0);
+      resolve(upgrade ? EXIT_UPGRADE : 0);
     };
     // With a drain deadline, SIGTERM drains first (rolling upgrades); a second SIGTERM, or SIGINT, stops at once.
     process.on('SIGTERM', () => (config.drainDeadline > 0 && !draining ? ((draining = true), sidecar.drain('SIGTERM')) : void stop('SIGTERM')));
     process.on('SIGINT', () => void stop('SIGINT'));
+    // An upgrade: stop now, leaving the kernel path and its bindings for the next sidecar (exit EXIT_UPGRADE: the launcher starts it at once).
+    process.on('SIGUSR2', () => void stop('SIGUSR2', true));
     void sidecar.drained.then(() => stop('drained'));
     onLauncherGone = () => void stop('launcher gone');
     if (launcherGone) onLauncherGone();

@@ -9,11 +9,19 @@
 // Each child holds a lifeline pipe from this process and stops when it
 // closes, so no child outlives the launcher, whatever killed it. The
 // relay's output passes through the launcher, marked as the relay's. A child
-// that dies is restarted with backoff, up to restartLimit quick failures in a
-// row; one that cannot start (bad configuration, eBPF required but not
-// loadable, ...) stops the pair with its reason. SIGTERM or SIGINT stops both
-// (relay first, so the sidecar can clear its maps). In production,
-// deploy/systemd runs the two as separate units instead.
+// that dies is restarted at once (the userspace path is down until it is
+// back), and with backoff only when it keeps dying, up to restartLimit quick
+// failures in a row; one that cannot start (bad configuration, eBPF required
+// but not loadable, ...) stops the pair with its reason. A sidecar that
+// stopped on purpose (exit 0: SIGTERM to it, or a drain that ended) stops the
+// pair; one that stopped for an upgrade (SIGUSR2, EXIT_UPGRADE) and a relay
+// that stopped cleanly are restarted at once. SIGTERM or SIGINT stops both:
+// with a drain deadline the sidecar drains first (readyz 503, new Allocates
+// refused, existing ones served until they end or the deadline) and stops,
+// then the relay; without one the relay stops first (its state is saved with
+// the sidecar), then the sidecar, which clears what the relay held. A second
+// signal during a drain stops at once. In production, deploy/systemd runs the
+// two as separate units instead.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +33,7 @@ import { resolveUser } from '../config/users.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
 import { LIFELINE_FD, readFatalReason } from './lifeline.ts';
+import { onChildExit } from './child-exit.ts';
 import { passRelayOutput } from './relay-output.ts';
 import { openRelayStreams, type RelayStreams } from './relay-streams.ts';
 
@@ -177,6 +186,7 @@ const children: Child[] = [
   },
 ];
 let stopping = false;
+let waitForSocket: NodeJS.Timeout | undefined;
 
 function start(c: Child): void {
   c.startedAt = Date.now();
@@ -193,61 +203,96 @@ function start(c: Child): void {
   log.info({ child: c.name, pid: proc.pid, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
   proc.on('error', (e) => {
     log.fatal({ child: c.name, reason: e.message }, 'cannot start the child; stopping');
-    void stop(1);
+    void stop(1, { drain: false });
   });
   proc.on('exit', (code, signal) => {
     if (c.proc === proc) c.proc = undefined;
     if (stopping) return;
-    const reason = fatalReason();
-    if (code === 2 || reason !== undefined) {
-      log.fatal({ child: c.name, code, reason }, code === 2 ? 'child refused its configuration; stopping' : 'child cannot start; stopping');
-      void stop(code === 2 ? 2 : 1);
+    const action = onChildExit({
+      child: c.name,
+      code,
+      fatalReason: fatalReason(),
+      ranMs: Date.now() - c.startedAt,
+      quickFailures: c.restarts,
+      restartLimit: config.restartLimit,
+    });
+    if (action.do === 'stop-pair') {
+      const fields = { child: c.name, code, signal, reason: fatalReason(), restarts: c.restarts, restartLimit: config.restartLimit };
+      if (action.exitCode === 0) log.info(fields, `${action.why}; stopping the pair`);
+      else log.fatal(fields, `${action.why}; stopping`);
+      void stop(action.exitCode, { drain: false });
       return;
     }
-    // A child that ran a while restarts at once; one that keeps failing backs off up to 30 s, then gives up.
-    c.restarts = Date.now() - c.startedAt > 30_000 ? 0 : c.restarts + 1;
-    if (c.restarts > config.restartLimit) {
-      log.fatal({ child: c.name, code, signal, restarts: c.restarts - 1, restartLimit: config.restartLimit }, 'child keeps failing: cannot keep the pair up; stopping');
-      void stop(1);
-      return;
-    }
-    const delay = Math.min(30_000, 250 * 2 ** Math.min(c.restarts, 7));
-    log.error({ child: c.name, code, signal, restartInMs: delay }, 'child exited; restarting');
-    setTimeout(() => !stopping && start(c), delay).unref();
+    c.restarts = action.quickFailures;
+    if (action.crashed) log.error({ child: c.name, code, signal, restartInMs: action.delayMs }, 'child exited; restarting');
+    else log.info({ child: c.name, code, signal }, 'child stopped to be replaced; restarting');
+    if (action.delayMs === 0) start(c);
+    else setTimeout(() => !stopping && start(c), action.delayMs).unref();
   });
 }
 
-async function stop(exitCode: number): Promise<void> {
-  if (stopping) return;
+/** Resolves when `p` has exited, or after `ms` (then it is SIGKILLed). */
+function exited(p: ChildProcess, ms: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      resolve();
+    }, ms);
+    p.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+let drainingStop = false;
+
+/**
+ * Stops the pair. `drain` (SIGTERM or SIGINT with a drain deadline): the
+ * sidecar drains and then stops by itself, the relay after it. Otherwise the
+ * relay first (it saves its state with the sidecar), then the sidecar, which
+ * clears the kernel bindings and closes the ports.
+ */
+async function stop(exitCode: number, opts: { drain: boolean }): Promise<void> {
+  const sidecar = children.find((x) => x.name === 'sidecar')!;
+  const relay = children.find((x) => x.name === 'relay')!;
+  if (stopping) {
+    // A second signal while draining: the sidecar's second SIGTERM stops it at once.
+    if (drainingStop && opts.drain) {
+      log.warn('second signal during the drain: stopping at once');
+      sidecar.proc?.kill('SIGTERM');
+    }
+    return;
+  }
   stopping = true;
-  for (const name of ['relay', 'sidecar'] as const) {
-    const c = children.find((x) => x.name === name)!;
+  clearInterval(waitForSocket);
+  const drainMs = config.drainDeadline * 1000;
+  if (opts.drain && drainMs > 0 && sidecar.proc && relay.proc) {
+    drainingStop = true;
+    log.info({ drainDeadline: config.drainDeadline }, 'draining: the sidecar refuses new allocations and serves existing ones until they end or the deadline, then the pair stops');
+    sidecar.proc.kill('SIGTERM');
+    // The sidecar ends the drain itself at the deadline; the margin covers its own stop.
+    await exited(sidecar.proc, drainMs + 10_000);
+  }
+  for (const c of [relay, sidecar]) {
     const p = c.proc;
     if (!p) continue;
     p.kill('SIGTERM');
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        p.kill('SIGKILL');
-        resolve();
-      }, 5000);
-      p.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await exited(p, 5000);
   }
   log.info('stopped');
   process.exit(exitCode);
 }
 
-process.on('SIGTERM', () => void stop(0));
-process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0, { drain: true }));
+process.on('SIGINT', () => void stop(0, { drain: true }));
 // The relay starts once the sidecar listens (it would retry with backoff
 // anyway, but then its first lines are connection failures).
 start(children[0]!);
 const socketPath = linkSocketPath(config);
 const since = Date.now();
-const waitForSocket = setInterval(() => {
+waitForSocket = setInterval(() => {
   if (stopping) return clearInterval(waitForSocket);
   if (existsSync(socketPath) || Date.now() - since > 10_000) {
     clearInterval(waitForSocket);
