@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   // Started by the launcher: stop with it, however it ended.
-  watchLifeline(config.lifelineFd, () => void stop('launcher gone'));
+  const lifeline = watchLifeline(config.lifelineFd, () => void stop('launcher gone'));
 
   const creds = ensureCredentials(config, stateDir(config), log);
   if (creds.generatedSecret) config = { ...config, restSecret: creds.generatedSecret };
@@ -90,6 +90,12 @@ async function main(): Promise<void> {
       buildServerOptions(serverConfig, { relayAddresses, logger: logs.get('server'), sessionLog: { logger: logs.get('session'), budget: logs.perSource } }),
     );
 
+  // A warm standby has loaded its code and waits here, idle and off the
+  // link, until the launcher puts it in place of a relay that exited.
+  if (config.awaitGo) {
+    if (!(await lifeline.go())) return;
+    log.info('warm standby relay taking over');
+  }
   try {
     running = await (await transportStarter(transportKind))({ config, buildServer, logs, logDestination });
   } catch (e) {

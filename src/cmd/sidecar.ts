@@ -32,6 +32,12 @@ async function main(): Promise<number> {
   let launcherGone = false;
   let onLauncherGone = () => void (launcherGone = true);
   const lifeline = watchLifeline(config.lifelineFd, () => onLauncherGone());
+  // A warm standby has loaded its code and waits here, holding nothing, until
+  // the launcher puts it in place of a sidecar that exited.
+  if (config.awaitGo) {
+    if (!(await lifeline.go())) return 0;
+    hub.get('sidecar').info('warm standby sidecar taking over');
+  }
   const telemetry = await startTelemetry({ config, version, stateDir: stateDir(config), logHub: hub });
 
   let sidecar: Sidecar;

@@ -23,6 +23,7 @@
 // signal during a drain stops at once. In production, deploy/systemd runs the
 // two as separate units instead.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { delimiter, dirname, join, extname } from 'node:path';
@@ -32,7 +33,7 @@ import { relayEnvironment } from '../config/relay-env.ts';
 import { resolveUser } from '../config/users.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
-import { LIFELINE_FD, readFatalReason } from './lifeline.ts';
+import { LIFELINE_FD, readFatalReason, sendGo } from './lifeline.ts';
 import { onChildExit } from './child-exit.ts';
 import { passRelayOutput } from './relay-output.ts';
 import { openRelayStreams, type RelayStreams } from './relay-streams.ts';
@@ -168,11 +169,20 @@ interface Child {
   proc?: ChildProcess;
   restarts: number;
   startedAt: number;
+  /** A loaded, idle copy waiting for go (warmStandby), and how often one died in a row while waiting. */
+  standby?: Spawned;
+  standbyFailures: number;
+  standbyTimer?: NodeJS.Timeout;
+}
+
+interface Spawned {
+  proc: ChildProcess;
+  fatalReason: () => string | undefined;
 }
 
 const node = [...process.execArgv];
 const children: Child[] = [
-  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0 },
+  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0 },
   {
     name: 'relay',
     // No argv: flags may hold settings that are not the relay's; its environment has all of its own.
@@ -183,30 +193,77 @@ const children: Child[] = [
     readsFatal: false,
     restarts: 0,
     startedAt: 0,
+    standbyFailures: 0,
   },
 ];
 let stopping = false;
 let waitForSocket: NodeJS.Timeout | undefined;
+/** A standby is made this long after a start, so it does not take CPU from the child that is starting. */
+const STANDBY_AFTER_MS = 3000;
+/** Standbys that die while waiting, in a row, before the launcher stops making them. */
+const STANDBY_FAILURE_LIMIT = 3;
 
-function start(c: Child): void {
-  c.startedAt = Date.now();
+/** Spawns the child's process; as a standby it loads its code and waits for go (awaitGo). */
+function spawnChild(c: Child, standby: boolean): Spawned {
   // fd 3 is the lifeline: the child stops when it closes, i.e. when this process is gone.
   // The relay's output goes through us, marked as its own; the sidecar writes ours directly.
   const output = c.name === 'relay' ? 'pipe' : 'inherit';
   const inherited = c.name === 'relay' ? streams.fds : [];
-  const proc = spawn(c.command, c.args, { env: c.env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
-  c.proc = proc;
+  const env = standby ? { ...c.env, TURNPIKE_AWAIT_GO: 'true' } : c.env;
+  const proc = spawn(c.command, c.args, { env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
   if (c.name === 'relay') passRelayOutput(proc.stdout!, proc.stderr!, hub, log);
   const lifeline = proc.stdio[LIFELINE_FD] as NodeJS.ReadableStream;
   const fatalReason = c.readsFatal ? readFatalReason(lifeline) : () => undefined;
   if (!c.readsFatal) lifeline.on('error', () => {}).resume();
-  log.info({ child: c.name, pid: proc.pid, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
+  proc.on('exit', (code, signal) => {
+    if (c.standby?.proc !== proc) return;
+    c.standby = undefined;
+    if (stopping) return;
+    c.standbyFailures++;
+    log.warn({ child: c.name, pid: proc.pid, code, signal, failures: c.standbyFailures }, 'warm standby exited while waiting');
+    if (c.standbyFailures < STANDBY_FAILURE_LIMIT) scheduleStandby(c);
+    else log.warn({ child: c.name }, 'warm standbys keep exiting: restarts start cold');
+  });
   proc.on('error', (e) => {
+    if (c.standby?.proc === proc) {
+      c.standby = undefined;
+      log.warn({ child: c.name, reason: e.message }, 'cannot start a warm standby: restarts start cold');
+      return;
+    }
     log.fatal({ child: c.name, reason: e.message }, 'cannot start the child; stopping');
     void stop(1, { drain: false });
   });
+  return { proc, fatalReason };
+}
+
+/** A warm standby for `c`, soon (warmStandby): the next restart skips Node's start-up and the code loading. */
+function scheduleStandby(c: Child): void {
+  if (!config.warmStandby || stopping || c.standby || c.standbyTimer) return;
+  c.standbyTimer = setTimeout(() => {
+    c.standbyTimer = undefined;
+    if (stopping || c.standby || !c.proc) return;
+    c.standby = spawnChild(c, true);
+    log.debug({ child: c.name, pid: c.standby.proc.pid }, 'warm standby started');
+  }, STANDBY_AFTER_MS);
+  c.standbyTimer.unref();
+}
+
+function start(c: Child): void {
+  c.startedAt = Date.now();
+  // A waiting standby takes over at once; else a process starts cold.
+  const warm = c.standby && c.standby.proc.exitCode === null && c.standby.proc.signalCode === null ? c.standby : undefined;
+  c.standby = undefined;
+  const { proc, fatalReason } = warm ?? spawnChild(c, false);
+  if (warm) {
+    sendGo(proc.stdio[LIFELINE_FD] as Writable);
+    c.standbyFailures = 0;
+  }
+  c.proc = proc;
+  log.info({ child: c.name, pid: proc.pid, warm: !!warm, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
+  scheduleStandby(c);
   proc.on('exit', (code, signal) => {
-    if (c.proc === proc) c.proc = undefined;
+    if (c.proc !== proc) return;
+    c.proc = undefined;
     if (stopping) return;
     const action = onChildExit({
       child: c.name,
@@ -267,6 +324,11 @@ async function stop(exitCode: number, opts: { drain: boolean }): Promise<void> {
   }
   stopping = true;
   clearInterval(waitForSocket);
+  // Standbys hold nothing: they go at once.
+  for (const c of children) {
+    clearTimeout(c.standbyTimer);
+    c.standby?.proc.kill('SIGKILL');
+  }
   const drainMs = config.drainDeadline * 1000;
   if (opts.drain && drainMs > 0 && sidecar.proc && relay.proc) {
     drainingStop = true;
