@@ -119,6 +119,7 @@ try {
 
   const done = await Promise.all(flows.map(async (f) => ({ kind: f.kind, done: (await f.flow.stop()) ?? { sent: 0, received: 0 } })));
   const end = Date.now() + 1000;
+  if (process.env.TP_BENCH_LOG) writeFileSync(`${process.env.TP_BENCH_LOG}.flows.json`, JSON.stringify({ events, done }));
   console.log(`restart.bench: ${SEND_SESSIONS} Send-indication sessions (userspace path) + ${CHANNEL_SESSIONS} ChannelData sessions (kernel path), ${RATE} datagrams/s each; ${built ? 'dist/ (npm start)' : 'sources under tsx'}`);
   const rows: string[][] = [['event', 'gap ms (median / worst)', 'back ms (worst)', 'lost (userspace)', 'kernel: longest silence ms', 'lost (kernel)', 'timeline ms after the kill']];
   events.forEach((ev, i) => {

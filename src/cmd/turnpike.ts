@@ -199,7 +199,7 @@ const children: Child[] = [
 let stopping = false;
 let waitForSocket: NodeJS.Timeout | undefined;
 /** A standby is made this long after a start, so it does not take CPU from the child that is starting. */
-const STANDBY_AFTER_MS = 3000;
+const STANDBY_AFTER_MS = 1000;
 /** Standbys that die while waiting, in a row, before the launcher stops making them. */
 const STANDBY_FAILURE_LIMIT = 3;
 
