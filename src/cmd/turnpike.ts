@@ -173,6 +173,8 @@ interface Child {
   standby?: Spawned;
   standbyFailures: number;
   standbyTimer?: NodeJS.Timeout;
+  /** Processes started in this child's place so far. */
+  starts: number;
 }
 
 interface Spawned {
@@ -182,7 +184,7 @@ interface Spawned {
 
 const node = [...process.execArgv];
 const children: Child[] = [
-  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0 },
+  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0, starts: 0 },
   {
     name: 'relay',
     // No argv: flags may hold settings that are not the relay's; its environment has all of its own.
@@ -194,12 +196,17 @@ const children: Child[] = [
     restarts: 0,
     startedAt: 0,
     standbyFailures: 0,
+    starts: 0,
   },
 ];
 let stopping = false;
 let waitForSocket: NodeJS.Timeout | undefined;
-/** A standby is made this long after a start, so it does not take CPU from the child that is starting. */
-const STANDBY_AFTER_MS = 1000;
+/**
+ * A standby is made this long after a start, so it does not take CPU from the
+ * child that is starting: longer after the pair's first start (both children
+ * start cold then), short after a restart (another may follow soon).
+ */
+const STANDBY_AFTER_MS = { first: 5000, restart: 1000 };
 /** Standbys that die while waiting, in a row, before the launcher stops making them. */
 const STANDBY_FAILURE_LIMIT = 3;
 
@@ -244,12 +251,13 @@ function scheduleStandby(c: Child): void {
     if (stopping || c.standby || !c.proc) return;
     c.standby = spawnChild(c, true);
     log.debug({ child: c.name, pid: c.standby.proc.pid }, 'warm standby started');
-  }, STANDBY_AFTER_MS);
+  }, c.starts <= 1 ? STANDBY_AFTER_MS.first : STANDBY_AFTER_MS.restart);
   c.standbyTimer.unref();
 }
 
 function start(c: Child): void {
   c.startedAt = Date.now();
+  c.starts++;
   // A waiting standby takes over at once; else a process starts cold.
   const warm = c.standby && c.standby.proc.exitCode === null && c.standby.proc.signalCode === null ? c.standby : undefined;
   c.standby = undefined;

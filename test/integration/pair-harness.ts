@@ -59,6 +59,12 @@ export interface Pair {
   /** SIGKILLs the launcher and both children at once, leaving pins and the state dir (a host crash). */
   killAll(): Promise<void>;
   waitReady(ms?: number): Promise<void>;
+  /** Sends a signal to the launcher (stop() still cleans up after). */
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves with the launcher's exit code once it exited, or undefined after `ms`. */
+  exited(ms: number): Promise<number | null | undefined>;
+  /** One Allocate from the client namespace (test/integration/fixtures/allocate.ts): its success or error code. */
+  tryAllocate(topo: Topology): Promise<{ ok: boolean; code?: number }>;
   /** SIGTERM to the launcher; reports how it ended and what it left behind, then removes the leftovers. */
   stop(): Promise<StopReport>;
 }
@@ -67,6 +73,8 @@ export interface StopReport {
   exitCode: number | null;
   /** Entries left in the pin directory after the pair exited. */
   pinsLeft: string[];
+  /** Bindings left in the pinned channel map (undefined: the map is not pinned). */
+  channelEntriesLeft?: number;
 }
 
 /** The parts of GET /status the tests read. */
@@ -184,6 +192,18 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
       });
     },
     env,
+    signal(sig) {
+      proc.kill(sig);
+    },
+    async exited(ms) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      return Promise.race([new Promise<number | null>((r) => proc.once('exit', (code) => r(code))), sleep(ms).then(() => undefined)]);
+    },
+    async tryAllocate(topo) {
+      const args = { server: topo.addr.relay4, port: listenPort, username: USER, password: PASS };
+      const out = await inNs(topo, 'client', process.execPath, ['--import', 'tsx', join(repoRoot, 'test/integration/fixtures/allocate.ts'), JSON.stringify(args)], 20_000);
+      return JSON.parse(out.trim().split('\n').at(-1)!) as { ok: boolean; code?: number };
+    },
     async killAll() {
       const pids = [proc.pid, childPid('sidecar'), childPid('relay')].filter((p): p is number => p !== undefined);
       for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -198,7 +218,12 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
       }
       // Children of a launcher that did not stop cleanly must not outlive the test.
       for (const pid of seenPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-      const report: StopReport = { exitCode: proc.exitCode, pinsLeft: existsSync(pinDir) ? readdirSync(pinDir) : [] };
+      const pinsLeft = existsSync(pinDir) ? readdirSync(pinDir) : [];
+      const report: StopReport = { exitCode: proc.exitCode, pinsLeft };
+      if (pinsLeft.includes('tp_chan_to_peer')) {
+        const { stdout } = await execFileP('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinDir, 'tp_chan_to_peer')]);
+        report.channelEntriesLeft = (JSON.parse(stdout) as unknown[]).length;
+      }
       if (existsSync(pinDir)) rmSync(pinDir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });
       return report;
@@ -360,7 +385,8 @@ export function echoPeerTopology(prefix: string): { gate(t: TestContext): Topolo
 export async function withXdpPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>, env?: Record<string, string>): Promise<void> {
   const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', ...(env ? { env } : {}) });
   try {
-    await pair.waitReady();
+    // Generous: on a host busy with other work, two Node processes loading under tsx take a while.
+    await pair.waitReady(60_000);
     await run(pair);
   } catch (e) {
     t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);
