@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { ECHO_PEER_PORT, echoPeerTopology, withXdpPair, startFlow, waitUntil, sleep } from './pair-harness.ts';
 
 const { gate } = echoPeerTopology('tpdl');
-const DEADLINE_S = 5;
+// Long enough for a TURN client to start under tsx on a busy host and be answered within it.
+const DEADLINE_S = 12;
 
 test('SIGTERM to the launcher drains (readyz 503, new Allocates refused, the call served) until the deadline, then stops sidecar, then relay', async (t) => {
   const topo = gate(t);
