@@ -250,7 +250,7 @@ function scheduleStandby(c: Child): void {
     c.standbyTimer = undefined;
     if (stopping || c.standby || !c.proc) return;
     c.standby = spawnChild(c, true);
-    log.debug({ child: c.name, pid: c.standby.proc.pid }, 'warm standby started');
+    log.info({ child: c.name, pid: c.standby.proc.pid }, 'warm standby started');
   }, c.starts <= 1 ? STANDBY_AFTER_MS.first : STANDBY_AFTER_MS.restart);
   c.standbyTimer.unref();
 }
