@@ -3,8 +3,9 @@
 // test topology, with TURN sessions flowing through it to coturn's echo peer:
 // - Send-indication sessions: every datagram takes the relay (userspace path);
 // - ChannelData sessions: bound channels, relayed by the kernel.
-// Then, a few seconds apart: SIGKILL the relay, SIGKILL the sidecar, and (the
-// backoff case) SIGKILL the relay twice in a row. Per event it prints:
+// Then, a few seconds apart: SIGKILL the relay, SIGKILL the sidecar, and
+// SIGKILL the relay twice in a row; once with the launcher's warm standbys
+// (the default) and once without (cold restarts), side by side. Per event:
 // - gap: the longest time without an echo on the userspace-path sessions
 //   (median and worst over the sessions), and "back": kill -> first echo;
 // - lost: datagrams sent around the event whose echo never came;
@@ -15,9 +16,11 @@
 //
 // Run (root; build first with `npx tsc -p tsconfig.json`):
 //   node --import tsx bench/restart.bench.ts [send-sessions] [channel-sessions] [rate/s]
-// TP_BENCH_SOURCES=1 runs the sources under tsx instead of dist/; TP_BENCH_LOG=file keeps the pair's output.
+// TP_BENCH_SOURCES=1 runs the sources under tsx instead of dist/; TP_BENCH_MODES=warm (or cold)
+// runs one pass; TP_BENCH_LOG=file keeps the pair's output and the sessions' reports.
 import { existsSync, writeFileSync } from 'node:fs';
-import { createTopology } from '../test/helpers/netns.ts';
+import { cpus, loadavg } from 'node:os';
+import { createTopology, type Topology } from '../test/helpers/netns.ts';
 import { ECHO_PEER_PORT, startPair, startFlow, waitUntil, sleep, type Flow, type FlowDone, type LogLine, type Pair } from '../test/integration/pair-harness.ts';
 
 const SEND_SESSIONS = Number(process.argv[2] ?? 4);
@@ -77,72 +80,95 @@ function timeline(pair: Pair, ev: Event): string {
   return steps.map(([k, t]) => `${k} ${t === undefined ? '-' : `+${t - ev.at}`}`).join(', ');
 }
 
+/** One pass of the scenario against a fresh pair; returns its table rows. */
+async function scenario(topo: Topology, mode: 'warm' | 'cold'): Promise<{ rows: string[][]; total: { sent: number; received: number } }> {
+  let pair: Pair | undefined;
+  const flows: { kind: 'send' | 'channel'; flow: Flow }[] = [];
+  try {
+    pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', built, env: { TURNPIKE_WARM_STANDBY: String(mode === 'warm') } });
+    await pair.waitReady(120_000);
+    for (let i = 0; i < SEND_SESSIONS; i++) flows.push({ kind: 'send', flow: startFlow(topo, pair, { peerPort: ECHO_PEER_PORT, rate: RATE, send: true }) });
+    for (let i = 0; i < CHANNEL_SESSIONS; i++) flows.push({ kind: 'channel', flow: startFlow(topo, pair, { peerPort: ECHO_PEER_PORT, rate: RATE }) });
+    await Promise.all(flows.map((f) => f.flow.bound));
+    await waitUntil('echoes on every session', () => flows.every((f) => f.flow.received() > RATE) || undefined, 60_000);
+    // Warm: restarts are measured with the standbys in place, as in steady operation.
+    if (mode === 'warm') {
+      await waitUntil('warm standbys', () => ['relay', 'sidecar'].every((c) => pair!.lines().some((l) => l.msg === 'warm standby started' && l.child === c)) || undefined, 60_000);
+    }
+    await sleep(2000);
+
+    const events: Event[] = [];
+    const starts = { relay: 1, sidecar: 1 };
+    const kill = async (name: string, child: 'relay' | 'sidecar') => {
+      const pid = pair!.childPid(child)!;
+      const at = Date.now();
+      process.kill(pid, 'SIGKILL');
+      starts[child]++;
+      events.push({ name, child, at, start: starts[child] });
+      await pair!.waitForStart(child, starts[child], 60_000);
+    };
+    const settle = async () => {
+      await waitUntil('relay connected', async () => {
+        const s = await pair!.status().catch(() => undefined);
+        return s?.relay.relayConnected ? s : undefined;
+      }, 60_000, 100);
+      await sleep(SETTLE_MS);
+    };
+    await kill('relay SIGKILL', 'relay');
+    await settle();
+    await kill('sidecar SIGKILL', 'sidecar');
+    await settle();
+    await kill('relay SIGKILL (1st of 2)', 'relay');
+    await sleep(2500);
+    await kill('relay SIGKILL (2nd, 2.5 s later)', 'relay');
+    await settle();
+
+    const done = await Promise.all(flows.map(async (f) => ({ kind: f.kind, done: (await f.flow.stop()) ?? { sent: 0, received: 0 } })));
+    const end = Date.now() + 1000;
+    if (process.env.TP_BENCH_LOG) writeFileSync(`${process.env.TP_BENCH_LOG}.${mode}.flows.json`, JSON.stringify({ events, done }));
+    const rows = events.map((ev, i) => {
+      const until = events[i + 1]?.at ?? end;
+      const send = done.filter((d) => d.kind === 'send').map((d) => ({ ...gapOf(d.done, ev.at, until), lost: lostIn(d.done, ev.at - 500, until) }));
+      const chan = done.filter((d) => d.kind === 'channel').map((d) => ({ ...gapOf(d.done, ev.at, until), lost: lostIn(d.done, ev.at - 500, until) }));
+      const started = pair!.lines().filter((l) => l.msg === 'started' && l.child === ev.child)[ev.start - 1];
+      return [
+        mode,
+        ev.name,
+        started?.warm ? 'yes' : 'no',
+        `${median(send.map((x) => x.gap))} / ${Math.max(...send.map((x) => x.gap))}`,
+        String(Math.max(...send.map((x) => x.back))),
+        String(send.reduce((n, x) => n + x.lost, 0)),
+        String(Math.max(0, ...chan.map((c) => c.gap))),
+        String(chan.reduce((n, c) => n + c.lost, 0)),
+        timeline(pair!, ev),
+      ];
+    });
+    const total = done.reduce((acc, d) => ({ sent: acc.sent + d.done.sent, received: acc.received + d.done.received }), { sent: 0, received: 0 });
+    return { rows, total };
+  } finally {
+    if (process.env.TP_BENCH_LOG && pair) writeFileSync(`${process.env.TP_BENCH_LOG}.${mode}`, pair.output());
+    await Promise.all(flows.map((f) => f.flow.stop()));
+    await pair?.stop();
+  }
+}
+
 const topo = await createTopology({ prefix: 'tprb', ipv6: false });
-let pair: Pair | undefined;
-const flows: { kind: 'send' | 'channel'; flow: Flow }[] = [];
 try {
   await topo.enableRelayXdpTx();
   topo.spawn('peer', 'turnutils_peer', ['-p', String(ECHO_PEER_PORT), '-L', topo.addr.peer4]);
   await sleep(300);
-  pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', built });
-  await pair.waitReady();
-  for (let i = 0; i < SEND_SESSIONS; i++) flows.push({ kind: 'send', flow: startFlow(topo, pair, { peerPort: ECHO_PEER_PORT, rate: RATE, send: true }) });
-  for (let i = 0; i < CHANNEL_SESSIONS; i++) flows.push({ kind: 'channel', flow: startFlow(topo, pair, { peerPort: ECHO_PEER_PORT, rate: RATE }) });
-  await Promise.all(flows.map((f) => f.flow.bound));
-  await waitUntil('echoes on every session', () => flows.every((f) => f.flow.received() > RATE) || undefined, 20_000);
-
-  const events: Event[] = [];
-  const starts = { relay: 1, sidecar: 1 };
-  const kill = async (name: string, child: 'relay' | 'sidecar') => {
-    const pid = pair!.childPid(child)!;
-    const at = Date.now();
-    process.kill(pid, 'SIGKILL');
-    starts[child]++;
-    events.push({ name, child, at, start: starts[child] });
-    await pair!.waitForStart(child, starts[child]);
-  };
-  const settle = async () => {
-    await waitUntil('relay connected and resynced', async () => {
-      const s = await pair!.status().catch(() => undefined);
-      return s?.relay.relayConnected ? s : undefined;
-    }, 20_000, 100);
-    await sleep(SETTLE_MS);
-  };
-  await kill('relay SIGKILL', 'relay');
-  await settle();
-  await kill('sidecar SIGKILL', 'sidecar');
-  await settle();
-  await kill('relay SIGKILL (1st of 2)', 'relay');
-  await sleep(1500);
-  await kill('relay SIGKILL (2nd, 1.5 s later)', 'relay');
-  await settle();
-
-  const done = await Promise.all(flows.map(async (f) => ({ kind: f.kind, done: (await f.flow.stop()) ?? { sent: 0, received: 0 } })));
-  const end = Date.now() + 1000;
-  if (process.env.TP_BENCH_LOG) writeFileSync(`${process.env.TP_BENCH_LOG}.flows.json`, JSON.stringify({ events, done }));
-  console.log(`restart.bench: ${SEND_SESSIONS} Send-indication sessions (userspace path) + ${CHANNEL_SESSIONS} ChannelData sessions (kernel path), ${RATE} datagrams/s each; ${built ? 'dist/ (npm start)' : 'sources under tsx'}`);
-  const rows: string[][] = [['event', 'gap ms (median / worst)', 'back ms (worst)', 'lost (userspace)', 'kernel: longest silence ms', 'lost (kernel)', 'timeline ms after the kill']];
-  events.forEach((ev, i) => {
-    const until = events[i + 1]?.at ?? end;
-    const send = done.filter((d) => d.kind === 'send').map((d) => ({ ...gapOf(d.done, ev.at, until), lost: lostIn(d.done, ev.at - 500, until) }));
-    const chan = done.filter((d) => d.kind === 'channel').map((d) => ({ ...gapOf(d.done, ev.at, until), lost: lostIn(d.done, ev.at - 500, until) }));
-    rows.push([
-      ev.name,
-      `${median(send.map((s) => s.gap))} / ${Math.max(...send.map((s) => s.gap))}`,
-      String(Math.max(...send.map((s) => s.back))),
-      String(send.reduce((n, s) => n + s.lost, 0)),
-      String(Math.max(0, ...chan.map((c) => c.gap))),
-      String(chan.reduce((n, c) => n + c.lost, 0)),
-      timeline(pair!, ev),
-    ]);
-  });
+  const modes = (process.env.TP_BENCH_MODES ?? 'warm,cold').split(',') as ('warm' | 'cold')[];
+  const rows: string[][] = [['standbys', 'event', 'warm start', 'gap ms (median / worst)', 'back ms (worst)', 'lost (userspace)', 'kernel: longest silence ms', 'lost (kernel)', 'timeline ms after the kill']];
+  const totals: string[] = [];
+  for (const mode of modes) {
+    const r = await scenario(topo, mode);
+    rows.push(...r.rows);
+    totals.push(`${mode}: sent ${r.total.sent}, echoed ${r.total.received}`);
+  }
+  console.log(`restart.bench: ${SEND_SESSIONS} Send-indication sessions (userspace path) + ${CHANNEL_SESSIONS} ChannelData sessions (kernel path), ${RATE} datagrams/s each; ${built ? 'dist/ (npm start)' : 'sources under tsx'}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs`);
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const r of rows) console.log(r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | '));
-  const total = done.reduce((a, d) => ({ sent: a.sent + d.done.sent, received: a.received + d.done.received }), { sent: 0, received: 0 });
-  console.log(`all sessions: sent ${total.sent}, echoed ${total.received}, lost ${total.sent - total.received}; silences under 100 ms are not counted as gaps`);
+  console.log(`${totals.join('; ')}. gap: longest time without an echo (silences under 100 ms are not gaps); back: kill -> first echo`);
 } finally {
-  if (process.env.TP_BENCH_LOG && pair) writeFileSync(process.env.TP_BENCH_LOG, pair.output());
-  await Promise.all(flows.map((f) => f.flow.stop()));
-  await pair?.stop();
   await topo.destroy();
 }
