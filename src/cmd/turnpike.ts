@@ -203,10 +203,12 @@ let stopping = false;
 let waitForSocket: NodeJS.Timeout | undefined;
 /**
  * A standby is made this long after a start, so it does not take CPU from the
- * child that is starting: longer after the pair's first start (both children
- * start cold then), short after a restart (another may follow soon).
+ * child that is starting (loading a standby while the new sidecar loads its
+ * XDP object doubled that on a busy host): longer after the pair's first
+ * start, when both children start cold. A second crash within this time
+ * starts cold (or with a standby still loading).
  */
-const STANDBY_AFTER_MS = { first: 5000, restart: 1000 };
+const STANDBY_AFTER_MS = { first: 5000, restart: 3000 };
 /** Standbys that die while waiting, in a row, before the launcher stops making them. */
 const STANDBY_FAILURE_LIMIT = 3;
 
