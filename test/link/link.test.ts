@@ -200,3 +200,23 @@ test('keepalive: a peer that goes silent is dropped', async () => {
     cleanup();
   }
 });
+
+test('a waiting client connects as soon as the sidecar\'s socket appears, not at its next backoff step', async () => {
+  const { path, cleanup } = tempSocketPath();
+  const { server, client } = pair(path, { backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 } });
+  try {
+    const failed = once(client, 'close');
+    client.start();
+    await failed; // no socket yet: the next try is a minute away
+    await new Promise((r) => setTimeout(r, 100));
+    const opened = once(client, 'open');
+    const t0 = Date.now();
+    await server.listen();
+    await opened;
+    assert.ok(Date.now() - t0 < 30_000, 'connected on the socket\'s appearance');
+  } finally {
+    client.stop();
+    await server.close();
+    cleanup();
+  }
+});
