@@ -205,8 +205,9 @@ let waitForSocket: NodeJS.Timeout | undefined;
  * A standby is made this long after a start, so it does not take CPU from the
  * child that is starting (loading a standby while the new sidecar loads its
  * XDP object doubled that on a busy host): longer after the pair's first
- * start, when both children start cold. A second crash within this time
- * starts cold (or with a standby still loading).
+ * start (counted from the relay's, which waits for the sidecar to listen),
+ * when both children start cold. A second crash within this time starts
+ * cold (or with a standby still loading).
  */
 const STANDBY_AFTER_MS = { first: 5000, restart: 3000 };
 /** Standbys that die while waiting, in a row, before the launcher stops making them. */
@@ -270,7 +271,9 @@ function start(c: Child): void {
   }
   c.proc = proc;
   log.info({ child: c.name, pid: proc.pid, warm: !!warm, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
-  scheduleStandby(c);
+  // Not while the pair is first coming up (the relay starts once the sidecar listens): standbys would slow it.
+  const relay = children[1]!;
+  if (relay.starts > 0) for (const x of c === relay && relay.starts === 1 ? children : [c]) scheduleStandby(x);
   proc.on('exit', (code, signal) => {
     if (c.proc !== proc) return;
     c.proc = undefined;
