@@ -122,6 +122,7 @@ async function main(): Promise<void> {
     },
     'relay ready',
   );
+  lifeline.ready();
 
   const transport = running;
   statsTimer = setInterval(() => log.debug({ server: server.stats(), transport: transport.stats() }, 'stats'), 60_000);

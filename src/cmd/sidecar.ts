@@ -53,6 +53,7 @@ async function main(): Promise<number> {
     throw e;
   }
 
+  lifeline.ready();
   return new Promise<number>((resolve) => {
     let stopping = false;
     let draining = false;

@@ -33,7 +33,7 @@ import { relayEnvironment } from '../config/relay-env.ts';
 import { resolveUser } from '../config/users.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
-import { LIFELINE_FD, readFatalReason, sendGo } from './lifeline.ts';
+import { LIFELINE_FD, readLifeline, sendGo } from './lifeline.ts';
 import { onChildExit } from './child-exit.ts';
 import { passRelayOutput } from './relay-output.ts';
 import { openRelayStreams, type RelayStreams } from './relay-streams.ts';
@@ -173,8 +173,6 @@ interface Child {
   standby?: Spawned;
   standbyFailures: number;
   standbyTimer?: NodeJS.Timeout;
-  /** Processes started in this child's place so far. */
-  starts: number;
 }
 
 interface Spawned {
@@ -184,7 +182,7 @@ interface Spawned {
 
 const node = [...process.execArgv];
 const children: Child[] = [
-  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0, starts: 0 },
+  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0 },
   {
     name: 'relay',
     // No argv: flags may hold settings that are not the relay's; its environment has all of its own.
@@ -196,20 +194,17 @@ const children: Child[] = [
     restarts: 0,
     startedAt: 0,
     standbyFailures: 0,
-    starts: 0,
   },
 ];
 let stopping = false;
 let waitForSocket: NodeJS.Timeout | undefined;
 /**
- * A standby is made this long after a start, so it does not take CPU from the
- * child that is starting (loading a standby while the new sidecar loads its
- * XDP object doubled that on a busy host): longer after the pair's first
- * start (counted from the relay's, which waits for the sidecar to listen),
- * when both children start cold. A second crash within this time starts
- * cold (or with a standby still loading).
+ * A standby is made this long after its child said it is up, so it does not
+ * take CPU from a start still under way (loading a standby while a new
+ * sidecar loaded its XDP object doubled that on a busy host). A second crash
+ * before then starts cold (or with a standby still loading).
  */
-const STANDBY_AFTER_MS = { first: 5000, restart: 3000 };
+const STANDBY_AFTER_READY_MS = 2000;
 /** Standbys that die while waiting, in a row, before the launcher stops making them. */
 const STANDBY_FAILURE_LIMIT = 3;
 
@@ -223,8 +218,9 @@ function spawnChild(c: Child, standby: boolean): Spawned {
   const proc = spawn(c.command, c.args, { env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
   if (c.name === 'relay') passRelayOutput(proc.stdout!, proc.stderr!, hub, log);
   const lifeline = proc.stdio[LIFELINE_FD] as NodeJS.ReadableStream;
-  const fatalReason = c.readsFatal ? readFatalReason(lifeline) : () => undefined;
-  if (!c.readsFatal) lifeline.on('error', () => {}).resume();
+  // Once the child is up (its start-up no longer needs the CPU), a standby for it may load.
+  const said = readLifeline(lifeline, () => c.proc === proc && scheduleStandby(c));
+  const fatalReason = c.readsFatal ? said : () => undefined;
   proc.on('exit', (code, signal) => {
     if (c.standby?.proc !== proc) return;
     c.standby = undefined;
@@ -254,13 +250,12 @@ function scheduleStandby(c: Child): void {
     if (stopping || c.standby || !c.proc) return;
     c.standby = spawnChild(c, true);
     log.info({ child: c.name, pid: c.standby.proc.pid }, 'warm standby started');
-  }, c.starts <= 1 ? STANDBY_AFTER_MS.first : STANDBY_AFTER_MS.restart);
+  }, STANDBY_AFTER_READY_MS);
   c.standbyTimer.unref();
 }
 
 function start(c: Child): void {
   c.startedAt = Date.now();
-  c.starts++;
   // A waiting standby takes over at once; else a process starts cold.
   const warm = c.standby && c.standby.proc.exitCode === null && c.standby.proc.signalCode === null ? c.standby : undefined;
   c.standby = undefined;
@@ -271,9 +266,6 @@ function start(c: Child): void {
   }
   c.proc = proc;
   log.info({ child: c.name, pid: proc.pid, warm: !!warm, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
-  // Not while the pair is first coming up (the relay starts once the sidecar listens): standbys would slow it.
-  const relay = children[1]!;
-  if (relay.starts > 0) for (const x of c === relay && relay.starts === 1 ? children : [c]) scheduleStandby(x);
   proc.on('exit', (code, signal) => {
     if (c.proc !== proc) return;
     c.proc = undefined;
