@@ -25,19 +25,21 @@ test('pinned bindings of a crashed pair are cleared when no relay re-announces w
   await sleep(300);
 
   const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native' });
-  const flow = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 200 });
+  let flow: ReturnType<typeof startFlow> | undefined;
   let lone: ReturnType<typeof startLoneSidecar> | undefined;
   try {
-    await pair.waitReady();
+    // The flow's Allocate gives up after 5 s: it starts once the pair is ready (a busy host starts it slowly).
+    await pair.waitReady(60_000);
+    flow = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 200 });
     await flow.bound;
-    await waitUntil('echoes through the fast path', () => flow.received() > 50 || undefined);
+    await waitUntil('echoes through the fast path', () => flow!.received() > 50 || undefined);
 
     await pair.killAll();
     // Nothing runs in userspace now; the pinned program still relays.
     await sleep(300);
-    const r0 = flow.received();
+    const r0 = flow!.received();
     await sleep(500);
-    assert.ok(flow.received() - r0 > 40, 'the pinned fast path relays with no process alive');
+    assert.ok(flow!.received() - r0 > 40, 'the pinned fast path relays with no process alive');
 
     const graceMs = 1500;
     lone = startLoneSidecar(topo, { ...pair.env, TURNPIKE_RESYNC_GRACE_MS: String(graceMs) });
@@ -48,14 +50,14 @@ test('pinned bindings of a crashed pair are cleared when no relay re-announces w
     assert.match(lone.output(), /pinned bindings found; waiting for the relay/);
     assert.equal((await status()).maps.tp_chan_to_peer?.entries, 0);
     await sleep(300);
-    const r1 = flow.received();
+    const r1 = flow!.received();
     await sleep(600);
-    assert.equal(flow.received() - r1, 0, 'the kernel still relays for a binding no relay owns');
+    assert.equal(flow!.received() - r1, 0, 'the kernel still relays for a binding no relay owns');
   } catch (e) {
     t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-20).join('\n')}\nlone sidecar:\n${lone?.output().slice(-3000) ?? ''}`);
     throw e;
   } finally {
-    await flow.stop();
+    await flow?.stop();
     await lone?.stop();
     await pair.stop();
   }
