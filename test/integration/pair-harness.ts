@@ -263,6 +263,9 @@ export interface FlowDone {
   received: number;
   silences?: { from: number; to: number }[];
   lost?: { from: number; to: number; count: number }[];
+  /** Send time and echo time (0: none) of each datagram, by sequence number. */
+  sentAt?: number[];
+  echoAt?: number[];
 }
 
 export interface Flow {
@@ -310,7 +313,7 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
         const m = JSON.parse(line) as { event: string } & FlowTick & FlowDone & { relayed: { address: string; port: number } };
         if (m.event === 'bound') resolveBound({ relayed: m.relayed });
         else if (m.event === 'tick') ticks.push({ now: m.now, sent: m.sent, received: m.received });
-        else if (m.event === 'done') done = { sent: m.sent, received: m.received, silences: m.silences, lost: m.lost };
+        else if (m.event === 'done') done = { sent: m.sent, received: m.received, silences: m.silences, lost: m.lost, sentAt: m.sentAt, echoAt: m.echoAt };
       } catch {
         // not a JSON line
       }
