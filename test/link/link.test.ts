@@ -62,14 +62,17 @@ test('the client reconnects with backoff when the sidecar comes (back) later', a
     client.start();
     await until(() => client.attempts >= 3, 'a few failed attempts');
     assert.ok(clog.has(/cannot connect to the sidecar/));
+    // Listening before the socket exists: the client connects as soon as it appears.
+    const first = once(client, 'open');
     await server.listen();
-    await once(client, 'open');
+    await first;
     // Sidecar restart: the relay notices and connects again.
     await server.close();
     await once(client, 'close');
     const again = new LinkServer({ path, software: 'sidecar-2', logger: captureLogger('s2').logger });
+    const reopened = once(client, 'open');
     await again.listen();
-    const [conn] = (await once(client, 'open')) as [LinkConnection];
+    const [conn] = (await reopened) as [LinkConnection];
     assert.equal(conn.peer?.software, 'sidecar-2');
     client.stop();
     await again.close();
