@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
   // Started by the launcher: stop with it, however it ended.
-  watchLifeline(config.lifelineFd, () => void stop('launcher gone'));
+  const lifeline = watchLifeline(config.lifelineFd, () => void stop('launcher gone'));
 
   const creds = ensureCredentials(config, stateDir(config), log);
   if (creds.generatedSecret) config = { ...config, restSecret: creds.generatedSecret };
@@ -100,6 +100,12 @@ async function main(): Promise<void> {
       buildServerOptions(serverConfig, { relayAddresses, logger: logs.get('server'), sessionLog: { logger: logs.get('session'), budget: logs.perSource } }),
     );
 
+  // A warm standby has loaded its code and waits here, idle and off the
+  // link, until the launcher puts it in place of a relay that exited.
+  if (config.awaitGo) {
+    if (!(await lifeline.go())) return;
+    log.info('warm standby relay taking over');
+  }
   try {
     if (streamSockets.length > 0 && transportKind === 'standalone') log.warn({ sockets: streamSockets.length }, 'sockets from systemd ignored: the standalone transport binds its own');
     running = await (await transportStarter(transportKind))({ config, buildServer, logs, logDestination, streamSockets });
@@ -127,6 +133,7 @@ async function main(): Promise<void> {
     },
     'relay ready',
   );
+  lifeline.ready();
 
   const transport = running;
   statsTimer = setInterval(() => log.debug({ server: server.stats(), transport: transport.stats() }, 'stats'), 60_000);

@@ -11,6 +11,7 @@ import { createLogHub } from '../shared/logger.ts';
 import { startTelemetry } from '../telemetry/index.ts';
 import { Sidecar, SidecarStartError } from '../sidecar/sidecar.ts';
 import { watchLifeline } from './lifeline.ts';
+import { EXIT_UPGRADE } from './child-exit.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url).pathname.replace('/dist/package.json', '/package.json'), 'utf8')) as { version: string }).version;
 
@@ -31,6 +32,12 @@ async function main(): Promise<number> {
   let launcherGone = false;
   let onLauncherGone = () => void (launcherGone = true);
   const lifeline = watchLifeline(config.lifelineFd, () => onLauncherGone());
+  // A warm standby has loaded its code and waits here, holding nothing, until
+  // the launcher puts it in place of a sidecar that exited.
+  if (config.awaitGo) {
+    if (!(await lifeline.go())) return 0;
+    hub.get('sidecar').info('warm standby sidecar taking over');
+  }
   const telemetry = await startTelemetry({ config, version, stateDir: stateDir(config), logHub: hub });
 
   let sidecar: Sidecar;
@@ -46,19 +53,22 @@ async function main(): Promise<number> {
     throw e;
   }
 
+  lifeline.ready();
   return new Promise<number>((resolve) => {
     let stopping = false;
     let draining = false;
-    const stop = async (signal: string) => {
+    const stop = async (signal: string, upgrade = false) => {
       if (stopping) return;
       stopping = true;
-      await sidecar.stop(signal);
+      await sidecar.stop(signal, { upgrade });
       await telemetry.shutdown().catch(() => {});
-      resolve(0);
+      resolve(upgrade ? EXIT_UPGRADE : 0);
     };
     // With a drain deadline, SIGTERM drains first (rolling upgrades); a second SIGTERM, or SIGINT, stops at once.
     process.on('SIGTERM', () => (config.drainDeadline > 0 && !draining ? ((draining = true), sidecar.drain('SIGTERM')) : void stop('SIGTERM')));
     process.on('SIGINT', () => void stop('SIGINT'));
+    // An upgrade: stop now, leaving the kernel path and its bindings for the next sidecar (exit EXIT_UPGRADE: the launcher starts it at once).
+    process.on('SIGUSR2', () => void stop('SIGUSR2', true));
     void sidecar.drained.then(() => stop('drained'));
     onLauncherGone = () => void stop('launcher gone');
     if (launcherGone) onLauncherGone();

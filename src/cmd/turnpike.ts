@@ -9,12 +9,21 @@
 // Each child holds a lifeline pipe from this process and stops when it
 // closes, so no child outlives the launcher, whatever killed it. The
 // relay's output passes through the launcher, marked as the relay's. A child
-// that dies is restarted with backoff, up to restartLimit quick failures in a
-// row; one that cannot start (bad configuration, eBPF required but not
-// loadable, ...) stops the pair with its reason. SIGTERM or SIGINT stops both
-// (relay first, so the sidecar can clear its maps). In production,
-// deploy/systemd runs the two as separate units instead.
+// that dies is restarted at once (the userspace path is down until it is
+// back), and with backoff only when it keeps dying, up to restartLimit quick
+// failures in a row; one that cannot start (bad configuration, eBPF required
+// but not loadable, ...) stops the pair with its reason. A sidecar that
+// stopped on purpose (exit 0: SIGTERM to it, or a drain that ended) stops the
+// pair; one that stopped for an upgrade (SIGUSR2, EXIT_UPGRADE) and a relay
+// that stopped cleanly are restarted at once. SIGTERM or SIGINT stops both:
+// with a drain deadline the sidecar drains first (readyz 503, new Allocates
+// refused, existing ones served until they end or the deadline) and stops,
+// then the relay; without one the relay stops first (its state is saved with
+// the sidecar), then the sidecar, which clears what the relay held. A second
+// signal during a drain stops at once. In production, deploy/systemd runs the
+// two as separate units instead.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { delimiter, dirname, join, extname } from 'node:path';
@@ -24,7 +33,8 @@ import { relayEnvironment } from '../config/relay-env.ts';
 import { resolveUser } from '../config/users.ts';
 import { createLogHub } from '../shared/logger.ts';
 import { ensureCredentials } from '../relay/defaults.ts';
-import { LIFELINE_FD, readFatalReason } from './lifeline.ts';
+import { LIFELINE_FD, readLifeline, sendGo } from './lifeline.ts';
+import { onChildExit } from './child-exit.ts';
 import { passRelayOutput } from './relay-output.ts';
 import { openRelayStreams, type RelayStreams } from './relay-streams.ts';
 
@@ -159,11 +169,20 @@ interface Child {
   proc?: ChildProcess;
   restarts: number;
   startedAt: number;
+  /** A loaded, idle copy waiting for go (warmStandby), and how often one died in a row while waiting. */
+  standby?: Spawned;
+  standbyFailures: number;
+  standbyTimer?: NodeJS.Timeout;
+}
+
+interface Spawned {
+  proc: ChildProcess;
+  fatalReason: () => string | undefined;
 }
 
 const node = [...process.execArgv];
 const children: Child[] = [
-  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0 },
+  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0 },
   {
     name: 'relay',
     // No argv: flags may hold settings that are not the relay's; its environment has all of its own.
@@ -174,80 +193,173 @@ const children: Child[] = [
     readsFatal: false,
     restarts: 0,
     startedAt: 0,
+    standbyFailures: 0,
   },
 ];
 let stopping = false;
+let waitForSocket: NodeJS.Timeout | undefined;
+/**
+ * A standby is made this long after its child said it is up, so it does not
+ * take CPU from a start still under way (loading a standby while a new
+ * sidecar loaded its XDP object doubled that on a busy host). A second crash
+ * before then starts cold (or with a standby still loading).
+ */
+const STANDBY_AFTER_READY_MS = 2000;
+/** Standbys that die while waiting, in a row, before the launcher stops making them. */
+const STANDBY_FAILURE_LIMIT = 3;
 
-function start(c: Child): void {
-  c.startedAt = Date.now();
+/** Spawns the child's process; as a standby it loads its code and waits for go (awaitGo). */
+function spawnChild(c: Child, standby: boolean): Spawned {
   // fd 3 is the lifeline: the child stops when it closes, i.e. when this process is gone.
   // The relay's output goes through us, marked as its own; the sidecar writes ours directly.
   const output = c.name === 'relay' ? 'pipe' : 'inherit';
   const inherited = c.name === 'relay' ? streams.fds : [];
-  const proc = spawn(c.command, c.args, { env: c.env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
-  c.proc = proc;
+  const env = standby ? { ...c.env, TURNPIKE_AWAIT_GO: 'true' } : c.env;
+  const proc = spawn(c.command, c.args, { env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
   if (c.name === 'relay') passRelayOutput(proc.stdout!, proc.stderr!, hub, log);
   const lifeline = proc.stdio[LIFELINE_FD] as NodeJS.ReadableStream;
-  const fatalReason = c.readsFatal ? readFatalReason(lifeline) : () => undefined;
-  if (!c.readsFatal) lifeline.on('error', () => {}).resume();
-  log.info({ child: c.name, pid: proc.pid, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
-  proc.on('error', (e) => {
-    log.fatal({ child: c.name, reason: e.message }, 'cannot start the child; stopping');
-    void stop(1);
-  });
+  // Once the child is up (its start-up no longer needs the CPU), a standby for it may load.
+  const said = readLifeline(lifeline, () => c.proc === proc && scheduleStandby(c));
+  const fatalReason = c.readsFatal ? said : () => undefined;
   proc.on('exit', (code, signal) => {
-    if (c.proc === proc) c.proc = undefined;
+    if (c.standby?.proc !== proc) return;
+    c.standby = undefined;
     if (stopping) return;
-    const reason = fatalReason();
-    if (code === 2 || reason !== undefined) {
-      log.fatal({ child: c.name, code, reason }, code === 2 ? 'child refused its configuration; stopping' : 'child cannot start; stopping');
-      void stop(code === 2 ? 2 : 1);
+    c.standbyFailures++;
+    log.warn({ child: c.name, pid: proc.pid, code, signal, failures: c.standbyFailures }, 'warm standby exited while waiting');
+    if (c.standbyFailures < STANDBY_FAILURE_LIMIT) scheduleStandby(c);
+    else log.warn({ child: c.name }, 'warm standbys keep exiting: restarts start cold');
+  });
+  proc.on('error', (e) => {
+    if (c.standby?.proc === proc) {
+      c.standby = undefined;
+      log.warn({ child: c.name, reason: e.message }, 'cannot start a warm standby: restarts start cold');
       return;
     }
-    // A child that ran a while restarts at once; one that keeps failing backs off up to 30 s, then gives up.
-    c.restarts = Date.now() - c.startedAt > 30_000 ? 0 : c.restarts + 1;
-    if (c.restarts > config.restartLimit) {
-      log.fatal({ child: c.name, code, signal, restarts: c.restarts - 1, restartLimit: config.restartLimit }, 'child keeps failing: cannot keep the pair up; stopping');
-      void stop(1);
+    log.fatal({ child: c.name, reason: e.message }, 'cannot start the child; stopping');
+    void stop(1, { drain: false });
+  });
+  return { proc, fatalReason };
+}
+
+/** A warm standby for `c`, soon (warmStandby): the next restart skips Node's start-up and the code loading. */
+function scheduleStandby(c: Child): void {
+  if (!config.warmStandby || stopping || c.standby || c.standbyTimer) return;
+  c.standbyTimer = setTimeout(() => {
+    c.standbyTimer = undefined;
+    if (stopping || c.standby || !c.proc) return;
+    c.standby = spawnChild(c, true);
+    log.info({ child: c.name, pid: c.standby.proc.pid }, 'warm standby started');
+  }, STANDBY_AFTER_READY_MS);
+  c.standbyTimer.unref();
+}
+
+function start(c: Child): void {
+  c.startedAt = Date.now();
+  // A waiting standby takes over at once; else a process starts cold.
+  const warm = c.standby && c.standby.proc.exitCode === null && c.standby.proc.signalCode === null ? c.standby : undefined;
+  c.standby = undefined;
+  const { proc, fatalReason } = warm ?? spawnChild(c, false);
+  if (warm) {
+    sendGo(proc.stdio[LIFELINE_FD] as Writable);
+    c.standbyFailures = 0;
+  }
+  c.proc = proc;
+  log.info({ child: c.name, pid: proc.pid, warm: !!warm, uid: c.name === 'relay' ? relayIdentity?.uid ?? process.getuid?.() : process.getuid?.(), ownNetwork: c.name === 'relay' && !!relayIdentity }, 'started');
+  proc.on('exit', (code, signal) => {
+    if (c.proc !== proc) return;
+    c.proc = undefined;
+    if (stopping) return;
+    const action = onChildExit({
+      child: c.name,
+      code,
+      fatalReason: fatalReason(),
+      ranMs: Date.now() - c.startedAt,
+      quickFailures: c.restarts,
+      restartLimit: config.restartLimit,
+    });
+    if (action.do === 'stop-pair') {
+      const fields = { child: c.name, code, signal, reason: fatalReason(), restarts: c.restarts, restartLimit: config.restartLimit };
+      if (action.exitCode === 0) log.info(fields, `${action.why}; stopping the pair`);
+      else log.fatal(fields, `${action.why}; stopping`);
+      void stop(action.exitCode, { drain: false });
       return;
     }
-    const delay = Math.min(30_000, 250 * 2 ** Math.min(c.restarts, 7));
-    log.error({ child: c.name, code, signal, restartInMs: delay }, 'child exited; restarting');
-    setTimeout(() => !stopping && start(c), delay).unref();
+    c.restarts = action.quickFailures;
+    if (action.crashed) log.error({ child: c.name, code, signal, restartInMs: action.delayMs }, 'child exited; restarting');
+    else log.info({ child: c.name, code, signal }, 'child stopped to be replaced; restarting');
+    if (action.delayMs === 0) start(c);
+    else setTimeout(() => !stopping && start(c), action.delayMs).unref();
   });
 }
 
-async function stop(exitCode: number): Promise<void> {
-  if (stopping) return;
+/** Resolves when `p` has exited, or after `ms` (then it is SIGKILLed). */
+function exited(p: ChildProcess, ms: number): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      resolve();
+    }, ms);
+    p.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+let drainingStop = false;
+
+/**
+ * Stops the pair. `drain` (SIGTERM or SIGINT with a drain deadline): the
+ * sidecar drains and then stops by itself, the relay after it. Otherwise the
+ * relay first (it saves its state with the sidecar), then the sidecar, which
+ * clears the kernel bindings and closes the ports.
+ */
+async function stop(exitCode: number, opts: { drain: boolean }): Promise<void> {
+  const sidecar = children.find((x) => x.name === 'sidecar')!;
+  const relay = children.find((x) => x.name === 'relay')!;
+  if (stopping) {
+    // A second signal while draining: the sidecar's second SIGTERM stops it at once.
+    if (drainingStop && opts.drain) {
+      log.warn('second signal during the drain: stopping at once');
+      sidecar.proc?.kill('SIGTERM');
+    }
+    return;
+  }
   stopping = true;
-  for (const name of ['relay', 'sidecar'] as const) {
-    const c = children.find((x) => x.name === name)!;
+  clearInterval(waitForSocket);
+  // Standbys hold nothing: they go at once.
+  for (const c of children) {
+    clearTimeout(c.standbyTimer);
+    c.standby?.proc.kill('SIGKILL');
+  }
+  const drainMs = config.drainDeadline * 1000;
+  if (opts.drain && drainMs > 0 && sidecar.proc && relay.proc) {
+    drainingStop = true;
+    log.info({ drainDeadline: config.drainDeadline }, 'draining: the sidecar refuses new allocations and serves existing ones until they end or the deadline, then the pair stops');
+    sidecar.proc.kill('SIGTERM');
+    // The sidecar ends the drain itself at the deadline; the margin covers its own stop.
+    await exited(sidecar.proc, drainMs + 10_000);
+  }
+  for (const c of [relay, sidecar]) {
     const p = c.proc;
     if (!p) continue;
     p.kill('SIGTERM');
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        p.kill('SIGKILL');
-        resolve();
-      }, 5000);
-      p.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await exited(p, 5000);
   }
   log.info('stopped');
   process.exit(exitCode);
 }
 
-process.on('SIGTERM', () => void stop(0));
-process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0, { drain: true }));
+process.on('SIGINT', () => void stop(0, { drain: true }));
 // The relay starts once the sidecar listens (it would retry with backoff
 // anyway, but then its first lines are connection failures).
 start(children[0]!);
 const socketPath = linkSocketPath(config);
 const since = Date.now();
-const waitForSocket = setInterval(() => {
+waitForSocket = setInterval(() => {
   if (stopping) return clearInterval(waitForSocket);
   if (existsSync(socketPath) || Date.now() - since > 10_000) {
     clearInterval(waitForSocket);

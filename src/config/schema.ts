@@ -149,6 +149,8 @@ export const configSchema = z
     drainDeadline: z.coerce.number().int().min(0).default(0),
     /** Restarts in a row of a child that ran under 30 s before the launcher gives up (exit 1). */
     restartLimit: z.coerce.number().int().min(0).default(5),
+    /** `npm start` keeps a loaded, idle spare of each child, started in place of one that exits (restart without Node's start-up). */
+    warmStandby: bool.default(true),
     admin: hostPort.default({ host: '127.0.0.1', port: 9469 }),
     log: z.string().default('info'),
     /** Session log lines (debug) one client address may cause per second; more are suppressed and counted. */
@@ -184,6 +186,8 @@ export const configSchema = z
     relayUid: z.coerce.number().int().min(0).optional(),
     /** A pipe from the launcher (its fd in this process): when it closes, the launcher is gone and this child stops. */
     lifelineFd: z.coerce.number().int().min(3).optional(),
+    /** A warm standby: load, then wait for the launcher's go on the lifeline before starting (src/cmd/lifeline.ts). */
+    awaitGo: bool.default(false),
     /** A different XDP object (a debug build of bpf/turn_router.o). */
     bpfObject: z.string().min(1).optional(),
     /** sendmmsg/recvmmsg batching in the sidecar: auto (where koffi and the platform allow) or off. */

@@ -2,8 +2,12 @@
 // reconnecting with capped, jittered exponential backoff while it is away.
 // After a version or role mismatch it waits the
 // long `rejectedRetryMs` instead, so a mismatched pair logs one clear error
-// per interval rather than spinning.
+// per interval rather than spinning. While it waits it also watches the
+// socket's directory: a restarted sidecar's new socket is tried at once, not
+// at the next backoff step (issue 12: the userspace path back within a second).
 import { EventEmitter } from 'node:events';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { createConnection } from 'node:net';
 import type { Logger } from 'pino';
 import { LinkConnection, type Hello, type LinkCloseInfo, type LinkConnectionOptions } from './connection.ts';
@@ -41,6 +45,7 @@ export class LinkClient extends EventEmitter<Events> {
   connection: LinkConnection | null = null;
   private attempt = 0;
   private timer: NodeJS.Timeout | null = null;
+  private watcher: FSWatcher | null = null;
   private stopped = true;
   private readonly log: Logger;
   attempts = 0;
@@ -61,6 +66,7 @@ export class LinkClient extends EventEmitter<Events> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.unwatch();
     this.connection?.close('relay shutting down');
     this.connection = null;
   }
@@ -108,9 +114,33 @@ export class LinkClient extends EventEmitter<Events> {
   private retry(fixedMs?: number): void {
     if (this.stopped || this.timer) return;
     const delay = fixedMs ?? backoffDelay(this.attempt++, this.opts.backoff);
-    this.timer = setTimeout(() => {
+    const now = () => {
+      if (this.timer) clearTimeout(this.timer);
       this.timer = null;
+      this.unwatch();
       this.connect();
-    }, delay);
+    };
+    this.timer = setTimeout(now, delay);
+    // Not after a rejection: that peer is up and would only reject again.
+    if (fixedMs === undefined) this.watchSocket(now);
+  }
+
+  /** Calls `now` when the socket file is (re)created; best effort (no inotify: the backoff alone). */
+  private watchSocket(now: () => void): void {
+    if (this.watcher) return;
+    const name = basename(this.opts.path);
+    try {
+      this.watcher = watch(dirname(this.opts.path), { persistent: false }, (_event, file) => {
+        if (file === name) now();
+      });
+      this.watcher.on('error', () => this.unwatch());
+    } catch {
+      this.watcher = null;
+    }
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = null;
   }
 }

@@ -257,20 +257,25 @@ export class Sidecar {
 
   /**
    * Admin first (no more requests), then the relay link (no more map writes)
-   * and the map writes already queued, then the kernel side (bindings cleared
-   * and the program detached unless keepPinned), then the sockets. Telemetry
-   * is the caller's, shut down after this resolves. Calling it again returns
-   * the same promise.
+   * and the map writes already queued, then the kernel side, then the
+   * sockets. Telemetry is the caller's, shut down after this resolves.
+   * Calling it again returns the same promise. The kernel side:
+   * - a stop (SIGTERM, SIGINT, a drain that ended): nobody will own the
+   *   bindings, so they are cleared; the program is detached and unpinned
+   *   unless keepPinned (then it stays attached, relaying nothing);
+   * - `upgrade` (SIGUSR2): program, maps and bindings stay pinned; the next
+   *   sidecar adopts them and the relay re-announces its state to it within
+   *   resyncGraceMs, else that sidecar clears them (resync-grace.ts).
    */
-  stop(signal?: string): Promise<void> {
-    this.stopping ??= this.shutdown(signal);
+  stop(signal?: string, opts: { upgrade?: boolean } = {}): Promise<void> {
+    this.stopping ??= this.shutdown(signal, opts.upgrade ?? false);
     return this.stopping;
   }
 
-  private async shutdown(signal: string | undefined): Promise<void> {
+  private async shutdown(signal: string | undefined, upgrade: boolean): Promise<void> {
     const { config, parts } = this;
     const { router } = parts;
-    this.log.info({ signal, keepPinned: config.keepPinned }, 'shutting down');
+    this.log.info({ signal, keepPinned: config.keepPinned, upgrade, bindings: upgrade ? 'kept for the next sidecar' : 'cleared' }, 'shutting down');
     parts.grace?.cancel();
     parts.drain.cancel();
     clearInterval(parts.statsTimer);
@@ -282,11 +287,8 @@ export class Sidecar {
     await parts.bridge.settled();
     await parts.diagnostics?.close().catch(() => {});
     if (router) {
-      if (config.keepPinned) router.close();
-      else {
-        router.clearBindings();
-        router.close({ unpin: true });
-      }
+      if (!upgrade) router.clearBindings();
+      router.close({ unpin: !upgrade && !config.keepPinned });
     }
     await parts.sockets.close();
   }

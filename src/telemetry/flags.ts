@@ -10,7 +10,8 @@
 // /flags/definitions) answered with a parseable 2xx/304 within the timeout.
 // Otherwise the SDK would keep serving cached local-evaluation definitions
 // while PostHog is down.
-import { PostHog } from 'posthog-node';
+import type { PostHog } from 'posthog-node';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { FLAG_ENV_PREFIX, flagOverrideKey } from '../config/env.ts';
@@ -24,6 +25,11 @@ export interface FlagState {
   readonly payload: unknown;
   readonly source: FlagSource;
 }
+
+// posthog-node is loaded only when a key is set: it costs a few hundred ms of
+// start-up, which every restart of the sidecar would otherwise pay (issue 12).
+const requireLazily = createRequire(import.meta.url);
+const loadPostHog = () => (requireLazily('posthog-node') as typeof import('posthog-node')).PostHog;
 
 export interface FlagsOptions {
   /** Flag keys this sidecar evaluates (e.g. ['stream-logs']). */
@@ -151,7 +157,7 @@ export function createFlags(opts: FlagsOptions): Flags {
 
   if (opts.posthogKey && remoteNames.length > 0) {
     const local = opts.posthogSecretKey !== undefined;
-    client = new PostHog(opts.posthogKey, {
+    client = new (loadPostHog())(opts.posthogKey, {
       host: opts.posthogHost ?? DEFAULT_HOST,
       sendFeatureFlagEvent: false,
       // This client only reads flags: nothing is captured, nothing goes to /batch/.

@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.ts';
 import { loadIdentity, type Identity } from './identity.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createFlags, type Flags, type FlagState } from './flags.ts';
-import { startSentry, type SentryHandle, type SentryOptions } from './sentry.ts';
+import type { SentryHandle, SentryOptions } from './sentry.ts';
 import { parseLogFilter, type LogFilter, type LogHub } from '../shared/logger.ts';
 import type { Logger } from 'pino';
 import { parseRelayLine } from './relay-log.ts';
@@ -99,8 +99,10 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     linesRateLimited: () => logHub.perSource.suppressed,
   });
 
+  // @sentry/node is loaded only with a DSN: it costs seconds of start-up on a
+  // busy host, which every sidecar restart would pay (issue 12).
   const sentry = config.sentryDsn
-    ? startSentry({
+    ? (await import('./sentry.ts')).startSentry({
         dsn: config.sentryDsn,
         version: opts.version,
         environment: config.environment,

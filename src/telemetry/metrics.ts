@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { MeterProvider, PeriodicExportingMetricReader, type MetricReader } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { createRequire } from 'node:module';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
@@ -128,6 +128,12 @@ export interface Metrics {
 
 const LOST_WARN_WINDOW_MS = 1000;
 
+// The OTLP exporter (gRPC) is loaded only when an endpoint is set: it costs
+// hundreds of ms of start-up, which every sidecar restart would pay (issue 12).
+const requireLazily = createRequire(import.meta.url);
+const loadOtlpExporter = () =>
+  (requireLazily('@opentelemetry/exporter-metrics-otlp-grpc') as typeof import('@opentelemetry/exporter-metrics-otlp-grpc')).OTLPMetricExporter;
+
 export function createMetrics(opts: MetricsOptions): Metrics {
   const log = opts.log;
   const bpfLog = opts.bpfLog ?? log;
@@ -149,7 +155,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   if (endpoint) {
     readers.push(
       new PeriodicExportingMetricReader({
-        exporter: new OTLPMetricExporter({ url: endpoint }),
+        exporter: new (loadOtlpExporter())({ url: endpoint }),
         exportIntervalMillis: opts.exportIntervalMs ?? 15_000,
         exportTimeoutMillis: Math.min(opts.exportIntervalMs ?? 15_000, 5_000),
       }),

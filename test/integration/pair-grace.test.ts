@@ -28,7 +28,7 @@ test('pinned bindings of a crashed pair are cleared when no relay re-announces w
   let flow: ReturnType<typeof startFlow> | undefined;
   let lone: ReturnType<typeof startLoneSidecar> | undefined;
   try {
-    await pair.waitReady();
+    await pair.waitReady(60_000);
     // The flow starts once the pair is ready: an Allocate sent while it starts could
     // use up its retransmits before the relay is there on a slow machine.
     const f = (flow = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 200 }));

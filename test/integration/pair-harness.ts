@@ -29,6 +29,8 @@ export interface PairOptions {
   xdpMode?: 'native' | 'skb';
   keepPinned?: boolean;
   env?: Record<string, string>;
+  /** Run the built launcher (dist/, as `npm start` does) instead of the sources under tsx. */
+  built?: boolean;
 }
 
 export interface LogLine {
@@ -57,6 +59,12 @@ export interface Pair {
   /** SIGKILLs the launcher and both children at once, leaving pins and the state dir (a host crash). */
   killAll(): Promise<void>;
   waitReady(ms?: number): Promise<void>;
+  /** Sends a signal to the launcher (stop() still cleans up after). */
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves with the launcher's exit code once it exited, or undefined after `ms`. */
+  exited(ms: number): Promise<number | null | undefined>;
+  /** One Allocate from the client namespace (test/integration/fixtures/allocate.ts): its success or error code. */
+  tryAllocate(topo: Topology): Promise<{ ok: boolean; code?: number }>;
   /** SIGTERM to the launcher; reports how it ended and what it left behind, then removes the leftovers. */
   stop(): Promise<StopReport>;
 }
@@ -65,6 +73,8 @@ export interface StopReport {
   exitCode: number | null;
   /** Entries left in the pin directory after the pair exited. */
   pinsLeft: string[];
+  /** Bindings left in the pinned channel map (undefined: the map is not pinned). */
+  channelEntriesLeft?: number;
 }
 
 /** The parts of GET /status the tests read. */
@@ -125,7 +135,8 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
     ...(opts.keepPinned ? { TURNPIKE_KEEP_PINNED: 'true' } : {}),
     ...opts.env,
   };
-  const proc: ChildProcess = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, '--import', 'tsx', 'src/cmd/turnpike.ts'], {
+  const entry = opts.built ? ['dist/src/cmd/turnpike.js'] : ['--import', 'tsx', 'src/cmd/turnpike.ts'];
+  const proc: ChildProcess = spawn('nsenter', [`--net=${nsPath(topo, 'relay')}`, process.execPath, ...entry], {
     cwd: repoRoot,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -181,6 +192,18 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
       });
     },
     env,
+    signal(sig) {
+      proc.kill(sig);
+    },
+    async exited(ms) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      return Promise.race([new Promise<number | null>((r) => proc.once('exit', (code) => r(code))), sleep(ms).then(() => undefined)]);
+    },
+    async tryAllocate(topo) {
+      const args = { server: topo.addr.relay4, port: listenPort, username: USER, password: PASS };
+      const out = await inNs(topo, 'client', process.execPath, ['--import', 'tsx', join(repoRoot, 'test/integration/fixtures/allocate.ts'), JSON.stringify(args)], 20_000);
+      return JSON.parse(out.trim().split('\n').at(-1)!) as { ok: boolean; code?: number };
+    },
     async killAll() {
       const pids = [proc.pid, childPid('sidecar'), childPid('relay')].filter((p): p is number => p !== undefined);
       for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -195,7 +218,12 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
       }
       // Children of a launcher that did not stop cleanly must not outlive the test.
       for (const pid of seenPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-      const report: StopReport = { exitCode: proc.exitCode, pinsLeft: existsSync(pinDir) ? readdirSync(pinDir) : [] };
+      const pinsLeft = existsSync(pinDir) ? readdirSync(pinDir) : [];
+      const report: StopReport = { exitCode: proc.exitCode, pinsLeft };
+      if (pinsLeft.includes('tp_chan_to_peer')) {
+        const { stdout } = await execFileP('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinDir, 'tp_chan_to_peer')]);
+        report.channelEntriesLeft = (JSON.parse(stdout) as unknown[]).length;
+      }
       if (existsSync(pinDir)) rmSync(pinDir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });
       return report;
@@ -229,6 +257,17 @@ export interface FlowTick {
   received: number;
 }
 
+/** What a paced flow reports when it stops: echo silences and lost datagrams (runs of send times), epoch ms. */
+export interface FlowDone {
+  sent: number;
+  received: number;
+  silences?: { from: number; to: number }[];
+  lost?: { from: number; to: number; count: number }[];
+  /** Send time and echo time (0: none) of each datagram, by sequence number. */
+  sentAt?: number[];
+  echoAt?: number[];
+}
+
 export interface Flow {
   /** Resolves once the channel is bound (rejects if the fixture exits first). */
   bound: Promise<{ relayed: { address: string; port: number } }>;
@@ -236,11 +275,11 @@ export interface Flow {
   /** Echoes received by the latest tick. */
   received(): number;
   output(): string;
-  stop(): Promise<{ sent: number; received: number } | undefined>;
+  stop(): Promise<FlowDone | undefined>;
 }
 
 /** A steady ChannelData flow (test/integration/fixtures/flow.ts) from the client namespace to an echo peer. */
-export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; peerPort: number; rate?: number }): Flow {
+export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; peerPort: number; rate?: number; send?: boolean }): Flow {
   const v6 = opts.family === 6;
   const args = {
     server: v6 ? topo.addr.relay6 : topo.addr.relay4,
@@ -250,6 +289,7 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
     peer: v6 ? topo.addr.peer6 : topo.addr.peer4,
     peerPort: opts.peerPort,
     rate: opts.rate ?? 200,
+    ...(opts.send ? { send: true } : {}),
   };
   const proc = spawn('nsenter', [`--net=${nsPath(topo, 'client')}`, process.execPath, '--import', 'tsx', 'test/integration/fixtures/flow.ts', JSON.stringify(args)], {
     cwd: repoRoot,
@@ -257,7 +297,7 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
   });
   let out = '';
   const ticks: FlowTick[] = [];
-  let done: { sent: number; received: number } | undefined;
+  let done: FlowDone | undefined;
   let resolveBound!: (v: { relayed: { address: string; port: number } }) => void;
   let rejectBound!: (e: Error) => void;
   const bound = new Promise<{ relayed: { address: string; port: number } }>((res, rej) => ((resolveBound = res), (rejectBound = rej)));
@@ -270,10 +310,10 @@ export function startFlow(topo: Topology, pair: Pair, opts: { family?: 4 | 6; pe
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
       try {
-        const m = JSON.parse(line) as { event: string } & FlowTick & { relayed: { address: string; port: number } };
+        const m = JSON.parse(line) as { event: string } & FlowTick & FlowDone & { relayed: { address: string; port: number } };
         if (m.event === 'bound') resolveBound({ relayed: m.relayed });
         else if (m.event === 'tick') ticks.push({ now: m.now, sent: m.sent, received: m.received });
-        else if (m.event === 'done') done = { sent: m.sent, received: m.received };
+        else if (m.event === 'done') done = { sent: m.sent, received: m.received, silences: m.silences, lost: m.lost, sentAt: m.sentAt, echoAt: m.echoAt };
       } catch {
         // not a JSON line
       }
@@ -348,7 +388,8 @@ export function echoPeerTopology(prefix: string): { gate(t: TestContext): Topolo
 export async function withXdpPair(t: TestContext, topo: Topology, run: (pair: Pair) => Promise<void>, env?: Record<string, string>): Promise<void> {
   const pair = await startPair(topo, { ebpf: 'required', xdpMode: 'native', ...(env ? { env } : {}) });
   try {
-    await pair.waitReady();
+    // Generous: on a host busy with other work, two Node processes loading under tsx take a while.
+    await pair.waitReady(60_000);
     await run(pair);
   } catch (e) {
     t.diagnostic(`pair output (tail):\n${pair.output().split('\n').slice(-40).join('\n')}`);

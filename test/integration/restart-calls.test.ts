@@ -104,3 +104,54 @@ test('sidecar SIGKILLed mid-call: channel sessions ride the pinned maps; Send se
     assert.ok(lossMs(s, 2) <= syncedAt - killedAt + 1000, `Send sessions lost more than the gap: ${describeRun(s)}`);
   });
 });
+
+test('Send indications resume after each restart, a warm standby taking over: relay SIGKILL, sidecar SIGKILL, sidecar SIGUSR2 (an upgrade: bindings kept); a real stop with keepPinned clears them', async (t) => {
+  const topo = gate(t);
+  if (!topo) return;
+  await withXdpPair(t, topo, async (pair) => {
+    const send = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 100, send: true });
+    const channel = startFlow(topo, pair, { peerPort: PEER_PORT, rate: 100 });
+    const standbys = (child: string) => pair.lines().filter((l) => l.msg === 'warm standby started' && l.child === child).length;
+    const resumes = async (what: string) => {
+      const r0 = send.received();
+      await waitUntil(`Send echoes again after ${what}`, () => send.received() > r0 + 50 || undefined, 30_000);
+    };
+    try {
+      await Promise.all([send.bound, channel.bound]);
+      await waitUntil('echoes on both', () => (send.received() > 50 && channel.received() > 50) || undefined);
+      await waitUntil('warm standbys', () => (standbys('relay') >= 1 && standbys('sidecar') >= 1) || undefined, 30_000);
+
+      process.kill(pair.childPid('relay')!, 'SIGKILL');
+      await pair.waitForStart('relay', 2);
+      assert.equal(pair.lines().filter((l) => l.msg === 'started' && l.child === 'relay').at(-1)!.warm, true, 'the relay standby took over');
+      await resumes('the relay SIGKILL');
+
+      process.kill(pair.childPid('sidecar')!, 'SIGKILL');
+      await pair.waitForStart('sidecar', 2);
+      assert.equal(pair.lines().filter((l) => l.msg === 'started' && l.child === 'sidecar').at(-1)!.warm, true, 'the sidecar standby took over');
+      await resumes('the sidecar SIGKILL');
+
+      await waitUntil('a new sidecar standby', () => standbys('sidecar') >= 2 || undefined, 30_000);
+      const before = await pair.status();
+      const c0 = channel.received();
+      process.kill(pair.childPid('sidecar')!, 'SIGUSR2');
+      await pair.waitForStart('sidecar', 3);
+      const replaced = pair.lines().find((l) => l.msg === 'child stopped to be replaced; restarting' && l.child === 'sidecar');
+      assert.equal(replaced?.code, 75, 'the upgrade stop exits EXIT_UPGRADE and is restarted at once');
+      assert.ok(pair.lines().some((l) => l.process === 'sidecar' && l.msg === 'shutting down' && l.upgrade === true), 'stopped as an upgrade');
+      await resumes('the sidecar SIGUSR2');
+      const after = await waitUntil('resynced after the upgrade', async () => {
+        const s = await pair.status();
+        return s.relay.relayConnected && s.relay.resyncs >= 1 ? s : undefined;
+      });
+      assert.equal(entries(after), entries(before), 'the bindings were kept for the new sidecar');
+      assert.ok(channel.received() > c0, 'the kernel path relayed through the upgrade');
+    } finally {
+      await Promise.all([send.stop(), channel.stop()]);
+    }
+    const report = await pair.stop();
+    assert.equal(report.exitCode, 0);
+    assert.ok(report.pinsLeft.includes('tp_chan_to_peer'), `keepPinned leaves the pins (${report.pinsLeft.join(', ')})`);
+    assert.equal(report.channelEntriesLeft, 0, 'a real stop clears the bindings: nobody will own them');
+  }, { TURNPIKE_KEEP_PINNED: 'true' });
+});

@@ -62,14 +62,17 @@ test('the client reconnects with backoff when the sidecar comes (back) later', a
     client.start();
     await until(() => client.attempts >= 3, 'a few failed attempts');
     assert.ok(clog.has(/cannot connect to the sidecar/));
+    // Listening before the socket exists: the client connects as soon as it appears.
+    const first = once(client, 'open');
     await server.listen();
-    await once(client, 'open');
+    await first;
     // Sidecar restart: the relay notices and connects again.
     await server.close();
     await once(client, 'close');
     const again = new LinkServer({ path, software: 'sidecar-2', logger: captureLogger('s2').logger });
+    const reopened = once(client, 'open');
     await again.listen();
-    const [conn] = (await once(client, 'open')) as [LinkConnection];
+    const [conn] = (await reopened) as [LinkConnection];
     assert.equal(conn.peer?.software, 'sidecar-2');
     client.stop();
     await again.close();
@@ -196,6 +199,26 @@ test('keepalive: a peer that goes silent is dropped', async () => {
     assert.match(info.reason, /keepalive timeout/);
     s.destroy();
   } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('a waiting client connects as soon as the sidecar\'s socket appears, not at its next backoff step', async () => {
+  const { path, cleanup } = tempSocketPath();
+  const { server, client } = pair(path, { backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 } });
+  try {
+    const failed = once(client, 'close');
+    client.start();
+    await failed; // no socket yet: the next try is a minute away
+    await new Promise((r) => setTimeout(r, 100));
+    const opened = once(client, 'open');
+    const t0 = Date.now();
+    await server.listen();
+    await opened;
+    assert.ok(Date.now() - t0 < 30_000, 'connected on the socket\'s appearance');
+  } finally {
+    client.stop();
     await server.close();
     cleanup();
   }
