@@ -46,6 +46,8 @@ export interface RssSample {
   at: number;
   role: Role;
   pid: number;
+  /** The process's start (Unix ms): samples in its first warm-up are left out. */
+  startedAt: number;
   rss: number;
 }
 
@@ -57,6 +59,8 @@ export interface MemoryReport {
   maxMb: number;
   /** Least-squares slope of RSS over the run (samples after each instance's warm-up), MB per minute. */
   slopeMbPerMin: number;
+  /** End minus start, each the median of three samples (after warm-up). */
+  growthMb: number;
   samples: number;
 }
 
@@ -82,13 +86,13 @@ export function memoryReport(samples: RssSample[], warmupMs: number): MemoryRepo
   return roles.flatMap((role) => {
     const own = samples.filter((s) => s.role === role);
     if (own.length === 0) return [];
-    const firstSeen = new Map<number, number>();
-    for (const s of own) if (!firstSeen.has(s.pid)) firstSeen.set(s.pid, s.at);
-    const warm = own.filter((s) => s.at - firstSeen.get(s.pid)! >= warmupMs);
+    const warm = own.filter((s) => s.at - s.startedAt >= warmupMs);
     const use = warm.length >= 2 ? warm : own;
+    const median3 = (l: RssSample[]) => l.map((s) => s.rss).sort((a, b) => a - b)[Math.floor(l.length / 2)]! / MB;
     return [{
       role,
-      instances: firstSeen.size,
+      instances: new Set(own.map((s) => s.pid)).size,
+      growthMb: median3(use.slice(-3)) - median3(use.slice(0, 3)),
       startMb: use[0]!.rss / MB,
       endMb: use.at(-1)!.rss / MB,
       maxMb: Math.max(...own.map((s) => s.rss)) / MB,

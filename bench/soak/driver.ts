@@ -81,8 +81,14 @@ const print = (o: object) => process.stdout.write(JSON.stringify(o) + '\n');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const peer = toStunAddress(args.peer, args.peerPort);
 const CHANNEL = 0x4000;
-/** Retransmit budget per request: longer than a restart gap, so a request across a gap still gets its answer. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * Retransmit budget per request, a real client's (RFC 8489 §6.2.1: Rc = 7,
+ * Rm = 16, RTO 500 ms: 39.5 s). A request sent into a restart gap is answered
+ * once the relay is back; one that is not answered by then is a violation.
+ */
+const REQUEST_TIMEOUT_MS = 39_500;
+/** How long a relay check resends before it calls the path broken (spans a restart gap too). */
+const RELAY_CHECK_MS = 39_500;
 
 const counts: Counts = { created: 0, refreshed: 0, deleted: 0, expired: 0, expiryChecked: 0, relayChecks: 0, requestRetransmits: 0 };
 const violations: Violation[] = [];
@@ -267,7 +273,7 @@ async function createChurn(): Promise<void> {
     violation('request-failed', `churn allocate/permission/channel: ${(e as Error).message}`);
     return;
   }
-  const bad = await relays(s, 10_000);
+  const bad = await relays(s, RELAY_CHECK_MS);
   if (bad) violation('no-relay', `${kind} allocation ${s.clientPort}->${s.relayedPort}: ${bad}`);
 }
 

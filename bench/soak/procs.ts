@@ -46,3 +46,14 @@ export function rssBytes(pid: number): number | undefined {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(read(`/proc/${pid}/status`) ?? '');
   return m ? Number(m[1]) * 1024 : undefined;
 }
+
+const CLK_TCK = 100;
+let bootMs: number | undefined;
+
+/** When the process started (Unix ms), from its start time in clock ticks after boot. */
+export function startedAtMs(pid: number): number | undefined {
+  const s = read(`/proc/${pid}/stat`);
+  if (s === undefined) return undefined;
+  bootMs ??= Number(/^btime (\d+)$/m.exec(read('/proc/stat') ?? '')?.[1] ?? 0) * 1000;
+  return bootMs + (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[19]) * 1000) / CLK_TCK;
+}
