@@ -185,7 +185,7 @@ async function main(): Promise<number> {
       xdpMode: 'native',
       env: { TURNPIKE_DEFAULT_LIFETIME: String(SHORT_LIFETIME), TURNPIKE_LOG: 'info' },
     });
-    await pair.waitReady();
+    await pair.waitReady(120_000);
     progress(`pair ready on ${topo.addr.relay4}:${pair.listenPort} (XDP native on ${topo.dev.relay}); ${minutes} min, a restart every ${restartEveryMs / 1000} s`);
     driver = startDriver(topo, pair, {
       server: topo.addr.relay4,
