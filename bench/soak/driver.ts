@@ -149,7 +149,7 @@ function onEcho(s: Session, data: Uint8Array, viaChannel: boolean): void {
   if (mode.received < mode.sent) mode.received++;
 }
 
-async function open(kind: Session['kind'], mode: Session['mode']): Promise<Session> {
+async function open(kind: Session['kind'], mode: Session['mode'], stepped: (what: string) => void = () => {}): Promise<Session> {
   const client = await TurnClient.open({ server: { address: args.server, port: args.port }, username: args.username, password: args.password, timeoutMs: REQUEST_TIMEOUT_MS });
   const lifetime = kind === 'short' ? args.shortLifetime : args.longLifetime;
   let alloc;
@@ -174,8 +174,10 @@ async function open(kind: Session['kind'], mode: Session['mode']): Promise<Sessi
   client.onData((d) => onEcho(s, d.data, d.channel !== undefined));
   sessions.set(s.id, s);
   counts.created++;
+  stepped(`allocated ${s.clientPort}->${s.relayedPort} at ${new Date().toISOString()}, then CreatePermission`);
   await client.createPermission([toStunAddress(args.peer, 0)]);
   if (mode === 'channel') {
+    stepped(`allocated ${s.clientPort}->${s.relayedPort}, permission at ${new Date().toISOString()}, then ChannelBind`);
     await client.channelBind(CHANNEL, peer);
     s.bound = true;
   }
@@ -265,12 +267,14 @@ const track = (p: Promise<void>) => {
 };
 
 async function createChurn(): Promise<void> {
+  let step = 'allocate';
   const kind = Math.random() < 0.5 ? 'short' : 'long';
   let s: Session;
+  const started = Date.now();
   try {
-    s = await open(kind, 'channel');
+    s = await open(kind, 'channel', (what) => (step = what));
   } catch (e) {
-    violation('request-failed', `churn allocate/permission/channel: ${(e as Error).message}`);
+    violation('request-failed', `churn ${kind} allocation (started ${new Date(started).toISOString()}), ${step}: ${(e as Error).message}`);
     return;
   }
   const bad = await relays(s, RELAY_CHECK_MS);
@@ -284,7 +288,9 @@ async function deleteChurn(s: Session): Promise<void> {
     await s.client.refresh(0);
     counts.deleted++;
   } catch (e) {
-    violation(e instanceof TurnError && e.code === 437 ? 'allocation-lost' : 'request-failed', `delete of ${s.clientPort}->${s.relayedPort}: ${(e as Error).message}`);
+    // RFC 8656 §7.3: a 437 to a Refresh with lifetime 0 means the allocation is gone (a retransmission's answer after the first deleted it).
+    if (e instanceof TurnError && e.code === 437) counts.deleted++;
+    else violation('request-failed', `delete of ${s.clientPort}->${s.relayedPort}: ${(e as Error).message}`);
   }
   await close(s);
 }

@@ -163,6 +163,8 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
    * and the next document would otherwise lose what the client was told it has.
    */
   private awaitingState: { from: LocalEndpoint; to: TransportAddress; data: Uint8Array }[] = [];
+  /** Clients with an answer in awaitingState: whatever else goes to them waits behind it (a retransmission's 437 must not overtake the held success). */
+  private readonly awaitingClients = new Set<string>();
   /** The sidecar's DRAIN, kept: it may arrive before the server is built. */
   drainRequest: { alternate: TransportAddress | undefined } | undefined;
   private readonly s = {
@@ -224,7 +226,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     const waiting = this.awaitingState.splice(0);
     this.stateSentAt = src.changes();
     await sendStateChunks(conn, id, src.encode());
-    for (const w of waiting) this.sendNow(w.from, w.to, w.data);
+    this.sendHeld(waiting);
     conn.flush();
     await conn.waitWritable();
   }
@@ -335,6 +337,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     this.holds.clear();
     this.s.droppedDisconnected += this.awaitingState.length;
     this.awaitingState = [];
+    this.awaitingClients.clear();
     if (tokens.length > 0) queueMicrotask(() => tokens.forEach((t) => this.driver?.portOpened(t, false)));
     this.log.warn({ reason, failedOpens: tokens.length }, 'sidecar link down; datagrams are dropped until it returns');
     this.emit('close', reason);
@@ -393,7 +396,10 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     const conn = this.conn;
     if (!src || !conn || !this.isReady || this.sendingState) return;
     const changes = src.changes();
-    if (!force && changes === this.stateSentAt) return;
+    if (!force && changes === this.stateSentAt) {
+      if (this.awaitingState.length > 0) this.sendHeld([]);
+      return;
+    }
     this.stateSentAt = changes;
     this.sendingState = true;
     this.lastStateAt = Date.now();
@@ -402,18 +408,29 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     const waiting = this.awaitingState.splice(0);
     void sendStateChunks(conn, id, src.encode()).finally(() => {
       this.sendingState = false;
-      for (const w of waiting) this.sendNow(w.from, w.to, w.data);
+      this.sendHeld(waiting);
     });
+  }
+
+  private sendHeld(sent: { from: LocalEndpoint; to: TransportAddress; data: Uint8Array }[]): void {
+    for (const w of sent) this.sendNow(w.from, w.to, w.data);
+    // No newer change to wait for: what queued behind the sent answers goes too.
+    if (!this.sendingState && this.opts.state?.changes() === this.stateSentAt) for (const w of this.awaitingState.splice(0)) this.sendNow(w.from, w.to, w.data);
+    this.awaitingClients.clear();
+    for (const w of this.awaitingState) this.awaitingClients.add(clientKey(w.to));
   }
 
   /** An answer that changed the state waits for the document holding the change (at once after a quiet interval, else at the next tick). */
   private sendAfterState(from: LocalEndpoint, to: TransportAddress, data: Uint8Array): void {
     const src = this.opts.state;
-    if (!src || !this.conn || !this.isReady || !isStateAnswer(data) || src.changes() === this.stateSentAt) {
+    const behind = this.awaitingClients.size > 0 && this.awaitingClients.has(clientKey(to));
+    if (!behind && (!src || !this.conn || !this.isReady || !isStateAnswer(data) || src.changes() === this.stateSentAt)) {
       this.sendNow(from, to, data);
       return;
     }
     this.awaitingState.push({ from, to, data });
+    this.awaitingClients.add(clientKey(to));
+    if (!src) return;
     if (Date.now() - this.lastStateAt >= (src.intervalMs ?? 250)) this.saveState(false);
   }
 
