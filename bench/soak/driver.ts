@@ -107,7 +107,8 @@ interface Session {
   mode: 'channel' | 'send';
   bound: boolean;
   expiresAt: number;
-  state: 'alive' | 'deleting' | 'gone';
+  /** 'opening' until its permission (and channel) are in place: churn leaves it alone meanwhile. */
+  state: 'opening' | 'alive' | 'deleting' | 'gone';
   refreshTimer?: NodeJS.Timeout;
   /** Echo tags this session waits for (relay checks). */
   waiting: Map<number, () => void>;
@@ -168,7 +169,7 @@ async function open(kind: Session['kind'], mode: Session['mode'], stepped: (what
     mode,
     bound: false,
     expiresAt: Date.now() + alloc.lifetime * 1000,
-    state: 'alive',
+    state: 'opening',
     waiting: new Map(),
   };
   client.onData((d) => onEcho(s, d.data, d.channel !== undefined));
@@ -182,6 +183,7 @@ async function open(kind: Session['kind'], mode: Session['mode'], stepped: (what
     s.bound = true;
   }
   if (kind !== 'short') scheduleRefresh(s, alloc.lifetime);
+  if (s.state === 'opening') s.state = 'alive';
   return s;
 }
 
@@ -191,7 +193,7 @@ function scheduleRefresh(s: Session, lifetime: number): void {
 
 /** Refresh of the allocation, its permission and its channel (permissions last 300 s, channels 600 s). */
 async function refreshOnce(s: Session): Promise<void> {
-  if (s.state !== 'alive') return;
+  if (s.state !== 'alive' && s.state !== 'opening') return;
   try {
     const lifetime = await s.client.refresh(args.longLifetime);
     await s.client.createPermission([toStunAddress(args.peer, 0)]);
