@@ -64,7 +64,8 @@ const SLOPE_JUDGED_FROM_MIN = 10;
 const gapAfterMs = num('gap-after-ms');
 /** Short churn allocations ask this lifetime (s); the relay's default lifetime is set to it so the relay grants it. */
 const SHORT_LIFETIME = 20;
-const LONG_LIFETIME = 60;
+/** Long enough that an allocation outlives a restart gap on a loaded machine (its refresh goes at a third of it). */
+const LONG_LIFETIME = 300;
 const RSS_EVERY_MS = 5000;
 const WARMUP_MS = 15_000;
 const RELAY_GRACE_MS = 120_000;
@@ -283,7 +284,10 @@ async function main(): Promise<number> {
     }
     if (allocationPorts(status) !== alive.length) failures.push(`sidecar has ${allocationPorts(status)} allocation ports open, the clients hold ${alive.length} allocations`);
     if (status.relay.disconnectCleanups > 0) failures.push(`the sidecar cleared its state ${status.relay.disconnectCleanups} times (relay grace expired)`);
-    for (const v of final.violations) failures.push(`${v.kind}: ${v.detail}`);
+    // A request that timed out while a restart gap lasted longer than a client retransmits is the gap's loss.
+    const acrossGap = (v: Violation) => v.kind === 'request-failed' && /timed out/.test(v.detail) && gaps.some((g) => v.since < g.backAt + gapAfterMs && v.at > g.killedAt);
+    const timedOutInGaps = final.violations.filter(acrossGap);
+    for (const v of final.violations) if (!acrossGap(v)) failures.push(`${v.kind}: ${v.detail}`);
 
     const loss = lossReport(final.timeline, gaps, gapAfterMs);
     const lostOutside = loss.outside.channel.lost + loss.outside.send.lost;
@@ -315,8 +319,8 @@ async function main(): Promise<number> {
     out.push('');
     const counts = final.counts;
     out.push(table([
-      ['churn', 'created', 'refreshed', 'deleted (Refresh 0)', 'expired (437 after lifetime)', 'relay checks', 'live at end', 'violations'],
-      ['', String(counts.created), String(counts.refreshed), String(counts.deleted), `${counts.expired}/${counts.expiryChecked}`, String(counts.relayChecks), String(alive.length), String(final.violations.length)],
+      ['churn', 'created', 'refreshed', 'deleted (Refresh 0)', 'expired (437 after lifetime)', 'relay checks', 'live at end', 'requests timed out across a gap', 'violations'],
+      ['', String(counts.created), String(counts.refreshed), String(counts.deleted), `${counts.expired}/${counts.expiryChecked}`, String(counts.relayChecks), String(alive.length), String(timedOutInGaps.length), String(final.violations.length - timedOutInGaps.length)],
     ]));
     out.push('');
     out.push(table([
