@@ -22,8 +22,9 @@ test(`soak for ${MINUTES} minutes: churn, traffic and alternating relay/sidecar 
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const code = await new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
-  t.diagnostic(out);
-  if (code !== 0) t.diagnostic(`soak progress and errors:\n${err.slice(-6000)}`);
+  // One line each: a diagnostic with newlines is escaped into one unreadable line.
+  for (const l of out.split('\n')) t.diagnostic(l);
+  if (code !== 0) for (const l of err.slice(-6000).split('\n')) t.diagnostic(l);
   assert.equal(code, 0, `the soak found a violated invariant (exit ${code}):\n${out.split('\n').filter((l) => l.startsWith('FAIL') || l.startsWith('- ')).join('\n')}`);
   assert.match(out, /^PASS: /m);
   assert.match(out, /^\| 1 +\| [\d.]+ +\| relay /m, 'the relay was restarted');
