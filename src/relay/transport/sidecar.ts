@@ -154,6 +154,17 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   private stateSentAt = -1;
   private stateId = 0;
   private sendingState = false;
+  /** Date.now() of the last document sent: a change after a quiet interval goes at once. */
+  private lastStateAt = 0;
+  /**
+   * Answers to requests that changed the state (Allocate, Refresh,
+   * CreatePermission, ChannelBind successes), held until a document holding
+   * their change has gone to the sidecar: a relay killed between the answer
+   * and the next document would otherwise lose what the client was told it has.
+   */
+  private awaitingState: { from: LocalEndpoint; to: TransportAddress; data: Uint8Array }[] = [];
+  /** Clients with an answer in awaitingState: whatever else goes to them waits behind it (a retransmission's 437 must not overtake the held success). */
+  private readonly awaitingClients = new Set<string>();
   /** The sidecar's DRAIN, kept: it may arrive before the server is built. */
   drainRequest: { alternate: TransportAddress | undefined } | undefined;
   private readonly s = {
@@ -212,7 +223,10 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     // One document at a time: chunks of two would interleave under backpressure.
     while (this.sendingState && conn.state === 'open') await new Promise((r) => setImmediate(r));
     const id = (this.stateId = (this.stateId + 1) >>> 0);
+    const waiting = this.awaitingState.splice(0);
+    this.stateSentAt = src.changes();
     await sendStateChunks(conn, id, src.encode());
+    this.sendHeld(waiting);
     conn.flush();
     await conn.waitWritable();
   }
@@ -240,7 +254,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
       }
       return;
     }
-    this.sendNow(from, to, data);
+    this.sendAfterState(from, to, data);
   }
 
   openPort(token: number, family: Family, port: number): void {
@@ -321,6 +335,9 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     this.ackWaits.clear();
     for (const h of this.holds.values()) this.s.droppedDisconnected += h.queue.length;
     this.holds.clear();
+    this.s.droppedDisconnected += this.awaitingState.length;
+    this.awaitingState = [];
+    this.awaitingClients.clear();
     if (tokens.length > 0) queueMicrotask(() => tokens.forEach((t) => this.driver?.portOpened(t, false)));
     this.log.warn({ reason, failedOpens: tokens.length }, 'sidecar link down; datagrams are dropped until it returns');
     this.emit('close', reason);
@@ -379,11 +396,42 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     const conn = this.conn;
     if (!src || !conn || !this.isReady || this.sendingState) return;
     const changes = src.changes();
-    if (!force && changes === this.stateSentAt) return;
+    if (!force && changes === this.stateSentAt) {
+      if (this.awaitingState.length > 0) this.sendHeld([]);
+      return;
+    }
     this.stateSentAt = changes;
     this.sendingState = true;
+    this.lastStateAt = Date.now();
     const id = (this.stateId = (this.stateId + 1) >>> 0);
-    void sendStateChunks(conn, id, src.encode()).finally(() => (this.sendingState = false));
+    // Every held answer's change is in this encoding: they follow its last chunk on the link.
+    const waiting = this.awaitingState.splice(0);
+    void sendStateChunks(conn, id, src.encode()).finally(() => {
+      this.sendingState = false;
+      this.sendHeld(waiting);
+    });
+  }
+
+  private sendHeld(sent: { from: LocalEndpoint; to: TransportAddress; data: Uint8Array }[]): void {
+    for (const w of sent) this.sendNow(w.from, w.to, w.data);
+    // No newer change to wait for: what queued behind the sent answers goes too.
+    if (!this.sendingState && this.opts.state?.changes() === this.stateSentAt) for (const w of this.awaitingState.splice(0)) this.sendNow(w.from, w.to, w.data);
+    this.awaitingClients.clear();
+    for (const w of this.awaitingState) this.awaitingClients.add(clientKey(w.to));
+  }
+
+  /** An answer that changed the state waits for the document holding the change (at once after a quiet interval, else at the next tick). */
+  private sendAfterState(from: LocalEndpoint, to: TransportAddress, data: Uint8Array): void {
+    const src = this.opts.state;
+    const behind = this.awaitingClients.size > 0 && this.awaitingClients.has(clientKey(to));
+    if (!behind && (!src || !this.conn || !this.isReady || !isStateAnswer(data) || src.changes() === this.stateSentAt)) {
+      this.sendNow(from, to, data);
+      return;
+    }
+    this.awaitingState.push({ from, to, data });
+    this.awaitingClients.add(clientKey(to));
+    if (!src) return;
+    if (Date.now() - this.lastStateAt >= (src.intervalMs ?? 250)) this.saveState(false);
   }
 
   /** Deletes (via the server) the allocations whose ports the sidecar could not reopen. */
@@ -439,7 +487,7 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     h.seqs.delete(seq);
     if (h.seqs.size > 0) return;
     this.holds.delete(w.key);
-    for (const q of h.queue) this.sendNow(q.from, q.to, q.data);
+    for (const q of h.queue) this.sendAfterState(q.from, q.to, q.data);
   }
 
   /** Streams the snapshot in batches so a large state never overflows the control queue. */
@@ -498,6 +546,15 @@ function restoreHeld(server: TurnServer, held: Buffer, now: number, log: Logger)
   } catch (e) {
     log.warn({ reason: (e as Error).message }, 'cannot restore the previous relay state; starting empty');
   }
+}
+
+/** A STUN success response to Allocate (3), Refresh (4), CreatePermission (8) or ChannelBind (9), from its header (RFC 8489 §5). */
+function isStateAnswer(d: Uint8Array): boolean {
+  if (d.length < 20 || (d[0]! & 0xc0) !== 0 || d[4] !== 0x21 || d[5] !== 0x12 || d[6] !== 0xa4 || d[7] !== 0x42) return false;
+  const type = (d[0]! << 8) | d[1]!;
+  if ((type & 0x0110) !== 0x0100) return false;
+  const method = (type & 0x000f) | ((type & 0x00e0) >> 1) | ((type & 0x3e00) >> 2);
+  return method === 3 || method === 4 || method === 8 || method === 9;
 }
 
 export const startSidecarTransport: StartTransport = async ({ config, buildServer, logs, logDestination, streamSockets }) => {
