@@ -17,7 +17,8 @@ import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { createTopology, type Topology } from '../helpers/netns.ts';
 import { startPair, nsPath, waitUntil } from '../integration/pair-harness.ts';
 import { launchBrowser, type Browser } from './cdp.ts';
-import { makeTestCa, trustCaForBrowser, type TestCa } from './test-ca.ts';
+import { makeTestCertificate, type TestCertificate } from '../helpers/test-ca.ts';
+import { trustCaForBrowser } from './test-ca.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const HOSTNAME = 'turn.test';
@@ -28,7 +29,7 @@ const haveTools = ['certutil', 'openssl', 'nsenter', 'curl', 'unshare', 'ip'].ev
 const pageScript = readFileSync(new URL('./datachannel.page.js', import.meta.url), 'utf8').replace(/^(\s*\/\/.*\n)+/, '');
 
 let topo: Topology | undefined;
-let ca: TestCa | undefined;
+let ca: TestCertificate | undefined;
 const work = mkdtempSync(join(tmpdir(), 'tp-chromium-'));
 
 before(async () => {
@@ -36,7 +37,7 @@ before(async () => {
   topo = await createTopology({ prefix: 'tpcr', ipv6: false });
   // The relay reads the certificate as its own user, through this directory.
   chmodSync(work, 0o711);
-  ca = makeTestCa(mkdtempSync(join(work, 'certs-')), HOSTNAME);
+  ca = makeTestCertificate(mkdtempSync(join(work, 'certs-')), HOSTNAME);
 });
 
 after(async () => {
@@ -44,7 +45,7 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function gate(t: TestContext): { topo: Topology; ca: TestCa } | undefined {
+function gate(t: TestContext): { topo: Topology; ca: TestCertificate } | undefined {
   if (!requireRoot(t)) return undefined;
   if (!requireCapability(t, haveTools && topo !== undefined && ca !== undefined, `needs ${CHROMIUM} (Debian chromium), certutil (libnss3-tools), openssl, nsenter, curl, unshare and ip`)) return undefined;
   return { topo: topo!, ca: ca! };
@@ -136,7 +137,7 @@ test('Chromium with only a turns: ICE server and relay policy opens a data chann
     },
   });
   // The browsers start while the pair does (each takes seconds on a loaded machine); neither talks to it before it is ready.
-  const launches = [browserIn(topo, 'untrusting', undefined), browserIn(topo, 'trusting', ca.caCert)] as const;
+  const launches = [browserIn(topo, 'untrusting', undefined), browserIn(topo, 'trusting', ca.ca)] as const;
   const launched = async () => (await Promise.allSettled(launches)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     const [untrusting, trusting] = (await Promise.all([Promise.all(launches), pair.waitReady(60_000)]))[0];
