@@ -44,7 +44,13 @@ test('relay SIGKILLed mid-call: channel sessions lose nothing, Send sessions onl
       const withChannels = uclient(topo, pair, { clients: 4, channels: true });
       const withSend = uclient(topo, pair, { clients: 2, channels: false });
       await sleep(4000);
-      const before = await pair.status();
+      // uclient may still be binding on a slow machine: kill once the bindings have settled.
+      const before = await waitUntil('bindings settled', async () => {
+        const a = await pair.status();
+        await sleep(1000);
+        const b = await pair.status();
+        return entries(a) === entries(b) && a.relayCounters?.allocations === b.relayCounters?.allocations ? b : undefined;
+      }, 20_000);
       const relayPid = pair.childPid('relay')!;
       const killedAt = Date.now();
       process.kill(relayPid, 'SIGKILL');
