@@ -147,12 +147,12 @@ const allocationPorts = (s: Status) => (s.sockets as { allocationPorts: number }
 /** SIGKILLs `role`; resolves with the gap once its replacement serves (the relay reconnected and resynced the maps). */
 async function restart(pair: Pair, role: 'relay' | 'sidecar'): Promise<Gap> {
   const before = await pair.status();
-  const pid = pairPids()[role];
+  const pid = pair.childPid(role);
   if (pid === undefined) throw new Error(`no ${role} process to restart`);
   const killedAt = Date.now();
   process.kill(pid, 'SIGKILL');
   const back = await waitUntil(`${role} restarted and the relay resynced`, async () => {
-    const now = pairPids()[role];
+    const now = pair.childPid(role);
     if (now === undefined || now === pid) return undefined;
     const s = await pair.status();
     const resynced = role === 'relay' ? s.relay.resyncs > before.relay.resyncs : s.relay.resyncs >= 1;
