@@ -14,15 +14,9 @@
 // a line "stop" on stdin ends the churn and the traffic, verifies every live
 // allocation once more (Refresh answers, both paths relay) and prints 'final'.
 import { createInterface } from 'node:readline';
-import { TurnClient, TurnError, toStunAddress } from '../../test/helpers/turn-client.ts';
+import { TurnClient, TurnError, toStunAddress, type RelayTarget } from '../../test/helpers/turn-client.ts';
 
-export interface DriverArgs {
-  server: string;
-  port: number;
-  username: string;
-  password: string;
-  peer: string;
-  peerPort: number;
+export interface DriverArgs extends RelayTarget {
   /** Steady allocations (half ChannelData, half Send). */
   steady: number;
   /** Datagrams a second per steady allocation. */

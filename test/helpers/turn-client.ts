@@ -15,6 +15,15 @@ import {
   type StunAddress, type StunAttributes, type StunMessage,
 } from '../../src/relay/stun/index.ts';
 
+/** Where a client-process fixture (a flow, the soak's driver) relays to: the TURN server, its credentials, the peer. Passed as JSON on argv. */
+export interface RelayTarget {
+  server: string;
+  port: number;
+  username: string;
+  password: string;
+  peer: string;
+  peerPort: number;
+}
 
 export interface TurnClientOptions {
   server: { address: string; port: number };

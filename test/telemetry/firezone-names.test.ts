@@ -3,13 +3,10 @@
 // dashboards built for Firezone keep working. Each must equal the sum of
 // turnpike.relayed.bytes over its datapath, through kernel resets and relay
 // restarts alike (both come from the same accumulated counters).
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogHub } from '../../src/shared/logger.ts';
-import { createMetrics } from '../../src/telemetry/metrics.ts';
-import { startAdmin } from '../../src/sidecar/admin.ts';
 import type { ServerStats } from '../../src/shared/stats.ts';
-import { sink } from './sink.ts';
+import { metricsBehindAdmin } from './metrics-admin.ts';
 
 const flow = (packets: number, bytes: number) => ({ packets, bytes });
 const relayStats = (toPeer: number, toClient: number): ServerStats => ({
@@ -34,14 +31,7 @@ const sumOf = (text: string, name: string, datapath: string) =>
   samples(text, name).filter((s) => s.labels.includes(`datapath="${datapath}"`)).reduce((a, s) => a + s.value, 0);
 
 test('data_relayed_ebpf_bytes and data_relayed_userspace_bytes equal turnpike.relayed.bytes per datapath', async () => {
-  const hub = createLogHub({ destination: sink().stream as never });
-  const metrics = createMetrics({ version: '0.0.0', instanceId: '11111111-2222-4333-8444-555555555555', log: hub.get('metrics') });
-  const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });
-  after(async () => {
-    await admin.close();
-    await metrics.shutdown();
-  });
-  const scrape = async () => (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+  const { metrics, scrape } = await metricsBehindAdmin();
 
   // Before any traffic both exist, at 0.
   let text = await scrape();

@@ -2,14 +2,11 @@
 // v8js.gc.type and process): the sidecar's own from perf_hooks, the relay's
 // from the totals in its COUNTERS frames, turned back into records that keep
 // count, sum and buckets exact, through a relay restart.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { addGc, gcBucketOf, gcDeltas, GC_BUCKETS, type GcTotals } from '../../src/shared/gc.ts';
-import { createLogHub } from '../../src/shared/logger.ts';
-import { createMetrics } from '../../src/telemetry/metrics.ts';
-import { startAdmin } from '../../src/sidecar/admin.ts';
 import type { ServerStats } from '../../src/shared/stats.ts';
-import { sink } from './sink.ts';
+import { metricsBehindAdmin } from './metrics-admin.ts';
 
 test('a duration falls in the bucket OpenTelemetry counts it in (upper bound inclusive), above the last in the overflow bucket', () => {
   assert.equal(gcBucketOf(0), 0);
@@ -55,14 +52,7 @@ function series(text: string, kind: 'count' | 'sum', process: string): Record<st
 }
 
 test('/metrics has v8js.gc.duration for the sidecar (its own GCs) and the relay (from its counters), exact through a relay restart', async () => {
-  const hub = createLogHub({ destination: sink().stream as never });
-  const metrics = createMetrics({ version: '0.0.0', instanceId: '11111111-2222-4333-8444-555555555555', log: hub.get('metrics') });
-  const admin = await startAdmin({ host: '127.0.0.1', port: 0, logHub: hub, metrics, ready: () => ({ ready: true, reasons: [] }), status: () => ({}) });
-  after(async () => {
-    await admin.close();
-    await metrics.shutdown();
-  });
-  const scrape = async () => (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+  const { metrics, scrape } = await metricsBehindAdmin();
 
   // Garbage enough for a few scavenges in this process: the sidecar's own series.
   let keep: unknown[] = [];
