@@ -156,8 +156,12 @@ async function restart(pair: Pair, role: 'relay' | 'sidecar'): Promise<Gap> {
     if (now === undefined || now === pid) return undefined;
     const s = await pair.status();
     const resynced = role === 'relay' ? s.relay.resyncs > before.relay.resyncs : s.relay.resyncs >= 1;
-    return s.relay.relayConnected && resynced && s.relayCounters ? Date.now() : undefined;
+    return s.relay.relayConnected && resynced ? Date.now() : undefined;
   }, RELAY_GRACE_MS, 50);
+  // A restarted relay's first COUNTERS frame comes a second after it connects:
+  // the end-of-run checks read them, but serving does not wait for them, so
+  // the gap ends at the resync.
+  await waitUntil('the relay reports its counters', async () => ((await pair.status()).relayCounters ? true : undefined), RELAY_GRACE_MS, 50);
   return { kind: role, killedAt, backAt: back };
 }
 
