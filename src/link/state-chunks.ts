@@ -4,13 +4,20 @@
 import type { LinkConnection } from './connection.ts';
 import { MAX_STATE_CHUNK } from './protocol.ts';
 
-/** Sends `doc` as STATE frames of id `id`, waiting out backpressure; stops when the link closes. */
+/**
+ * Sends `doc` as STATE frames of id `id`, waiting out backpressure; stops when the link closes.
+ * Each chunk is handed to the socket at once: queued in one turn, a document
+ * of a few thousand allocations would fill the writer's queue past its
+ * limit, so the answers sent right after it (and relayed datagrams) would be
+ * dropped, and past the control reserve the link would be torn down.
+ */
 export async function sendStateChunks(conn: LinkConnection, id: number, doc: Uint8Array): Promise<void> {
   let off = 0;
   do {
     while (conn.state === 'open' && conn.isBackpressured) await conn.waitWritable();
     const end = Math.min(doc.length, off + MAX_STATE_CHUNK);
     if (!conn.send({ kind: 'state', id, final: end === doc.length, data: doc.subarray(off, end) })) return;
+    conn.flush();
     off = end;
   } while (off < doc.length);
 }

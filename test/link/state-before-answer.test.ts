@@ -25,7 +25,16 @@ import { MemoryChannelMap, captureLogger, freeUdpPort, tempSocketPath } from './
 
 const INTERVAL_MS = 1000;
 
-test('answers that change the state leave after the state document: a relay killed right after them loses nothing', async () => {
+interface Setup {
+  config: ReturnType<typeof configSchema.parse>;
+  listenPort: number;
+  bridge: RelayBridge;
+  relay(s: TurnServer): SidecarTransport;
+  close(): Promise<void>;
+}
+
+/** A sidecar's link and sockets on loopback, and relays made on demand whose documents carry `padBytes` of trailing whitespace. */
+async function sidecarWithLink(intervalMs: number, padBytes = 0): Promise<Setup> {
   const { path, cleanup } = tempSocketPath();
   const listenPort = await freeUdpPort();
   const min = 20000 + randomInt(0, 9000);
@@ -36,7 +45,7 @@ test('answers that change the state leave after the state document: a relay kill
   const link = new LinkServer({ path, software: 'sidecar-test', logger: captureLogger('sidecar').logger });
   await link.listen();
   bridge = new RelayBridge({ server: link, sockets, channels: new MemoryChannelMap(), limits: relayLimits(config), logger: captureLogger('sidecar').logger, graceMs: 10_000 });
-  const server = new TurnServer(buildServerOptions(config, { relayAddresses: { v4: '127.0.0.1' } }));
+  const pad = Buffer.alloc(padBytes, 0x20); // JSON allows trailing whitespace: the document still parses
   const relay = (s: TurnServer) =>
     new SidecarTransport({
       path,
@@ -44,8 +53,23 @@ test('answers that change the state leave after the state document: a relay kill
       logger: captureLogger('relay').logger,
       snapshot: () => s.snapshot(),
       backoff: { initialMs: 10, maxMs: 50 },
-      state: { changes: () => s.stateChanges, encode: () => encodeStateDocument(s.saveState(0, Date.now())), intervalMs: INTERVAL_MS },
+      state: { changes: () => s.stateChanges, encode: () => Buffer.concat([encodeStateDocument(s.saveState(0, Date.now())), pad]), intervalMs },
     });
+  const b = bridge;
+  return {
+    config, listenPort, bridge: b, relay,
+    close: async () => {
+      b.stopGrace();
+      await link.close();
+      await sockets.close();
+      cleanup();
+    },
+  };
+}
+
+test('answers that change the state leave after the state document: a relay killed right after them loses nothing', async () => {
+  const { config, listenPort, bridge, relay, close } = await sidecarWithLink(INTERVAL_MS);
+  const server = new TurnServer(buildServerOptions(config, { relayAddresses: { v4: '127.0.0.1' } }));
   const first = relay(server);
   const driver = new Driver(server, first);
   first.attach(driver);
@@ -78,9 +102,40 @@ test('answers that change the state leave after the state document: a relay kill
   } finally {
     await client.close();
     second?.stop();
-    bridge.stopGrace();
-    await link.close();
-    await sockets.close();
-    cleanup();
+    await close();
+  }
+});
+
+// A document of a few thousand allocations is megabytes. Queued in one turn it
+// filled the link writer past its limit, so the answers that followed it were
+// dropped (ChannelBinds timed out at 10 binds/s with 2,000 allocations), and
+// past the control reserve the link was torn down.
+test('a multi-megabyte state document neither drops the answers that wait for it nor tears the link down', { timeout: 60_000 }, async () => {
+  const { config, listenPort, bridge, relay, close } = await sidecarWithLink(100, 3 << 20);
+  const server = new TurnServer(buildServerOptions(config, { relayAddresses: { v4: '127.0.0.1' } }));
+  const t = relay(server);
+  const driver = new Driver(server, t);
+  t.attach(driver);
+  const clients = await Promise.all(Array.from({ length: 8 }, () => TurnClient.open({ server: { address: '127.0.0.1', port: listenPort }, username: 'alice', password: 'secret1', retransmitMs: 10_000, timeoutMs: 20_000 })));
+  let closes = 0;
+  bridge.on('relay-close', () => closes++);
+  try {
+    const synced = once(bridge, 'resynced');
+    t.start();
+    await once(t, 'open');
+    await synced;
+    await Promise.all(clients.map(async (c, i) => {
+      await c.allocate({ lifetime: 600 });
+      for (let k = 0; k < 3; k++) await c.channelBind(0x4000 + k, toStunAddress('127.0.0.1', 40000 + i * 10 + k));
+    }));
+    assert.equal(clients.reduce((n, c) => n + c.retransmits, 0), 0, 'every answer came the first time (a retransmit is sent only after 10 s)');
+    assert.equal(closes, 0, 'the link stayed up');
+    assert.equal(t.stats().droppedBackpressure, 0, 'no answer was dropped at the link');
+    assert.ok(bridge.stats().heldStateBytes > 3 << 20, 'the sidecar holds the whole document');
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    t.stop();
+    driver.close();
+    await close();
   }
 });
