@@ -41,9 +41,7 @@
 // (each object must speak this checkout's map ABI).
 import pino from 'pino';
 import { XdpRouter } from '../src/sidecar/bpf/router.ts';
-import { libbpf } from '../src/sidecar/bpf/libbpf.ts';
-import { slotKey } from '../src/sidecar/bpf/maps.ts';
-import { preparedTestRun, testRun } from '../test/helpers/bpf-test-run.ts';
+import { preparedTestRun, replayOf, testRun } from '../test/helpers/bpf-test-run.ts';
 import { channelData, payloadOf } from '../test/bpf/frames.ts';
 import {
   BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, alloc, inFrame, installNextHops, toListen,
@@ -55,7 +53,6 @@ const REPEAT = 1_000_000;
 const WARM_REPEAT = 20_000;
 const CAPACITY = Number(process.env.TP_BENCH_CAPACITY ?? 65536);
 const WARM = process.env.TP_BENCH_WARM !== '0';
-const REPLAY_OBJECT = new URL('../bpf/xdp_replay.o', import.meta.url).pathname;
 const TARGET = 2;
 const log = pino({ level: 'silent' });
 
@@ -131,25 +128,6 @@ function pairedRound(empty: XdpRouter, r: XdpRouter, frame: Uint8Array, n: numbe
   return { empty: low(es), path: low(ps) };
 }
 
-/** bpf/xdp_replay.o tail-calling `target`'s program (the warm column). */
-const REPLAY_VALUE_SIZE = 4 + 1536; // struct replay_frame
-function replayOf(target: XdpRouter): XdpRouter {
-  const w = XdpRouter.load({ objectPath: REPLAY_OBJECT, log });
-  const fd = slotKey(target.programFd()); // a prog array's value: the program fd, 4 bytes host order
-  const err = libbpf().mapUpdateElem(w.mapFd('replay_target'), slotKey(0), fd, 0n);
-  if (err < 0) {
-    w.close();
-    throw new Error(`replay_target of ${target.programName}: errno ${-err}`);
-  }
-  return w;
-}
-function setReplayFrame(w: XdpRouter, frame: Uint8Array): void {
-  const v = new Uint8Array(REPLAY_VALUE_SIZE);
-  new DataView(v.buffer).setUint32(0, frame.length, true);
-  v.set(frame, 4);
-  const err = libbpf().mapUpdateElem(w.mapFd('replay_frame'), slotKey(0), v, 0n);
-  if (err < 0) throw new Error(`replay_frame: errno ${-err}`);
-}
 const relayedSoFar = (r: XdpRouter) => r.readPathStats().reduce((n, p) => n + p.packets, 0n);
 
 // Where a program and its maps land in memory moves its figures by up to
@@ -159,7 +137,7 @@ const relayedSoFar = (r: XdpRouter) => r.readPathStats().reduce((n, p) => n + p.
 const loads = objects.length > 1 ? [...objects.keys(), ...[...objects.keys()].reverse()] : [0];
 const empty = XdpRouter.load({ objectPath: EMPTY_OBJECT, log });
 const routers: XdpRouter[] = [];
-const replays: XdpRouter[] = [];
+const replays: ReturnType<typeof replayOf>[] = [];
 try {
   for (const j of loads) {
     const o = objects[j]!;
@@ -198,25 +176,25 @@ try {
   // object listed, as above).
   const warm = cases.map(() => objects.map(() => [] as { empty: number; path: number }[]));
   if (WARM) {
-    const wEmpty = replayOf(empty);
+    const wEmpty = replayOf(empty, log);
     replays.push(wEmpty);
     const wRouters = routers.map((r) => {
-      const w = replayOf(r);
+      const w = replayOf(r, log);
       replays.push(w);
       return w;
     });
     cases.forEach((c, i) => {
-      for (const w of replays) setReplayFrame(w, c.frame);
+      for (const w of replays) w.setFrame(c.frame);
       const k0 = routers.indexOf(r0);
       const n0 = relayedSoFar(r0);
-      const got = testRun(wRouters[k0]!, c.frame, { repeat: WARM_REPEAT }).actionName;
+      const got = testRun(wRouters[k0]!.router, c.frame, { repeat: WARM_REPEAT }).actionName;
       const relayed = relayedSoFar(r0) - n0;
       const want = c.expect === 'XDP_TX' ? BigInt(WARM_REPEAT) : 0n;
       if (got !== c.expect || relayed !== want) throw new Error(`warm ${c.name}: ${got}, relayed ${relayed} of ${WARM_REPEAT} runs (want ${c.expect}, ${want})`);
       for (let round = 0; round < ROUNDS; round++) {
         wRouters.forEach((w, k) => {
-          const e = testRun(wEmpty, c.frame, { repeat: WARM_REPEAT }).durationNs;
-          const p = testRun(w, c.frame, { repeat: WARM_REPEAT }).durationNs;
+          const e = testRun(wEmpty.router, c.frame, { repeat: WARM_REPEAT }).durationNs;
+          const p = testRun(w.router, c.frame, { repeat: WARM_REPEAT }).durationNs;
           warm[i]![loads[k]!]!.push({ empty: e, path: p });
         });
       }
@@ -259,7 +237,7 @@ try {
     console.log(`${o.label}: relay paths (100 B) ${within}/${rs.length} within ${TARGET}x empty; ${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)}x, mean ${mean.toFixed(2)}x`);
   });
 } finally {
-  for (const w of replays) w.close();
+  for (const w of replays) w.router.close();
   for (const r of routers) r.close();
   empty.close();
 }
