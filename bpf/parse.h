@@ -177,26 +177,44 @@ static __always_inline int parse_ipv6(void *data, void *end, struct tp_in *in)
 	return TP_CONTINUE;
 }
 
-/* Parses Ethernet + IP + UDP and checks the destination address is the
- * relay's address of that family. */
-static __always_inline int parse_frame(void *data, void *end, const struct tp_config *cfg,
-				       struct tp_in *in)
+/* The IP version of the frame from its Ethertype: 4 or 6 in *fam and
+ * TP_CONTINUE, or the reason it is passed. */
+static __always_inline int parse_eth(void *data, void *end, int *fam)
 {
-	struct ethhdr *eth = data;
-	union tp_addr relay;
 	__be16 proto;
-	int r;
 
-	if ((void *)(eth + 1) > end)
+	if (data + TP_ETH_HLEN > end)
 		return TP_PASS_TRUNCATED;
 	proto = *(__be16 *)(data + 12); /* one load: ethhdr is packed */
 	if (proto == bpf_htons(TP_ETH_P_IP)) {
+		*fam = 4;
+		return TP_CONTINUE;
+	}
+	if (proto == bpf_htons(TP_ETH_P_IPV6)) {
+		*fam = 6;
+		return TP_CONTINUE;
+	}
+	if (proto == bpf_htons(TP_ETH_P_8021Q) || proto == bpf_htons(TP_ETH_P_8021AD))
+		return TP_PASS_VLAN;
+	return TP_PASS_NOT_IP;
+}
+
+/* Parses IP (version fam, a constant: the caller has one copy per family)
+ * + UDP after parse_eth, and checks the destination address is the relay's
+ * address of that family. */
+static __always_inline int parse_ip(void *data, void *end, const struct tp_config *cfg,
+				    struct tp_in *in, const int fam)
+{
+	union tp_addr relay;
+	int r;
+
+	if (fam == 4) {
 		r = parse_ipv4(data, end, in);
 		if (r != TP_CONTINUE)
 			return r;
 		if (!(cfg->flags & TP_CFG_HAVE_V4) || in->daddr.w[3] != *(const __u32 *)cfg->relay_v4)
 			return TP_PASS_NOT_RELAY_ADDR;
-	} else if (proto == bpf_htons(TP_ETH_P_IPV6)) {
+	} else {
 		r = parse_ipv6(data, end, in);
 		if (r != TP_CONTINUE)
 			return r;
@@ -209,10 +227,6 @@ static __always_inline int parse_frame(void *data, void *end, const struct tp_co
 		 * can take it for that IPv4 host. */
 		if (addr_is_v4(&in->saddr))
 			return TP_DROP_V4_MAPPED;
-	} else if (proto == bpf_htons(TP_ETH_P_8021Q) || proto == bpf_htons(TP_ETH_P_8021AD)) {
-		return TP_PASS_VLAN;
-	} else {
-		return TP_PASS_NOT_IP;
 	}
 	return TP_CONTINUE;
 }
