@@ -47,19 +47,23 @@ struct tp_in {
 	__u16 trailer;   /* host order: bytes after the IP datagram (Ethernet padding) */
 };
 
+/* Addresses are compared word by word, as addr_load writes them: a 64-bit
+ * load of two 32-bit stores still in flight cannot be forwarded from the
+ * store buffer and waits for both to reach the cache. */
 static __always_inline int addr_is_v4(const union tp_addr *a)
 {
-	return a->d[0] == 0 && a->w[2] == bpf_htonl(0xffff);
+	return (a->w[0] | a->w[1] | (a->w[2] ^ bpf_htonl(0xffff))) == 0;
 }
 
 static __always_inline int addr_eq(const union tp_addr *a, const union tp_addr *b)
 {
-	return a->d[0] == b->d[0] && a->d[1] == b->d[1];
+	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3])) == 0;
 }
 
 static __always_inline void addr_set_v4(union tp_addr *a, __be32 v4)
 {
-	a->d[0] = 0;
+	a->w[0] = 0;
+	a->w[1] = 0;
 	a->w[2] = bpf_htonl(0xffff);
 	a->w[3] = v4;
 }
