@@ -1,0 +1,71 @@
+// What one BPF_PROG_TEST_RUN pays per distinct page its program touches
+// (bpf/page_probe.c): programs that read 8 cache lines on 8 pages of a
+// vmalloc'd array, on 1 page of it, or on pages of a small kmalloc'd array,
+// each single run right after a single run of the probe's empty program,
+// as bench/xdp.bench.ts times the router. On a host with page-table
+// isolation and no PCID every syscall empties the TLB, so "pages8" would
+// pay a page walk per page beyond "lines8"; elsewhere the two cost the same.
+// Prints the host's mitigation state beside the figures.
+//
+// Run (root): node --import tsx bench/xdp-pages.bench.ts [calls-per-round]
+// (TP_BENCH_ROUNDS=n rounds, default 5)
+import { readFileSync } from 'node:fs';
+import pino from 'pino';
+import { XdpRouter } from '../src/sidecar/bpf/router.ts';
+import { preparedTestRun } from '../test/helpers/bpf-test-run.ts';
+import { payloadOf } from '../test/bpf/frames.ts';
+import { C4, inFrame, toListen } from '../test/bpf/golden-scene.ts';
+
+const CALLS = Number(process.argv[2] ?? 20000);
+const ROUNDS = Number(process.env.TP_BENCH_ROUNDS ?? 5);
+const OBJECT = new URL('../bpf/page_probe.o', import.meta.url).pathname;
+const PROGRAMS = ['pages8', 'lines8', 'small8'] as const;
+const log = pino({ level: 'silent' });
+
+const low = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b).slice(0, Math.max(1, Math.floor(xs.length * 0.4)));
+  return s.reduce((a, b) => a + b, 0) / s.length;
+};
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const read = (path: string) => {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+};
+
+const flags = /^flags\s*:(.*)$/m.exec(read('/proc/cpuinfo'))?.[1]?.split(' ') ?? [];
+console.log(`meltdown: ${read('/sys/devices/system/cpu/vulnerabilities/meltdown')}; CPU flag pcid ${flags.includes('pcid') ? 'present' : 'absent'}`);
+
+const frame = inFrame(C4, toListen(C4), payloadOf(16));
+const empty = XdpRouter.load({ objectPath: OBJECT, programName: 'empty', log });
+const probes = PROGRAMS.map((name) => XdpRouter.load({ objectPath: OBJECT, programName: name, log }));
+try {
+  const diffs = PROGRAMS.map(() => [] as number[]);
+  const emptyLows: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    probes.forEach((p, i) => {
+      const e = preparedTestRun(empty, frame);
+      const r = preparedTestRun(p, frame);
+      const es: number[] = [];
+      const ps: number[] = [];
+      try {
+        for (let n = 0; n < CALLS; n++) {
+          es.push(e.run());
+          ps.push(r.run());
+        }
+      } finally {
+        e.close();
+        r.close();
+      }
+      emptyLows.push(low(es));
+      diffs[i]!.push(low(ps) - low(es));
+    });
+  }
+  console.log(`empty: ${median(emptyLows).toFixed(1)} ns per single run; each probe minus empty (mean of the lowest 40 %, median over ${ROUNDS} rounds x ${CALLS} paired runs):`);
+  console.table(PROGRAMS.map((name, i) => ({ program: name, 'ns over empty': median(diffs[i]!).toFixed(1) })));
+} finally {
+  for (const p of probes) p.close();
+  empty.close();
+}
