@@ -12,9 +12,9 @@
 import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import { XdpRouter } from '../src/sidecar/bpf/router.ts';
-import { preparedTestRun } from '../test/helpers/bpf-test-run.ts';
 import { payloadOf } from '../test/bpf/frames.ts';
 import { C4, inFrame, toListen } from '../test/bpf/golden-scene.ts';
+import { median, pairedRound } from './lib/test-run-pairs.ts';
 
 const CALLS = Number(process.argv[2] ?? 20000);
 const ROUNDS = Number(process.env.TP_BENCH_ROUNDS ?? 5);
@@ -22,11 +22,6 @@ const OBJECT = new URL('../bpf/page_probe.o', import.meta.url).pathname;
 const PROGRAMS = ['pages8', 'lines8', 'small8'] as const;
 const log = pino({ level: 'silent' });
 
-const low = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b).slice(0, Math.max(1, Math.floor(xs.length * 0.4)));
-  return s.reduce((a, b) => a + b, 0) / s.length;
-};
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const read = (path: string) => {
   try {
     return readFileSync(path, 'utf8').trim();
@@ -46,21 +41,9 @@ try {
   const emptyLows: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     probes.forEach((p, i) => {
-      const e = preparedTestRun(empty, frame);
-      const r = preparedTestRun(p, frame);
-      const es: number[] = [];
-      const ps: number[] = [];
-      try {
-        for (let n = 0; n < CALLS; n++) {
-          es.push(e.run());
-          ps.push(r.run());
-        }
-      } finally {
-        e.close();
-        r.close();
-      }
-      emptyLows.push(low(es));
-      diffs[i]!.push(low(ps) - low(es));
+      const { empty: e, path } = pairedRound(empty, p, frame, CALLS);
+      emptyLows.push(e);
+      diffs[i]!.push(path - e);
     });
   }
   console.log(`empty: ${median(emptyLows).toFixed(1)} ns per single run; each probe minus empty (mean of the lowest 40 %, median over ${ROUNDS} rounds x ${CALLS} paired runs):`);

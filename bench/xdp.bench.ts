@@ -41,7 +41,8 @@
 // (each object must speak this checkout's map ABI).
 import pino from 'pino';
 import { XdpRouter } from '../src/sidecar/bpf/router.ts';
-import { preparedTestRun, replayOf, testRun } from '../test/helpers/bpf-test-run.ts';
+import { replayOf, testRun } from '../test/helpers/bpf-test-run.ts';
+import { median, pairedRound } from './lib/test-run-pairs.ts';
 import { channelData, payloadOf } from '../test/bpf/frames.ts';
 import {
   BASE_CONFIG, BINDINGS, C4, C6, EMPTY_OBJECT, OBJECT, P4, P6, alloc, inFrame, installNextHops, toListen,
@@ -90,43 +91,8 @@ if (process.env.TP_BENCH_CASES) {
 }
 const isRelay = (c: (typeof cases)[number]) => c.expect === 'XDP_TX' && !c.name.includes('1000 B');
 
-/** Mean of the lowest 40 %: a low percentile band. The kernel's durations
- * come in steps of ~10 ns here, so one percentile alone cannot tell
- * programs apart by less than a step; the band's mean can. */
-const low = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b).slice(0, Math.max(1, Math.floor(xs.length * 0.4)));
-  return s.reduce((a, b) => a + b, 0) / s.length;
-};
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** A timed single run. Prepared (default): set up once per frame, so the
- * harness touches little memory between runs; TP_BENCH_HARNESS=alloc uses
- * testRun(), which allocates and converts per call (the bench's first
- * method), to compare. */
+// TP_BENCH_HARNESS=alloc: time with the allocating per-call harness.
 const ALLOC = process.env.TP_BENCH_HARNESS === 'alloc';
-type Timer = { run(): number; close(): void };
-function timer(r: XdpRouter, frame: Uint8Array): Timer {
-  return ALLOC ? { run: () => testRun(r, frame).durationNs, close: () => {} } : preparedTestRun(r, frame);
-}
-
-/** One round of one path: n single runs, each right after a single run of
- * the empty program on the same frame. Returns both low bands. */
-function pairedRound(empty: XdpRouter, r: XdpRouter, frame: Uint8Array, n: number): { empty: number; path: number } {
-  const e = timer(empty, frame);
-  const p = timer(r, frame);
-  const es: number[] = [];
-  const ps: number[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      es.push(e.run());
-      ps.push(p.run());
-    }
-  } finally {
-    e.close();
-    p.close();
-  }
-  return { empty: low(es), path: low(ps) };
-}
 
 const relayedSoFar = (r: XdpRouter) => r.readPathStats().reduce((n, p) => n + p.packets, 0n);
 
@@ -165,7 +131,7 @@ try {
   // samples[case][object][round, of either copy]
   const samples = cases.map(() => objects.map(() => [] as { empty: number; path: number }[]));
   for (let round = 0; round < ROUNDS; round++) {
-    cases.forEach((c, i) => routers.forEach((r, k) => samples[i]![loads[k]!]!.push(pairedRound(empty, r, c.frame, CALLS))));
+    cases.forEach((c, i) => routers.forEach((r, k) => samples[i]![loads[k]!]!.push(pairedRound(empty, r, c.frame, CALLS, ALLOC))));
   }
   const emptyRepeat = testRun(empty, cases[0]!.frame, { repeat: REPEAT }).durationNs;
   const emptyAll = median(samples.flatMap((s) => s.flatMap((o) => o.map((x) => x.empty))));
