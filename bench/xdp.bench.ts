@@ -198,6 +198,7 @@ try {
   console.table(rows);
   objects.forEach((o, j) => {
     const rs = ratios[j]!;
+    if (rs.length === 0) return; // TP_BENCH_CASES chose no relay path
     const within = rs.filter((r) => r <= TARGET).length;
     const mean = rs.reduce((a, b) => a + b, 0) / rs.length;
     console.log(`${o.label}: relay paths (100 B) ${within}/${rs.length} within ${TARGET}x empty; ${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)}x, mean ${mean.toFixed(2)}x`);
