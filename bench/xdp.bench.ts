@@ -21,10 +21,10 @@
 // figure; bench/xdp-veth.bench.ts measures the same paths warm on a real
 // datapath (bpf_stats and CPU per packet).
 //
-// Warm column: each test-run syscall starts with cold TLBs and caches for
-// what the program touches beyond the syscall path itself (README,
-// "Benchmarks"), which a NAPI poll that runs the program on frame after
-// frame does not pay per frame. So every path is also timed with
+// Warm column: each single test run starts with the caches (and on a host
+// with page-table isolation but no PCID, the TLB) as the syscall and the
+// harness loop between runs left them (README, "Benchmarks"), which a NAPI
+// poll that runs the program on frame after frame does not pay per frame. So every path is also timed with
 // repeat=WARM_REPEAT through bpf/xdp_replay.o, which restores the input
 // frame before each run and tail-calls the program: the empty program
 // through its own copy of the wrapper, alternately with the path, so
@@ -38,7 +38,8 @@
 // TP_BENCH_CAPACITY=n binding-map capacity, default 65536;
 // TP_BENCH_WARM=0 skips the warm column)
 // Before/after in one run: TP_BENCH_OBJECTS=before=/path/a.o,after=bpf/turn_router.o
-// (each object must speak this checkout's map ABI).
+// (each object must speak this checkout's binding, config and next-hop maps;
+// the path counters are read from the last one listed only).
 import pino from 'pino';
 import { XdpRouter } from '../src/sidecar/bpf/router.ts';
 import { replayOf, testRun } from '../test/helpers/bpf-test-run.ts';
