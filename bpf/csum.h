@@ -40,12 +40,19 @@ static __always_inline __u64 csum_ipv4_header(const struct iphdr *ip)
 	return (__u64)w[0] + w[1] + w[2] + w[3] + w[4];
 }
 
-/* ~(~old + ~fold(removed) + added), as stored; the UDP rule that a computed
- * 0 is sent as 0xffff is the caller's. */
+/* A multiple of 0xffff (0xffffffff = 0xffff * 0x10001) above any sum
+ * csum_replace is given (at most a few dozen words of 32 bits). */
+#define TP_CSUM_NEG_BASE (0xffffffffull * 64)
+
+/* ~(~old + ~m + added) with ~m, the complement of removed's folded sum,
+ * taken as TP_CSUM_NEG_BASE - removed: congruent modulo 0xffff, and the
+ * total stays positive, so the one fold gives the same 16 bits as folding
+ * removed first (one fold fewer per relayed frame). As stored; the UDP
+ * rule that a computed 0 is sent as 0xffff is the caller's. */
 static __always_inline __u16 csum_replace(__u16 old, __u64 removed, __u64 added)
 {
 	__u64 s = (__u16)~old;
-	s += (__u16)~csum_fold(removed);
+	s += TP_CSUM_NEG_BASE - removed;
 	s += added;
 	return (__u16)~csum_fold(s);
 }
@@ -79,15 +86,17 @@ __attribute__((noinline)) int tp_csum_payload(struct xdp_md *ctx, __u32 off, __u
 	o = off;
 	asm volatile("%0 &= 0xff" : "+r"(o));
 	p = data + o;
-	/* 64-byte chunks through the helper; bounded for the verifier. */
-	for (i = 0; i < TP_MAX_IP_LEN / 64; i++) {
-		if (n < 64)
+	/* 256-byte chunks through the helper (a helper call per chunk is
+	 * most of this function's cost; the helper takes up to 512 bytes);
+	 * bounded for the verifier. */
+	for (i = 0; i < TP_MAX_IP_LEN / 256; i++) {
+		if (n < 256)
 			break;
-		if (p + 64 > end)
+		if (p + 256 > end)
 			return -1;
-		sum += (__u32)bpf_csum_diff(0, 0, p, 64, 0);
-		p += 64;
-		n -= 64;
+		sum += (__u32)bpf_csum_diff(0, 0, p, 256, 0);
+		p += 256;
+		n -= 256;
 	}
 	/* The rest in power-of-two pieces: constant sizes keep clang from
 	 * turning a word loop into pointer arithmetic on data_end. */
@@ -99,6 +108,8 @@ __attribute__((noinline)) int tp_csum_payload(struct xdp_md *ctx, __u32 off, __u
 		p += (sz);                                               \
 		n -= (sz);                                               \
 	}
+	TP_CSUM_PIECE(128)
+	TP_CSUM_PIECE(64)
 	TP_CSUM_PIECE(32)
 	TP_CSUM_PIECE(16)
 	TP_CSUM_PIECE(8)

@@ -59,12 +59,13 @@ struct {
 	__type(value, struct tp_path_row);
 } tp_path_stats SEC(".maps");
 
-/* One count per enum tp_reason. */
+/* Frames per enum tp_reason, per CPU (struct tp_reason_row); max_entries
+ * is one CPU's worth, multiplied by the loader as for tp_path_stats. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TP_REASON_MAX);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct tp_reason_row);
 } tp_reasons SEC(".maps");
 
 /* Rare diagnostics (struct tp_diag_event); max_entries 0 = one per CPU. */

@@ -47,19 +47,23 @@ struct tp_in {
 	__u16 trailer;   /* host order: bytes after the IP datagram (Ethernet padding) */
 };
 
+/* Addresses are compared word by word, as addr_load writes them: a 64-bit
+ * load of two 32-bit stores still in flight cannot be forwarded from the
+ * store buffer and waits for both to reach the cache. */
 static __always_inline int addr_is_v4(const union tp_addr *a)
 {
-	return a->d[0] == 0 && a->w[2] == bpf_htonl(0xffff);
+	return (a->w[0] | a->w[1] | (a->w[2] ^ bpf_htonl(0xffff))) == 0;
 }
 
 static __always_inline int addr_eq(const union tp_addr *a, const union tp_addr *b)
 {
-	return a->d[0] == b->d[0] && a->d[1] == b->d[1];
+	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3])) == 0;
 }
 
 static __always_inline void addr_set_v4(union tp_addr *a, __be32 v4)
 {
-	a->d[0] = 0;
+	a->w[0] = 0;
+	a->w[1] = 0;
 	a->w[2] = bpf_htonl(0xffff);
 	a->w[3] = v4;
 }
@@ -177,26 +181,44 @@ static __always_inline int parse_ipv6(void *data, void *end, struct tp_in *in)
 	return TP_CONTINUE;
 }
 
-/* Parses Ethernet + IP + UDP and checks the destination address is the
- * relay's address of that family. */
-static __always_inline int parse_frame(void *data, void *end, const struct tp_config *cfg,
-				       struct tp_in *in)
+/* The IP version of the frame from its Ethertype: 4 or 6 in *fam and
+ * TP_CONTINUE, or the reason it is passed. */
+static __always_inline int parse_eth(void *data, void *end, int *fam)
 {
-	struct ethhdr *eth = data;
-	union tp_addr relay;
 	__be16 proto;
-	int r;
 
-	if ((void *)(eth + 1) > end)
+	if (data + TP_ETH_HLEN > end)
 		return TP_PASS_TRUNCATED;
 	proto = *(__be16 *)(data + 12); /* one load: ethhdr is packed */
 	if (proto == bpf_htons(TP_ETH_P_IP)) {
+		*fam = 4;
+		return TP_CONTINUE;
+	}
+	if (proto == bpf_htons(TP_ETH_P_IPV6)) {
+		*fam = 6;
+		return TP_CONTINUE;
+	}
+	if (proto == bpf_htons(TP_ETH_P_8021Q) || proto == bpf_htons(TP_ETH_P_8021AD))
+		return TP_PASS_VLAN;
+	return TP_PASS_NOT_IP;
+}
+
+/* Parses IP (version fam, a constant: the caller has one copy per family)
+ * + UDP after parse_eth, and checks the destination address is the relay's
+ * address of that family. */
+static __always_inline int parse_ip(void *data, void *end, const struct tp_config *cfg,
+				    struct tp_in *in, const int fam)
+{
+	union tp_addr relay;
+	int r;
+
+	if (fam == 4) {
 		r = parse_ipv4(data, end, in);
 		if (r != TP_CONTINUE)
 			return r;
 		if (!(cfg->flags & TP_CFG_HAVE_V4) || in->daddr.w[3] != *(const __u32 *)cfg->relay_v4)
 			return TP_PASS_NOT_RELAY_ADDR;
-	} else if (proto == bpf_htons(TP_ETH_P_IPV6)) {
+	} else {
 		r = parse_ipv6(data, end, in);
 		if (r != TP_CONTINUE)
 			return r;
@@ -209,10 +231,6 @@ static __always_inline int parse_frame(void *data, void *end, const struct tp_co
 		 * can take it for that IPv4 host. */
 		if (addr_is_v4(&in->saddr))
 			return TP_DROP_V4_MAPPED;
-	} else if (proto == bpf_htons(TP_ETH_P_8021Q) || proto == bpf_htons(TP_ETH_P_8021AD)) {
-		return TP_PASS_VLAN;
-	} else {
-		return TP_PASS_NOT_IP;
 	}
 	return TP_CONTINUE;
 }

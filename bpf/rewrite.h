@@ -142,13 +142,13 @@ static __attribute__((noinline)) int next_hop(struct xdp_md *ctx, const struct t
 	return TP_CONTINUE;
 }
 
-static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 ip_len)
+static __always_inline int fib_macs(struct xdp_md *ctx, struct tp_out *o, __u16 ip_len, __u32 cpu)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	int r;
 
 	if (TP_NH_TTL_JIFFIES != 0) {
-		__u32 slot = bpf_get_smp_processor_id() * TP_NH_SLOTS + addr_slot(&o->daddr);
+		__u32 slot = cpu * TP_NH_SLOTS + addr_slot(&o->daddr);
 		struct nh_entry *e = bpf_map_lookup_elem(&nh_cache, &slot);
 		__u64 now;
 

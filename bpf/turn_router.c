@@ -35,19 +35,20 @@
 /* Not a reason: the frame was rewritten and goes out with XDP_TX. */
 #define TP_RELAYED 1000
 
+/* This CPU's row of tp_reasons; see count_path. */
 static __always_inline void count_reason(__u32 reason)
 {
-	__u64 *c = bpf_map_lookup_elem(&tp_reasons, &reason);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct tp_reason_row *row = bpf_map_lookup_elem(&tp_reasons, &cpu);
 
-	if (c)
-		*c += 1;
+	if (row && reason < TP_REASON_MAX)
+		row->count[reason] += 1;
 }
 
 /* This CPU's row of tp_path_stats (turn_router_shared.h): only this CPU
  * writes it, and XDP runs with bottom halves off, so plain adds suffice. */
-static __always_inline void count_path(__u32 path, __u32 bytes)
+static __always_inline void count_path(__u32 cpu, __u32 path, __u32 bytes)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
 	struct tp_path_row *row = bpf_map_lookup_elem(&tp_path_stats, &cpu);
 
 	if (row && path < TP_PATH_MAX) {
@@ -131,6 +132,7 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
 	__u32 udp_len = out_udp_len(o);
 	__u32 ip_len = ip_hlen + udp_len;
 	__u32 out_hlen = TP_ETH_HLEN + ip_hlen + TP_UDP_HLEN + (o->chan ? TP_CHAN_HLEN : 0);
+	__u32 cpu = bpf_get_smp_processor_id(); /* next-hop cache and counters */
 	__u16 check;
 	void *data, *end;
 	long rc;
@@ -164,7 +166,7 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
 					 udp_len, o->chan, o->channel, o->n)));
 	}
 
-	r = fib_macs(ctx, o, ip_len);
+	r = fib_macs(ctx, o, ip_len, cpu);
 	if (r != TP_CONTINUE)
 		return r;
 
@@ -214,7 +216,7 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
 			ch[1] = bpf_htons(o->n);
 		}
 	}
-	count_path(o->path, o->n);
+	count_path(cpu, o->path, o->n);
 	return TP_RELAYED;
 }
 
@@ -223,13 +225,10 @@ static __always_inline int emit_t(struct xdp_md *ctx, const struct tp_config *cf
  * registers they would keep alive). */
 static __always_inline int emit(struct xdp_md *ctx, const struct tp_config *cfg,
 				const struct tp_in *in, struct tp_out *o,
-				__u32 in_hlen, __u64 removed, __u32 pad)
+				__u32 in_hlen, __u64 removed, __u32 pad, const int in_fam)
 {
-	if (in->family == 4)
-		return o->family == 4 ? emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 4, 4)
-				      : emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 4, 6);
-	return o->family == 4 ? emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 6, 4)
-			      : emit_t(ctx, cfg, in, o, in_hlen, removed, pad, 6, 6);
+	return o->family == 4 ? emit_t(ctx, cfg, in, o, in_hlen, removed, pad, in_fam, 4)
+			      : emit_t(ctx, cfg, in, o, in_hlen, removed, pad, in_fam, 6);
 }
 
 /* Path index: base + input family (IPv6: +2) + output family (IPv6: +1). */
@@ -251,7 +250,7 @@ struct tp_plan {
 
 /* UDP from a peer to an allocation port -> ChannelData to the client. */
 static __always_inline int from_peer(const struct tp_config *cfg, const struct tp_in *in,
-				     struct tp_plan *p)
+				     struct tp_plan *p, const int in_fam)
 {
 	struct tp_peer_key key __attribute__((aligned(8))) = {};
 	struct tp_peer_value *v;
@@ -260,7 +259,7 @@ static __always_inline int from_peer(const struct tp_config *cfg, const struct t
 	addr_load((union tp_addr *)key.peer_addr, in->saddr.b);
 	key.peer_port = in->sport;
 	key.alloc_port = in->dport;
-	key.peer_family = in->family;
+	key.peer_family = in_fam;
 	v = bpf_map_lookup_elem(&tp_peer_to_chan, &key);
 	if (!v)
 		return TP_PASS_NO_BINDING;
@@ -274,8 +273,8 @@ static __always_inline int from_peer(const struct tp_config *cfg, const struct t
 	o->chan = 1;
 	o->channel = v->channel;
 	o->n = in->udp_len - TP_UDP_HLEN;
-	o->path = path_of(TP_PATH_UDP_TO_CHAN_44, in->family, o->family);
-	p->in_hlen = TP_ETH_HLEN + (in->family == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN) + TP_UDP_HLEN;
+	o->path = path_of(TP_PATH_UDP_TO_CHAN_44, in_fam, o->family);
+	p->in_hlen = TP_ETH_HLEN + (in_fam == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN) + TP_UDP_HLEN;
 	p->removed = 0;
 	p->pad = 0;
 	return TP_CONTINUE;
@@ -311,11 +310,11 @@ static __always_inline int pad_sum(void *q, void *end, __u32 pad, __u32 odd_star
 /* ChannelData from a client to the listen port -> UDP to the peer, or
  * ChannelData to another client of this relay. */
 static __always_inline int from_client(struct xdp_md *ctx, const struct tp_config *cfg,
-				       const struct tp_in *in, struct tp_plan *p)
+				       const struct tp_in *in, struct tp_plan *p, const int in_fam)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	__u32 l3 = in->family == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN;
+	__u32 l3 = in_fam == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN;
 	void *payload = data + TP_ETH_HLEN + TP_UDP_HLEN + l3;
 	struct tp_chan_key key __attribute__((aligned(8))) = {};
 	struct tp_chan_value *v;
@@ -353,7 +352,7 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 	addr_load((union tp_addr *)key.client_addr, in->saddr.b);
 	key.client_port = in->sport;
 	key.channel = hdr[0];
-	key.client_family = in->family;
+	key.client_family = in_fam;
 	v = bpf_map_lookup_elem(&tp_chan_to_peer, &key);
 	if (!v)
 		return TP_PASS_NO_BINDING;
@@ -379,12 +378,14 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 		o->dport = v->partner_port;
 		o->chan = 1;
 		o->channel = v->partner_channel;
-		o->path = path_of(TP_PATH_CHAN_TO_CHAN_44, in->family, o->family);
+		o->path = path_of(TP_PATH_CHAN_TO_CHAN_44, in_fam, o->family);
 	} else {
 		o->daddr = peer;
 		o->sport = v->alloc_port;
 		o->dport = v->peer_port;
-		o->path = path_of(TP_PATH_CHAN_TO_UDP_44, in->family, o->family);
+		o->chan = 0;
+		o->channel = 0;
+		o->path = path_of(TP_PATH_CHAN_TO_UDP_44, in_fam, o->family);
 	}
 	p->in_hlen = TP_ETH_HLEN + l3 + TP_UDP_HLEN + TP_CHAN_HLEN;
 	p->removed = removed;
@@ -392,30 +393,42 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 	return TP_CONTINUE;
 }
 
-static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg)
+/* Everything after the Ethertype for one input family (a constant: route()
+ * has one copy per family, so nothing below branches on it at run time). */
+static __always_inline int route_t(struct xdp_md *ctx, const struct tp_config *cfg, const int in_fam)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct tp_in in = {};
-	struct tp_plan p = {};
+	struct tp_plan p; /* every field is set before it is read (from_*, fib_macs) */
 	int r;
 
-	r = parse_frame(data, end, cfg, &in);
+	r = parse_ip(data, end, cfg, &in, in_fam);
 	if (r != TP_CONTINUE)
 		return r;
 	if (in.dport == cfg->listen_port) {
-		r = from_client(ctx, cfg, &in, &p);
+		r = from_client(ctx, cfg, &in, &p, in_fam);
 	} else if (bpf_ntohs(cfg->port_min) > bpf_ntohs(cfg->port_max)) {
 		diag(ctx, TP_DIAG_MISCONFIG, TP_PASS_NOT_RELAY_PORT, 0, TP_PATH_MAX);
 		return TP_PASS_NOT_RELAY_PORT;
 	} else if (is_alloc_port(cfg, in.dport)) {
-		r = from_peer(cfg, &in, &p);
+		r = from_peer(cfg, &in, &p, in_fam);
 	} else {
 		return TP_PASS_NOT_RELAY_PORT;
 	}
 	if (r != TP_CONTINUE)
 		return r;
-	return emit(ctx, cfg, &in, &p.o, p.in_hlen, p.removed, p.pad);
+	return emit(ctx, cfg, &in, &p.o, p.in_hlen, p.removed, p.pad, in_fam);
+}
+
+static __always_inline int route(struct xdp_md *ctx, const struct tp_config *cfg)
+{
+	int fam = 0, r;
+
+	r = parse_eth((void *)(long)ctx->data, (void *)(long)ctx->data_end, &fam);
+	if (r != TP_CONTINUE)
+		return r;
+	return fam == 4 ? route_t(ctx, cfg, 4) : route_t(ctx, cfg, 6);
 }
 
 /* The one policy switch: relayed -> TX; a drop reason -> DROP; else PASS. */

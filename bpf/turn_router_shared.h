@@ -188,8 +188,8 @@ struct tp_path_row {
 };
 _Static_assert(sizeof(struct tp_path_row) == 256, "tp_path_row is 256 bytes");
 
-/* Why a frame was passed to userspace or dropped; index into "tp_reasons"
- * (per-CPU __u64 counts, host order). The sidecar uses these names. Each
+/* Why a frame was passed to userspace or dropped; index into the rows of
+ * "tp_reasons" (struct tp_reason_row). The sidecar uses these names. Each
  * reason's verdict is declared once, in TP_DROP_REASONS_MASK below: append a
  * reason here, and a drop reason there too. */
 enum tp_reason {
@@ -232,6 +232,16 @@ enum tp_reason_verdict {
 			       (1u << TP_DROP_V4_MAPPED),
 };
 _Static_assert(TP_REASON_MAX <= 31, "TP_DROP_REASONS_MASK has one bit per reason in an int");
+
+/* Value of "tp_reasons": frames passed or dropped per enum tp_reason, one
+ * row per possible CPU (key: the CPU number; the loader sizes it), each CPU
+ * writing only its own row, like tp_path_row and for the same reason: a
+ * passed frame touches no per-CPU-area page for its count. */
+struct tp_reason_row {
+	__u64 count[TP_REASON_MAX];            /* host order */
+	__u8 pad[256 - 8 * TP_REASON_MAX];     /* zero */
+};
+_Static_assert(sizeof(struct tp_reason_row) == 256, "tp_reason_row is 256 bytes");
 
 /* ---- diagnostics: perf event array "tp_diag" ---------------------------- */
 

@@ -136,7 +136,7 @@ test('bpf/turn_router.o carries the same layouts for every shared type it contai
   const structs = checkStructs(btf, false);
   checkEnums(btf, false);
   // Every map key/value struct must be present: the maps are declared with them.
-  for (const s of ['tp_config', 'tp_chan_key', 'tp_chan_value', 'tp_peer_key', 'tp_peer_value', 'tp_path_stats', 'tp_path_row', 'tp_route_key', 'tp_route_value', 'tp_neigh_key', 'tp_neigh_value']) {
+  for (const s of ['tp_config', 'tp_chan_key', 'tp_chan_value', 'tp_peer_key', 'tp_peer_value', 'tp_path_stats', 'tp_path_row', 'tp_reason_row', 'tp_route_key', 'tp_route_value', 'tp_neigh_key', 'tp_neigh_value']) {
     assert.ok(structs.includes(s), `struct ${s} in the object's BTF`);
   }
 });

@@ -85,7 +85,7 @@ interface Fixture {
 }
 
 const data = payloadOf(100, 7);
-const odd = payloadOf(151, 3); // > 2 x 64 bytes and odd: exercises every piece of the full checksum
+const odd = payloadOf(767, 3); // 2 x 256 + 128 + 64 + 32 + 16 + 8 + 4 + 3 bytes: every piece of the full checksum
 const fixtures: Fixture[] = [];
 
 // ChannelData -> UDP, four family combinations

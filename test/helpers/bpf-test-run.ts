@@ -3,10 +3,12 @@
 // micro-benchmark. The kernel writes the output frame into a buffer of our
 // own, with room for the program to grow the frame at head or tail.
 import koffi from 'koffi';
+import type { Logger } from 'pino';
 import { XDP_ACTION_NAMES } from '../../src/sidecar/bpf/abi.ts';
 import { BpfError } from '../../src/sidecar/bpf/errors.ts';
 import { libbpf } from '../../src/sidecar/bpf/libbpf.ts';
-import type { XdpRouter } from '../../src/sidecar/bpf/router.ts';
+import { slotKey } from '../../src/sidecar/bpf/maps.ts';
+import { XdpRouter } from '../../src/sidecar/bpf/router.ts';
 import { BpfTestRunOpts, sizedOpts, type TestRunOpts } from '../../src/sidecar/bpf/structs.ts';
 
 /** Bytes beyond the input the program may add (encapsulation, trailers). */
@@ -74,6 +76,39 @@ export function preparedTestRun(router: XdpRouter, frame: Uint8Array): { run(): 
       koffi.free(inPtr);
       koffi.free(outPtr);
       koffi.free(opts);
+    },
+  };
+}
+
+const REPLAY_OBJECT = new URL('../../bpf/xdp_replay.o', import.meta.url).pathname;
+const REPLAY_VALUE_SIZE = 4 + 1536; // bpf/xdp_replay.c struct replay_frame
+
+/**
+ * bpf/xdp_replay.o loaded and aimed at target's program: each of its runs
+ * puts the frame given to setFrame() back in place (head and bytes) and
+ * tail-calls target, so testRun(replay, frame, { repeat: n }) runs target n
+ * times on that frame in one syscall, warm. Close it before target.
+ */
+export function replayOf(target: XdpRouter, log: Logger): { router: XdpRouter; setFrame(frame: Uint8Array): void } {
+  const router = XdpRouter.load({ objectPath: REPLAY_OBJECT, log });
+  const update = (map: string, value: Uint8Array) => {
+    const err = libbpf().mapUpdateElem(router.mapFd(map), slotKey(0), value, 0n);
+    if (err < 0) throw BpfError.fromErrno(`update ${map} of xdp_replay.o`, -err);
+  };
+  try {
+    update('replay_target', slotKey(target.programFd())); // a prog array's value: the program fd, 4 bytes host order
+  } catch (err) {
+    router.close();
+    throw err;
+  }
+  return {
+    router,
+    setFrame(frame: Uint8Array): void {
+      if (frame.length > REPLAY_VALUE_SIZE - 4) throw new RangeError(`a ${frame.length}-byte frame does not fit xdp_replay.o`);
+      const v = new Uint8Array(REPLAY_VALUE_SIZE);
+      new DataView(v.buffer).setUint32(0, frame.length, true);
+      v.set(frame, 4);
+      update('replay_frame', v);
     },
   };
 }

@@ -98,6 +98,11 @@ export const STRUCTS = {
     size: 256,
     fields: { path: { offset: 0, size: 192 }, pad: { offset: 192, size: 64 } },
   },
+  // count[TP_REASON_MAX] (24 reasons x 8 bytes), zero padding to 256 bytes.
+  tp_reason_row: {
+    size: 256,
+    fields: { count: { offset: 0, size: 192 }, pad: { offset: 192, size: 64 } },
+  },
   tp_diag_event: {
     size: 24,
     fields: {

@@ -19,10 +19,10 @@ const { EACCES, ENOENT, EPERM } = constants.errno;
 
 export const PROGRAM_NAME = 'turn_router';
 
-/** Arrays with one block of rows per CPU (turn_router_shared.h tp_path_row,
- * maps.h nh_cache): the object declares one CPU's worth of max_entries and
- * the loader multiplies it by the possible CPUs. */
-export const PER_CPU_ROW_MAPS = ['tp_path_stats', 'nh_cache'] as const;
+/** Arrays with one block of rows per CPU (turn_router_shared.h tp_path_row
+ * and tp_reason_row, maps.h nh_cache): the object declares one CPU's worth of
+ * max_entries and the loader multiplies it by the possible CPUs. */
+export const PER_CPU_ROW_MAPS = ['tp_path_stats', 'tp_reasons', 'nh_cache'] as const;
 
 export interface LoadOptions {
   objectPath: string;

@@ -1,6 +1,6 @@
 // The maps of a loaded object by name, and the raw operations the typed
 // readers and writers (bindings.ts, config-map.ts, counters.ts,
-// neighbours.ts) build on: lookup, update, key walks, per-CPU values and the
+// neighbours.ts) build on: lookup, update, key walks, zeroing and the
 // kernel memory each map is charged.
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -101,18 +101,6 @@ export class ObjectMaps {
     let removed = 0;
     for (const key of this.keys(m)) if (this.lib.mapDeleteElem(m.fd, key) === 0) removed++;
     return removed;
-  }
-
-  /** Each CPU's value of a per-CPU array slot. */
-  readPerCpu(name: string, slot: number): Uint8Array[] {
-    const m = this.get(name);
-    const stride = perCpuStride(m.valueSize);
-    const buf = new Uint8Array(stride * this.ncpus);
-    const err = this.lib.mapLookupElem(m.fd, slotKey(slot), buf);
-    if (err < 0) throw BpfError.fromErrno(`read ${name}[${slot}]`, -err);
-    const out: Uint8Array[] = [];
-    for (let cpu = 0; cpu < this.ncpus; cpu++) out.push(buf.subarray(cpu * stride, cpu * stride + m.valueSize));
-    return out;
   }
 
   /** Zeroes every slot of an array, plain or per-CPU (then on every CPU). */
