@@ -84,7 +84,7 @@ export interface StateSource {
   changes(): number;
   /** The document's bytes now. */
   encode(): Uint8Array;
-  /** Least ms between two documents (default 250). */
+  /** How often a change no answer waits for is saved (default 250 ms); an answer that waits for one gets its document at once. */
   intervalMs?: number;
 }
 
@@ -155,7 +155,8 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   private stateId = 0;
   private sendingState = false;
   /** Date.now() of the last document sent: a change after a quiet interval goes at once. */
-  private lastStateAt = 0;
+  /** A document is due at the end of this turn. */
+  private stateSoon = false;
   /**
    * Answers to requests that changed the state (Allocate, Refresh,
    * CreatePermission, ChannelBind successes), held until a document holding
@@ -402,13 +403,14 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     }
     this.stateSentAt = changes;
     this.sendingState = true;
-    this.lastStateAt = Date.now();
     const id = (this.stateId = (this.stateId + 1) >>> 0);
     // Every held answer's change is in this encoding: they follow its last chunk on the link.
     const waiting = this.awaitingState.splice(0);
     void sendStateChunks(conn, id, src.encode()).finally(() => {
       this.sendingState = false;
       this.sendHeld(waiting);
+      // Answers that came during this one wait for the next document: it goes now, not at the next tick.
+      if (this.awaitingState.length > 0) this.saveState(false);
     });
   }
 
@@ -420,7 +422,12 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     for (const w of this.awaitingState) this.awaitingClients.add(clientKey(w.to));
   }
 
-  /** An answer that changed the state waits for the document holding the change (at once after a quiet interval, else at the next tick). */
+  /**
+   * An answer that changed the state waits for the document holding the
+   * change, which goes at once (or right after the one being sent): waiting
+   * for the next tick instead capped the control plane at one round of
+   * answers per interval (250 allocations/s at 64 requests in flight).
+   */
   private sendAfterState(from: LocalEndpoint, to: TransportAddress, data: Uint8Array): void {
     const src = this.opts.state;
     const behind = this.awaitingClients.size > 0 && this.awaitingClients.has(clientKey(to));
@@ -430,8 +437,14 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
     }
     this.awaitingState.push({ from, to, data });
     this.awaitingClients.add(clientKey(to));
-    if (!src) return;
-    if (Date.now() - this.lastStateAt >= (src.intervalMs ?? 250)) this.saveState(false);
+    // At the end of the turn, so the answers to one batch of requests share a document.
+    if (src && !this.stateSoon) {
+      this.stateSoon = true;
+      setImmediate(() => {
+        this.stateSoon = false;
+        this.saveState(false);
+      });
+    }
   }
 
   /** Deletes (via the server) the allocations whose ports the sidecar could not reopen. */
