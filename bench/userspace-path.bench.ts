@@ -186,6 +186,24 @@ function spawnLogged(cmd: string, args: string[], env: NodeJS.ProcessEnv, log: s
   return child;
 }
 
+/**
+ * What a process of the pair is: `sidecar`, `relay`, or either's warm standby
+ * (the launcher's idle spare, started with TURNPIKE_AWAIT_GO=true: on no packet's
+ * path, but it shares the cores). Undefined for anything else, or a process gone.
+ */
+function turnpikeRole(pid: number): string | undefined {
+  const c = cmdline(pid);
+  const name = /cmd[/\\]sidecar\.(ts|js)/.test(c) ? 'sidecar' : /cmd[/\\]relay\.(ts|js)/.test(c) ? 'relay' : undefined;
+  if (!name) return undefined;
+  let standby = false;
+  try {
+    standby = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes('TURNPIKE_AWAIT_GO=true');
+  } catch {
+    // Gone: named by its command line alone.
+  }
+  return standby ? `${name} standby` : name;
+}
+
 const contenders: Record<string, Contender> = {
   standalone: {
     name: 'turnpike standalone',
@@ -211,9 +229,8 @@ const contenders: Record<string, Contender> = {
         roles: () => {
           const out: Record<string, number> = { launcher: child.pid! };
           for (const p of withDescendants([child.pid!])) {
-            const c = cmdline(p);
-            if (/cmd[/\\]sidecar\.(ts|js)/.test(c)) out.sidecar = p;
-            else if (/cmd[/\\]relay\.(ts|js)/.test(c)) out.relay = p;
+            const role = turnpikeRole(p);
+            if (role) out[role] = p;
           }
           return out;
         },
@@ -280,6 +297,10 @@ function fileSize(path: string | undefined): number {
 /**
  * --trace-gc lines written to `path` between two sizes, summed by role:
  * "[PID:0x...]   1234 ms: Scavenge 5.1 (6.3) -> 4.2 (7.3) MB, 0.52 / 0.00 ms ...".
+ * The relay's output reaches the log through the launcher, each line wrapped
+ * in a launcher log line (`"line":"[PID:..."`): those count for the relay. A pid
+ * the roles do not name (a standby started after they were read) is named from
+ * /proc while it lives.
  */
 function gcBetween(path: string | undefined, from: number, to: number, roles: Record<string, number>, seconds: number): Record<string, GcWindow> {
   const out: Record<string, GcWindow> = {};
@@ -292,10 +313,23 @@ function gcBetween(path: string | undefined, from: number, to: number, roles: Re
     closeSync(fd);
   }
   const byPid = new Map(Object.entries(roles).map(([k, p]) => [p, k]));
-  for (const line of buf.toString('utf8').split('\n')) {
+  const roleOf = (pid: number) => {
+    let r = byPid.get(pid);
+    if (r === undefined) byPid.set(pid, (r = turnpikeRole(pid) ?? `pid ${pid}`));
+    return r;
+  };
+  for (const raw of buf.toString('utf8').split('\n')) {
+    let line = raw;
+    if (raw.startsWith('{') && raw.includes('"line":"[')) {
+      try {
+        line = String((JSON.parse(raw) as { line?: unknown }).line ?? '');
+      } catch {
+        continue;
+      }
+    }
     const m = /^\[(\d+):0x[0-9a-f]+\]\s+\d+ ms: (\S+(?: \(reduce\))?)[^,]*, ([\d.]+) \/ [\d.]+ ms/.exec(line);
     if (!m) continue;
-    const role = byPid.get(Number(m[1])) ?? `pid ${m[1]}`;
+    const role = roleOf(Number(m[1]));
     const w = (out[role] ??= { msPerS: 0, maxMs: 0, full: 0 });
     const ms = Number(m[3]);
     w.msPerS += ms / seconds;
