@@ -171,10 +171,11 @@ export class UdpSockets {
         };
         const peek = this.peekFor(entry.local, 'listen');
         socket.on('message', (msg, rinfo) => {
+          this.batcher?.hold();
           // A consumer that refuses this datagram (backpressure) would drop a drained batch too: let the kernel drop it instead.
           if (this.offer(peek, msg, rinfo) || deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) {
             this.drain(socket, deliver, peek, { port, address });
-          }
+          } else this.batcher?.flush();
         });
         socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { port, address }));
         this.dropWatches.set(socket, { socket, kind: 'listen', last: 0 });
@@ -216,9 +217,10 @@ export class UdpSockets {
     };
     const peek = this.peekFor(local, 'allocation');
     socket.on('message', (msg, rinfo) => {
+      this.batcher?.hold();
       if (this.offer(peek, msg, rinfo) || deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) {
         this.drain(socket, deliver, peek, { family, port });
-      }
+      } else this.batcher?.flush();
     });
     socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { family, port }));
     this.allocations.set(key, socket);
@@ -367,9 +369,9 @@ export class UdpSockets {
    */
   private drain(socket: Socket, deliver: DrainedHandler, peek: DrainPeek | undefined, fields: Record<string, unknown>): void {
     const d = this.drainer;
-    if (!d) return;
+    // What the fast path queued leaves before the next read, not a turn later (and ends the handler's hold).
+    if (!d) return void this.batcher?.flush();
     const r = d.drain(fdOf(socket), deliver, peek);
-    // What the fast path queued leaves before the next read, not a turn later.
     this.batcher?.flush();
     if (r < 0) this.error('receive', { code: errnoCode(-r), message: 'recvmmsg failed' }, fields);
   }
