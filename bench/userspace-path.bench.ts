@@ -164,6 +164,7 @@ function turnpikeEnv(port: number, minPort: number, maxPort: number, work: strin
   return env;
 }
 
+/** TP_BENCH_RTT_DUMP=DIR writes each RTT sample (send time CLOCK_MONOTONIC ns, round trip ns) there, a file per run (flood --dump). */
 /** TP_BENCH_CPU_PROF=DIR profiles the turnpike processes (the launcher passes its flags to both children). */
 /** TP_BENCH_NODE_FLAGS adds node flags for them (e.g. "--heap-prof --heap-prof-dir=/tmp/hp"). */
 const PROFILE = [
@@ -172,10 +173,25 @@ const PROFILE = [
   '--trace-gc',
 ];
 
+/**
+ * The node flags a checkout's `npm start` gives its launcher (package.json
+ * scripts.start, `node FLAGS dist/src/cmd/turnpike.js`): the pair runs as that
+ * checkout runs in production, whichever commit it is.
+ */
+function startFlags(checkout: string): string[] {
+  try {
+    const start = (JSON.parse(readFileSync(join(checkout, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+    return /^node\s+(.*?)\s*dist\/src\/cmd\/turnpike\.js/.exec(start)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+  } catch {
+    return [];
+  }
+}
+
 /** `checkout`: another checkout's build (a `name@DIR` contender: an older commit in the same run). */
 function nodeArgs(file: string, checkout = root): string[] {
   const built = join(checkout, 'dist', file.replace(/\.ts$/, '.js'));
-  return [...PROFILE, ...(existsSync(built) ? [built] : ['--import', 'tsx', join(checkout, file)])];
+  const flags = file === 'src/cmd/turnpike.ts' ? startFlags(checkout) : [];
+  return [...PROFILE, ...flags, ...(existsSync(built) ? [built] : ['--import', 'tsx', join(checkout, file)])];
 }
 
 function spawnLogged(cmd: string, args: string[], env: NodeJS.ProcessEnv, log: string): ChildProcess {
@@ -415,7 +431,8 @@ async function oneRun(c: Contender, work: string): Promise<RunResult> {
       const echoFlows = await flows(echo.port);
       await sleep(300);
       const g0 = fileSize(gcLog);
-      const r = await flood(echoFlows, ['--rate', String(RTT_RATE), '--echo'], Math.min(3, SECONDS));
+      const dump = process.env.TP_BENCH_RTT_DUMP ? ['--dump', join(process.env.TP_BENCH_RTT_DUMP, `rtt-${c.name.replace(/\W+/g, '_')}-${process.pid}-${Date.now()}.txt`)] : [];
+      const r = await flood(echoFlows, ['--rate', String(RTT_RATE), '--echo', ...dump], Math.min(3, SECONDS));
       await echo.stop();
       result.rtt = {
         p50: r.rtt_us?.p50 ?? NaN,
