@@ -220,6 +220,12 @@ function turnpikeRole(pid: number): string | undefined {
   return standby ? `${name} standby` : name;
 }
 
+/** A process the pair's roles do not cover, named by its command (or as gone: it exited before the window was read). */
+function otherProcess(pid: number): string {
+  const c = cmdline(pid);
+  return c === '' ? `exited pid ${pid}` : `pid ${pid} (${c.split(' ').map((w) => w.split('/').pop()).join(' ').slice(0, 40)})`;
+}
+
 const contenders: Record<string, Contender> = {
   standalone: {
     name: 'turnpike standalone',
@@ -331,7 +337,7 @@ function gcBetween(path: string | undefined, from: number, to: number, roles: Re
   const byPid = new Map(Object.entries(roles).map(([k, p]) => [p, k]));
   const roleOf = (pid: number) => {
     let r = byPid.get(pid);
-    if (r === undefined) byPid.set(pid, (r = turnpikeRole(pid) ?? `pid ${pid}`));
+    if (r === undefined) byPid.set(pid, (r = turnpikeRole(pid) ?? otherProcess(pid)));
     return r;
   };
   for (const raw of buf.toString('utf8').split('\n')) {
