@@ -10,7 +10,7 @@
 // from the send timestamp carried in the payload.
 //
 // Usage: flood --server ADDR:PORT --flows PORT:CHAN[,PORT:CHAN...] --size BYTES
-//              --seconds S [--rate PPS] [--batch N] [--echo] [--bind ADDR]
+//              --seconds S [--rate PPS] [--batch N] [--echo [--dump FILE]] [--bind ADDR]
 //              [--family 4|6]
 // The address family follows --server (IPv6 as [ADDR]:PORT); --family makes
 // the intent explicit and refuses a server address of the other family.
@@ -73,7 +73,7 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static void drain_echoes(struct flow *flows, int nflows, uint64_t *rtts, uint64_t cap, uint64_t *nrtt) {
+static void drain_echoes(struct flow *flows, int nflows, uint64_t *rtts, uint64_t *sents, uint64_t cap, uint64_t *nrtt) {
   static struct mmsghdr msgs[MAX_BATCH];
   static struct iovec iov[MAX_BATCH];
   static unsigned char bufs[MAX_BATCH][MAX_PKT];
@@ -93,14 +93,17 @@ static void drain_echoes(struct flow *flows, int nflows, uint64_t *rtts, uint64_
         uint64_t sent;
         memcpy(&sent, bufs[i] + 12, 8);
         flows[f].echoed++;
-        if (*nrtt < cap && t >= sent) rtts[(*nrtt)++] = t - sent;
+        if (*nrtt < cap && t >= sent) {
+          sents[*nrtt] = sent;
+          rtts[(*nrtt)++] = t - sent;
+        }
       }
     }
   }
 }
 
 int main(int argc, char **argv) {
-  const char *server = NULL, *flowspec = NULL, *bind_addr = NULL;
+  const char *server = NULL, *flowspec = NULL, *bind_addr = NULL, *dump = NULL;
   int size = 100, batch = 64, echo = 0, family = 0;
   double seconds = 5, rate = 0;
   for (int i = 1; i < argc; i++) {
@@ -115,6 +118,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--batch") && v) { batch = atoi(v); i++; }
     else if (!strcmp(a, "--family") && v) { family = atoi(v); i++; }
     else if (!strcmp(a, "--echo")) echo = 1;
+    else if (!strcmp(a, "--dump") && v) { dump = v; i++; }
     else { fprintf(stderr, "flood: unknown argument %s\n", a); return 2; }
   }
   if (!server || !flowspec || size < 20 || size > MAX_PKT - 4 || batch < 1 || batch > MAX_BATCH) {
@@ -181,6 +185,7 @@ int main(int argc, char **argv) {
 
   uint64_t cap = echo ? (uint64_t)(rate > 0 ? rate * seconds * 1.2 + 1024 : 4000000) : 0;
   uint64_t *rtts = echo ? malloc(cap * sizeof *rtts) : NULL;
+  uint64_t *sents = echo ? malloc(cap * sizeof *sents) : NULL;
   uint64_t nrtt = 0, seq = 0, total = 0;
   uint64_t start = now_ns();
   uint64_t end = start + (uint64_t)(seconds * 1e9);
@@ -192,7 +197,7 @@ int main(int argc, char **argv) {
     if (rate > 0) {
       double due = (double)(t - start) * 1e-9 * rate - (double)total;
       if (due < 1) {
-        if (echo) drain_echoes(flows, nflows, rtts, cap, &nrtt);
+        if (echo) drain_echoes(flows, nflows, rtts, sents, cap, &nrtt);
         struct timespec ts = { 0, 50000 };
         nanosleep(&ts, NULL);
         continue;
@@ -213,14 +218,14 @@ int main(int argc, char **argv) {
     if (sent > 0) { fl->sent += (uint64_t)sent; total += (uint64_t)sent; }
     else fl->send_errors++;
     next = (next + 1) % nflows;
-    if (echo) drain_echoes(flows, nflows, rtts, cap, &nrtt);
+    if (echo) drain_echoes(flows, nflows, rtts, sents, cap, &nrtt);
   }
   uint64_t elapsed = now_ns() - start;
   if (echo) {
     // Collect stragglers for a little while; anything later counts as lost.
     uint64_t stop = now_ns() + 300000000ull;
     while (now_ns() < stop) {
-      drain_echoes(flows, nflows, rtts, cap, &nrtt);
+      drain_echoes(flows, nflows, rtts, sents, cap, &nrtt);
       struct timespec ts = { 0, 200000 };
       nanosleep(&ts, NULL);
     }
@@ -233,6 +238,15 @@ int main(int argc, char **argv) {
   printf(",\"per_flow\":[");
   for (int f = 0; f < nflows; f++) printf("%s%llu", f ? "," : "", (unsigned long long)flows[f].sent);
   printf("]");
+  if (echo && dump) {
+    // Each echo's send time (CLOCK_MONOTONIC ns) and round trip (ns), in arrival order: where in time the tail lies.
+    FILE *f = fopen(dump, "w");
+    if (!f) fprintf(stderr, "flood: --dump %s: %s\n", dump, strerror(errno));
+    else {
+      for (uint64_t i = 0; i < nrtt; i++) fprintf(f, "%llu %llu\n", (unsigned long long)sents[i], (unsigned long long)rtts[i]);
+      fclose(f);
+    }
+  }
   if (echo) {
     qsort(rtts, nrtt, sizeof *rtts, cmp_u64);
     double p50 = nrtt ? (double)rtts[nrtt / 2] / 1000.0 : -1;

@@ -164,6 +164,7 @@ function turnpikeEnv(port: number, minPort: number, maxPort: number, work: strin
   return env;
 }
 
+/** TP_BENCH_RTT_DUMP=DIR writes each RTT sample (send time CLOCK_MONOTONIC ns, round trip ns) there, a file per run (flood --dump). */
 /** TP_BENCH_CPU_PROF=DIR profiles the turnpike processes (the launcher passes its flags to both children). */
 /** TP_BENCH_NODE_FLAGS adds node flags for them (e.g. "--heap-prof --heap-prof-dir=/tmp/hp"). */
 const PROFILE = [
@@ -172,10 +173,25 @@ const PROFILE = [
   '--trace-gc',
 ];
 
+/**
+ * The node flags a checkout's `npm start` gives its launcher (package.json
+ * scripts.start, `node FLAGS dist/src/cmd/turnpike.js`): the pair runs as that
+ * checkout runs in production, whichever commit it is.
+ */
+function startFlags(checkout: string): string[] {
+  try {
+    const start = (JSON.parse(readFileSync(join(checkout, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+    return /^node\s+(.*?)\s*dist\/src\/cmd\/turnpike\.js/.exec(start)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+  } catch {
+    return [];
+  }
+}
+
 /** `checkout`: another checkout's build (a `name@DIR` contender: an older commit in the same run). */
 function nodeArgs(file: string, checkout = root): string[] {
   const built = join(checkout, 'dist', file.replace(/\.ts$/, '.js'));
-  return [...PROFILE, ...(existsSync(built) ? [built] : ['--import', 'tsx', join(checkout, file)])];
+  const flags = file === 'src/cmd/turnpike.ts' ? startFlags(checkout) : [];
+  return [...PROFILE, ...flags, ...(existsSync(built) ? [built] : ['--import', 'tsx', join(checkout, file)])];
 }
 
 function spawnLogged(cmd: string, args: string[], env: NodeJS.ProcessEnv, log: string): ChildProcess {
@@ -184,6 +200,30 @@ function spawnLogged(cmd: string, args: string[], env: NodeJS.ProcessEnv, log: s
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
   return child;
+}
+
+/**
+ * What a process of the pair is: `sidecar`, `relay`, or either's warm standby
+ * (the launcher's idle spare, started with TURNPIKE_AWAIT_GO=true: on no packet's
+ * path, but it shares the cores). Undefined for anything else, or a process gone.
+ */
+function turnpikeRole(pid: number): string | undefined {
+  const c = cmdline(pid);
+  const name = /cmd[/\\]sidecar\.(ts|js)/.test(c) ? 'sidecar' : /cmd[/\\]relay\.(ts|js)/.test(c) ? 'relay' : undefined;
+  if (!name) return undefined;
+  let standby = false;
+  try {
+    standby = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes('TURNPIKE_AWAIT_GO=true');
+  } catch {
+    // Gone: named by its command line alone.
+  }
+  return standby ? `${name} standby` : name;
+}
+
+/** A process the pair's roles do not cover, named by its command (or as gone: it exited before the window was read). */
+function otherProcess(pid: number): string {
+  const c = cmdline(pid);
+  return c === '' ? `exited pid ${pid}` : `pid ${pid} (${c.split(' ').map((w) => w.split('/').pop()).join(' ').slice(0, 40)})`;
 }
 
 const contenders: Record<string, Contender> = {
@@ -211,9 +251,8 @@ const contenders: Record<string, Contender> = {
         roles: () => {
           const out: Record<string, number> = { launcher: child.pid! };
           for (const p of withDescendants([child.pid!])) {
-            const c = cmdline(p);
-            if (/cmd[/\\]sidecar\.(ts|js)/.test(c)) out.sidecar = p;
-            else if (/cmd[/\\]relay\.(ts|js)/.test(c)) out.relay = p;
+            const role = turnpikeRole(p);
+            if (role) out[role] = p;
           }
           return out;
         },
@@ -280,6 +319,10 @@ function fileSize(path: string | undefined): number {
 /**
  * --trace-gc lines written to `path` between two sizes, summed by role:
  * "[PID:0x...]   1234 ms: Scavenge 5.1 (6.3) -> 4.2 (7.3) MB, 0.52 / 0.00 ms ...".
+ * The relay's output reaches the log through the launcher, each line wrapped
+ * in a launcher log line (`"line":"[PID:..."`): those count for the relay. A pid
+ * the roles do not name (a standby started after they were read) is named from
+ * /proc while it lives.
  */
 function gcBetween(path: string | undefined, from: number, to: number, roles: Record<string, number>, seconds: number): Record<string, GcWindow> {
   const out: Record<string, GcWindow> = {};
@@ -292,10 +335,23 @@ function gcBetween(path: string | undefined, from: number, to: number, roles: Re
     closeSync(fd);
   }
   const byPid = new Map(Object.entries(roles).map(([k, p]) => [p, k]));
-  for (const line of buf.toString('utf8').split('\n')) {
+  const roleOf = (pid: number) => {
+    let r = byPid.get(pid);
+    if (r === undefined) byPid.set(pid, (r = turnpikeRole(pid) ?? otherProcess(pid)));
+    return r;
+  };
+  for (const raw of buf.toString('utf8').split('\n')) {
+    let line = raw;
+    if (raw.startsWith('{') && raw.includes('"line":"[')) {
+      try {
+        line = String((JSON.parse(raw) as { line?: unknown }).line ?? '');
+      } catch {
+        continue;
+      }
+    }
     const m = /^\[(\d+):0x[0-9a-f]+\]\s+\d+ ms: (\S+(?: \(reduce\))?)[^,]*, ([\d.]+) \/ [\d.]+ ms/.exec(line);
     if (!m) continue;
-    const role = byPid.get(Number(m[1])) ?? `pid ${m[1]}`;
+    const role = roleOf(Number(m[1]));
     const w = (out[role] ??= { msPerS: 0, maxMs: 0, full: 0 });
     const ms = Number(m[3]);
     w.msPerS += ms / seconds;
@@ -381,7 +437,8 @@ async function oneRun(c: Contender, work: string): Promise<RunResult> {
       const echoFlows = await flows(echo.port);
       await sleep(300);
       const g0 = fileSize(gcLog);
-      const r = await flood(echoFlows, ['--rate', String(RTT_RATE), '--echo'], Math.min(3, SECONDS));
+      const dump = process.env.TP_BENCH_RTT_DUMP ? ['--dump', join(process.env.TP_BENCH_RTT_DUMP, `rtt-${c.name.replace(/\W+/g, '_')}-${process.pid}-${Date.now()}.txt`)] : [];
+      const r = await flood(echoFlows, ['--rate', String(RTT_RATE), '--echo', ...dump], Math.min(3, SECONDS));
       await echo.stop();
       result.rtt = {
         p50: r.rtt_us?.p50 ?? NaN,

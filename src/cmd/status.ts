@@ -44,7 +44,7 @@ export interface StatusDoc {
   ebpf?: { requested?: string; attachMode?: string; reason?: string; relayV4?: string; relayV6?: string };
   maps?: Record<string, { entries: number; capacity: number; full?: boolean; refusedWrites?: number }>;
   kernel?: { paths: { path: string; packets: number | string; bytes: number | string }[]; reasons: Record<string, number | string> } | null;
-  sockets?: { allocationPorts?: number; errors?: Record<string, number> };
+  sockets?: { allocationPorts?: number; errors?: Record<string, number>; kernelDropped?: Record<string, number> };
   relay?: { relayConnected?: boolean; resyncs?: number; droppedNoRelay?: number; droppedBackpressure?: number };
   relayCounters?: {
     allocations?: number;
@@ -69,7 +69,7 @@ type Datapath = (typeof DATAPATHS)[number];
 export interface Sample {
   readonly atMs: number;
   readonly relayed: Record<Datapath, Flow>;
-  /** Drop and refusal counters by `source:reason` (kernel:bounds, relay:no-permission, refused:allocations-per-user, security:admin-token). */
+  /** Drop and refusal counters by `source:reason` (kernel:bounds, relay:no-permission, socket:listen, refused:allocations-per-user, security:admin-token). */
   readonly events: Record<string, number>;
 }
 
@@ -95,6 +95,7 @@ export function sampleOf(doc: StatusDoc, atMs: number): Sample {
     if (name.startsWith(KERNEL_DROP_PREFIX)) events[`kernel:${name.slice(KERNEL_DROP_PREFIX.length)}`] = Number(v);
   }
   for (const [name, v] of Object.entries(doc.relayCounters?.dropped ?? {})) events[`relay:${name}`] = v;
+  for (const [name, v] of Object.entries(doc.sockets?.kernelDropped ?? {})) events[`socket:${name}`] = v;
   for (const [name, v] of Object.entries(doc.relayCounters?.refused ?? {})) events[`refused:${name}`] = v;
   for (const [name, v] of Object.entries(doc.security ?? {})) events[`security:${name}`] = v;
   return { atMs, relayed: { xdp, userspace }, events };
@@ -197,6 +198,7 @@ export function renderStatus(doc: StatusDoc, sample: Sample, rates: Rates | unde
   lines.push(row('relayed', `in all: ${DATAPATHS.map((d) => `${d} ${count(sample.relayed[d].packets)} packets`).join(', ')}`));
   lines.push(row('drops', `kernel: ${eventList(sample, rates, 'kernel')}`));
   lines.push(row('', `relay: ${eventList(sample, rates, 'relay')}`));
+  lines.push(row('', `sockets: ${eventList(sample, rates, 'socket')}`));
   lines.push(row('refusals', eventList(sample, rates, 'refused')));
   if (doc.security) lines.push(row('security', eventList(sample, rates, 'security')));
   const errors = Object.entries(doc.sockets?.errors ?? {}).filter(([, n]) => n > 0);

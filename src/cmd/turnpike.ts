@@ -37,6 +37,8 @@ import { LIFELINE_FD, readLifeline, sendGo } from './lifeline.ts';
 import { onChildExit } from './child-exit.ts';
 import { passRelayOutput } from './relay-output.ts';
 import { openRelayStreams, type RelayStreams } from './relay-streams.ts';
+import { idleCommand, wakeUp } from './idle-standby.ts';
+import { CHILD_NODE_FLAGS } from './node-flags.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = extname(fileURLToPath(import.meta.url)); // .ts under tsx, .js when built
@@ -110,6 +112,9 @@ if (relayIdentity) {
   log.warn('not started as root: the relay runs as this user, with this network (development only)');
 }
 
+// Warm standbys wait under SCHED_IDLE (idle-standby.ts): only a root launcher can wake them back up.
+const chrt = isRoot && config.warmStandby ? onPath('chrt') : undefined;
+
 // The relay (another user) connects to the link socket: the directories on
 // its path must be searchable by others. The socket itself is 0660, owned by
 // the relay's group, so traversal alone grants nothing else.
@@ -180,7 +185,7 @@ interface Spawned {
   fatalReason: () => string | undefined;
 }
 
-const node = [...process.execArgv];
+const node = [...process.execArgv, ...CHILD_NODE_FLAGS.filter((f) => !process.execArgv.includes(f))];
 const children: Child[] = [
   { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0 },
   {
@@ -215,7 +220,8 @@ function spawnChild(c: Child, standby: boolean): Spawned {
   const output = c.name === 'relay' ? 'pipe' : 'inherit';
   const inherited = c.name === 'relay' ? streams.fds : [];
   const env = standby ? { ...c.env, TURNPIKE_AWAIT_GO: 'true' } : c.env;
-  const proc = spawn(c.command, c.args, { env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
+  const { command, args } = standby && chrt ? idleCommand(chrt, c.command, c.args) : c;
+  const proc = spawn(command, args, { env, stdio: ['ignore', output, output, 'pipe', ...inherited] });
   if (c.name === 'relay') passRelayOutput(proc.stdout!, proc.stderr!, hub, log);
   const lifeline = proc.stdio[LIFELINE_FD] as NodeJS.ReadableStream;
   // Once the child is up (its start-up no longer needs the CPU), a standby for it may load.
@@ -261,6 +267,11 @@ function start(c: Child): void {
   c.standby = undefined;
   const { proc, fatalReason } = warm ?? spawnChild(c, false);
   if (warm) {
+    // Back to the normal policy before it starts serving.
+    if (chrt) {
+      const woke = wakeUp(proc.pid!);
+      if (woke.error !== undefined) log.warn({ child: c.name, pid: proc.pid, errno: woke.error }, 'could not lift the standby out of SCHED_IDLE');
+    }
     sendGo(proc.stdio[LIFELINE_FD] as Writable);
     c.standbyFailures = 0;
   }

@@ -103,7 +103,13 @@ export class SendBatcher {
   private readonly gBytes = new Int32Array(SLOTS);
   private readonly gSeg = new Int32Array(SLOTS);
   private readonly gOpen = new Uint8Array(SLOTS);
-  private readonly groupOf = new Map<Uint8Array, number>();
+  /**
+   * A destination's group in the flush being built: [flush number, group].
+   * Kept across flushes (one entry per cached sockaddr): a Map cleared per
+   * flush reallocates its table every time, garbage on every wake-up.
+   */
+  private readonly groupOf = new Map<Uint8Array, Int32Array>();
+  private buildSeq = 0;
   private readonly order = new Int16Array(SLOTS);
   private readonly msgStart = new Int32Array(SLOTS + 1);
   private used = 0;
@@ -111,12 +117,16 @@ export class SendBatcher {
   private readonly active: Pending[] = [];
   private readonly pendingOf = new WeakMap<Socket, Pending>();
   private scheduled = false;
+  /** The caller flushes before its turn ends (hold()): no end-of-turn flush is scheduled. */
+  private held = false;
   /** address -> port -> sockaddr: destinations repeat, and the lookup builds no string. */
   private readonly sockaddrCache = new Map<string, Map<number, Uint8Array>>();
   private sockaddrCount = 0;
   private readonly flushNow = () => this.flush();
   private closed = false;
   private gso: 'on' | 'off' | 'unknown';
+  /** Where sendmmsg starts in the usual case (the first message), as the BigInt koffi takes: not made per send. */
+  private readonly msgVec: bigint;
   private readonly gsoMaxSegment: number;
   private readonly counts = { messages: 0, datagrams: 0, gsoRefused: 0 };
 
@@ -141,6 +151,7 @@ export class SendBatcher {
     this.iovAt = this.metaAt + SLOTS * L.meta;
     this.cmsgAt = this.iovAt + SLOTS * L.iovec;
     this.dataAt = this.cmsgAt + SLOTS * L.cmsgSpaceU16;
+    this.msgVec = arena.base + BigInt(this.msgAt);
     this.gso = options.gso === 'off' ? 'off' : 'unknown';
     this.gsoMaxSegment = options.gsoMaxSegment ?? 1452;
     for (let i = 0; i < SLOTS; i++) {
@@ -205,11 +216,21 @@ export class SendBatcher {
       this.active.push(p);
     }
     p.slots[p.n++] = i;
-    if (!this.scheduled) {
+    if (!this.scheduled && !this.held) {
       this.scheduled = true;
+      // node's queueMicrotask makes an AsyncResource and a bound function per call: a third of what the fast path allocated per wake-up.
       queueMicrotask(this.flushNow);
     }
     return true;
+  }
+
+  /**
+   * The caller will flush() before its synchronous work ends (a socket's
+   * receive handler, which flushes after draining the socket): enqueues until
+   * then schedule no end-of-turn flush. flush() ends the hold.
+   */
+  hold(): void {
+    this.held = true;
   }
 
   /** Sends what one socket has queued (before it closes: its fd number may be reused at once). */
@@ -226,6 +247,7 @@ export class SendBatcher {
   /** Sends everything queued. */
   flush(): void {
     this.scheduled = false;
+    this.held = false;
     if (this.closed) return;
     const active = this.active;
     for (let k = 0; k < active.length; k++) {
@@ -272,12 +294,15 @@ export class SendBatcher {
     const v = this.view;
     const gso = this.gso === 'on';
     const groupOf = this.groupOf;
+    // Group entries of earlier flushes are stale by their number; |0 keeps it a small integer.
+    const seq = (this.buildSeq = (this.buildSeq + 1) | 0);
     let G = 0;
     for (let k = 0; k < count; k++) {
       const i = slots[k]!;
       const len = this.lens[i]!;
       const sa = this.saOf[i]!;
-      const g = gso ? groupOf.get(sa) : undefined;
+      const e = gso ? groupOf.get(sa) : undefined;
+      const g = e !== undefined && e[0] === seq ? e[1] : undefined;
       if (g !== undefined && this.gOpen[g] === 1 && len <= this.gSeg[g]! && this.gCount[g]! < GSO_MAX_SEGMENTS && this.gBytes[g]! + len <= GSO_MAX_BYTES) {
         this.nextSlot[this.gTail[g]!] = i;
         this.gTail[g] = i;
@@ -293,11 +318,15 @@ export class SendBatcher {
         this.gBytes[n] = len;
         this.gSeg[n] = len;
         this.gOpen[n] = gso && len <= this.gsoMaxSegment ? 1 : 0;
-        if (gso) groupOf.set(sa, n);
+        if (gso) {
+          if (e !== undefined) {
+            e[0] = seq;
+            e[1] = n;
+          } else groupOf.set(sa, Int32Array.of(seq, n));
+        }
       }
       this.nextSlot[i] = -1;
     }
-    groupOf.clear();
     let pos = 0;
     for (let g = 0; g < G; g++) {
       const m = this.msgAt + g * L.mmsghdr;
@@ -343,7 +372,7 @@ export class SendBatcher {
     const L = this.L;
     let done = 0;
     while (done < G) {
-      const r = this.sendmmsg(fd, this.base + BigInt(this.msgAt + done * L.mmsghdr), G - done, 0);
+      const r = this.sendmmsg(fd, done === 0 ? this.msgVec : this.base + BigInt(this.msgAt + done * L.mmsghdr), G - done, 0);
       if (r > 0) {
         for (let g = done; g < done + r; g++) this.counted(this.gCount[g]!);
         done += r;
@@ -440,6 +469,7 @@ export class SendBatcher {
     sa.set(ip, ip.length === 4 ? this.L.sinAddr : this.L.sin6Addr);
     if (this.sockaddrCount >= 65536) {
       this.sockaddrCache.clear();
+      this.groupOf.clear();
       this.sockaddrCount = 0;
       byPort = undefined;
     }
@@ -587,9 +617,14 @@ export function dgramIPv6Text(b: Uint8Array): string {
   return b[12] === 0 && b[13] === 0 ? formatAddress(b) : `::${formatV4(b, 12)}`;
 }
 
-/** src[start, end) into dst at `at`, without a view object per call. */
+/** Up to this many bytes are copied in a loop: Buffer.copy and subarray make a view object per call. */
+const LOOP_COPY_BYTES = 512;
+
+/** src[start, end) into dst at `at`, without a view object per call where the copy is short. */
 function copyRange(src: Uint8Array, dst: Buffer, at: number, start: number, end: number): void {
-  if (Buffer.isBuffer(src)) src.copy(dst, at, start, end);
+  if (end - start <= LOOP_COPY_BYTES) {
+    for (let i = start, j = at; i < end; i++, j++) dst[j] = src[i]!;
+  } else if (Buffer.isBuffer(src)) src.copy(dst, at, start, end);
   else dst.set(src.subarray(start, end), at);
 }
 

@@ -16,6 +16,11 @@ export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
 export const SO_REUSEPORT = 15;
 export const SO_PROTOCOL = 38;
+/** SO_MEMINFO (4.12+): the socket's sk_meminfo counters as u32[SK_MEMINFO_VARS] (linux/sock_diag.h). */
+export const SO_MEMINFO = 55;
+export const SK_MEMINFO_VARS = 9;
+/** Index of sk_drops: datagrams the kernel dropped at this socket (receive buffer full, bad checksum, filter). */
+export const SK_MEMINFO_DROPS = 8;
 export const IPPROTO_UDP = 17;
 /** UDP_SEGMENT (linux/udp.h): the socket option and cmsg type of UDP GSO, at level SOL_UDP. */
 export const SOL_UDP = 17;

@@ -11,6 +11,7 @@ import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../shared/endpoint.ts';
 import { openBatchedIo, type DrainPeek, type DrainedHandler, type RecvDrainer, type SendBatcher } from '../net/mmsg.ts';
 import { fdOf, forgetFd } from '../net/socket-fd.ts';
+import { dropsSince, socketDrops } from '../net/socket-drops.ts';
 import { errnoCode } from '../shared/errno.ts';
 
 export type SocketKind = 'listen' | 'allocation';
@@ -85,12 +86,25 @@ export interface SocketStats {
   allocationPorts: number;
   /** Effective buffer sizes of the first listen socket (after kernel clamping). */
   buffers: { recv: number; send: number };
+  /**
+   * Datagrams the kernel dropped at our sockets instead of queueing them
+   * (receive buffer full: we read slower than they came), cumulative, as of
+   * the last pollDrops pass; closed allocation ports' drops stay in.
+   */
+  kernelDropped: Record<SocketKind, number>;
 }
 
 /** One send in this many carries a completion callback while no error is known. */
 export const SEND_CHECK_EVERY = 16;
 /** After a send error, this many sends all carry the callback. */
 const SEND_CHECK_AFTER_ERROR = 4096;
+
+/** A socket whose kernel drop counter is read, and its last reading (0 when bound: the counter starts with the socket). */
+interface DropWatch {
+  readonly socket: Socket;
+  readonly kind: SocketKind;
+  last: number;
+}
 
 interface ListenSocket {
   socket: Socket;
@@ -113,6 +127,11 @@ export class UdpSockets {
   private checkAllSends = 0;
   private readonly batcher: SendBatcher | null = null;
   private readonly drainer: RecvDrainer | null = null;
+  private readonly dropWatches = new Map<Socket, DropWatch>();
+  /** Where the pass under way stands; a Map iterator sees sockets added and skips ones deleted meanwhile. */
+  private dropCursor: Iterator<DropWatch> | undefined;
+  private readonly kernelDropped: Record<SocketKind, number> = { listen: 0, allocation: 0 };
+  private dropsLogged = { at: 0, total: 0 };
 
   constructor(private readonly opts: UdpSocketsOptions) {
     this.bufferBytes = opts.bufferBytes ?? 4 << 20;
@@ -152,12 +171,14 @@ export class UdpSockets {
         };
         const peek = this.peekFor(entry.local, 'listen');
         socket.on('message', (msg, rinfo) => {
+          this.batcher?.hold();
           // A consumer that refuses this datagram (backpressure) would drop a drained batch too: let the kernel drop it instead.
           if (this.offer(peek, msg, rinfo) || deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) {
             this.drain(socket, deliver, peek, { port, address });
-          }
+          } else this.batcher?.flush();
         });
         socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { port, address }));
+        this.dropWatches.set(socket, { socket, kind: 'listen', last: 0 });
         this.opts.logger?.info({ address, port, buffers: this.buffersOf(socket) }, 'listen socket bound');
       }
     } catch (e) {
@@ -196,12 +217,14 @@ export class UdpSockets {
     };
     const peek = this.peekFor(local, 'allocation');
     socket.on('message', (msg, rinfo) => {
+      this.batcher?.hold();
       if (this.offer(peek, msg, rinfo) || deliver(msg, rinfo.family as 'IPv4' | 'IPv6', rinfo.address, rinfo.port)) {
         this.drain(socket, deliver, peek, { family, port });
-      }
+      } else this.batcher?.flush();
     });
     socket.on('error', (e: NodeJS.ErrnoException) => this.error('receive', e, { family, port }));
     this.allocations.set(key, socket);
+    this.dropWatches.set(socket, { socket, kind: 'allocation', last: 0 });
     return { ok: true, error: '' };
   }
 
@@ -213,6 +236,7 @@ export class UdpSockets {
     this.allocations.delete(key);
     // Its fd number may be reused by the next bind in this same turn: queued datagrams leave first.
     this.batcher?.flushSocket(socket);
+    this.unwatchDrops(socket);
     closeSocket(socket);
     return true;
   }
@@ -221,7 +245,10 @@ export class UdpSockets {
   closeAllocationPorts(): number {
     const n = this.allocations.size;
     this.batcher?.flush();
-    for (const s of this.allocations.values()) closeSocket(s);
+    for (const s of this.allocations.values()) {
+      this.unwatchDrops(s);
+      closeSocket(s);
+    }
     this.allocations.clear();
     return n;
   }
@@ -298,13 +325,37 @@ export class UdpSockets {
       errors: { ...this.errors.counts },
       allocationPorts: this.allocations.size,
       buffers: first ? this.buffersOf(first.socket) : { recv: 0, send: 0 },
+      kernelDropped: { ...this.kernelDropped },
     };
+  }
+
+  /**
+   * Reads the kernel's drop counter (net/socket-drops.ts) of up to `max`
+   * sockets, going on from where the last call stopped; true when that
+   * completed a pass over all of them. One getsockopt per socket: with
+   * thousands of allocation ports a whole pass in one turn would hold up the
+   * packets queued behind it, so callers read a slice per turn.
+   */
+  pollDrops(max = Infinity): boolean {
+    this.dropCursor ??= this.dropWatches.values();
+    for (let k = 0; k < max; k++) {
+      const r = this.dropCursor.next();
+      if (r.done === true) {
+        this.dropCursor = undefined;
+        this.logDrops();
+        return true;
+      }
+      this.readDrops(r.value);
+    }
+    return false;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.batcher?.close();
     this.drainer?.close();
+    this.dropWatches.clear();
+    this.dropCursor = undefined;
     const all = [...[...this.listen.values()].flat().map((l) => l.socket), ...this.allocations.values()];
     this.listen.clear();
     this.allocations.clear();
@@ -318,9 +369,9 @@ export class UdpSockets {
    */
   private drain(socket: Socket, deliver: DrainedHandler, peek: DrainPeek | undefined, fields: Record<string, unknown>): void {
     const d = this.drainer;
-    if (!d) return;
+    // What the fast path queued leaves before the next read, not a turn later (and ends the handler's hold).
+    if (!d) return void this.batcher?.flush();
     const r = d.drain(fdOf(socket), deliver, peek);
-    // What the fast path queued leaves before the next read, not a turn later.
     this.batcher?.flush();
     if (r < 0) this.error('receive', { code: errnoCode(-r), message: 'recvmmsg failed' }, fields);
   }
@@ -339,6 +390,34 @@ export class UdpSockets {
 
   private offer(peek: DrainPeek | undefined, msg: Buffer, rinfo: RemoteInfo): boolean {
     return peek !== undefined && peek(msg, 0, msg.length, rinfo.family === 'IPv4' ? 4 : 6, rinfo.address, rinfo.port);
+  }
+
+  private readDrops(w: DropWatch): void {
+    const now = socketDrops(fdOf(w.socket));
+    // -1: unreadable (no libc binding, a fd not found): that socket's drops stay unknown.
+    if (now < 0) return;
+    this.kernelDropped[w.kind] += dropsSince(w.last, now);
+    w.last = now;
+  }
+
+  /** A closing socket's last drops are counted before its fd goes. */
+  private unwatchDrops(socket: Socket): void {
+    const w = this.dropWatches.get(socket);
+    if (w === undefined) return;
+    this.readDrops(w);
+    this.dropWatches.delete(socket);
+  }
+
+  /** Drops since the last line, at most once per error-log interval: an overload is one line, not one per second. */
+  private logDrops(): void {
+    const total = this.kernelDropped.listen + this.kernelDropped.allocation;
+    const now = Date.now();
+    if (total === this.dropsLogged.total || now - this.dropsLogged.at < (this.opts.errorLogIntervalMs ?? 10_000)) return;
+    this.opts.logger?.warn(
+      { dropped: total - this.dropsLogged.total, listen: this.kernelDropped.listen, allocation: this.kernelDropped.allocation, recvBuffer: this.stats().buffers.recv },
+      'udp receive buffers overflowed: the kernel dropped datagrams (read slower than they came)',
+    );
+    this.dropsLogged = { at: now, total };
   }
 
   private isListenPort(from: LocalEndpoint): boolean {

@@ -50,6 +50,7 @@ export const INSTRUMENTS = {
   mapEntries: { name: 'turnpike.map.entries', kind: 'observable-gauge', unit: '{entry}', description: 'Entries in a kernel map', attributes: ['map'] },
   mapCapacity: { name: 'turnpike.map.capacity', kind: 'observable-gauge', unit: '{entry}', description: 'Capacity (max_entries) of a kernel map', attributes: ['map'] },
   mapRefused: { name: 'turnpike.map.refused_writes', kind: 'observable-counter', unit: '{write}', description: 'Binding writes a full kernel map refused (those channels are relayed in userspace)', attributes: ['map'] },
+  socketDropped: { name: 'turnpike.socket.dropped', kind: 'observable-counter', unit: '{datagram}', description: 'Datagrams the kernel dropped at the sidecar\'s UDP sockets instead of queueing them (receive buffer full: offered faster than read; SO_MEMINFO drops, read about once a second), by socket (listen, allocation)', attributes: ['socket'] },
   linkQueue: { name: 'turnpike.link.queue_depth', kind: 'observable-gauge', unit: '{frame}', description: 'Frames queued for the relay link', attributes: [] },
   linkDropped: { name: 'turnpike.link.dropped_frames', kind: 'observable-counter', unit: '{frame}', description: 'Frames dropped because the relay link queue was full', attributes: [] },
   flagState: { name: 'turnpike.flag.state', kind: 'observable-gauge', unit: '1', description: 'Feature flag state (1 on, 0 off)', attributes: ['flag'] },

@@ -51,6 +51,8 @@ export interface StreamCounterStats {
 export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv6?: Relayed }; logs?: { rateLimited?: number }; streams?: StreamCounterStats; gc?: GcTotals };
 
 const STREAM_TRANSPORTS = ['tcp', 'tls'] as const;
+/** The sidecar's UDP socket kinds (sidecar/sockets.ts), the values of turnpike.socket.dropped's `socket`. */
+const SOCKET_KINDS = ['listen', 'allocation'] as const;
 
 export interface LinkStats {
   /** Frames waiting to be written to the relay now. */
@@ -108,6 +110,8 @@ export interface Metrics {
   /** The relay went away: its gauges go to 0 and its next counters count from zero. */
   relayDisconnected(): void;
   onLinkStats(s: LinkStats): void;
+  /** Datagrams the kernel dropped at the sidecar's UDP sockets, cumulative, by socket kind (listen, allocation). */
+  onSocketDrops(dropped: Record<string, number>): void;
   onMapStats(s: MapStats): void;
   /** `n` perf events were lost (libbpf's lost callback count). */
   onPerfLost(n: number | bigint, cpu?: number): void;
@@ -187,7 +191,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   const flags = new Map<string, boolean>();
   let datapath: AttributesOf<'datapath'> | undefined;
 
-  // Accumulator keys: k/ kernel, s/ sidecar fast path, r/ relay, l/ link. `|` separates parts.
+  // Accumulator keys: k/ kernel, s/ sidecar fast path, r/ relay, l/ link, u/ the sidecar's UDP sockets. `|` separates parts.
   const inst = createInstruments(meter);
 
   // GC pauses: the sidecar's as they happen, the relay's from the totals in its counters.
@@ -259,6 +263,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     observe('reservations', relay?.reservations ?? 0);
     observe('linkQueue', link.queueDepth);
     observe('linkDropped', acc.get('l/dropped'));
+    for (const [key, total] of acc.entries('u/dropped|')) observe('socketDropped', total, { socket: key.slice('u/dropped|'.length) });
     for (const [map, s] of Object.entries(maps)) {
       observe('mapEntries', s.entries, { map });
       observe('mapCapacity', s.capacity, { map });
@@ -351,6 +356,9 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     onLinkStats(s) {
       link = s;
       acc.observe('l/dropped', s.droppedFrames);
+    },
+    onSocketDrops(dropped) {
+      for (const kind of SOCKET_KINDS) acc.observe(`u/dropped|${kind}`, dropped[kind] ?? 0);
     },
     setDatapath(d, mode) {
       datapath = mode === undefined ? { datapath: d } : { datapath: d, mode };

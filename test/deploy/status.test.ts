@@ -99,6 +99,7 @@ test('the view: relay connected, state, relayed rate between two reads, drops an
     assert.match(text, /^relayed +in all: xdp 0 packets, userspace 450 packets$/m);
     assert.match(text, /^drops +kernel: none$/m);
     assert.match(text, /^ +relay: no-permission 7$/m);
+    assert.match(text, /^ +sockets: none$/m);
     assert.match(text, /^refusals +allocations-per-user 2$/m);
     assert.match(text, /^flags +stream-logs off$/m);
 

@@ -12,6 +12,27 @@ import assert from 'node:assert/strict';
 import type { Topology } from '../helpers/netns.ts';
 import { parseUclient, describe as describeRun, type UclientSummary } from '../interop/harness.ts';
 import { ECHO_PEER_PORT, echoPeerTopology, withXdpPair, startFlow, inNs, waitUntil, sleep, type Pair, type Status, USER, PASS } from './pair-harness.ts';
+import { readFileSync, readdirSync } from 'node:fs';
+import { SCHED_IDLE, SCHED_OTHER, policyOf } from '../../src/cmd/idle-standby.ts';
+
+/** The scheduling policies of a process's threads (idle-standby.ts: a standby waits under SCHED_IDLE). */
+const policies = (pid: number) => [...new Set(readdirSync(`/proc/${pid}/task`).map((tid) => policyOf(pid, Number(tid))).filter((p) => p >= 0))];
+/** The launcher's waiting standby of `child` (TURNPIKE_AWAIT_GO in its environment). */
+function standbyPid(launcher: number, child: 'relay' | 'sidecar'): number | undefined {
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== launcher) continue;
+      const env = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+      if (env.includes('TURNPIKE_AWAIT_GO=true') && readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(`cmd/${child}.`)) return pid;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
 
 const PEER_PORT = ECHO_PEER_PORT;
 const { gate } = echoPeerTopology('tprc');
@@ -126,10 +147,16 @@ test('Send indications resume after each restart, a warm standby taking over: re
       await Promise.all([send.bound, channel.bound]);
       await waitUntil('echoes on both', () => (send.received() > 50 && channel.received() > 50) || undefined);
       await waitUntil('warm standbys', () => (standbys('relay') >= 1 && standbys('sidecar') >= 1) || undefined, 30_000);
+      // A standby waits under SCHED_IDLE, every thread of it; the one that takes over runs under SCHED_OTHER.
+      const launcher = pair.childPid('sidecar') && Number(readFileSync(`/proc/${pair.childPid('sidecar')}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      const relayStandby = await waitUntil('the relay standby process', () => standbyPid(launcher!, 'relay'));
+      assert.deepEqual(policies(relayStandby), [SCHED_IDLE], 'the relay standby waits under SCHED_IDLE');
 
       process.kill(pair.childPid('relay')!, 'SIGKILL');
       await pair.waitForStart('relay', 2);
       assert.equal(pair.lines().filter((l) => l.msg === 'started' && l.child === 'relay').at(-1)!.warm, true, 'the relay standby took over');
+      assert.equal(pair.childPid('relay'), relayStandby);
+      assert.deepEqual(policies(relayStandby), [SCHED_OTHER], 'the standby that took over runs under SCHED_OTHER');
       await resumes('the relay SIGKILL');
 
       process.kill(pair.childPid('sidecar')!, 'SIGKILL');

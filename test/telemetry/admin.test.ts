@@ -161,7 +161,7 @@ test('the /status document: its fields in order, mode and interface from the eBP
     ebpf: { requested: 'auto', datapath: 'xdp', interface: 'veth0', attachMode: 'native', reason: undefined, relayV4: '10.0.0.1', relayV6: undefined },
     maps: { tp_chan_to_peer: { entries: 1, capacity: 8 }, tp_peer_to_chan: { entries: 1, capacity: 8 } },
     kernel: { paths: [{ path: 'chan_to_udp_44', packets: 3n, bytes: 300n }], reasons: { pass_stun: 2n } },
-    sockets: { in: { listen: { packets: 1, bytes: 20 }, allocation: { packets: 0, bytes: 0 } }, out: { listen: { packets: 1, bytes: 32 }, allocation: { packets: 0, bytes: 0 } }, errors: {}, allocationPorts: 0, buffers: { recv: 1, send: 1 } },
+    sockets: { in: { listen: { packets: 1, bytes: 20 }, allocation: { packets: 0, bytes: 0 } }, out: { listen: { packets: 1, bytes: 32 }, allocation: { packets: 0, bytes: 0 } }, errors: {}, allocationPorts: 0, buffers: { recv: 1, send: 1 }, kernelDropped: { listen: 0, allocation: 0 } },
     relay: { relayConnected: true, packetsToRelay: 1, packetsFromRelay: 1, droppedNoRelay: 0, droppedBackpressure: 0, portsOpened: 0, portOpenFailures: 0, mapWrites: 0, mapWriteFailures: 0, resyncs: 1, disconnectCleanups: 0, droppedNotHeld: 0, violations: 0, graceReturns: 0, heldStateBytes: 0 },
     relayCounters: { channels: 1 },
     link: null,
