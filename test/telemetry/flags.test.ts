@@ -2,8 +2,8 @@
 // driven by the real posthog-node client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
 import { createLogHub } from '../../src/shared/logger.ts';
@@ -11,6 +11,7 @@ import { createFlags, type FlagsOptions } from '../../src/telemetry/flags.ts';
 import { loadIdentity } from '../../src/telemetry/identity.ts';
 import { startFakePostHog } from '../helpers/fake-posthog.ts';
 import { sink } from './sink.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const ID = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';
 /** The overrides the configuration loader reads from these variables. */
@@ -155,7 +156,7 @@ test('the flag interval re-evaluates without refresh()', async (t) => {
 });
 
 test('identity: created once in the state directory, then reused', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tptel-'));
+  const dir = tempDir('tptel-');
   const a = loadIdentity(join(dir, 'state'));
   const b = loadIdentity(join(dir, 'state'));
   assert.equal(a.created, true);

@@ -3,14 +3,13 @@
 // the OTLP export on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
 import { createLogHub } from '../../src/shared/logger.ts';
 import { startTelemetry, type TelemetryConfig } from '../../src/telemetry/index.ts';
 import { startOtlpCollector, pointValue } from '../helpers/otlp-collector.ts';
 import { sink } from './sink.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const bare: TelemetryConfig = {
   posthogKey: undefined,
@@ -25,7 +24,7 @@ const bare: TelemetryConfig = {
 /** The collector the configuration loader settles on, from a flag (or none) and these variables. */
 const otlpEndpointFrom = (flag: string | undefined, env: NodeJS.ProcessEnv) =>
   loadConfig({ argv: flag === undefined ? [] : ['--otlp-endpoint', flag], env }).config.otlpEndpoint;
-const stateDir = () => join(mkdtempSync(join(tmpdir(), 'tptel-')), 'state');
+const stateDir = () => join(tempDir('tptel-'), 'state');
 
 test('no settings: no PostHog client, no Sentry, no OTLP; relay lines still reach stdout', async () => {
   const out = sink();

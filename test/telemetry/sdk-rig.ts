@@ -1,14 +1,13 @@
 // The telemetry agent (startTelemetry) with the real posthog-node and
 // @sentry/node against an in-test PostHog and Sentry, logging into a sink:
 // what the streaming tests drive. One per test file (Sentry is per process).
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogHub, type LogHub } from '../../src/shared/logger.ts';
 import { startTelemetry, type Telemetry, type TelemetryOptions } from '../../src/telemetry/index.ts';
 import { startFakePostHog, type FakePostHog } from '../helpers/fake-posthog.ts';
 import { startFakeSentry, type FakeSentry } from '../helpers/fake-sentry.ts';
 import { sink, type Sink } from './sink.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 /** A relay log line as a LOG frame carries it. */
 export const relayLine = (level: number, module: string, msg: string, extra: Record<string, unknown> = {}) =>
@@ -51,7 +50,7 @@ export async function startSdkRig(opts: SdkRigOptions): Promise<SdkRig> {
       metricsInterval: 15,
     },
     version: opts.version ?? '0.1.0',
-    stateDir: join(mkdtempSync(join(tmpdir(), 'tptel-')), 'state'),
+    stateDir: join(tempDir('tptel-'), 'state'),
     logHub: hub,
     tuning: opts.tuning,
   });

@@ -6,14 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as Sentry from '@sentry/node';
 import { createLogHub } from '../../src/shared/logger.ts';
 import { startTelemetry } from '../../src/telemetry/index.ts';
 import { startAdmin } from '../../src/sidecar/admin.ts';
 import { sink } from './sink.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 async function refusedPort(): Promise<number> {
   const s = createServer();
@@ -72,7 +71,7 @@ test('Sentry down: 10,000 sidecar and 10,000 relay lines stay bounded', async ()
       flagOverrides: { STREAM_LOGS: 'true' }, // TURNPIKE_FLAG_STREAM_LOGS=true
     },
     version: '0.1.0',
-    stateDir: join(mkdtempSync(join(tmpdir(), 'tptel-')), 'state'),
+    stateDir: join(tempDir('tptel-'), 'state'),
     logHub: hub,
     tuning: { streamGate: { ratePerSecond: rate, burst }, sentryTransport: transport },
   });
