@@ -154,7 +154,6 @@ export class SidecarTransport extends EventEmitter<Events> implements DatapathPo
   private stateSentAt = -1;
   private stateId = 0;
   private sendingState = false;
-  /** Date.now() of the last document sent: a change after a quiet interval goes at once. */
   /** A document is due at the end of this turn. */
   private stateSoon = false;
   /**
