@@ -86,7 +86,10 @@ test('a process checkPeer refuses gets REJECT forbidden before any HELLO, the se
   }
 });
 
-test('the relay builds its server with the first HELLO\'s addresses, and fails its transport when a later sidecar names others', async () => {
+// A timeout: about one run in ten the relay never reconnects to the second
+// sidecar (found 2026-12-02, also on 40940fe, cause not yet known); a hang
+// would stall the whole suite instead of failing this test.
+test('the relay builds its server with the first HELLO\'s addresses, and fails its transport when a later sidecar names others', { timeout: 30_000 }, async () => {
   const { path, cleanup } = tempSocketPath();
   const config = configSchema.parse({ socket: path, users: 'a:bcdefgh', relayTransport: 'sidecar' });
   const logs = createLogHub({ destination: sink().stream as never, filter: 'info' });
