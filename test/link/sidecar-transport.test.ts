@@ -167,8 +167,10 @@ test('sidecar restart: the relay reconnects on its own and resyncs a fresh sidec
     // The "new" sidecar process: same sockets object, new link server and bridge.
     const link2 = new LinkServer({ path: w.path, software: 'sidecar-2', logger: captureLogger('s2').logger });
     const bridge2 = new RelayBridge({ server: link2, sockets: w.sockets, channels: w.channels, limits: relayLimits(w.config), logger: captureLogger('b2').logger });
+    // Before listen(): the waiting relay may connect and resync while listen() still sets the file's mode.
+    const resynced = once(bridge2, 'resynced');
     await link2.listen();
-    const [, ports] = (await once(bridge2, 'resynced')) as [number, number];
+    const [, ports] = (await resynced) as [number, number];
     assert.equal(ports, 1);
     assert.ok(w.sockets.hasPort(4, relayed.port));
     await link2.close();
