@@ -14,6 +14,10 @@ export interface TransportAddress {
 /** How a client reaches the relay (a low-cardinality metric and log attribute). */
 export type ClientTransport = 'udp' | 'tcp' | 'tls';
 
+/** The sidecar's two kinds of UDP socket: the TURN listen port(s) and allocation (relayed) ports. */
+export const SOCKET_KINDS = ['listen', 'allocation'] as const;
+export type SocketKind = (typeof SOCKET_KINDS)[number];
+
 /** The local side of a datagram: which relay port (listen or allocation) it arrived on / leaves from. */
 export interface LocalEndpoint {
   readonly family: Family;

@@ -5,7 +5,7 @@
 // logged at most once per interval per kind, never fatal.
 import type { RemoteInfo, Socket } from 'node:dgram';
 import type { Logger } from 'pino';
-import type { Family, LocalEndpoint, TransportAddress } from '../shared/endpoint.ts';
+import type { Family, LocalEndpoint, SocketKind, TransportAddress } from '../shared/endpoint.ts';
 import { ErrorCounter } from '../net/error-log.ts';
 import { ReplyRoutes, bindUdp, closeQuietly, remoteOf } from '../net/udp.ts';
 import { WILDCARD, familyOf, portKey } from '../shared/endpoint.ts';
@@ -14,7 +14,7 @@ import { fdOf, forgetFd } from '../net/socket-fd.ts';
 import { dropsSince, socketDrops } from '../net/socket-drops.ts';
 import { errnoCode } from '../shared/errno.ts';
 
-export type SocketKind = 'listen' | 'allocation';
+export type { SocketKind } from '../shared/endpoint.ts';
 
 /**
  * Returns false when the datagram was dropped because its consumer is

@@ -17,6 +17,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { ServerStats } from '../shared/stats.ts';
+import { SOCKET_KINDS } from '../shared/endpoint.ts';
 import { gcDeltas, watchGc, type GcTotals, type GcType } from '../shared/gc.ts';
 import {
   CumulativeAccumulator,
@@ -52,7 +53,6 @@ export type RelayStats = ServerStats & { relayedByFamily?: { ipv4?: Relayed; ipv
 
 const STREAM_TRANSPORTS = ['tcp', 'tls'] as const;
 /** The sidecar's UDP socket kinds (sidecar/sockets.ts), the values of turnpike.socket.dropped's `socket`. */
-const SOCKET_KINDS = ['listen', 'allocation'] as const;
 
 export interface LinkStats {
   /** Frames waiting to be written to the relay now. */
