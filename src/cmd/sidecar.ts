@@ -12,8 +12,17 @@ import { startTelemetry } from '../telemetry/index.ts';
 import { Sidecar, SidecarStartError } from '../sidecar/sidecar.ts';
 import { watchLifeline } from './lifeline.ts';
 import { EXIT_UPGRADE } from './child-exit.ts';
+import { setSlice } from './sched-slice.ts';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url).pathname.replace('/dist/package.json', '/package.json'), 'utf8')) as { version: string }).version;
+
+/** After a standby's takeover too: the launcher's SCHED_IDLE -> SCHED_OTHER resets any slice. */
+function applySlice(sliceUs: number, log: ReturnType<ReturnType<typeof createLogHub>['get']>): void {
+  if (sliceUs === 0) return;
+  const r = setSlice(sliceUs);
+  if (r.ok) log.info({ sliceUs: r.sliceUs }, 'event loop runs with a short scheduler slice');
+  else log.info({ sliceUs, errno: r.errno, reason: r.reason }, 'scheduler slice not set; the kernel default applies');
+}
 
 async function main(): Promise<number> {
   let loaded;
@@ -38,6 +47,7 @@ async function main(): Promise<number> {
     if (!(await lifeline.go())) return 0;
     hub.get('sidecar').info('warm standby sidecar taking over');
   }
+  applySlice(config.schedSliceUs, hub.get('sidecar'));
   const telemetry = await startTelemetry({ config, version, stateDir: stateDir(config), logHub: hub });
 
   let sidecar: Sidecar;

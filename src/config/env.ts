@@ -87,6 +87,7 @@ export const ENV_NAMES: Readonly<Record<Exclude<keyof Config, 'flagOverrides'>, 
   bpfObject: 'TURNPIKE_BPF_OBJECT',
   batchedIo: 'TURNPIKE_BATCHED_IO',
   udpGso: 'TURNPIKE_UDP_GSO',
+  schedSliceUs: 'TURNPIKE_SCHED_SLICE_US',
   sentryFlushMs: 'TURNPIKE_SENTRY_FLUSH_MS',
   streamFds: 'TURNPIKE_STREAM_FDS',
 };

@@ -194,6 +194,15 @@ export const configSchema = z
     batchedIo: z.enum(['auto', 'off']).default('auto'),
     /** UDP GSO (UDP_SEGMENT) for the sidecar's batched sends: auto (where the kernel has it) or off. */
     udpGso: z.enum(['auto', 'off']).default('auto'),
+    /**
+     * Scheduler slice the sidecar's event loop asks for, in µs (src/cmd/sched-slice.ts):
+     * a short one lets it preempt sooner when a datagram wakes it; 0 keeps the kernel's default.
+     */
+    schedSliceUs: z.coerce
+      .number()
+      .int('must be a whole number of µs')
+      .refine((v) => v === 0 || (v >= 100 && v <= 100_000), 'must be 0 (the kernel default) or 100-100000 µs')
+      .default(100),
     /** Idle flush of log lines buffered for Sentry, in ms; unset: the SDK's (5000). */
     sentryFlushMs: positiveInt.optional(),
     /**

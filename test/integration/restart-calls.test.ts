@@ -14,6 +14,7 @@ import { parseUclient, describe as describeRun, type UclientSummary } from '../i
 import { ECHO_PEER_PORT, echoPeerTopology, withXdpPair, startFlow, inNs, waitUntil, sleep, type Pair, type Status, USER, PASS } from './pair-harness.ts';
 import { readFileSync, readdirSync } from 'node:fs';
 import { SCHED_IDLE, SCHED_OTHER, policyOf } from '../../src/cmd/idle-standby.ts';
+import { sliceOf } from '../../src/cmd/sched-slice.ts';
 
 /** The scheduling policies of a process's threads (idle-standby.ts: a standby waits under SCHED_IDLE). */
 const policies = (pid: number) => [...new Set(readdirSync(`/proc/${pid}/task`).map((tid) => policyOf(pid, Number(tid))).filter((p) => p >= 0))];
@@ -162,6 +163,8 @@ test('Send indications resume after each restart, a warm standby taking over: re
       process.kill(pair.childPid('sidecar')!, 'SIGKILL');
       await pair.waitForStart('sidecar', 2);
       assert.equal(pair.lines().filter((l) => l.msg === 'started' && l.child === 'sidecar').at(-1)!.warm, true, 'the sidecar standby took over');
+      // Set after the launcher's SCHED_IDLE -> SCHED_OTHER, which resets a slice (kernels with per-thread slices).
+      if (sliceOf(process.pid) !== undefined) assert.equal(sliceOf(pair.childPid('sidecar')!), 100, "the sidecar that took over runs its event loop with TURNPIKE_SCHED_SLICE_US's default slice");
       await resumes('the sidecar SIGKILL');
 
       await waitUntil('a new sidecar standby', () => standbys('sidecar') >= 2 || undefined, 30_000);
