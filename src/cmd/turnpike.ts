@@ -38,7 +38,7 @@ import { onChildExit } from './child-exit.ts';
 import { passRelayOutput } from './relay-output.ts';
 import { openRelayStreams, type RelayStreams } from './relay-streams.ts';
 import { idleCommand, wakeUp } from './idle-standby.ts';
-import { CHILD_NODE_FLAGS } from './node-flags.ts';
+import { CHILD_NODE_FLAGS, SIDECAR_NODE_FLAGS, withNodeFlags } from './node-flags.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = extname(fileURLToPath(import.meta.url)); // .ts under tsx, .js when built
@@ -185,9 +185,9 @@ interface Spawned {
   fatalReason: () => string | undefined;
 }
 
-const node = [...process.execArgv, ...CHILD_NODE_FLAGS.filter((f) => !process.execArgv.includes(f))];
+const node = withNodeFlags(process.execArgv, CHILD_NODE_FLAGS);
 const children: Child[] = [
-  { name: 'sidecar', command: process.execPath, args: [...node, join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0 },
+  { name: 'sidecar', command: process.execPath, args: [...withNodeFlags(node, SIDECAR_NODE_FLAGS), join(here, `sidecar${ext}`), ...argv], env: sidecarEnv, readsFatal: true, restarts: 0, startedAt: 0, standbyFailures: 0 },
   {
     name: 'relay',
     // No argv: flags may hold settings that are not the relay's; its environment has all of its own.

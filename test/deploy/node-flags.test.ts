@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CHILD_NODE_FLAGS } from '../../src/cmd/node-flags.ts';
+import { CHILD_NODE_FLAGS, SIDECAR_NODE_FLAGS, withNodeFlags } from '../../src/cmd/node-flags.ts';
 import { entryPoint, loadManifests, templateOf } from './manifests.ts';
 import { one, parseUnit, splitWords } from './systemd-unit.ts';
 
@@ -35,6 +35,7 @@ test('the systemd units start node with the pair\'s flags', () => {
     const unit = parseUnit(readFileSync(join(root, 'deploy/systemd', name), 'utf8'));
     const flags = nodeFlags(splitWords(one(unit, 'Service.ExecStart')));
     for (const f of CHILD_NODE_FLAGS) assert.ok(flags.includes(f), `${name}: ExecStart lacks ${f}`);
+    for (const f of SIDECAR_NODE_FLAGS) assert.equal(flags.includes(f), name === 'turnpike-sidecar.service', `${name}: ${f} is the sidecar's alone`);
   }
 });
 
@@ -47,7 +48,13 @@ test('the Kubernetes containers of both halves start node with them', () => {
       seen.add(entry);
       const flags = nodeFlags([...(c.command ?? []), ...(c.args ?? [])]);
       for (const f of CHILD_NODE_FLAGS) assert.ok(flags.includes(f), `${m.file} ${c.name}: command lacks ${f}`);
+      for (const f of SIDECAR_NODE_FLAGS) assert.equal(flags.includes(f), entry === 'sidecar', `${m.file} ${c.name}: ${f} is the sidecar's alone`);
     }
   }
   assert.deepEqual([...seen].sort(), ['relay', 'sidecar']);
+});
+
+test('an operator\'s own value of a flag wins over the pair\'s', () => {
+  assert.deepEqual(withNodeFlags(['--max-semi-space-size=4', '--no-memory-reducer'], ['--no-memory-reducer', '--max-semi-space-size=1']), ['--max-semi-space-size=4', '--no-memory-reducer']);
+  assert.deepEqual(withNodeFlags([], SIDECAR_NODE_FLAGS), [...SIDECAR_NODE_FLAGS]);
 });

@@ -15,6 +15,7 @@ import { ECHO_PEER_PORT, echoPeerTopology, withXdpPair, startFlow, inNs, waitUnt
 import { readFileSync, readdirSync } from 'node:fs';
 import { SCHED_IDLE, SCHED_OTHER, policyOf } from '../../src/cmd/idle-standby.ts';
 import { sliceOf } from '../../src/cmd/sched-slice.ts';
+import { SIDECAR_NODE_FLAGS } from '../../src/cmd/node-flags.ts';
 
 /** The scheduling policies of a process's threads (idle-standby.ts: a standby waits under SCHED_IDLE). */
 const policies = (pid: number) => [...new Set(readdirSync(`/proc/${pid}/task`).map((tid) => policyOf(pid, Number(tid))).filter((p) => p >= 0))];
@@ -165,6 +166,8 @@ test('Send indications resume after each restart, a warm standby taking over: re
       assert.equal(pair.lines().filter((l) => l.msg === 'started' && l.child === 'sidecar').at(-1)!.warm, true, 'the sidecar standby took over');
       // Set after the launcher's SCHED_IDLE -> SCHED_OTHER, which resets a slice (kernels with per-thread slices).
       if (sliceOf(process.pid) !== undefined) assert.equal(sliceOf(pair.childPid('sidecar')!), 100, "the sidecar that took over runs its event loop with TURNPIKE_SCHED_SLICE_US's default slice");
+      const cmdline = readFileSync(`/proc/${pair.childPid('sidecar')}/cmdline`, 'utf8').split('\0');
+      for (const f of SIDECAR_NODE_FLAGS) assert.ok(cmdline.includes(f), `the sidecar standby runs with ${f}: ${cmdline.join(' ')}`);
       await resumes('the sidecar SIGKILL');
 
       await waitUntil('a new sidecar standby', () => standbys('sidecar') >= 2 || undefined, 30_000);
