@@ -15,12 +15,13 @@ export const CHILD_NODE_FLAGS: readonly string[] = ['--no-memory-reducer'];
 
 // The sidecar's alone, as it carries every datagram of the userspace path:
 // --max-semi-space-size=1 (MB). With V8's default young generation (grown to
-// 16 MB semi-spaces), at a steady 10k pps the backing stores of the
-// datagrams libuv hands over were freed only by mark-compacts: the sidecar
-// ran one about every second (2-3 per 2 s window, 4-8 ms pauses plus
-// incremental steps up to 6 ms) and round trips had a p99 of 5-12 ms on
-// loopback (bench/userspace-path.bench.ts --rtt 10000 --rate 1000). With
-// 1 MB, none in the same windows, the longest pause ~1 ms, p99 1.3-1.9 ms;
+// 16 MB), at a steady 10k pps V8 started a mark-compact in the sidecar about
+// every second with its old generation at 14 MB of a ~30 MB limit (its rule:
+// mark once the old generation's headroom is no larger than the young
+// generation; no leak, the heap holds nothing per datagram): 2-3 per 2 s
+// window, 4-8 ms pauses plus incremental steps up to 6 ms, and round trips
+// had a p99 of 5-12 ms on loopback (bench/userspace-path.bench.ts --rtt 10000
+// --rate 1000). With 1 MB, none in the same windows, the longest pause ~1 ms;
 // the price is scavenges more often: GC time under a flood 6 -> 12 ms/s and
 // up to ~10 % of the peak pps. The relay keeps the default: its allocation
 // state is long-lived, and a small young generation would only copy it more.
