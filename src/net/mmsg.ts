@@ -24,6 +24,14 @@ import { fdOf } from './socket-fd.ts';
 const SLOTS = 256;
 /** Largest datagram the arena holds; bigger ones go through the fallback (after a flush, to keep order). */
 export const MAX_BATCHED_BYTES = 2048;
+/**
+ * Bytes in front of each slot's datagram that no iovec covers: a datagram
+ * whose payload starts a few bytes into its buffer (ChannelData in, UDP
+ * out) is copied whole, its header landing here, because copying a range
+ * out of a Buffer makes a view object (~96 B of garbage per datagram).
+ */
+const SLOT_GUARD = 8;
+const SLOT_STRIDE = MAX_BATCHED_BYTES + SLOT_GUARD;
 /** UDP_MAX_SEGMENTS (include/linux/udp.h) on every kernel with UDP GSO. */
 const GSO_MAX_SEGMENTS = 64;
 /** One GSO send is one UDP datagram before segmentation: under 64 KiB with headers. */
@@ -73,7 +81,7 @@ export interface SendBatcherStats {
 }
 
 /** Bytes per arena for SLOTS datagrams, with the layout's structs. */
-export const arenaBytes = (L: MmsgLayout) => SLOTS * (2 * L.mmsghdr + L.meta + L.iovec + L.cmsgSpaceU16 + MAX_BATCHED_BYTES);
+export const arenaBytes = (L: MmsgLayout) => SLOTS * (2 * L.mmsghdr + L.meta + L.iovec + L.cmsgSpaceU16 + SLOT_STRIDE);
 
 export class SendBatcher {
   private readonly bytes: Buffer;
@@ -113,8 +121,15 @@ export class SendBatcher {
   private readonly order = new Int16Array(SLOTS);
   private readonly msgStart = new Int32Array(SLOTS + 1);
   private used = 0;
-  /** Sockets with datagrams queued this turn, in order of their first one. */
-  private readonly active: Pending[] = [];
+  /**
+   * Sockets with datagrams queued this turn, in order of their first one:
+   * active[0, activeN). A list kept at its size, not emptied by `length = 0`,
+   * which gives up its backing store so the next push allocates one again
+   * (~140 B per flush, most of what a relayed datagram cost the sidecar
+   * besides node's own receive). At most SLOTS: each holds a slot.
+   */
+  private readonly active: (Pending | undefined)[] = new Array<Pending | undefined>(SLOTS).fill(undefined);
+  private activeN = 0;
   private readonly pendingOf = new WeakMap<Socket, Pending>();
   private scheduled = false;
   /** The caller flushes before its turn ends (hold()): no end-of-turn flush is scheduled. */
@@ -156,7 +171,7 @@ export class SendBatcher {
     this.gsoMaxSegment = options.gsoMaxSegment ?? 1452;
     for (let i = 0; i < SLOTS; i++) {
       // iov_base never changes; only iov_len does.
-      this.setPtr(this.metaAt + i * L.meta + L.iovBase, this.dataAt + i * MAX_BATCHED_BYTES);
+      this.setPtr(this.metaAt + i * L.meta + L.iovBase, this.slotAt(i));
       // A GSO message's cmsg differs only in its segment size.
       const c = this.cmsgAt + i * L.cmsgSpaceU16;
       this.view.setUint32(c + L.cmsgLen, L.cmsgLenU16, true);
@@ -188,16 +203,17 @@ export class SendBatcher {
     if (this.used === SLOTS) this.flush();
     const i = this.used++;
     const meta = this.metaAt + i * this.L.meta;
-    const at = this.dataAt + i * MAX_BATCHED_BYTES;
+    const at = this.slotAt(i);
+    // A drain's datagram lies in this same arena (openBatchedIo): copyWithin copies it without a view object.
+    if (data.buffer === this.bytes.buffer && data.byteOffset === 0) this.bytes.copyWithin(at + head, start, end);
+    // The whole buffer, what precedes the payload going into the slot's guard (or under the header written next).
+    else if (end === data.byteLength && start - head <= SLOT_GUARD) this.bytes.set(data, at + head - start);
+    else copyRange(data, this.bytes, at + head, start, end);
     if (head !== 0) {
       // A ChannelData header (RFC 8656 12.4) in front of the payload, written here so the payload is copied once.
       this.view.setUint16(at, channel, false);
       this.view.setUint16(at + 2, end - start, false);
     }
-    // A drain's datagram lies in this same arena (openBatchedIo): copyWithin copies it without a view object.
-    if (data.buffer === this.bytes.buffer && data.byteOffset === 0) this.bytes.copyWithin(at + head, start, end);
-    else if (start === 0 && end === data.byteLength) this.bytes.set(data, at + head);
-    else copyRange(data, this.bytes, at + head, start, end);
     // iov_len is a size_t: its high half stays zero.
     this.view.setUint32(meta + this.L.iovLen, len, true);
     this.bytes.set(sa, meta + this.L.addr);
@@ -213,7 +229,7 @@ export class SendBatcher {
     if (!p.queued) {
       p.queued = true;
       p.n = 0;
-      this.active.push(p);
+      this.active[this.activeN++] = p;
     }
     p.slots[p.n++] = i;
     if (!this.scheduled && !this.held) {
@@ -238,10 +254,13 @@ export class SendBatcher {
     const p = this.pendingOf.get(socket);
     this.pendingOf.delete(socket);
     if (p === undefined || !p.queued) return;
-    this.active.splice(this.active.indexOf(p), 1);
+    const active = this.active;
+    const at = active.indexOf(p);
+    for (let k = at + 1; k < this.activeN; k++) active[k - 1] = active[k];
+    active[--this.activeN] = undefined;
     p.queued = false;
     this.sendAll(p);
-    if (this.active.length === 0) this.used = 0;
+    if (this.activeN === 0) this.used = 0;
   }
 
   /** Sends everything queued. */
@@ -250,12 +269,15 @@ export class SendBatcher {
     this.held = false;
     if (this.closed) return;
     const active = this.active;
-    for (let k = 0; k < active.length; k++) {
+    const n = this.activeN;
+    for (let k = 0; k < n; k++) {
       const p = active[k]!;
+      // Not kept: a closed socket's Pending would stay reachable from here.
+      active[k] = undefined;
       p.queued = false;
       this.sendAll(p);
     }
-    active.length = 0;
+    this.activeN = 0;
     this.used = 0;
   }
 
@@ -269,6 +291,11 @@ export class SendBatcher {
     this.flush();
     this.closed = true;
     this.arena.free();
+  }
+
+  /** Where slot i's datagram starts in the arena (after its guard). */
+  private slotAt(i: number): number {
+    return this.dataAt + i * SLOT_STRIDE + SLOT_GUARD;
   }
 
   /** Writes the arena address of `off` as a pointer at `at`. */
@@ -335,7 +362,7 @@ export class SendBatcher {
       for (let i = head; i !== -1; i = this.nextSlot[i]!) {
         this.order[pos] = i;
         const iov = this.iovAt + pos * L.iovec;
-        this.setPtr(iov + L.iovBase, this.dataAt + i * MAX_BATCHED_BYTES);
+        this.setPtr(iov + L.iovBase, this.slotAt(i));
         v.setUint32(iov + L.iovLen, this.lens[i]!, true);
         pos++;
       }
@@ -449,7 +476,7 @@ export class SendBatcher {
   private fallbackSlots(socket: Socket, list: ArrayLike<number>, from: number, to: number): void {
     for (let k = from; k < to; k++) {
       const i = list[k]!;
-      const off = this.dataAt + i * MAX_BATCHED_BYTES;
+      const off = this.slotAt(i);
       this.fallback(socket, Buffer.from(this.bytes.subarray(off, off + this.lens[i]!)), this.toPort[i]!, this.toAddress[i]!);
     }
   }

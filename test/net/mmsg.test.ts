@@ -152,6 +152,42 @@ test('datagrams queued in one turn leave in order, per socket, from the right so
   }
 });
 
+test('payloads that start inside their buffer, or go behind a ChannelData header, arrive byte for byte without touching their neighbours', { skip }, async () => {
+  const b = openSendBatcher(() => assert.fail('no fallback'), (_s, code) => assert.fail(code), { gso: 'off' });
+  assert.ok(b instanceof SendBatcher);
+  const from = await bound('udp4', '127.0.0.1');
+  const sink = await bound('udp4', '127.0.0.1');
+  const got: Buffer[] = [];
+  sink.on('message', (m) => got.push(m));
+  const pattern = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
+  try {
+    const full = pattern(2048, 1); // fills its slot to the last byte
+    const chanIn = Buffer.concat([Buffer.from([0x40, 0x01, 0x03, 0xe8]), pattern(1000, 2)]); // ChannelData in, UDP out
+    const udpIn = pattern(1000, 3); // UDP in, ChannelData out
+    const cut = pattern(1200, 4); // a range that ends before the buffer does
+    const port = sink.address().port;
+    b.hold();
+    assert.equal(b.enqueue(from, full, port, '127.0.0.1'), true);
+    assert.equal(b.enqueue(from, chanIn, port, '127.0.0.1', -1, 4, chanIn.length), true);
+    assert.equal(b.enqueue(from, udpIn, port, '127.0.0.1', 0x4002), true);
+    assert.equal(b.enqueue(from, chanIn, port, '127.0.0.1', 0x4003, 4, chanIn.length), true);
+    assert.equal(b.enqueue(from, cut, port, '127.0.0.1', 0x4004, 100, 1100), true);
+    b.flush();
+    await settle(() => got.length >= 5);
+    const header = (ch: number, n: number) => Buffer.from([ch >> 8, ch & 0xff, n >> 8, n & 0xff]);
+    assert.deepEqual(got, [
+      full,
+      chanIn.subarray(4),
+      Buffer.concat([header(0x4002, 1000), udpIn]),
+      Buffer.concat([header(0x4003, 1000), chanIn.subarray(4)]),
+      Buffer.concat([header(0x4004, 1000), cut.subarray(100, 1100)]),
+    ]);
+  } finally {
+    b.close();
+    for (const x of [from, sink]) x.close();
+  }
+});
+
 test('a kernel error costs only its datagram and is counted once per datagram, by errno', { skip }, async () => {
   const sockets = new UdpSockets({ listenPort: 0, listenAddresses: ['127.0.0.1'], onPacket: () => {}, batchedIo: 'auto' });
   await sockets.listenAll();
