@@ -28,30 +28,29 @@ export type SliceResult =
   | { ok: false; errno: number; reason: string };
 
 /**
- * Suggests a slice of `sliceUs` µs (0: the kernel's default) for thread
- * `tid` (0: the calling thread), as SCHED_OTHER at nice 0.
+ * Suggests a slice of `sliceUs` µs (0: the kernel's default) for the calling
+ * thread (the event loop's, from the main thread), as SCHED_OTHER at nice 0.
  */
-export function setSlice(sliceUs: number, tid = 0): SliceResult {
+export function setSlice(sliceUs: number): SliceResult {
   const nr = SYS_SCHED_SETATTR[process.arch];
   if (nr === undefined) return { ok: false, errno: 0, reason: `no sched_setattr syscall number for ${process.arch}` };
   syscall ??= libcFunction<Syscall>('long syscall(long nr, int tid, void *attr, unsigned int flags)');
   const attr = Buffer.alloc(ATTR_SIZE); // policy SCHED_OTHER (0), no flags, nice 0
   attr.writeUInt32LE(ATTR_SIZE, 0);
   attr.writeBigUInt64LE(BigInt(Math.round(sliceUs * 1000)), RUNTIME_AT);
-  if (syscall(nr, tid, attr, 0) !== 0) {
+  if (syscall(nr, 0, attr, 0) !== 0) {
     const e = errno();
     return { ok: false, errno: e, reason: `sched_setattr failed with errno ${e}` };
   }
-  const now = sliceOf(process.pid, tid === 0 ? undefined : tid);
+  const now = sliceOf(process.pid);
   if (now === undefined) return { ok: false, errno: 0, reason: 'this kernel has no per-thread slice (Linux 6.12+)' };
   return { ok: true, sliceUs: now };
 }
 
-/** The slice of thread `tid` of `pid` in µs, from /proc (se.slice); undefined where the kernel shows none. */
-export function sliceOf(pid: number, tid?: number): number | undefined {
+/** The slice of `pid`'s main thread in µs, from /proc (se.slice); undefined where the kernel shows none. */
+export function sliceOf(pid: number): number | undefined {
   try {
-    const file = tid === undefined ? `/proc/${pid}/sched` : `/proc/${pid}/task/${tid}/sched`;
-    const m = /^se\.slice\s*:\s*(\d+)/m.exec(readFileSync(file, 'utf8'));
+    const m = /^se\.slice\s*:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/sched`, 'utf8'));
     return m ? Number(m[1]) / 1000 : undefined;
   } catch {
     return undefined;

@@ -5,6 +5,7 @@
 // This entry point loads the configuration, starts telemetry and the Sidecar
 // (src/sidecar/sidecar.ts), and turns signals and failures into exit codes.
 import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { loadConfig, ConfigError } from '../config/load.ts';
 import { stateDir } from '../config/paths.ts';
 import { createLogHub } from '../shared/logger.ts';
@@ -17,7 +18,7 @@ import { setSlice } from './sched-slice.ts';
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url).pathname.replace('/dist/package.json', '/package.json'), 'utf8')) as { version: string }).version;
 
 /** After a standby's takeover too: the launcher's SCHED_IDLE -> SCHED_OTHER resets any slice. */
-function applySlice(sliceUs: number, log: ReturnType<ReturnType<typeof createLogHub>['get']>): void {
+function applySlice(sliceUs: number, log: Logger): void {
   if (sliceUs === 0) return;
   const r = setSlice(sliceUs);
   if (r.ok) log.info({ sliceUs: r.sliceUs }, 'event loop runs with a short scheduler slice');
