@@ -21,33 +21,45 @@ struct {
 } tp_config SEC(".maps");
 
 /*
- * The two binding maps. Preallocated by default: on kernel 6.18 each takes
- * 7,341,136 bytes of memlock at 65,536 entries whether empty or full, both
- * together 14.0 MiB (budget 16 MiB; test/bpf/golden-memory.test.ts checks
- * it). BPF_F_NO_PREALLOC (build with -DTP_BINDINGS_NO_PREALLOC) starts
- * at 2.0 MiB but measured 15.0 MiB full, more than preallocated, and
- * preallocation means a binding update never fails for lack of memory.
+ * The binding tables (turn_router_shared.h, "bindings"): arrays, so every
+ * lookup is inlined by the verifier, memory-mapped so the sidecar writes
+ * them with plain stores. The loader sizes them from the binding capacity
+ * (src/sidecar/bpf/loader.ts): tp_bindings holds the capacity plus slots
+ * for bindings being replaced, each directory capacity / 2 buckets (a
+ * power of two: 4 slots per binding, so a key's two buckets practically
+ * never both fill). At 65,536 bindings: 5.3 MiB and 2 x 1 MiB
+ * (test/bpf/golden-memory.test.ts checks the 16 MiB budget).
  */
-#ifdef TP_BINDINGS_NO_PREALLOC
-#define TP_BINDING_FLAGS BPF_F_NO_PREALLOC
-#else
-#define TP_BINDING_FLAGS 0
-#endif
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TP_MAX_BINDINGS);
-	__uint(map_flags, TP_BINDING_FLAGS);
-	__type(key, struct tp_chan_key);
-	__type(value, struct tp_chan_value);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct tp_binding);
+} tp_bindings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TP_MAX_BINDINGS / 2);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct tp_bucket);
 } tp_chan_to_peer SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, TP_MAX_BINDINGS);
-	__uint(map_flags, TP_BINDING_FLAGS);
-	__type(key, struct tp_peer_key);
-	__type(value, struct tp_peer_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TP_MAX_BINDINGS / 2);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct tp_bucket);
 } tp_peer_to_chan SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tp_bind_meta);
+} tp_bind_meta SEC(".maps");
 
 /* Packets and payload bytes relayed, per CPU and enum tp_path (struct
  * tp_path_row). max_entries here is one CPU's worth: the loader multiplies

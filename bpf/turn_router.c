@@ -30,6 +30,7 @@
 #include "csum.h"
 #include "parse.h"
 #include "neigh.h"
+#include "bindings.h"
 #include "rewrite.h"
 
 /* Not a reason: the frame was rewritten and goes out with XDP_TX. */
@@ -253,14 +254,14 @@ static __always_inline int from_peer(const struct tp_config *cfg, const struct t
 				     struct tp_plan *p, const int in_fam)
 {
 	struct tp_peer_key key __attribute__((aligned(8))) = {};
-	struct tp_peer_value *v;
+	const struct tp_peer_value *v;
 	struct tp_out *o = &p->o;
 
 	addr_load((union tp_addr *)key.peer_addr, in->saddr.b);
 	key.peer_port = in->sport;
 	key.alloc_port = in->dport;
 	key.peer_family = in_fam;
-	v = bpf_map_lookup_elem(&tp_peer_to_chan, &key);
+	v = tp_find_peer(&key);
 	if (!v)
 		return TP_PASS_NO_BINDING;
 
@@ -317,7 +318,7 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 	__u32 l3 = in_fam == 4 ? TP_IPV4_HLEN : TP_IPV6_HLEN;
 	void *payload = data + TP_ETH_HLEN + TP_UDP_HLEN + l3;
 	struct tp_chan_key key __attribute__((aligned(8))) = {};
-	struct tp_chan_value *v;
+	const struct tp_chan_value *v;
 	struct tp_out *o = &p->o;
 	union tp_addr peer;
 	__u32 ulen = in->udp_len - TP_UDP_HLEN; /* UDP payload length */
@@ -353,7 +354,7 @@ static __always_inline int from_client(struct xdp_md *ctx, const struct tp_confi
 	key.client_port = in->sport;
 	key.channel = hdr[0];
 	key.client_family = in_fam;
-	v = bpf_map_lookup_elem(&tp_chan_to_peer, &key);
+	v = tp_find_chan(&key);
 	if (!v)
 		return TP_PASS_NO_BINDING;
 

@@ -45,10 +45,29 @@ enum tp_family {
 	TP_FAMILY_V6 = 6,
 };
 
-/* ---- bindings --------------------------------------------------------- */
+/* ---- bindings ---------------------------------------------------------
+ * One binding (a channel) is one slot of the array "tp_bindings"; two
+ * directories find it: "tp_chan_to_peer" by what a client sends (its
+ * transport address and the channel: struct tp_chan_key) and
+ * "tp_peer_to_chan" by what a peer sends (its transport address and the
+ * allocation port: struct tp_peer_key). All three are arrays, so every
+ * lookup the program makes is one the verifier inlines: no call into the
+ * kernel's hash table on the per-packet path.
+ *
+ * A directory is a table of buckets; a key may sit in either of two
+ * buckets, chosen by a hash keyed with the random seed in "tp_bind_meta"
+ * (so nobody outside can aim bindings at one bucket), and the program
+ * compares the whole key in the slot before using it.
+ *
+ * The sidecar is the only writer, through memory-mapped views of the three
+ * arrays. A slot of tp_bindings is written in full before a directory
+ * names it (a 4-byte store), and is never changed while named: a change
+ * is a new slot, named in place of the old one. A slot no directory names
+ * any more is reused only after every program run that may still read it
+ * has ended (an RCU grace period, src/sidecar/bpf/bindings.ts). */
 
-/* Map "tp_chan_to_peer": ChannelData from a client -> UDP to a peer.
- * Key: the client's transport address and the channel number it sent. */
+/* Key of the channel direction: the client's transport address and the
+ * channel number it sent. */
 struct tp_chan_key {
 	__u8 client_addr[16]; /* network order, IPv4-mapped for IPv4 */
 	__be16 client_port;   /* network order */
@@ -57,6 +76,8 @@ struct tp_chan_key {
 	__u8 pad[3];          /* zero */
 };
 
+/* What the channel direction relays to. Its first 24 bytes are the peer
+ * direction's key (struct tp_peer_key). */
 struct tp_chan_value {
 	__u8 peer_addr[16];   /* network order, IPv4-mapped for IPv4 */
 	__be16 peer_port;     /* network order */
@@ -75,9 +96,8 @@ struct tp_chan_value {
 	__u8 pad2[3];            /* zero */
 };
 
-/* Map "tp_peer_to_chan": UDP from a peer to an allocation port -> ChannelData
- * to the client. Key: the peer's transport address and the allocation port
- * it sent to (the relayed address's family is the peer's family). */
+/* Key of the peer direction: the peer's transport address and the
+ * allocation port it sent to (the relayed address's family is the peer's). */
 struct tp_peer_key {
 	__u8 peer_addr[16];   /* network order, IPv4-mapped for IPv4 */
 	__be16 peer_port;     /* network order */
@@ -86,6 +106,7 @@ struct tp_peer_key {
 	__u8 pad[3];          /* zero */
 };
 
+/* What the peer direction relays to; the same bytes as struct tp_chan_key. */
 struct tp_peer_value {
 	__u8 client_addr[16]; /* network order, IPv4-mapped for IPv4 */
 	__be16 client_port;   /* network order */
@@ -93,6 +114,36 @@ struct tp_peer_value {
 	__u8 client_family;  /* enum tp_family of client_addr */
 	__u8 pad[3];          /* zero */
 };
+
+/* Value of "tp_bindings": one binding, both directions. */
+struct tp_binding {
+	struct tp_chan_key chan;    /* the channel direction's key; the peer direction's value */
+	struct tp_chan_value peer;  /* the channel direction's value; its first 24 bytes the peer direction's key */
+};
+
+/* Slots per directory bucket: 32 bytes, half a cache line. */
+#define TP_BUCKET_SLOTS 8
+/* A slot: 0 when empty, else (tag << TP_SLOT_TAG_SHIFT) | (index + 1), where
+ * index is the binding's slot in tp_bindings and tag the top 8 bits of the
+ * key's hash, so a slot of another key is mostly skipped without reading
+ * its binding. Hence at most 2^24 - 2 bindings. */
+#define TP_SLOT_TAG_SHIFT 24
+#define TP_SLOT_INDEX_MASK ((1u << TP_SLOT_TAG_SHIFT) - 1)
+
+/* Value of "tp_chan_to_peer" and "tp_peer_to_chan" (arrays of buckets). */
+struct tp_bucket {
+	__u32 slot[TP_BUCKET_SLOTS]; /* host order: see TP_SLOT_TAG_SHIFT */
+};
+
+/* Value of "tp_bind_meta" (one slot): how the directories are hashed. The
+ * sidecar writes it when it creates the tables and keeps it while they
+ * live (it is pinned with them). */
+struct tp_bind_meta {
+	__u64 seed[2];       /* host order: random, per set of tables */
+	__u32 bucket_mask;   /* host order: buckets per directory - 1 (a power of two - 1) */
+	__u32 version;       /* host order: TP_BIND_VERSION */
+};
+#define TP_BIND_VERSION 1
 
 /* ---- next hops: the kernel's tables, mirrored by the sidecar ------------
  * The relay host usually does not forward, so bpf_fib_lookup cannot answer

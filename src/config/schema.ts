@@ -104,7 +104,7 @@ export const configSchema = z
     // allocations, or many users share a NAT, must stay well inside this.
     authRatePerSecond: positiveInt.default(200),
     rateLimitIpv6Prefix: z.coerce.number().int().min(1).max(128).default(64),
-    rateLimitSources: positiveInt.max(16_777_216).default(65_536),
+    rateLimitSources: positiveInt.max(8_388_608).default(65_536),
     /** Let allocations on this relay be each other's peers (two relay-only WebRTC clients on one server). */
     allowRelayedPeers: bool.default(false),
     nonceLifetime: positiveInt.default(3600),
@@ -130,7 +130,7 @@ export const configSchema = z
     ebpf: z.enum(['off', 'auto', 'required']).default('auto'),
     interface: z.string().trim().min(1).optional(),
     xdpMode: z.enum(['native', 'skb']).default('native'),
-    mapCapacity: positiveInt.max(16_777_216).default(65_536),
+    mapCapacity: positiveInt.max(8_388_608).default(65_536),
     keepPinned: bool.default(false),
     perfPages: positiveInt.default(8),
     mtu: positiveInt.min(576).max(9000).default(1500),

@@ -340,15 +340,15 @@ export class KernelBindings {
     };
   }
 
-  /** Fill of the binding maps (both directions hold every binding once); ends a full episode once they have room again. */
+  /** Fill of the binding tables, per direction (both name every binding once); ends a full episode once they have room again. */
   stats(): MapStats {
     const entries = this.router.bindingCount();
-    const capacity = (m: string) => this.router.maxEntries(m);
-    if (this.#full && BINDING_MAPS.every((m) => entries <= capacity(m) * ROOM_AGAIN)) {
+    const capacity = this.router.bindingCapacity();
+    if (this.#full && entries <= capacity * ROOM_AGAIN) {
       this.#full = false;
-      this.log.info({ entries, capacity: capacity(BINDING_MAPS[0]), refusedWrites: this.#refused - this.#refusedAtStart }, 'kernel binding maps have room again');
+      this.log.info({ entries, capacity, refusedWrites: this.#refused - this.#refusedAtStart }, 'kernel binding maps have room again');
     }
-    return Object.fromEntries(BINDING_MAPS.map((m) => [m, { entries, capacity: capacity(m), full: this.#full, refusedWrites: this.#refused }]));
+    return Object.fromEntries(BINDING_MAPS.map((m) => [m, { entries, capacity, full: this.#full, refusedWrites: this.#refused }]));
   }
 
   /** True when the kernel holds the binding; false when a full map refused it. */
@@ -364,7 +364,7 @@ export class KernelBindings {
       this.#refusedAtStart = this.#refused - 1;
       const map = BINDING_MAPS.find((m) => e.message.includes(` in ${m} `)) ?? BINDING_MAPS[0];
       this.log.warn(
-        { map, entries: this.router.bindingCount(), capacity: this.router.maxEntries(map), reason: e.message },
+        { map, entries: this.router.bindingCount(), capacity: this.router.bindingCapacity(), reason: e.message },
         'kernel binding map full: further channels are relayed in userspace until it has room',
       );
       return false;

@@ -10,10 +10,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { XdpRouter, type ChannelBinding } from '../../src/sidecar/bpf/router.ts';
+import { BINDING_TABLE_MAPS, XdpRouter, type ChannelBinding } from '../../src/sidecar/bpf/router.ts';
 import { openDiagnostics } from '../../src/sidecar/bpf/perf.ts';
 import { BpfError } from '../../src/sidecar/bpf/errors.ts';
 import { libbpf } from '../../src/sidecar/bpf/libbpf.ts';
+import { encodeChanKey, encodeChanValue, encodePeerKey, encodePeerValue } from '../../src/sidecar/bpf/abi.ts';
 import { requireRoot, requireCapability, hasCommand } from '../helpers/env.ts';
 import { testRun } from '../helpers/bpf-test-run.ts';
 import { bpffsFor } from '../helpers/bpffs.ts';
@@ -51,13 +52,15 @@ test('load sets the binding maps capacity; config, bindings and counters work', 
   const { log, lines } = captureLog();
   const r = XdpRouter.load({ objectPath: buildFixture('mini_router'), mapCapacity: 1000, log });
   try {
-    assert.equal(r.maxEntries('tp_chan_to_peer'), 1000);
-    assert.equal(r.maxEntries('tp_peer_to_chan'), 1000);
+    assert.equal(r.bindingCapacity(), 1000);
+    assert.equal(r.maxEntries('tp_bindings'), 1000 + 125, 'a slot per binding and an eighth spare (at least 64)');
+    assert.equal(r.maxEntries('tp_chan_to_peer'), 512, '4 directory slots per binding, in a power of two of 8-slot buckets');
+    assert.equal(r.maxEntries('tp_peer_to_chan'), 512);
     const cpus = libbpf().numPossibleCpus();
     assert.equal(r.maxEntries('tp_path_stats'), cpus, 'one counter row per possible CPU');
     assert.equal(r.maxEntries('nh_cache') % cpus, 0, 'the next-hop cache has a block of slots per possible CPU');
-    const mem = r.mapMemory().find((m) => m.name === 'tp_chan_to_peer')!;
-    assert.equal(mem.maxEntries, 1000, 'the kernel map has the capacity (fdinfo)');
+    const mem = r.mapMemory().find((m) => m.name === 'tp_bindings')!;
+    assert.equal(mem.maxEntries, 1125, 'the kernel map has the size (fdinfo)');
     assert.ok(lines.some((l) => l.msg === 'bpf object loaded' && l.module === 'bpf'));
 
     // config: unconfigured frames count as pass_not_configured, configured ones as pass_stun (fixture logic)
@@ -143,7 +146,7 @@ test('a reload with pinDir reuses pinned maps; a capacity change is reported', (
 
   const second = XdpRouter.load({ objectPath: obj, mapCapacity: 2048, pinDir, log: captureLog().log });
   try {
-    assert.deepEqual([...second.reusedMaps].sort(), ['tp_chan_to_peer', 'tp_config', 'tp_diag', 'tp_diag_budget', 'tp_neigh', 'tp_path_stats', 'tp_peer_to_chan', 'tp_reasons', 'tp_routes']);
+    assert.deepEqual([...second.reusedMaps].sort(), ['tp_bind_meta', 'tp_bindings', 'tp_chan_to_peer', 'tp_config', 'tp_diag', 'tp_diag_budget', 'tp_neigh', 'tp_path_stats', 'tp_peer_to_chan', 'tp_reasons', 'tp_routes']);
     assert.deepEqual(second.listBindings(), [b], 'the binding written before the reload is still there');
   } finally {
     second.close();
@@ -151,19 +154,73 @@ test('a reload with pinDir reuses pinned maps; a capacity change is reported', (
 
   assert.throws(
     () => XdpRouter.load({ objectPath: obj, mapCapacity: 4096, pinDir, onPinnedMismatch: 'fail', log: captureLog().log }),
-    (e: BpfError) => e.code === 'PIN_MISMATCH' && /pinned map .*tp_chan_to_peer differs .*maxEntries pinned 2048, object wants 4096/.test(e.message),
+    (e: BpfError) => e.code === 'PIN_MISMATCH' && /pinned map .*tp_bindings differs .*maxEntries pinned 2304, object wants 4608/.test(e.message),
   );
   const { log, lines } = captureLog();
   const third = XdpRouter.load({ objectPath: obj, mapCapacity: 4096, pinDir, log });
   try {
-    assert.ok(lines.some((l) => l.level === 40 && /tp_chan_to_peer differs.*replacing it/.test(String(l.msg))));
-    assert.equal(third.maxEntries('tp_chan_to_peer'), 4096);
-    assert.equal(third.bindingCount(), 0, 'a replaced map starts empty');
+    assert.ok(lines.some((l) => l.level === 40 && /tp_bindings differs.*replacing it/.test(String(l.msg))));
+    assert.equal(third.bindingCapacity(), 4096);
+    assert.equal(third.maxEntries('tp_chan_to_peer'), 2048);
+    assert.ok(third.reusedMaps.includes('tp_bind_meta') && !third.reusedMaps.includes('tp_bindings'));
+    assert.equal(third.bindingCount(), 0, 'tables of which one was replaced start empty, all of them');
+    assert.deepEqual(third.listBindings(), []);
     assert.ok(third.reusedMaps.includes('tp_config'), 'maps that still fit are reused');
   } finally {
     third.close({ unpin: true });
   }
   assert.ok(!existsSync(`${pinDir}/tp_chan_to_peer`), 'close({ unpin: true }) removes the pins');
+});
+
+test('an upgrade from the hash-map layout moves the pinned bindings into the binding tables', (t) => {
+  if (!ready(t)) return;
+  const pinDir = join(bpffsFor(t), 'pins');
+  const lib = libbpf();
+  const old = XdpRouter.load({ objectPath: buildFixture('legacy_bindings'), pinDir, log: captureLog().log });
+  const bs = [binding(1), binding(2, true), binding(3)];
+  for (const b of bs) {
+    assert.equal(lib.mapUpdateElem(old.mapFd('tp_chan_to_peer'), encodeChanKey(b), encodeChanValue(b), 0n), 0);
+    assert.equal(lib.mapUpdateElem(old.mapFd('tp_peer_to_chan'), encodePeerKey(b), encodePeerValue(b), 0n), 0);
+  }
+  old.close();
+
+  const { log, lines } = captureLog();
+  const r = XdpRouter.load({ objectPath: buildFixture('mini_router'), mapCapacity: 1000, pinDir, log });
+  try {
+    assert.ok(!r.reusedMaps.includes('tp_chan_to_peer'), 'the hash map was replaced');
+    assert.deepEqual(r.listBindings().sort((a, b) => a.channel - b.channel), bs);
+    for (const b of bs) assert.deepEqual(r.lookupPeer(b.peer, b.allocationPort), { client: b.client, channel: b.channel });
+    assert.ok(lines.some((l) => l.msg === 'bindings moved to the binding tables' && l.moved === 3));
+    assert.ok(!lines.some((l) => Number(l.level) >= 40), 'no warning: nothing was lost');
+  } finally {
+    r.close();
+  }
+  const again = XdpRouter.load({ objectPath: buildFixture('mini_router'), mapCapacity: 1000, pinDir, log: captureLog().log });
+  try {
+    assert.equal(again.bindingCount(), 3, 'the moved bindings are pinned in the new tables');
+  } finally {
+    again.close({ unpin: true });
+  }
+});
+
+test('binding slots are reused only after the program runs that may read them ended; churn never runs out', async (t) => {
+  if (!ready(t)) return;
+  const r = XdpRouter.load({ objectPath: buildFixture('mini_router'), mapCapacity: 2, log: captureLog().log });
+  try {
+    // 2 bindings + 64 spare slots: 500 replacements in one turn of the event loop outrun the background grace periods.
+    for (let i = 0; i < 500; i++) {
+      r.putChannel(binding(i));
+      assert.equal(r.deleteChannel(binding(i)), true);
+    }
+    r.putChannel(binding(1));
+    r.putChannel(binding(2));
+    assert.throws(() => r.putChannel(binding(3)), /E2BIG/);
+    assert.equal(r.deleteChannel(binding(1)), true);
+    r.putChannel(binding(3));
+    assert.deepEqual(r.listBindings().map((b) => b.channel).sort(), [binding(2).channel, binding(3).channel].sort());
+  } finally {
+    r.close();
+  }
 });
 
 test('errors name the operation and the errno', (t) => {
@@ -256,7 +313,7 @@ test('map memory at 65,536 installed bindings stays within 16 MB (binding maps; 
     for (let i = 0; i < 65536; i++) r.putChannel(binding(i, i % 2 === 1));
     assert.equal(r.bindingCount(), 65536);
     const mem = r.mapMemory();
-    const bindings = mem.filter((m) => m.name === 'tp_chan_to_peer' || m.name === 'tp_peer_to_chan').reduce((s, m) => s + m.memlockBytes, 0);
+    const bindings = mem.filter((m) => (BINDING_TABLE_MAPS as readonly string[]).includes(m.name)).reduce((s, m) => s + m.memlockBytes, 0);
     const total = mem.reduce((s, m) => s + m.memlockBytes, 0);
     const neigh = mem.find((m) => m.name === 'tp_neigh');
     t.diagnostic(

@@ -71,6 +71,20 @@ export const STRUCTS = {
       client_family: { offset: 20, size: 1 }, pad: { offset: 21, size: 3 },
     },
   },
+  // One binding, both directions: the channel key, then the channel value (whose first 24 bytes are the peer key).
+  tp_binding: {
+    size: 72,
+    fields: { chan: { offset: 0, size: 24 }, peer: { offset: 24, size: 48 } },
+  },
+  // A directory bucket: TP_BUCKET_SLOTS slots of (tag << 24) | (index + 1), 0 when empty.
+  tp_bucket: {
+    size: 32,
+    fields: { slot: { offset: 0, size: 32 } },
+  },
+  tp_bind_meta: {
+    size: 24,
+    fields: { seed: { offset: 0, size: 16 }, bucket_mask: { offset: 16, size: 4 }, version: { offset: 20, size: 4 } },
+  },
   tp_route_key: {
     size: 24,
     fields: { prefixlen: { offset: 0, size: 4 }, family: { offset: 4, size: 1 }, pad: { offset: 5, size: 3 }, addr: { offset: 8, size: 16 } },
@@ -121,6 +135,14 @@ export const STRUCTS = {
 
 export const TP_CFG_HAVE_V4 = 1 << 0;
 export const TP_CFG_HAVE_V6 = 1 << 1;
+
+/** Binding tables (the header's "bindings" section). */
+export const TP_BUCKET_SLOTS = 8;
+export const TP_SLOT_TAG_SHIFT = 24;
+export const TP_SLOT_INDEX_MASK = (1 << TP_SLOT_TAG_SHIFT) - 1;
+export const TP_BIND_VERSION = 1;
+/** Where tp_binding holds the peer direction's key (and the channel direction's value). */
+export const PEER_KEY_AT = STRUCTS.tp_binding.fields.peer.offset;
 
 /** enum tp_family: the IP version number. */
 export const TP_FAMILY_V4 = 4;

@@ -21,6 +21,7 @@ export const XDP_FLAGS_SKB_MODE = 1 << 1;
 export const XDP_FLAGS_DRV_MODE = 1 << 2;
 export const XDP_ATTACHED_DRV = 1;
 export const XDP_ATTACHED_SKB = 2;
+export const BPF_MAP_TYPE_HASH = 1;
 export const BPF_MAP_TYPE_ARRAY = 2;
 export const BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;

@@ -8,9 +8,10 @@ import { basename, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import koffi from 'koffi';
 import type { Logger } from 'pino';
-import { BINDING_MAPS } from './bindings.ts';
+import { decodeChanKey, decodeChanValue } from './abi.ts';
+import { BINDING_MAPS, tableSizes, type ChannelBinding } from './bindings.ts';
 import { BpfError } from './errors.ts';
-import { BPF_MAP_TYPE_PERF_EVENT_ARRAY, libbpf, type LibBpf, type Ptr } from './libbpf.ts';
+import { BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERF_EVENT_ARRAY, libbpf, type LibBpf, type Ptr } from './libbpf.ts';
 import type { MapHandle } from './maps.ts';
 import { routeLibbpfLogs } from './print.ts';
 import { BpfMapInfo, type MapInfo } from './structs.ts';
@@ -26,7 +27,7 @@ export const PER_CPU_ROW_MAPS = ['tp_path_stats', 'tp_reasons', 'nh_cache'] as c
 
 export interface LoadOptions {
   objectPath: string;
-  /** max_entries of each of BINDING_MAPS (default 65536). */
+  /** Channel bindings the tables hold (default 65536); tableSizes sizes their maps. */
   mapCapacity?: number;
   /** bpffs directory for pinned maps and links; no pinning when unset. */
   pinDir?: string;
@@ -47,6 +48,8 @@ export interface LoadedObject {
   maps: Map<string, MapHandle>;
   /** tp_ maps reused from pins (the rest were created). */
   reusedMaps: string[];
+  /** Bindings read from pinned maps of the earlier hash layout, which were replaced: the caller installs them again. */
+  legacyBindings: ChannelBinding[];
 }
 
 /** Mounts bpffs at /sys/fs/bpf when pinDir lives there and it is not mounted yet. */
@@ -74,7 +77,7 @@ export function loadObject(opts: LoadOptions): LoadedObject {
   const capacity = opts.mapCapacity ?? 65536;
   const objectName = basename(opts.objectPath);
   const what = `load ${objectName}`;
-  if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`mapCapacity must be a positive integer, got ${capacity}`);
+  const sizes: Record<string, number> = tableSizes(capacity);
 
   const obj = lib.objectOpenFile(opts.objectPath, null);
   if (!obj) {
@@ -83,11 +86,13 @@ export function loadObject(opts: LoadOptions): LoadedObject {
   }
   try {
     const reused: string[] = [];
+    const legacy: ChannelBinding[] = [];
     for (let m = lib.objectNextMap(obj, null); m; m = lib.objectNextMap(obj, m)) {
       const name = lib.mapName(m);
-      if ((BINDING_MAPS as readonly string[]).includes(name)) {
-        const err = lib.mapSetMaxEntries(m, capacity);
-        if (err < 0) throw BpfError.fromErrno(`set max_entries of ${name} to ${capacity}`, -err);
+      const size = sizes[name];
+      if (size !== undefined) {
+        const err = lib.mapSetMaxEntries(m, size);
+        if (err < 0) throw BpfError.fromErrno(`set max_entries of ${name} to ${size}`, -err);
       }
       if ((PER_CPU_ROW_MAPS as readonly string[]).includes(name)) {
         const rows = lib.mapMaxEntries(m) * lib.numPossibleCpus();
@@ -97,7 +102,7 @@ export function loadObject(opts: LoadOptions): LoadedObject {
       if (opts.pinDir && name.startsWith('tp_')) {
         const path = join(opts.pinDir, name);
         if (existsSync(path)) {
-          if (checkPinned(lib, m, name, path, opts.onPinnedMismatch ?? 'replace', log)) reused.push(name);
+          if (checkPinned(lib, m, name, path, opts.onPinnedMismatch ?? 'replace', log, legacy)) reused.push(name);
         }
         const err = lib.mapSetPinPath(m, path);
         if (err < 0) throw BpfError.fromErrno(`set pin path of ${name}`, -err);
@@ -137,7 +142,7 @@ export function loadObject(opts: LoadOptions): LoadedObject {
       { object: objectName, program: lib.programName(prog), capacity, pinDir: opts.pinDir, reused, created, libbpf: `${lib.majorVersion()}.${lib.minorVersion()}` },
       'bpf object loaded',
     );
-    return { lib, obj, objectName, programName: lib.programName(prog), progFd: lib.programFd(prog), maps, reusedMaps: reused };
+    return { lib, obj, objectName, programName: lib.programName(prog), progFd: lib.programFd(prog), maps, reusedMaps: reused, legacyBindings: legacy };
   } catch (err) {
     lib.objectClose(obj);
     throw err;
@@ -147,9 +152,11 @@ export function loadObject(opts: LoadOptions): LoadedObject {
 /**
  * Compares a pinned map with the object's definition. True when libbpf may
  * reuse it; on a mismatch either throws or removes the pin so a new map is
- * created and pinned in its place.
+ * created and pinned in its place. A tp_chan_to_peer of the earlier layout
+ * (a hash map, key tp_chan_key, value tp_chan_value) has its bindings read
+ * into legacy first, so an upgrade keeps them.
  */
-function checkPinned(lib: LibBpf, m: Ptr, name: string, path: string, policy: 'replace' | 'fail', log: Logger): boolean {
+function checkPinned(lib: LibBpf, m: Ptr, name: string, path: string, policy: 'replace' | 'fail', log: Logger, legacy: ChannelBinding[]): boolean {
   const fd = lib.objGet(path);
   if (fd < 0) {
     throw BpfError.fromErrno(`open pinned map ${path}`, -fd);
@@ -168,10 +175,39 @@ function checkPinned(lib: LibBpf, m: Ptr, name: string, path: string, policy: 'r
     if (diffs.length === 0) return true;
     const msg = `pinned map ${path} differs from ${name} in the object: ${diffs.join('; ')}`;
     if (policy === 'fail') throw new BpfError(`${msg} (remove the pin or use onPinnedMismatch: 'replace')`, 'PIN_MISMATCH');
-    log.warn({ map: name, path, diffs }, `${msg}: replacing it (its entries are lost)`);
+    if (name === BINDING_MAPS[0] && info.type === BPF_MAP_TYPE_HASH && info.key_size === 24 && info.value_size === 48) {
+      const found = readLegacyBindings(lib, fd);
+      legacy.push(...found);
+      log.info({ map: name, path, bindings: found.length }, 'pinned bindings of the hash-map layout read: they move to the binding tables');
+    } else if (name === BINDING_MAPS[1] && info.type === BPF_MAP_TYPE_HASH) {
+      log.info({ map: name, path }, 'pinned map of the hash-map layout replaced: its bindings move with tp_chan_to_peer');
+    } else {
+      log.warn({ map: name, path, diffs }, `${msg}: replacing it (its entries are lost)`);
+    }
     unlinkSync(path);
     return false;
   } finally {
     lib.close(fd);
+  }
+}
+
+/** Every binding of a tp_chan_to_peer hash map of the earlier layout. */
+function readLegacyBindings(lib: LibBpf, fd: number): ChannelBinding[] {
+  const out: ChannelBinding[] = [];
+  let prev: Uint8Array | null = null;
+  for (;;) {
+    const key = new Uint8Array(24);
+    if (lib.mapGetNextKey(fd, prev, key) < 0) return out;
+    const value = new Uint8Array(48);
+    if (lib.mapLookupElem(fd, key, value) === 0) {
+      try {
+        const k = decodeChanKey(key);
+        const v = decodeChanValue(value);
+        out.push({ client: k.client, channel: k.channel, peer: v.peer, allocationPort: v.allocationPort });
+      } catch {
+        // an entry that does not decode is not carried over; the relay's resync restores what it owns
+      }
+    }
+    prev = key;
   }
 }

@@ -11,8 +11,7 @@
 // with bpf_link_update: one atomic replacement, no gap in relaying.
 import type { Endpoint, Neighbour, ReasonName, Route, TpConfig } from './abi.ts';
 import { XdpAttacher, type AttachMode, type AttachOptions, type AttachResult } from './attach.ts';
-import * as bindings from './bindings.ts';
-import type { ChannelBinding } from './bindings.ts';
+import { BindingTable, type ChannelBinding } from './bindings.ts';
 import { readConfig, writeConfig, type RouterConfig } from './config-map.ts';
 import { readPathStats, readReasons, type PathCounter } from './counters.ts';
 import { BpfError } from './errors.ts';
@@ -21,7 +20,7 @@ import { loadObject, type LoadOptions } from './loader.ts';
 import { ObjectMaps, type MapMemory } from './maps.ts';
 import * as nextHops from './next-hops.ts';
 
-export { BINDING_MAPS, type ChannelBinding } from './bindings.ts';
+export { BINDING_MAPS, BINDING_TABLE_MAPS, type ChannelBinding } from './bindings.ts';
 export { ensureBpffs, PROGRAM_NAME, type LoadOptions } from './loader.ts';
 export type { AttachMode, AttachOptions, AttachResult } from './attach.ts';
 export type { RouterConfig } from './config-map.ts';
@@ -44,6 +43,8 @@ export class XdpRouter {
   private obj: Ptr | null;
   private readonly progFd: number;
   private readonly maps: ObjectMaps;
+  /** Absent in objects without binding tables (the benchmarks' empty program and wrappers). */
+  private readonly tables: BindingTable | undefined;
   /** One per interface the program is (being) attached to. */
   private readonly attachers = new Map<string, XdpAttacher>();
   private readonly lib: LibBpf;
@@ -62,6 +63,35 @@ export class XdpRouter {
     this.reusedMaps = loaded.reusedMaps;
     this.maps = new ObjectMaps(loaded.lib, loaded.maps, loaded.objectName, () => this.obj !== null);
     this.log = opts.log;
+    try {
+      this.tables = loaded.maps.has('tp_bindings') ? new BindingTable(this.maps, opts.mapCapacity ?? 65536, loaded.reusedMaps, opts.log) : undefined;
+      this.migrate(loaded.legacyBindings);
+    } catch (e) {
+      this.lib.objectClose(loaded.obj);
+      this.obj = null;
+      throw e;
+    }
+  }
+
+  /** Installs bindings read from pins of the earlier hash layout; one that does not fit is left to the relay's resync. */
+  private migrate(legacy: readonly ChannelBinding[]): void {
+    if (legacy.length === 0) return;
+    let moved = 0;
+    for (const b of legacy) {
+      try {
+        this.bindings.put(b);
+        moved++;
+      } catch (e) {
+        this.log.warn({ reason: (e as Error).message }, 'a pinned binding of the hash-map layout was not moved: the relay resync decides');
+      }
+    }
+    this.log.info({ moved, read: legacy.length }, 'bindings moved to the binding tables');
+  }
+
+  private get bindings(): BindingTable {
+    this.open();
+    if (!this.tables) throw new BpfError(`${this.objectName} has no binding tables`, 'NO_MAP');
+    return this.tables;
   }
 
   /** Opens and loads the object, reusing pinned maps; see the file comment. */
@@ -102,35 +132,35 @@ export class XdpRouter {
 
   /** Installs a channel in both directions; on a failure neither direction stays. */
   putChannel(b: ChannelBinding): void {
-    bindings.putChannel(this.maps, b);
+    this.bindings.put(b);
     for (const o of this.observers) o.put(b);
   }
 
   /** Removes both directions; true when at least one existed. */
   deleteChannel(b: ChannelBinding): boolean {
-    const removed = bindings.deleteChannel(this.maps, b);
+    const removed = this.bindings.delete(b);
     for (const o of this.observers) o.deleted(b);
     return removed;
   }
 
   /** The peer side of a channel, from tp_chan_to_peer. */
   lookupChannel(client: Endpoint, channel: number): { peer: Endpoint; allocationPort: number } | undefined {
-    return bindings.lookupChannel(this.maps, client, channel);
+    return this.bindings.lookupChannel(client, channel);
   }
 
   /** The client side of a channel, from tp_peer_to_chan. */
   lookupPeer(peer: Endpoint, allocationPort: number): { client: Endpoint; channel: number } | undefined {
-    return bindings.lookupPeer(this.maps, peer, allocationPort);
+    return this.bindings.lookupPeer(peer, allocationPort);
   }
 
   /** Every installed channel, read from tp_chan_to_peer (for resync with the relay). */
   listBindings(): ChannelBinding[] {
-    return bindings.listBindings(this.maps);
+    return this.bindings.list();
   }
 
   /** Empties both binding maps; returns how many channels were removed. */
   clearBindings(): number {
-    const n = bindings.clearBindings(this.maps);
+    const n = this.bindings.clear();
     for (const o of this.observers) o.cleared();
     return n;
   }
@@ -142,7 +172,12 @@ export class XdpRouter {
   }
 
   bindingCount(): number {
-    return bindings.bindingCount(this.maps);
+    return this.bindings.count();
+  }
+
+  /** Bindings the tables hold at most (mapCapacity). */
+  bindingCapacity(): number {
+    return this.bindings.capacity;
   }
 
   // ---- next hops (the kernel's routes and neighbours, mirrored) ----------------
@@ -244,6 +279,7 @@ export class XdpRouter {
     if (this.obj === null) return;
     for (const fn of this.closeHooks.splice(0)) fn();
     this.observers.clear();
+    this.tables?.close();
     if (opts.unpin) {
       this.detach();
       for (const m of this.maps.all()) {
