@@ -6,7 +6,7 @@
 // allocation churn (create, refresh, expire, delete). Every --restart-every
 // seconds it SIGKILLs the relay or the sidecar, alternately, and the launcher
 // restarts it, as it does a crashed child. At the end it checks:
-//   - the kernel's binding maps (bpftool, decoded with bpf/abi.ts) equal the
+//   - the kernel's binding tables (read from the pins, decoded with bpf/abi.ts) equal the
 //     relay's state: the live channels the clients hold, and the relay's own
 //     allocation/permission/channel counts and the sidecar's open ports;
 //   - no live allocation lost: each still answers Refresh and relays both ways,
@@ -76,7 +76,7 @@ if (process.getuid?.() !== 0) {
   process.stderr.write('soak: needs root (network namespaces, XDP)\n');
   process.exit(2);
 }
-for (const cmd of ['nsenter', 'curl', 'bpftool', 'turnutils_peer']) {
+for (const cmd of ['nsenter', 'curl', 'turnutils_peer']) {
   if (!hasCommand(cmd)) {
     process.stderr.write(`soak: ${cmd} not found (bash scripts/setup.sh --test installs it)\n`);
     process.exit(2);
@@ -352,7 +352,7 @@ async function main(): Promise<number> {
       ['state at the end', 'allocations', 'permissions', 'channels', 'allocation ports', 'tp_chan_to_peer', 'tp_peer_to_chan'],
       ['clients', String(alive.length), String(alive.length), String(expected.length), '-', '-', '-'],
       ['relay (/status)', String(c?.allocations ?? '-'), String(c?.permissions ?? '-'), String(c?.channels ?? '-'), String(allocationPorts(status)), '-', '-'],
-      ['kernel (bpftool)', '-', '-', '-', '-', String(kernel.chanToPeer.length), String(kernel.peerToChan.length)],
+      ['kernel (pinned tables)', '-', '-', '-', '-', String(kernel.chanToPeer.length), String(kernel.peerToChan.length)],
     ]));
     out.push('');
     out.push(failures.length === 0 ? 'PASS: maps equal the relay state, no live allocation lost, loss only in restart gaps, memory flat' : `FAIL:\n${failures.map((f) => `- ${f}`).join('\n')}`);

@@ -23,7 +23,7 @@ function ipv4Of(i: number): string {
 export async function measureMapMemory(capacity: number, fill: number): Promise<MapMemoryResult> {
   const objectPath = new URL('../../bpf/turn_router.o', import.meta.url).pathname;
   if (!existsSync(objectPath)) throw new Error(`${objectPath} not built (make -C bpf)`);
-  const { XdpRouter, BINDING_MAPS } = await import('../../src/sidecar/bpf/router.ts');
+  const { XdpRouter, BINDING_TABLE_MAPS } = await import('../../src/sidecar/bpf/router.ts');
   const router = XdpRouter.load({ objectPath, mapCapacity: capacity, log: pino({ level: 'silent' }) });
   try {
     const t0 = performance.now();
@@ -38,7 +38,7 @@ export async function measureMapMemory(capacity: number, fill: number): Promise<
     }
     const fillSeconds = (performance.now() - t0) / 1000;
     const perMap = router.mapMemory().map((m) => ({ name: m.name, maxEntries: m.maxEntries, memlockBytes: m.memlockBytes }));
-    const binding = perMap.filter((m) => (BINDING_MAPS as readonly string[]).includes(m.name));
+    const binding = perMap.filter((m) => (BINDING_TABLE_MAPS as readonly string[]).includes(m.name));
     return {
       capacity,
       filled: fill,

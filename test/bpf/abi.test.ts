@@ -135,8 +135,9 @@ test('bpf/turn_router.o carries the same layouts for every shared type it contai
   const btf = readBtf(obj!);
   const structs = checkStructs(btf, false);
   checkEnums(btf, false);
-  // Every map key/value struct must be present: the maps are declared with them.
-  for (const s of ['tp_config', 'tp_chan_key', 'tp_chan_value', 'tp_peer_key', 'tp_peer_value', 'tp_path_stats', 'tp_path_row', 'tp_reason_row', 'tp_route_key', 'tp_route_value', 'tp_neigh_key', 'tp_neigh_value']) {
+  // Every map value struct, and what they are built of, must be present: the maps are declared with them.
+  // (tp_peer_key and tp_peer_value are the halves of tp_binding read the other way round.)
+  for (const s of ['tp_config', 'tp_binding', 'tp_bucket', 'tp_bind_meta', 'tp_chan_key', 'tp_chan_value', 'tp_path_stats', 'tp_path_row', 'tp_reason_row', 'tp_route_key', 'tp_route_value', 'tp_neigh_key', 'tp_neigh_value']) {
     assert.ok(structs.includes(s), `struct ${s} in the object's BTF`);
   }
 });

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import pino from 'pino';
-import { XdpRouter, BINDING_MAPS, type ChannelBinding } from '../../src/sidecar/bpf/router.ts';
+import { XdpRouter, BINDING_TABLE_MAPS, type ChannelBinding } from '../../src/sidecar/bpf/router.ts';
 import { requireRoot, requireCapability } from '../helpers/env.ts';
 import { BASE_CONFIG, OBJECT } from './golden-scene.ts';
 
@@ -37,7 +37,7 @@ test(`golden-memory: ${COUNT} bindings fit in 16 MiB of binding-map memory`, (t)
     const sum = () =>
       r
         .mapMemory()
-        .filter((m) => (BINDING_MAPS as readonly string[]).includes(m.name))
+        .filter((m) => (BINDING_TABLE_MAPS as readonly string[]).includes(m.name))
         .reduce((n, m) => n + m.memlockBytes, 0);
     const empty = sum();
     for (let i = 0; i < COUNT; i++) r.putChannel(binding(i));

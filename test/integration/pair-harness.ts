@@ -13,6 +13,8 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { before, after, type TestContext } from 'node:test';
 import { createTopology, type Topology, type Role } from '../helpers/netns.ts';
+import { readPinnedBindings } from '../../src/sidecar/bpf/bindings.ts';
+import { libbpf } from '../../src/sidecar/bpf/libbpf.ts';
 import { sleep, waitUntil } from '../helpers/wait.ts';
 import { hasCommand, relayUserForTests, requireCapability, requireRoot } from '../helpers/env.ts';
 
@@ -221,8 +223,7 @@ export async function startPair(topo: Topology, opts: PairOptions): Promise<Pair
       const pinsLeft = existsSync(pinDir) ? readdirSync(pinDir) : [];
       const report: StopReport = { exitCode: proc.exitCode, pinsLeft };
       if (pinsLeft.includes('tp_chan_to_peer')) {
-        const { stdout } = await execFileP('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinDir, 'tp_chan_to_peer')]);
-        report.channelEntriesLeft = (JSON.parse(stdout) as unknown[]).length;
+        report.channelEntriesLeft = readPinnedBindings(libbpf(), pinDir).chanToPeer.length;
       }
       if (existsSync(pinDir)) rmSync(pinDir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });

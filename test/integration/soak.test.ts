@@ -14,7 +14,7 @@ const MINUTES = 2;
 
 test(`soak for ${MINUTES} minutes: churn, traffic and alternating relay/sidecar SIGKILLs keep every invariant`, { timeout: (MINUTES + 5) * 60_000 }, async (t) => {
   if (!requireRoot(t)) return;
-  const tools = ['nsenter', 'curl', 'bpftool', 'turnutils_peer'];
+  const tools = ['nsenter', 'curl', 'turnutils_peer'];
   if (!requireCapability(t, tools.every(hasCommand), `needs ${tools.join(', ')}`)) return;
   const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/soak.ts', '--minutes', String(MINUTES), '--restart-every', '30'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

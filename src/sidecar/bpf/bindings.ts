@@ -33,6 +33,8 @@
 // entry, which listBindings (and so the resync with the relay) sees.
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
+import { join } from 'node:path';
+import koffi from 'koffi';
 import type { Logger } from 'pino';
 import {
   PARTNER_AT,
@@ -52,6 +54,8 @@ import {
 } from './abi.ts';
 import { DIR_CHAN, DIR_PEER, keyHash, placeOf, type Direction } from './bind-hash.ts';
 import { BpfError } from './errors.ts';
+import type { LibBpf } from './libbpf.ts';
+import { BpfMapInfo, type MapInfo } from './structs.ts';
 import { afterReaders, mapArray, waitForReaders, type MappedArray } from './mapped.ts';
 import { slotKey, type ObjectMaps } from './maps.ts';
 
@@ -150,7 +154,7 @@ export class BindingTable {
       const orphans = this.#rebuild();
       log.info({ bindings: this.#live, orphans }, 'binding tables reused');
     } else {
-      this.#reset(buckets);
+      this.#reset(buckets, BINDING_TABLE_MAPS.some((n) => reusedMaps.includes(n)));
     }
   }
 
@@ -164,12 +168,18 @@ export class BindingTable {
     return d.getUint32(f.version.offset, true) === TP_BIND_VERSION && this.#mask === buckets - 1;
   }
 
-  /** Empty tables and a new seed; the program sees no binding until the new meta is written. */
-  #reset(buckets: number): void {
+  /**
+   * Empty tables and a new seed; the program finds nothing until the new
+   * meta is written. Some of them may be pins a running program still
+   * reads (the rest did not fit): its runs in progress end before the
+   * slots they may be reading are zeroed.
+   */
+  #reset(buckets: number, someReused: boolean): void {
     const meta = this.#maps.get('tp_bind_meta');
     const off = new Uint8Array(meta.valueSize);
     this.#check(this.#maps.lib.mapUpdateElem(meta.fd, slotKey(0), off, 0n), 'clear tp_bind_meta');
-    for (const d of this.#dirs) d.fill(0);
+    for (const d of this.#dirs) for (let i = 0; i < d.length; i++) if (d[i] !== 0) Atomics.store(d, i, 0);
+    if (someReused && !waitForReaders()) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FALLBACK_GRACE_MS);
     this.#entries.bytes.fill(0);
     const seed = randomBytes(16);
     const v = new Uint8Array(meta.valueSize);
@@ -212,8 +222,10 @@ export class BindingTable {
         orphans++;
       }
     }
-    // The cleared words' slots may still be read by a run in progress.
-    if (orphans > 0) waitForReaders();
+    // Unnamed slots may still be read by a run in progress: the cleared
+    // words' slots, and those the last sidecar retired and exited before
+    // their grace period ended.
+    if (!waitForReaders()) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FALLBACK_GRACE_MS);
     this.#free = this.#allSlotsExcept(used);
     return orphans;
   }
@@ -427,15 +439,7 @@ export class BindingTable {
   /** Every binding tp_chan_to_peer names (for resync with the relay). */
   list(): ChannelBinding[] {
     this.#open();
-    const out: ChannelBinding[] = [];
-    for (const w of this.#dirs[DIR_CHAN]) {
-      if (w === 0) continue;
-      const e = this.#binding((w & TP_SLOT_INDEX_MASK) - 1);
-      const k = decodeChanKey(e.subarray(0, KEY_SIZE));
-      const v = decodeChanValue(e.subarray(PEER_KEY_AT));
-      out.push({ client: k.client, channel: k.channel, peer: v.peer, allocationPort: v.allocationPort });
-    }
-    return out;
+    return named(this.#dirs[DIR_CHAN], this.#entries.bytes);
   }
 
   /** Unnames every binding (peer direction first); returns how many there were. */
@@ -475,5 +479,57 @@ export class BindingTable {
     this.#closed = true;
     this.#entries.unmap();
     for (const m of this.#dirMaps) m.unmap();
+  }
+}
+
+/** The bindings a directory names, decoded from the slots of tp_bindings they name. */
+function named(words: Uint32Array, entries: Uint8Array): ChannelBinding[] {
+  const out: ChannelBinding[] = [];
+  for (const w of words) {
+    if (w === 0) continue;
+    const at = ((w & TP_SLOT_INDEX_MASK) - 1) * BINDING_SIZE;
+    const e = entries.subarray(at, at + BINDING_SIZE);
+    if (e.length < BINDING_SIZE) continue;
+    const k = decodeChanKey(e.subarray(0, KEY_SIZE));
+    const v = decodeChanValue(e.subarray(PEER_KEY_AT));
+    out.push({ client: k.client, channel: k.channel, peer: v.peer, allocationPort: v.allocationPort });
+  }
+  return out;
+}
+
+/**
+ * What each directory of the tables pinned in pinDir names, read from the
+ * pins (another process, e.g. a running sidecar, owns them): for checks
+ * that compare the kernel's bindings with what the relay holds.
+ */
+export function readPinnedBindings(lib: LibBpf, pinDir: string): { chanToPeer: ChannelBinding[]; peerToChan: ChannelBinding[] } {
+  const opened: { m: MappedArray; fd: number }[] = [];
+  const open = (name: string): MappedArray => {
+    const fd = lib.objGet(join(pinDir, name));
+    if (fd < 0) throw BpfError.fromErrno(`open pinned ${name} in ${pinDir}`, -fd);
+    try {
+      const info: MapInfo = {};
+      const err = lib.mapInfoByFd(fd, info, [koffi.sizeof(BpfMapInfo)]);
+      if (err < 0) throw BpfError.fromErrno(`read info of pinned ${name}`, -err);
+      const m = mapArray({ name, ptr: 0n, fd, type: info.type!, keySize: info.key_size!, valueSize: info.value_size!, maxEntries: info.max_entries! });
+      opened.push({ m, fd });
+      return m;
+    } catch (e) {
+      lib.close(fd);
+      throw e;
+    }
+  };
+  try {
+    const entries = open('tp_bindings').bytes;
+    const words = (name: string) => {
+      const b = open(name).bytes;
+      return new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
+    };
+    return { chanToPeer: named(words(BINDING_MAPS[0]), entries), peerToChan: named(words(BINDING_MAPS[1]), entries) };
+  } finally {
+    for (const { m, fd } of opened) {
+      m.unmap();
+      lib.close(fd);
+    }
   }
 }
