@@ -27,7 +27,7 @@ struct {
  * (src/sidecar/bpf/loader.ts): tp_bindings holds the capacity plus slots
  * for bindings being replaced, each directory capacity / 2 buckets (a
  * power of two: 4 slots per binding, so a key's two buckets practically
- * never both fill). At 65,536 bindings: 5.3 MiB and 2 x 1 MiB
+ * never both fill). At 65,536 bindings: 5.1 MiB and 2 x 1.0 MiB
  * (test/bpf/golden-memory.test.ts checks the 16 MiB budget).
  */
 struct {
