@@ -53,7 +53,10 @@ let rawRun: ((progFd: number, opts: unknown) => number) | undefined;
  * and output decoding churn the caches between runs, and the next run's
  * misses on that churn would be timed as the program's.
  */
-export function preparedTestRun(router: XdpRouter, frame: Uint8Array): { run(): number; close(): void } {
+export function preparedTestRun(
+  router: Pick<XdpRouter, 'programFd' | 'programName'>,
+  frame: Uint8Array,
+): { run(): number; outcome(): { action: number; data: Uint8Array }; close(): void } {
   rawRun ??= koffi.load('libbpf.so.1').func('int bpf_prog_test_run_opts(int prog_fd, void *opts)') as (progFd: number, opts: unknown) => number;
   const progFd = router.programFd();
   const outCap = frame.length + GROWTH;
@@ -64,6 +67,7 @@ export function preparedTestRun(router: XdpRouter, frame: Uint8Array): { run(): 
   koffi.encode(opts, BpfTestRunOpts, sizedOpts<TestRunOpts>(BpfTestRunOpts, { data_in: inPtr, data_out: outPtr, data_size_in: frame.length, data_size_out: outCap, repeat: 1 }));
   const sizeOut = koffi.offsetof(BpfTestRunOpts, 'data_size_out');
   const duration = koffi.offsetof(BpfTestRunOpts, 'duration');
+  const retval = koffi.offsetof(BpfTestRunOpts, 'retval');
   const run = rawRun;
   return {
     run(): number {
@@ -71,6 +75,11 @@ export function preparedTestRun(router: XdpRouter, frame: Uint8Array): { run(): 
       const err = run(progFd, opts);
       if (err < 0) throw BpfError.fromErrno(`test run of ${router.programName} on a ${frame.length}-byte frame`, -err);
       return koffi.decode(opts, duration, 'uint32_t') as number;
+    },
+    /** The last run's action and output frame (allocates: not for timing loops). */
+    outcome() {
+      const size = koffi.decode(opts, sizeOut, 'uint32_t') as number;
+      return { action: koffi.decode(opts, retval, 'uint32_t') as number, data: koffi.decode(outPtr, 'uint8_t', size) as Uint8Array };
     },
     close(): void {
       koffi.free(inPtr);
