@@ -149,12 +149,17 @@ export class BindingTable {
     this.#dirMaps = [mapArray(maps.get(BINDING_MAPS[0])), mapArray(maps.get(BINDING_MAPS[1]))];
     this.#dirs = this.#dirMaps.map((m) => new Uint32Array(m.bytes.buffer, m.bytes.byteOffset, m.bytes.length / 4)) as [Uint32Array, Uint32Array];
     const buckets = maps.get(BINDING_MAPS[0]).maxEntries;
-    const kept = BINDING_TABLE_MAPS.every((n) => reusedMaps.includes(n)) && this.#readMeta(buckets);
-    if (kept) {
-      const orphans = this.#rebuild();
-      log.info({ bindings: this.#live, orphans }, 'binding tables reused');
-    } else {
-      this.#reset(buckets, BINDING_TABLE_MAPS.some((n) => reusedMaps.includes(n)));
+    try {
+      const kept = BINDING_TABLE_MAPS.every((n) => reusedMaps.includes(n)) && this.#readMeta(buckets);
+      if (kept) {
+        const orphans = this.#rebuild();
+        log.info({ bindings: this.#live, orphans }, 'binding tables reused');
+      } else {
+        this.#reset(buckets, BINDING_TABLE_MAPS.some((n) => reusedMaps.includes(n)));
+      }
+    } catch (e) {
+      this.close();
+      throw e;
     }
   }
 
