@@ -205,7 +205,8 @@ test('an upgrade from the hash-map layout moves the pinned bindings into the bin
 
 test('binding slots are reused only after the program runs that may read them ended; churn never runs out', async (t) => {
   if (!ready(t)) return;
-  const r = XdpRouter.load({ objectPath: buildFixture('mini_router'), mapCapacity: 2, log: captureLog().log });
+  const { log, lines } = captureLog();
+  const r = XdpRouter.load({ objectPath: buildFixture('mini_router'), mapCapacity: 2, log });
   try {
     // 2 bindings + 64 spare slots: 500 replacements in one turn of the event loop outrun the background grace periods.
     for (let i = 0; i < 500; i++) {
@@ -218,6 +219,10 @@ test('binding slots are reused only after the program runs that may read them en
     assert.equal(r.deleteChannel(binding(1)), true);
     r.putChannel(binding(3));
     assert.deepEqual(r.listBindings().map((b) => b.channel).sort(), [binding(2).channel, binding(3).channel].sort());
+    const waits = lines.filter((l) => /every spare slot was waiting/.test(String(l.msg)));
+    assert.equal(waits.length, 1, 'the synchronous waits are told once (a minute)');
+    assert.equal(waits[0]!.level, 40);
+    assert.equal(waits[0]!.spareSlots, 64);
   } finally {
     r.close();
   }

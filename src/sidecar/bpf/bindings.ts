@@ -135,6 +135,9 @@ export class BindingTable {
   #inGrace: number[] | null = null;
   #live = 0;
   #closed = false;
+  readonly #log: Logger;
+  /** Synchronous grace waits (a put found no free slot) and their total ms, for the warning below. */
+  #syncWaits = { count: 0, ms: 0, warnedAt: -Infinity };
 
   /**
    * Maps the tables. When all of them were reused from pins (a restart)
@@ -143,6 +146,7 @@ export class BindingTable {
    */
   constructor(maps: ObjectMaps, capacity: number, reusedMaps: readonly string[], log: Logger) {
     this.#maps = maps;
+    this.#log = log;
     this.capacity = capacity;
     this.#entries = mapArray(maps.get('tp_bindings'));
     this.#slots = maps.get('tp_bindings').maxEntries;
@@ -296,12 +300,30 @@ export class BindingTable {
 
   /** A free slot of tp_bindings; waits for the readers of retired ones only when none is free. */
   #takeSlot(): number | undefined {
-    if (this.#free.length === 0 && (this.#retired.length > 0 || this.#inGrace) && waitForReaders()) {
-      this.#free.push(...(this.#inGrace ?? []), ...this.#retired);
-      this.#inGrace = null;
-      this.#retired = [];
+    if (this.#free.length === 0 && (this.#retired.length > 0 || this.#inGrace)) {
+      const t0 = performance.now();
+      if (waitForReaders()) {
+        this.#free.push(...(this.#inGrace ?? []), ...this.#retired);
+        this.#inGrace = null;
+        this.#retired = [];
+      }
+      this.#waited(performance.now() - t0);
     }
     return this.#free.pop();
+  }
+
+  /** A put blocked the event loop for a grace period: more bindings were replaced within one than there are spare slots. Warned at most once a minute. */
+  #waited(ms: number): void {
+    const w = this.#syncWaits;
+    w.count++;
+    w.ms += ms;
+    const now = performance.now();
+    if (now - w.warnedAt < 60_000) return;
+    w.warnedAt = now;
+    this.#log.warn(
+      { waits: w.count, waitedMs: Math.round(w.ms), lastMs: Math.round(ms * 10) / 10, spareSlots: this.#slots - this.capacity },
+      'binding tables: every spare slot was waiting for program runs to end; the sidecar waited for them (raise TURNPIKE_MAP_CAPACITY for more spare slots)',
+    );
   }
 
   #retire(index: number): void {
