@@ -34,7 +34,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
 import { join } from 'node:path';
-import koffi from 'koffi';
 import type { Logger } from 'pino';
 import {
   PARTNER_AT,
@@ -55,9 +54,8 @@ import {
 import { DIR_CHAN, DIR_PEER, keyHash, placeOf, type Direction } from './bind-hash.ts';
 import { BpfError } from './errors.ts';
 import type { LibBpf } from './libbpf.ts';
-import { BpfMapInfo, type MapInfo } from './structs.ts';
 import { afterReaders, mapArray, waitForReaders, type MappedArray } from './mapped.ts';
-import { slotKey, type ObjectMaps } from './maps.ts';
+import { openPinnedMap, slotKey, type ObjectMaps } from './maps.ts';
 
 const { E2BIG, EEXIST, ENOSPC } = constants.errno;
 
@@ -109,6 +107,13 @@ const KEY_AT: Record<Direction, number> = { [DIR_CHAN]: 0, [DIR_PEER]: PEER_KEY_
 /** The binding without its partner: what decides whether an entry is this binding's. */
 const OWN_SIZE = PEER_KEY_AT + PARTNER_AT;
 
+/** Where a key may be named: its buckets (one when both are the same), its tag and the directory's words. */
+interface Place {
+  buckets: number[];
+  tag: number;
+  words: Uint32Array;
+}
+
 /** Where a key is named: the directory word's index and the binding slot it names. */
 interface Found {
   pos: number;
@@ -116,6 +121,11 @@ interface Found {
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Blocks until program runs in progress have ended: a grace period, or FALLBACK_GRACE_MS where the kernel cannot tell (start-up only). */
+function waitOutReaders(): void {
+  if (!waitForReaders()) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FALLBACK_GRACE_MS);
+}
 
 /** The binding tables of a loaded object; see the file comment. */
 export class BindingTable {
@@ -188,7 +198,7 @@ export class BindingTable {
     const off = new Uint8Array(meta.valueSize);
     this.#check(this.#maps.lib.mapUpdateElem(meta.fd, slotKey(0), off, 0n), 'clear tp_bind_meta');
     for (const d of this.#dirs) for (let i = 0; i < d.length; i++) if (d[i] !== 0) Atomics.store(d, i, 0);
-    if (someReused && !waitForReaders()) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FALLBACK_GRACE_MS);
+    if (someReused) waitOutReaders();
     this.#entries.bytes.fill(0);
     const seed = randomBytes(16);
     const v = new Uint8Array(meta.valueSize);
@@ -234,7 +244,7 @@ export class BindingTable {
     // Unnamed slots may still be read by a run in progress: the cleared
     // words' slots, and those the last sidecar retired and exited before
     // their grace period ended.
-    if (!waitForReaders()) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FALLBACK_GRACE_MS);
+    waitOutReaders();
     this.#free = this.#allSlotsExcept(used);
     return orphans;
   }
@@ -250,9 +260,15 @@ export class BindingTable {
     return this.#entries.bytes.subarray(index * BINDING_SIZE, (index + 1) * BINDING_SIZE);
   }
 
-  /** Where dir names the binding whose key is key. */
-  #find(dir: Direction, key: Uint8Array): Found | undefined {
-    const { buckets, tag, words } = this.#place(dir, key);
+  /** The key of one direction in the binding at index (for the other direction, its value). */
+  #keyOf(index: number, dir: Direction): Uint8Array {
+    const at = index * BINDING_SIZE + KEY_AT[dir];
+    return this.#entries.bytes.subarray(at, at + KEY_SIZE);
+  }
+
+  /** Where dir names the binding whose key is key (place: the key's, from #place). */
+  #find(dir: Direction, key: Uint8Array, place: Place = this.#place(dir, key)): Found | undefined {
+    const { buckets, tag, words } = place;
     for (const b of buckets) {
       for (let i = 0; i < TP_BUCKET_SLOTS; i++) {
         const pos = b * TP_BUCKET_SLOTS + i;
@@ -260,21 +276,20 @@ export class BindingTable {
         if (w === 0 || w >>> TP_SLOT_TAG_SHIFT !== tag) continue;
         const index = (w & TP_SLOT_INDEX_MASK) - 1;
         if (index >= this.#slots) continue;
-        const at = index * BINDING_SIZE + KEY_AT[dir];
-        if (sameBytes(this.#entries.bytes.subarray(at, at + KEY_SIZE), key)) return { pos, index };
+        if (sameBytes(this.#keyOf(index, dir), key)) return { pos, index };
       }
     }
     return undefined;
   }
 
-  #place(dir: Direction, key: Uint8Array) {
+  #place(dir: Direction, key: Uint8Array): Place {
     const { buckets, tag } = placeOf(keyHash(key, this.#seed, dir), this.#mask);
     return { buckets: buckets[0] === buckets[1] ? [buckets[0]] : buckets, tag, words: this.#dirs[dir] };
   }
 
-  /** An empty word for key in dir: in the emptier of its two buckets. */
-  #emptyWord(dir: Direction, key: Uint8Array): { pos: number; tag: number } | undefined {
-    const { buckets, tag, words } = this.#place(dir, key);
+  /** An empty word for a key at place: in the emptier of its two buckets. */
+  #emptyWord(place: Place): { pos: number; tag: number } | undefined {
+    const { buckets, tag, words } = place;
     let best: number | undefined;
     let bestFree = 0;
     for (const b of buckets) {
@@ -296,6 +311,12 @@ export class BindingTable {
 
   #word(tag: number, index: number): number {
     return ((tag << TP_SLOT_TAG_SHIFT) | (index + 1)) >>> 0;
+  }
+
+  /** Points the word at pos of dir to slot index, keeping its tag (one 4-byte store). */
+  #rename(dir: Direction, pos: number, index: number): void {
+    const words = this.#dirs[dir];
+    Atomics.store(words, pos, this.#word(words[pos]! >>> TP_SLOT_TAG_SHIFT, index));
   }
 
   /** A free slot of tp_bindings; waits for the readers of retired ones only when none is free. */
@@ -357,7 +378,7 @@ export class BindingTable {
   #partnerOf(b: ChannelBinding): Partner | undefined {
     const key = encodePeerKey({ peer: { address: b.peer.address, port: b.allocationPort }, allocationPort: b.peer.port });
     const f = this.#find(DIR_PEER, key);
-    return f && decodePeerValue(this.#binding(f.index).subarray(0, KEY_SIZE));
+    return f && decodePeerValue(this.#keyOf(f.index, DIR_CHAN));
   }
 
   /** Names, in the binding of `of` (when its peer is b's allocation), `to`'s client as its partner, or none. */
@@ -374,10 +395,8 @@ export class BindingTable {
     if (sameBytes(next, have)) return;
     const peerAt = this.#find(DIR_PEER, next.subarray(PEER_KEY_AT, PEER_KEY_AT + KEY_SIZE));
     const index = this.#write(next, to ? 'link partner of' : 'unlink partner of', b);
-    Atomics.store(this.#dirs[DIR_CHAN], at.pos, this.#word(this.#dirs[DIR_CHAN][at.pos]! >>> TP_SLOT_TAG_SHIFT, index));
-    if (peerAt && peerAt.index === at.index) {
-      Atomics.store(this.#dirs[DIR_PEER], peerAt.pos, this.#word(this.#dirs[DIR_PEER][peerAt.pos]! >>> TP_SLOT_TAG_SHIFT, index));
-    }
+    this.#rename(DIR_CHAN, at.pos, index);
+    if (peerAt && peerAt.index === at.index) this.#rename(DIR_PEER, peerAt.pos, index);
     this.#retire(at.index);
   }
 
@@ -391,12 +410,15 @@ export class BindingTable {
     this.#open();
     const chanKey = encodeChanKey(b);
     const peerKey = encodePeerKey(b);
-    const chanAt = this.#find(DIR_CHAN, chanKey);
-    const peerAt = this.#find(DIR_PEER, peerKey);
-    if (chanAt && !sameBytes(this.#binding(chanAt.index).subarray(PEER_KEY_AT, PEER_KEY_AT + KEY_SIZE), peerKey)) {
+    // Each key is hashed once: its place serves the lookup and, when absent, the empty word.
+    const chanPlace = this.#place(DIR_CHAN, chanKey);
+    const peerPlace = this.#place(DIR_PEER, peerKey);
+    const chanAt = this.#find(DIR_CHAN, chanKey, chanPlace);
+    const peerAt = this.#find(DIR_PEER, peerKey, peerPlace);
+    if (chanAt && !sameBytes(this.#keyOf(chanAt.index, DIR_PEER), peerKey)) {
       throw bindingError('put', b, BINDING_MAPS[0], EEXIST, `the key belongs to another binding in ${BINDING_MAPS[0]}`);
     }
-    if (peerAt && !sameBytes(this.#binding(peerAt.index).subarray(0, KEY_SIZE), chanKey)) {
+    if (peerAt && !sameBytes(this.#keyOf(peerAt.index, DIR_CHAN), chanKey)) {
       throw bindingError('put', b, BINDING_MAPS[1], EEXIST, `the key belongs to another binding in ${BINDING_MAPS[1]}`);
     }
     const partner = this.#partnerOf(b);
@@ -404,25 +426,26 @@ export class BindingTable {
     want.set(chanKey);
     want.set(encodeChanValue(b, partner), PEER_KEY_AT);
     const current = chanAt && peerAt?.index === chanAt.index && sameBytes(this.#binding(chanAt.index), want);
-    if (!current) this.#install(b, want, chanAt, peerAt);
+    if (!current) this.#install(b, want, chanAt ?? chanPlace, peerAt ?? peerPlace);
     if (partner) this.#linkPartner(partner, b, b);
   }
 
-  #install(b: ChannelBinding, want: Uint8Array, chanAt: Found | undefined, peerAt: Found | undefined): void {
-    const peerKey = want.subarray(PEER_KEY_AT, PEER_KEY_AT + KEY_SIZE);
+  /** Writes want into a new slot and names it in both directories: in place of the word found, or in an empty word at the key's place. */
+  #install(b: ChannelBinding, want: Uint8Array, chan: Found | Place, peer: Found | Place): void {
+    const chanAt = 'pos' in chan ? chan : undefined;
+    const peerAt = 'pos' in peer ? peer : undefined;
     if (!chanAt && this.#live >= this.capacity) {
       throw bindingError('put', b, BINDING_MAPS[0], E2BIG, `${BINDING_MAPS[0]} is full (${this.capacity} entries)`);
     }
-    const chanWord = chanAt ? undefined : this.#emptyWord(DIR_CHAN, want.subarray(0, KEY_SIZE));
-    const peerWord = peerAt ? undefined : this.#emptyWord(DIR_PEER, peerKey);
+    const chanWord = 'pos' in chan ? undefined : this.#emptyWord(chan);
+    const peerWord = 'pos' in peer ? undefined : this.#emptyWord(peer);
     if (!chanAt && !chanWord) throw bindingError('put', b, BINDING_MAPS[0], ENOSPC, 'both buckets of the key are full');
     if (!peerAt && !peerWord) throw bindingError('put', b, BINDING_MAPS[1], ENOSPC, 'both buckets of the key are full');
     const index = this.#write(want, 'put', b);
-    const [chan, peer] = this.#dirs;
-    if (chanAt) Atomics.store(chan, chanAt.pos, this.#word(chan[chanAt.pos]! >>> TP_SLOT_TAG_SHIFT, index));
-    else Atomics.store(chan, chanWord!.pos, this.#word(chanWord!.tag, index));
-    if (peerAt) Atomics.store(peer, peerAt.pos, this.#word(peer[peerAt.pos]! >>> TP_SLOT_TAG_SHIFT, index));
-    else Atomics.store(peer, peerWord!.pos, this.#word(peerWord!.tag, index));
+    if (chanAt) this.#rename(DIR_CHAN, chanAt.pos, index);
+    else Atomics.store(this.#dirs[DIR_CHAN], chanWord!.pos, this.#word(chanWord!.tag, index));
+    if (peerAt) this.#rename(DIR_PEER, peerAt.pos, index);
+    else Atomics.store(this.#dirs[DIR_PEER], peerWord!.pos, this.#word(peerWord!.tag, index));
     if (!chanAt) this.#live++;
     for (const old of new Set([chanAt?.index, peerAt?.index])) if (old !== undefined) this.#retire(old);
   }
@@ -434,14 +457,14 @@ export class BindingTable {
     const peerKey = encodePeerKey(b);
     const cleared = new Set<number>();
     const peerAt = this.#find(DIR_PEER, peerKey);
-    if (peerAt && sameBytes(this.#binding(peerAt.index).subarray(0, KEY_SIZE), chanKey)) {
+    if (peerAt && sameBytes(this.#keyOf(peerAt.index, DIR_CHAN), chanKey)) {
       const partner = this.#partnerOf(b);
       if (partner) this.#linkPartner(partner, b, undefined);
       Atomics.store(this.#dirs[DIR_PEER], peerAt.pos, 0);
       cleared.add(peerAt.index);
     }
     const chanAt = this.#find(DIR_CHAN, chanKey);
-    if (chanAt && sameBytes(this.#binding(chanAt.index).subarray(PEER_KEY_AT, PEER_KEY_AT + KEY_SIZE), peerKey)) {
+    if (chanAt && sameBytes(this.#keyOf(chanAt.index, DIR_PEER), peerKey)) {
       Atomics.store(this.#dirs[DIR_CHAN], chanAt.pos, 0);
       this.#live--;
       cleared.add(chanAt.index);
@@ -460,7 +483,7 @@ export class BindingTable {
   lookupPeer(peer: Endpoint, allocationPort: number): { client: Endpoint; channel: number } | undefined {
     this.#open();
     const f = this.#find(DIR_PEER, encodePeerKey({ peer, allocationPort }));
-    return f && decodePeerValue(this.#binding(f.index).subarray(0, KEY_SIZE));
+    return f && decodePeerValue(this.#keyOf(f.index, DIR_CHAN));
   }
 
   /** Every binding tp_chan_to_peer names (for resync with the relay). */
@@ -532,12 +555,8 @@ function named(words: Uint32Array, entries: Uint8Array): ChannelBinding[] {
 export function readPinnedBindings(lib: LibBpf, pinDir: string): { chanToPeer: ChannelBinding[]; peerToChan: ChannelBinding[] } {
   const opened: { m: MappedArray; fd: number }[] = [];
   const open = (name: string): MappedArray => {
-    const fd = lib.objGet(join(pinDir, name));
-    if (fd < 0) throw BpfError.fromErrno(`open pinned ${name} in ${pinDir}`, -fd);
+    const { fd, info } = openPinnedMap(lib, join(pinDir, name));
     try {
-      const info: MapInfo = {};
-      const err = lib.mapInfoByFd(fd, info, [koffi.sizeof(BpfMapInfo)]);
-      if (err < 0) throw BpfError.fromErrno(`read info of pinned ${name}`, -err);
       const m = mapArray({ name, ptr: 0n, fd, type: info.type!, keySize: info.key_size!, valueSize: info.value_size!, maxEntries: info.max_entries! });
       opened.push({ m, fd });
       return m;

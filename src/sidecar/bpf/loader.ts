@@ -6,15 +6,13 @@ import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import koffi from 'koffi';
 import type { Logger } from 'pino';
 import { decodeChanKey, decodeChanValue } from './abi.ts';
 import { BINDING_MAPS, tableSizes, type ChannelBinding } from './bindings.ts';
 import { BpfError } from './errors.ts';
 import { BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERF_EVENT_ARRAY, libbpf, type LibBpf, type Ptr } from './libbpf.ts';
-import type { MapHandle } from './maps.ts';
+import { mapEntries, openPinnedMap, type MapHandle } from './maps.ts';
 import { routeLibbpfLogs } from './print.ts';
-import { BpfMapInfo, type MapInfo } from './structs.ts';
 
 const { EACCES, ENOENT, EPERM } = constants.errno;
 
@@ -157,14 +155,8 @@ export function loadObject(opts: LoadOptions): LoadedObject {
  * into legacy first, so an upgrade keeps them.
  */
 function checkPinned(lib: LibBpf, m: Ptr, name: string, path: string, policy: 'replace' | 'fail', log: Logger, legacy: ChannelBinding[]): boolean {
-  const fd = lib.objGet(path);
-  if (fd < 0) {
-    throw BpfError.fromErrno(`open pinned map ${path}`, -fd);
-  }
+  const { fd, info } = openPinnedMap(lib, path);
   try {
-    const info: MapInfo = {};
-    const err = lib.mapInfoByFd(fd, info, [koffi.sizeof(BpfMapInfo)]);
-    if (err < 0) throw BpfError.fromErrno(`read info of pinned map ${path}`, -err);
     const have = { type: info.type, keySize: info.key_size, valueSize: info.value_size, maxEntries: info.max_entries, flags: info.map_flags };
     const want = { type: lib.mapType(m), keySize: lib.mapKeySize(m), valueSize: lib.mapValueSize(m), maxEntries: lib.mapMaxEntries(m), flags: lib.mapFlags(m) };
     // A perf event array left at 0 entries is sized to the CPU count by libbpf.
@@ -176,7 +168,7 @@ function checkPinned(lib: LibBpf, m: Ptr, name: string, path: string, policy: 'r
     const msg = `pinned map ${path} differs from ${name} in the object: ${diffs.join('; ')}`;
     if (policy === 'fail') throw new BpfError(`${msg} (remove the pin or use onPinnedMismatch: 'replace')`, 'PIN_MISMATCH');
     if (name === BINDING_MAPS[0] && info.type === BPF_MAP_TYPE_HASH && info.key_size === 24 && info.value_size === 48) {
-      const found = readLegacyBindings(lib, fd);
+      const found = readLegacyBindings(lib, fd, path);
       legacy.push(...found);
       log.info({ map: name, path, bindings: found.length }, 'pinned bindings of the hash-map layout read: they move to the binding tables');
     } else if (name === BINDING_MAPS[1] && info.type === BPF_MAP_TYPE_HASH) {
@@ -191,23 +183,17 @@ function checkPinned(lib: LibBpf, m: Ptr, name: string, path: string, policy: 'r
   }
 }
 
-/** Every binding of a tp_chan_to_peer hash map of the earlier layout. */
-function readLegacyBindings(lib: LibBpf, fd: number): ChannelBinding[] {
+/** Every binding of a tp_chan_to_peer hash map of the earlier layout (key tp_chan_key, value tp_chan_value). */
+function readLegacyBindings(lib: LibBpf, fd: number, path: string): ChannelBinding[] {
   const out: ChannelBinding[] = [];
-  let prev: Uint8Array | null = null;
-  for (;;) {
-    const key = new Uint8Array(24);
-    if (lib.mapGetNextKey(fd, prev, key) < 0) return out;
-    const value = new Uint8Array(48);
-    if (lib.mapLookupElem(fd, key, value) === 0) {
-      try {
-        const k = decodeChanKey(key);
-        const v = decodeChanValue(value);
-        out.push({ client: k.client, channel: k.channel, peer: v.peer, allocationPort: v.allocationPort });
-      } catch {
-        // an entry that does not decode is not carried over; the relay's resync restores what it owns
-      }
+  for (const [key, value] of mapEntries(lib, { name: path, fd, keySize: 24, valueSize: 48 })) {
+    try {
+      const k = decodeChanKey(key);
+      const v = decodeChanValue(value);
+      out.push({ client: k.client, channel: k.channel, peer: v.peer, allocationPort: v.allocationPort });
+    } catch {
+      // an entry that does not decode is not carried over; the relay's resync restores what it owns
     }
-    prev = key;
   }
+  return out;
 }

@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { perCpuStride } from './abi.ts';
 import { BpfError } from './errors.ts';
+import koffi from 'koffi';
 import { BPF_MAP_TYPE_PERCPU_ARRAY, type LibBpf, type Ptr } from './libbpf.ts';
+import { BpfMapInfo, type MapInfo } from './structs.ts';
 
 const { ENOENT } = constants.errno;
 
@@ -33,6 +35,46 @@ export const slotKey = (n: number): Uint8Array => {
   new DataView(b.buffer).setUint32(0, n, true);
   return b;
 };
+
+/** What a key walk needs of a map: also a pinned map that is not the object's (the loader's upgrade from an earlier layout). */
+export type WalkedMap = Pick<MapHandle, 'name' | 'fd' | 'keySize' | 'valueSize'>;
+
+/** Every key of m, walked before anything is deleted: deleting while walking restarts a hash walk. */
+export function mapKeys(lib: LibBpf, m: WalkedMap): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let prev: Uint8Array | null = null;
+  for (;;) {
+    const next = new Uint8Array(m.keySize);
+    const err = lib.mapGetNextKey(m.fd, prev, next);
+    if (err === -ENOENT) return out;
+    if (err < 0) throw BpfError.fromErrno(`iterate ${m.name}`, -err);
+    out.push(next);
+    prev = next;
+  }
+}
+
+/** Every entry of m; one removed between the key walk and its lookup is skipped. */
+export function mapEntries(lib: LibBpf, m: WalkedMap): [key: Uint8Array, value: Uint8Array][] {
+  const out: [Uint8Array, Uint8Array][] = [];
+  for (const key of mapKeys(lib, m)) {
+    const value = new Uint8Array(m.valueSize);
+    if (lib.mapLookupElem(m.fd, key, value) === 0) out.push([key, value]);
+  }
+  return out;
+}
+
+/** A map pinned at path, opened (close its fd) with its definition as the kernel has it; errors name the path. */
+export function openPinnedMap(lib: LibBpf, path: string): { fd: number; info: MapInfo } {
+  const fd = lib.objGet(path);
+  if (fd < 0) throw BpfError.fromErrno(`open pinned map ${path}`, -fd);
+  const info: MapInfo = {};
+  const err = lib.mapInfoByFd(fd, info, [koffi.sizeof(BpfMapInfo)]);
+  if (err < 0) {
+    lib.close(fd);
+    throw BpfError.fromErrno(`read info of pinned map ${path}`, -err);
+  }
+  return { fd, info };
+}
 
 export class ObjectMaps {
   private readonly ncpus: number;
@@ -74,26 +116,12 @@ export class ObjectMaps {
 
   /** Every key, walked before anything is deleted: deleting while walking restarts a hash walk. */
   keys(m: MapHandle): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    let prev: Uint8Array | null = null;
-    for (;;) {
-      const next = new Uint8Array(m.keySize);
-      const err = this.lib.mapGetNextKey(m.fd, prev, next);
-      if (err === -ENOENT) return out;
-      if (err < 0) throw BpfError.fromErrno(`iterate ${m.name}`, -err);
-      out.push(next);
-      prev = next;
-    }
+    return mapKeys(this.lib, m);
   }
 
   /** Every entry; one removed between the key walk and its lookup is skipped. */
   entries(m: MapHandle): [key: Uint8Array, value: Uint8Array][] {
-    const out: [Uint8Array, Uint8Array][] = [];
-    for (const key of this.keys(m)) {
-      const value = new Uint8Array(m.valueSize);
-      if (this.lib.mapLookupElem(m.fd, key, value) === 0) out.push([key, value]);
-    }
-    return out;
+    return mapEntries(this.lib, m);
   }
 
   /** Deletes every key; returns how many deletes succeeded. */
